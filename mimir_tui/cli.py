@@ -1,0 +1,73 @@
+"""Entry point ``mimir-tui``: the dashboard, ``--headless``, and the subcommands.
+
+The command line is a contract (DESIGN.md): exit 0 done, 1 the operation failed or the system
+is unhealthy, 2 bad input, with one line on stderr that names what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+from .commands import COMMAND_MODULES, Context
+from .errors import MimirError
+
+PROG = "mimir-tui"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is exit 2 with one line (argparse's own code is 2 too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options that may stand before or after the subcommand (``--config`` anywhere)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file to read")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = _Parser(prog=PROG, description="Mimir: data and AI pipelines on cron schedules.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--config", metavar="PATH", default=None, help="config file to read")
+    parser.add_argument("--theme", metavar="NAME", default=None, help="dashboard theme")
+    parser.add_argument("--demo", action="store_true", help="seed sample jobs, pipelines and runs first")
+    parser.add_argument("--headless", action="store_true", help="run as a service, without the dashboard")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in COMMAND_MODULES:
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(config_path=getattr(args, "config", None))
+    handler: Callable[[Context, argparse.Namespace], int] | None = getattr(args, "handler", None)
+    try:
+        if handler is not None:
+            return handler(ctx, args)
+        if args.headless:
+            from .service import run_headless
+
+            return run_headless(ctx.settings)
+        from .tui.app import run_dashboard
+
+        return run_dashboard(ctx.settings, theme=args.theme, demo=args.demo)
+    except MimirError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Subcommands of ``mimir-tui``. Each module has ``register(subparsers, common)`` and sets a
+``handler(ctx, args) -> exit code`` on its parsers. The handlers call the same core functions
+the dashboard's screens call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings, load_settings
+from ..persistence.types import as_utc
+
+
+class Context:
+    """Lazily loaded settings and backend for one command."""
+
+    def __init__(self, config_path: str | None = None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+        self._backend = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            quiet_logging()
+        return self._settings
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            from ..persistence import open_backend
+
+            self._backend = open_backend(self.settings)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+def quiet_logging() -> None:
+    """Subcommands report errors as one line on stderr themselves; keep log records off it."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+def to_jsonable(value: Any) -> Any:
+    """Models, datetimes (ISO-8601 UTC), enums and paths, as plain JSON data."""
+    if hasattr(value, "model_dump"):
+        return to_jsonable(value.model_dump())
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    json.dump(to_jsonable(value), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line.rstrip())
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+from . import config_cmd, health  # noqa: E402
+
+COMMAND_MODULES = [health, config_cmd]

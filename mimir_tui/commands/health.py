@@ -1,0 +1,35 @@
+"""``mimir-tui health [--json]``: exit 0 healthy, 1 not."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MimirError
+from ..health import check_health
+from . import Context, print_json
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("health", parents=[common], help="check the database; exit 0 healthy, 1 not")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=run)
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    settings = ctx.settings  # a bad config is exit 2, not "unhealthy"
+    try:
+        report = check_health(ctx.backend)
+    except MimirError as exc:
+        report = {"status": "unhealthy", "backend": settings.persistence.backend, "error": str(exc)}
+    if args.json:
+        print_json(report)
+    else:
+        for key in ("status", "backend", "database", "latency_ms", "size_bytes", "schema_version"):
+            if key in report:
+                print(f"{key:15} {report[key]}")
+        for table, count in report.get("row_counts", {}).items():
+            print(f"{'rows.' + table:15} {count}")
+        if "error" in report:
+            print(f"error: {report['error']}", file=sys.stderr)
+    return 0 if report["status"] == "healthy" else 1

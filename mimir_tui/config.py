@@ -1,0 +1,302 @@
+"""config.yaml + environment overrides -> one validated :class:`Settings` object.
+
+Search order (DESIGN.md): ``--config``, ``MIMIR_CONFIG``, ``./config.yaml`` (and the original's
+``config.yml``, ``mimir.yaml``, ``mimir.yml``), the user config dir, ``/etc/mimir/config.yaml``.
+Relative paths in a file resolve against that file's folder; relative paths given in the
+environment resolve against the working directory. An unknown key, a wrong type or a bad value
+is a :class:`ConfigError` that names the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+CONFIG_NAMES = ("config.yaml", "config.yml", "mimir.yaml", "mimir.yml")
+
+# Environment variable -> (section, key, is_path)
+ENV_OVERRIDES: dict[str, tuple[str, str, bool]] = {
+    "MIMIR_DATABASE_PATH": ("persistence", "database_path", True),
+    "MIMIR_VECTOR_DB_PATH": ("persistence", "vector_db_path", True),
+    "MIMIR_BACKEND": ("persistence", "backend", False),
+    "MIMIR_CONNECTION_STRING": ("persistence", "connection_string", False),
+    "MIMIR_LOG_LEVEL": ("logging", "level", False),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PersistenceSettings(_Section):
+    """The seed's ``persistence`` section, key for key, plus tuning knobs of our own."""
+
+    enabled: bool = True
+    backend: Literal["sqlite", "postgres", "mysql"] = "sqlite"
+    database_path: str = "./data/mimir.db"
+    connection_string: str = ""
+    vector_db_path: str = "./data/chromem.db"
+    enable_vector_db: bool = True
+    backup_enabled: bool = False
+    backup_path: str = "./backups"
+    retention_days: int = Field(30, ge=0)
+    # Ours: SQLite lock wait, connection pool, connect timeout.
+    busy_timeout_ms: int = Field(5000, ge=0)
+    pool_size: int = Field(5, ge=1)
+    connect_timeout: float = Field(10.0, gt=0)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_alias(cls, value: Any) -> Any:
+        aliases = {"postgresql": "postgres", "pg": "postgres", "mariadb": "mysql", "sqlite3": "sqlite"}
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return aliases.get(value, value)
+        return value
+
+
+class SchedulerSettings(_Section):
+    enabled: bool = True
+    timezone: str = "UTC"
+    poll_interval: float = Field(1.0, gt=0)
+    max_jobs: int = Field(0, ge=0)  # 0: no limit (the original's key)
+    max_concurrency: int = Field(4, ge=1)
+    default_timeout: float | None = Field(None, gt=0)
+    history_retention: int | None = Field(None, ge=0)  # the original's key; persistence.retention_days wins
+    heartbeat_interval: float = Field(5.0, gt=0)
+    stale_after: float = Field(30.0, gt=0)
+    shutdown_grace: float = Field(30.0, ge=0)
+    misfire_grace: float = Field(60.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r}") from None
+        return value
+
+
+class PipelinesSettings(_Section):
+    directory: str = "./pipelines"
+    watch: bool = True
+    summary_max_chars: int = Field(2000, ge=16)
+
+
+class PluginsSettings(_Section):
+    directories: list[str] = Field(default_factory=lambda: ["./plugins"])
+    timeout: float = Field(300.0, gt=0)
+    max_concurrency: int = Field(4, ge=1)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    output: Literal["stdout", "file", "both"] = "both"
+    file_path: str = "./logs/mimir.log"
+    executions_dir: str = "./logs/executions"
+    max_size: int = Field(10, ge=1)  # MiB
+    max_backups: int = Field(5, ge=0)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return "WARNING" if value == "WARN" else value
+        return value
+
+
+class UISettings(_Section):
+    theme: str = "mimir"
+    refresh_interval: float = Field(2.0, gt=0)
+    page_size: int = Field(200, ge=10)
+
+
+class VectorsSettings(_Section):
+    mode: Literal["persistent", "server"] = "persistent"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    embedding: Literal["default", "offline"] = "default"
+    default_collection: str = "documents"
+
+
+class Settings(BaseModel):
+    """The whole, validated configuration; paths are absolute."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    persistence: PersistenceSettings = Field(default_factory=PersistenceSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
+    plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+    vectors: VectorsSettings = Field(default_factory=VectorsSettings)
+    # The original's sections, read so its config files load; Mimir does not use them.
+    server: dict[str, Any] = Field(default_factory=dict)
+    security: dict[str, Any] = Field(default_factory=dict)
+
+    # Where the config came from, and the source of every value that is not a default.
+    config_path: Path | None = Field(default=None, exclude=True)
+    sources: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data, passwords masked."""
+        data = self.model_dump(mode="json")
+        data["persistence"]["connection_string"] = mask_url(self.persistence.connection_string)
+        return data
+
+
+PATH_KEYS = {
+    ("persistence", "database_path"),
+    ("persistence", "vector_db_path"),
+    ("persistence", "backup_path"),
+    ("pipelines", "directory"),
+    ("logging", "file_path"),
+    ("logging", "executions_dir"),
+}
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``; other text unchanged."""
+    if not url or "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    host = netloc[1] if len(netloc) == 2 else ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read, by the search order; None if there is none."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path.resolve()
+    env = os.environ.get("MIMIR_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"MIMIR_CONFIG: config file {path} does not exist")
+        return path.resolve()
+    candidates: list[Path] = [Path.cwd() / name for name in CONFIG_NAMES]
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidates += [Path(xdg) / "mimir" / name for name in ("config.yaml", "config.yml")]
+    candidates += [Path("/etc/mimir") / name for name in ("config.yaml", "config.yml")]
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {key!r}"
+    msg = error["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return f"key {key!r}: {msg} (got {error.get('input')!r})"
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    use_search: bool = True,
+) -> Settings:
+    """Find, read, override from the environment, validate and resolve the configuration."""
+    env = os.environ if environ is None else environ
+    path = find_config(config) if (config or use_search) else None
+    raw: dict[str, Any] = _read_yaml(path) if path else {}
+    where = str(path) if path else "defaults"
+    base = path.parent if path else Path.cwd()
+
+    sources: dict[str, str] = {}
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            for key in values:
+                sources[f"{section}.{key}"] = f"file {path}"
+
+    # Resolve relative paths from the file against the file's folder, before env overrides.
+    for section, key in PATH_KEYS:
+        value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+        if isinstance(value, str) and value:
+            raw[section][key] = str((base / Path(value).expanduser()).resolve())
+    if isinstance(raw.get("plugins"), dict) and isinstance(raw["plugins"].get("directories"), list):
+        raw["plugins"]["directories"] = [
+            str((base / Path(d).expanduser()).resolve()) if isinstance(d, str) else d
+            for d in raw["plugins"]["directories"]
+        ]
+
+    for name, (section, key, is_path) in ENV_OVERRIDES.items():
+        value = env.get(name)
+        if value is None or value == "":
+            continue
+        if is_path:
+            value = str(Path(value).expanduser().resolve())
+        if not isinstance(raw.get(section), dict):
+            if section in raw and raw[section] is not None:
+                break  # let validation report the wrong type of the section
+            raw[section] = {}
+        raw[section][key] = value
+        sources[f"{section}.{key}"] = f"env {name}"
+
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        origin = sources.get(key, where)
+        if origin.startswith("env "):
+            raise ConfigError(f"{origin[4:]}: {_describe(first)}") from None
+        raise ConfigError(f"{path or where}: {_describe(first)}") from None
+
+    # Defaults that are relative paths resolve against the config folder (or the cwd).
+    for section, key in PATH_KEYS:
+        if f"{section}.{key}" not in sources:
+            sub = getattr(settings, section)
+            setattr(sub, key, str((base / getattr(sub, key)).resolve()))
+    if "plugins.directories" not in sources:
+        settings.plugins.directories = [str((base / d).resolve()) for d in settings.plugins.directories]
+    settings.config_path = path
+    settings.sources = sources
+    return settings

@@ -1,0 +1,35 @@
+"""Errors that carry the exit code the command line contract gives them.
+
+Exit codes (DESIGN.md): 0 done, 1 the operation failed or the system is unhealthy,
+2 bad input (a bad cron expression, an invalid pipeline, an unknown id).
+"""
+
+from __future__ import annotations
+
+
+class MimirError(Exception):
+    """An error with a one-line message meant for an operator."""
+
+    exit_code = 1
+
+
+class BadInput(MimirError):
+    """The caller gave something invalid; nothing was changed."""
+
+    exit_code = 2
+
+
+class ConfigError(BadInput):
+    """The configuration is invalid: the message names the key and the file."""
+
+
+class NotFound(BadInput):
+    """An id or name that does not exist."""
+
+
+class PersistenceError(MimirError):
+    """The database could not be opened or an operation on it failed."""
+
+
+class Conflict(MimirError):
+    """The row exists already, or was changed under us."""

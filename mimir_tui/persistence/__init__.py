@@ -1,0 +1,31 @@
+"""The persistence layer of the seed: jobs, pipelines and execution history on SQLModel."""
+
+from .backend import PersistenceBackend, open_backend
+from .models import (
+    FINISHED,
+    JobExecutionRecord,
+    MisfirePolicy,
+    PipelineConfig,
+    ScheduledJob,
+    Status,
+    StepRecord,
+    TriggeredBy,
+    new_id,
+)
+from .types import as_utc, utcnow
+
+__all__ = [
+    "FINISHED",
+    "JobExecutionRecord",
+    "MisfirePolicy",
+    "PersistenceBackend",
+    "PipelineConfig",
+    "ScheduledJob",
+    "Status",
+    "StepRecord",
+    "TriggeredBy",
+    "as_utc",
+    "new_id",
+    "open_backend",
+    "utcnow",
+]

@@ -1,0 +1,451 @@
+"""The seed's ``PersistenceBackend`` on SQLModel: one implementation for SQLite, PostgreSQL and
+MySQL/MariaDB.
+
+Every method is a plain synchronous call, safe from several threads (each call takes its own
+pooled connection). Async code calls them in a thread. Every call is counted and timed in
+:attr:`PersistenceBackend.metrics`; a failed call is logged with its operation name.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from ..config import PersistenceSettings
+from ..errors import Conflict, MimirError, NotFound, PersistenceError
+from .engine import WRITE, display_url, restrict_file_modes, scrub
+from .metrics import OperationMetrics
+from .models import FINISHED, JobExecutionRecord, PipelineConfig, ScheduledJob
+from .types import as_utc, utcnow
+
+log = logging.getLogger("mimir.persistence")
+
+JOBS: Table = ScheduledJob.__table__  # type: ignore[attr-defined]
+PIPELINES: Table = PipelineConfig.__table__  # type: ignore[attr-defined]
+EXECUTIONS: Table = JobExecutionRecord.__table__  # type: ignore[attr-defined]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Executions still in flight are never removed by retention.
+UNFINISHED = ("queued", "running")
+
+
+def _operation(name: str) -> Callable[[F], F]:
+    """Count and time the call; turn driver errors into one-line :class:`PersistenceError`."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(self: "PersistenceBackend", *args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            ok = False
+            try:
+                result = fn(self, *args, **kwargs)
+                ok = True
+                return result
+            except MimirError as exc:
+                ok = isinstance(exc, NotFound)  # a lookup that finds nothing is not a failure
+                if not ok:
+                    log.warning("persistence operation %s failed: %s", name, exc)
+                raise
+            except SQLAlchemyError as exc:
+                message = self._describe(exc)
+                log.error("persistence operation %s failed: %s", name, message)
+                raise PersistenceError(f"{name} failed: {message}") from None
+            finally:
+                self.metrics.record(name, time.perf_counter() - start, ok)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def _model_factory(model: type[T]) -> Callable[[dict[str, Any]], T]:
+    """Build model instances from row mappings without re-validating what the database returned.
+
+    A SQLModel table model validates in ``__init__`` (about 90 us a row); rows from our own
+    tables are already typed, so they go straight into an ORM-instrumented instance (a few us).
+    """
+    manager = model._sa_class_manager  # type: ignore[attr-defined]
+    fields = frozenset(model.model_fields)  # type: ignore[attr-defined]
+    new_instance = manager.new_instance
+    setattr_ = object.__setattr__
+
+    def build(values: dict[str, Any]) -> T:
+        obj = new_instance()
+        obj.__dict__.update(values)
+        setattr_(obj, "__pydantic_fields_set__", set(fields))
+        setattr_(obj, "__pydantic_extra__", None)
+        setattr_(obj, "__pydantic_private__", None)
+        return obj
+
+    return build
+
+
+_job = _model_factory(ScheduledJob)
+_pipeline = _model_factory(PipelineConfig)
+_execution = _model_factory(JobExecutionRecord)
+
+
+def _values(obj: Any, table: Table) -> dict[str, Any]:
+    return {c.name: getattr(obj, c.name) for c in table.columns}
+
+
+class PersistenceBackend:
+    """Jobs, pipelines and execution history in one relational database."""
+
+    def __init__(self, engine: Engine, settings: PersistenceSettings) -> None:
+        self.engine = engine
+        self._write_engine = engine.execution_options(**WRITE)
+        self.settings = settings
+        self.backend = settings.backend
+        self.dialect = engine.dialect.name
+        self.url = display_url(settings)
+        self.metrics = OperationMetrics()
+        self._closed = False
+        self._lock = threading.Lock()
+        # Batches of retention deletes are sized to stay under this many seconds each, so a
+        # concurrent writer never waits long for the lock.
+        self.delete_batch_target_s = 0.05
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _describe(self, exc: BaseException) -> str:
+        orig = getattr(exc, "orig", None) or exc
+        text_ = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return scrub(text_, self.settings)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    @_operation("save_job")
+    def save_job(self, job: ScheduledJob) -> ScheduledJob:
+        now = utcnow()
+        job.created_at = as_utc(job.created_at) or now
+        job.updated_at = now
+        try:
+            with self._write() as conn:
+                conn.execute(insert(JOBS), _values(job, JOBS))
+        except IntegrityError:
+            raise Conflict(f"job {job.id!r} already exists") from None
+        return job
+
+    @_operation("get_job")
+    def get_job(self, job_id: str) -> ScheduledJob:
+        with self._read() as conn:
+            row = conn.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return _job(dict(row))
+
+    @_operation("list_jobs")
+    def list_jobs(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
+        query = select(JOBS).order_by(JOBS.c.name, JOBS.c.id)
+        if enabled is not None:
+            query = query.where(JOBS.c.enabled == enabled)
+        with self._read() as conn:
+            return [_job(dict(r)) for r in conn.execute(query).mappings()]
+
+    @_operation("delete_job")
+    def delete_job(self, job_id: str) -> None:
+        with self._write() as conn:
+            result = conn.execute(delete(JOBS).where(JOBS.c.id == job_id))
+        if result.rowcount == 0:
+            raise NotFound(f"job {job_id!r} not found")
+
+    @_operation("update_job")
+    def update_job(self, job: ScheduledJob) -> ScheduledJob:
+        job.updated_at = utcnow()
+        values = _values(job, JOBS)
+        values.pop("id")
+        values.pop("created_at")
+        with self._write() as conn:
+            result = conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(**values))
+        if result.rowcount == 0:
+            raise NotFound(f"job {job.id!r} not found")
+        return job
+
+    # -- pipelines ------------------------------------------------------------------------
+
+    @_operation("save_pipeline")
+    def save_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig:
+        now = utcnow()
+        pipeline.created_at = as_utc(pipeline.created_at) or now
+        pipeline.updated_at = now
+        try:
+            with self._write() as conn:
+                conn.execute(insert(PIPELINES), _values(pipeline, PIPELINES))
+        except IntegrityError:
+            raise Conflict(f"pipeline {pipeline.name!r} already exists") from None
+        return pipeline
+
+    @_operation("get_pipeline")
+    def get_pipeline(self, name: str) -> PipelineConfig:
+        with self._read() as conn:
+            row = conn.execute(select(PIPELINES).where(PIPELINES.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFound(f"pipeline {name!r} not found")
+        return _pipeline(dict(row))
+
+    @_operation("list_pipelines")
+    def list_pipelines(self) -> list[PipelineConfig]:
+        with self._read() as conn:
+            rows = conn.execute(select(PIPELINES).order_by(PIPELINES.c.name)).mappings()
+            return [_pipeline(dict(r)) for r in rows]
+
+    @_operation("delete_pipeline")
+    def delete_pipeline(self, name: str) -> None:
+        with self._write() as conn:
+            result = conn.execute(delete(PIPELINES).where(PIPELINES.c.name == name))
+        if result.rowcount == 0:
+            raise NotFound(f"pipeline {name!r} not found")
+
+    @_operation("update_pipeline")
+    def update_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig:
+        pipeline.updated_at = utcnow()
+        values = _values(pipeline, PIPELINES)
+        values.pop("name")
+        values.pop("created_at")
+        with self._write() as conn:
+            result = conn.execute(update(PIPELINES).where(PIPELINES.c.name == pipeline.name).values(**values))
+        if result.rowcount == 0:
+            raise NotFound(f"pipeline {pipeline.name!r} not found")
+        return pipeline
+
+    # -- executions -----------------------------------------------------------------------
+
+    @_operation("save_execution")
+    def save_execution(self, execution: JobExecutionRecord) -> JobExecutionRecord:
+        """Insert the record, or replace it if its id exists (the engine saves a run as it goes).
+
+        ``cancel_requested`` is never cleared by a save: it belongs to whoever asked to cancel.
+        """
+        execution.updated_at = utcnow()
+        values = _values(execution, EXECUTIONS)
+        try:
+            with self._write() as conn:
+                if self.dialect in ("sqlite", "postgresql"):
+                    conn.execute(self._upsert_execution(), values)
+                else:
+                    changed = {k: v for k, v in values.items() if k not in ("id", "cancel_requested")}
+                    result = conn.execute(
+                        update(EXECUTIONS).where(EXECUTIONS.c.id == execution.id).values(**changed)
+                    )
+                    if result.rowcount == 0:
+                        conn.execute(insert(EXECUTIONS), values)
+        except IntegrityError as exc:
+            raise Conflict(self._integrity_message(exc, execution)) from None
+        return execution
+
+    def _upsert_execution(self):
+        cached = getattr(self, "_upsert_stmt", None)
+        if cached is not None:
+            return cached
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        stmt = dialect_insert(EXECUTIONS)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[EXECUTIONS.c.id],
+            set_={c.name: stmt.excluded[c.name] for c in EXECUTIONS.columns if c.name not in ("id", "cancel_requested")},
+        )
+        self._upsert_stmt = stmt
+        return stmt
+
+    def _integrity_message(self, exc: IntegrityError, execution: JobExecutionRecord) -> str:
+        message = self._describe(exc)
+        lowered = message.lower()
+        if "foreign key" in lowered:
+            return f"execution {execution.id!r}: job {execution.job_id!r} does not exist"
+        if "scheduled_for" in lowered or "run_key" in lowered or "duplicate" in lowered or "unique" in lowered:
+            return (
+                f"execution {execution.id!r}: job {execution.job_id!r} already has a run scheduled for "
+                f"{execution.scheduled_for.isoformat() if execution.scheduled_for else None}"
+            )
+        return f"execution {execution.id!r}: {message}"
+
+    @_operation("get_execution")
+    def get_execution(self, execution_id: str) -> JobExecutionRecord:
+        with self._read() as conn:
+            row = conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"execution {execution_id!r} not found")
+        return _execution(dict(row))
+
+    @_operation("list_executions")
+    def list_executions(
+        self,
+        job_id: str | None = None,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[JobExecutionRecord]:
+        """Newest first. ``job_id`` None lists every job's. ``before`` is a keyset cursor
+        ``(start_time, id)`` of the last row of the previous page: paging a million rows stays
+        as fast as the first page."""
+        query = select(EXECUTIONS)
+        if job_id is not None:
+            query = query.where(EXECUTIONS.c.job_id == job_id)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            query = query.where(EXECUTIONS.c.status.in_(statuses))
+        if before is not None:
+            start, last_id = before
+            query = query.where(
+                or_(
+                    EXECUTIONS.c.start_time < start,
+                    and_(EXECUTIONS.c.start_time == start, EXECUTIONS.c.id < last_id),
+                )
+            )
+        query = query.order_by(EXECUTIONS.c.start_time.desc(), EXECUTIONS.c.id.desc()).limit(max(0, int(limit)))
+        with self._read() as conn:
+            return [_execution(dict(r)) for r in conn.execute(query).mappings()]
+
+    @_operation("delete_old_executions")
+    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int:
+        """Delete finished executions that started before ``older_than``, in short batches.
+
+        Each batch is its own transaction, sized to take about :attr:`delete_batch_target_s`,
+        so a concurrent writer waits at most one batch. Returns the number of rows removed.
+        """
+        cutoff = as_utc(older_than)
+        old = and_(EXECUTIONS.c.start_time < cutoff, EXECUTIONS.c.status.notin_(UNFINISHED))
+        total = 0
+        size = max(1, batch_size)
+        while True:
+            started = time.perf_counter()
+            with self._write() as conn:
+                if self.dialect == "mysql":
+                    stmt = delete(EXECUTIONS).where(old).order_by(EXECUTIONS.c.start_time).limit(size)
+                else:
+                    ids = select(EXECUTIONS.c.id).where(old).order_by(EXECUTIONS.c.start_time).limit(size)
+                    stmt = delete(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids.scalar_subquery()))
+                removed = conn.execute(stmt).rowcount
+            total += removed
+            if removed < size:
+                return total
+            elapsed = time.perf_counter() - started
+            # Aim each batch at the target duration: grow when fast, shrink when slow.
+            factor = self.delete_batch_target_s / max(elapsed, 1e-4)
+            size = int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
+
+    @_operation("request_cancel")
+    def request_cancel(self, execution_id: str) -> JobExecutionRecord:
+        """Ask the process running an execution to stop it; it records ``cancelled``."""
+        with self._write() as conn:
+            row = conn.execute(select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == execution_id)).first()
+            if row is None:
+                raise NotFound(f"execution {execution_id!r} not found")
+            if row.status in FINISHED:
+                raise Conflict(f"execution {execution_id!r} has already finished ({row.status})")
+            conn.execute(
+                update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(cancel_requested=True)
+            )
+        return self.get_execution(execution_id)
+
+    # -- health and lifecycle -------------------------------------------------------------
+
+    @_operation("health")
+    def health(self) -> float:
+        """One round trip to the database; returns its latency in seconds."""
+        start = time.perf_counter()
+        with self._read() as conn:
+            conn.execute(text("SELECT 1")).scalar_one()
+        return time.perf_counter() - start
+
+    @_operation("stats")
+    def stats(self) -> dict[str, Any]:
+        """Size on disk and row counts, for the health command and the DB health pane."""
+        with self._read() as conn:
+            counts = {
+                "scheduled_jobs": conn.execute(select(func.count()).select_from(JOBS)).scalar_one(),
+                "pipelines": conn.execute(select(func.count()).select_from(PIPELINES)).scalar_one(),
+                "job_executions": conn.execute(select(func.count()).select_from(EXECUTIONS)).scalar_one(),
+            }
+            size = self._database_size(conn)
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return {"row_counts": counts, "size_bytes": size, "schema_version": version}
+
+    def _database_size(self, conn: Connection) -> int | None:
+        if self.dialect == "sqlite":
+            path = Path(self.settings.database_path)
+            return sum(
+                p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists()
+            )
+        if self.dialect == "postgresql":
+            return conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+        size = conn.execute(
+            text(
+                "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                "WHERE table_schema = DATABASE()"
+            )
+        ).scalar()
+        return int(size or 0)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.engine.dispose()
+        if self.dialect == "sqlite":
+            restrict_file_modes(Path(self.settings.database_path))
+
+    def __enter__(self) -> "PersistenceBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_backend(settings: Any) -> PersistenceBackend:
+    """Open the configured database and bring its schema up to date.
+
+    ``settings`` is a :class:`~mimir_tui.config.Settings` or its ``persistence`` section.
+    Raises :class:`PersistenceError` with one line (no password) when the database cannot be
+    reached or is not ours.
+    """
+    from .engine import make_engine
+    from .migrate import upgrade
+
+    persistence: PersistenceSettings = getattr(settings, "persistence", settings)
+    engine = make_engine(persistence)
+    try:
+        upgrade(engine)
+    except MimirError:
+        engine.dispose()
+        raise
+    except (SQLAlchemyError, DBAPIError, OSError) as exc:
+        engine.dispose()
+        orig = getattr(exc, "orig", None) or exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        raise PersistenceError(
+            f"cannot open {display_url(persistence)}: {scrub(first, persistence)}"
+        ) from None
+    if persistence.backend == "sqlite":
+        restrict_file_modes(Path(persistence.database_path))
+    return PersistenceBackend(engine, persistence)
+
+
+__all__ = ["PersistenceBackend", "open_backend", "UNFINISHED"]

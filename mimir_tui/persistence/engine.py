@@ -1,0 +1,186 @@
+"""Engines for SQLite, PostgreSQL and MySQL/MariaDB, set up the way the seed asks.
+
+SQLite: WAL, busy_timeout, synchronous=NORMAL and foreign_keys=ON on every connection; the
+driver's own transaction handling is turned off so that write transactions begin IMMEDIATE
+(a deferred read-then-write transaction fails with "database is locked" despite busy_timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..config import PersistenceSettings, mask_url
+from ..errors import BadInput, PersistenceError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+WRITE = {"mimir_write": True}
+
+_SCHEMES = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql+psycopg2": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "mysql+pymysql": "mysql+pymysql",
+    "mariadb+pymysql": "mysql+pymysql",
+    "mysql+mysqldb": "mysql+mysqldb",
+}
+
+
+def server_url(settings: PersistenceSettings) -> URL:
+    """The SQLAlchemy URL of a server backend, from the seed's ``connection_string``."""
+    raw = settings.connection_string.strip()
+    if not raw:
+        raise BadInput(f"persistence.connection_string is required for backend {settings.backend!r}")
+    scheme, sep, _ = raw.partition("://")
+    if not sep:
+        raise BadInput(f"persistence.connection_string {mask_url(raw)!r} is not a URL (scheme://user:password@host/db)")
+    driver = _SCHEMES.get(scheme.lower())
+    if driver is None:
+        raise BadInput(f"persistence.connection_string: unknown scheme {scheme!r} (use postgres:// or mysql://)")
+    want = "postgresql" if settings.backend == "postgres" else "mysql"
+    if not driver.startswith(want):
+        raise BadInput(
+            f"persistence.connection_string scheme {scheme!r} does not match backend {settings.backend!r}"
+        )
+    try:
+        url = make_url(driver + "://" + raw.split("://", 1)[1])
+    except ArgumentError:
+        raise BadInput(f"persistence.connection_string {mask_url(raw)!r} is not a valid URL") from None
+    if not url.database:
+        raise BadInput(f"persistence.connection_string {mask_url(raw)!r} names no database")
+    return url
+
+
+def display_url(settings: PersistenceSettings) -> str:
+    """Where the data lives, safe to print (no password)."""
+    if settings.backend == "sqlite":
+        return f"sqlite:///{settings.database_path}"
+    try:
+        return server_url(settings).render_as_string(hide_password=True)
+    except BadInput:
+        return mask_url(settings.connection_string)
+
+
+def scrub(text: str, settings: PersistenceSettings | None) -> str:
+    """Remove the connection string's password from a message."""
+    if settings is None or not settings.connection_string:
+        return text
+    try:
+        password = server_url(settings).password
+    except BadInput:
+        password = None
+    text = text.replace(settings.connection_string, mask_url(settings.connection_string))
+    if password:
+        text = text.replace(str(password), "***")
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def prepare_sqlite_file(path: str) -> None:
+    """Create the data directory (0700) and the database file (0600), or refuse a foreign file.
+
+    A file that exists and is not a SQLite database is left byte-for-byte untouched.
+    """
+    db = Path(path)
+    if db.is_dir():
+        raise PersistenceError(f"database_path {db} is a directory, not a SQLite database file")
+    parent = db.parent
+    try:
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise PersistenceError(f"cannot create data directory {parent}: {exc.strerror or exc}") from None
+    if not parent.is_dir():
+        raise PersistenceError(f"data directory {parent} is not a directory")
+    if db.exists():
+        try:
+            with open(db, "rb") as fh:
+                head = fh.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise PersistenceError(f"cannot read database file {db}: {exc.strerror or exc}") from None
+        if head and head != SQLITE_MAGIC:
+            raise PersistenceError(f"database_path {db} is not a SQLite database (left untouched)")
+        if not os.access(db, os.W_OK):
+            raise PersistenceError(f"database file {db} is not writable")
+    else:
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PersistenceError(f"data directory {parent} is not writable")
+        try:
+            fd = os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise PersistenceError(f"cannot create database file {db}: {exc.strerror or exc}") from None
+    restrict_file_modes(db)
+
+
+def restrict_file_modes(db: Path) -> None:
+    """Database, WAL and shared-memory files readable by their owner only."""
+    for candidate in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(candidate, mode & 0o700 or 0o600)
+        except OSError:
+            pass
+
+
+def make_engine(settings: PersistenceSettings) -> Engine:
+    """An engine for the configured backend; the database is not contacted yet."""
+    if settings.backend == "sqlite":
+        prepare_sqlite_file(settings.database_path)
+        return _sqlite_engine(settings)
+    url = server_url(settings)
+    kwargs: dict[str, Any] = dict(pool_pre_ping=True, pool_size=settings.pool_size, max_overflow=settings.pool_size * 2,
+                                  pool_recycle=1800)
+    if url.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": max(1, int(settings.connect_timeout))}
+    else:
+        kwargs["connect_args"] = {"connect_timeout": max(1, int(settings.connect_timeout)), "charset": "utf8mb4"}
+        kwargs["isolation_level"] = "READ COMMITTED"
+    try:
+        return create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = "postgres" if settings.backend == "postgres" else "mysql"
+        raise PersistenceError(
+            f"the {settings.backend} driver is not installed ({exc.name}); install mimir-tui[{extra}]"
+        ) from None
+
+
+def _sqlite_engine(settings: PersistenceSettings) -> Engine:
+    timeout_s = settings.busy_timeout_ms / 1000.0
+    engine = create_engine(
+        URL.create("sqlite", database=settings.database_path),
+        connect_args={"timeout": timeout_s, "check_same_thread": False, "isolation_level": None},
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size * 2,
+    )
+    busy = int(settings.busy_timeout_ms)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # every new connection
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {busy}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get("mimir_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine

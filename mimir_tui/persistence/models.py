@@ -1,0 +1,155 @@
+"""The seed's three tables as SQLModel models, with the columns Mimir's features add.
+
+Column names and table names are the seed's. Everything added beyond the seed is listed in
+the migration that adds it (``migrations/versions/0002_mimir_columns.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel
+from sqlalchemy import Column, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
+
+from .types import JSONText, LongText, UTCDateTime, as_utc, utcnow
+
+
+def new_id() -> str:
+    """A 32-hex-digit id that sorts by creation time (48-bit ms clock + 80 random bits)."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+class Status(str, Enum):
+    queued = "queued"
+    running = "running"
+    success = "success"
+    failed = "failed"
+    cancelled = "cancelled"
+    timed_out = "timed_out"
+    interrupted = "interrupted"
+    missed = "missed"
+
+
+FINISHED = frozenset({"success", "failed", "cancelled", "timed_out", "interrupted", "missed"})
+
+
+class TriggeredBy(str, Enum):
+    scheduler = "scheduler"
+    manual = "manual"
+    api = "api"
+    retry = "retry"
+
+
+class MisfirePolicy(str, Enum):
+    skip = "skip"
+    once = "once"
+    all = "all"
+
+
+class ScheduledJob(SQLModel, table=True):
+    __tablename__ = "scheduled_jobs"
+    __table_args__ = (Index("idx_scheduled_jobs_enabled_next_run", "enabled", "next_run"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=255)
+    name: str = Field(max_length=255)
+    pipeline: str = Field(max_length=255)
+    cron_expr: str = Field(max_length=255)
+    enabled: bool = True
+    next_run: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    last_run: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    last_result: Optional[str] = Field(default=None, sa_type=LongText)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # Mimir's additions (schema version 2)
+    description: Optional[str] = Field(default="", sa_type=LongText)
+    timezone: str = Field(default="UTC", max_length=64)
+    timeout_seconds: Optional[float] = None
+    max_retries: int = 0
+    retry_backoff_seconds: float = 30.0
+    misfire_policy: str = Field(default=MisfirePolicy.once.value, max_length=16)
+    misfire_grace_seconds: float = 60.0
+    misfire_cap: int = 10
+    max_concurrent: int = 1
+    priority: int = 0
+
+
+class PipelineConfig(SQLModel, table=True):
+    __tablename__ = "pipelines"
+
+    name: str = Field(primary_key=True, max_length=255)
+    description: Optional[str] = Field(default=None, sa_type=LongText)
+    config: str = Field(sa_type=LongText)  # the pipeline definition, as JSON text
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # Mimir's additions (schema version 2)
+    enabled: bool = True
+    source_path: Optional[str] = Field(default=None, sa_type=LongText)
+    checksum: Optional[str] = Field(default=None, max_length=64)
+    load_error: Optional[str] = Field(default=None, sa_type=LongText)
+
+
+class JobExecutionRecord(SQLModel, table=True):
+    __tablename__ = "job_executions"
+    __table_args__ = (
+        Index("idx_job_executions_job_id_start_time", "job_id", "start_time"),
+        Index("idx_job_executions_start_time", "start_time"),
+        Index("idx_job_executions_status", "status"),
+        Index("ux_job_executions_run_key", "job_id", "scheduled_for", unique=True),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    # NULL for a pipeline run outside any job (``mimir-tui pipelines run``).
+    job_id: Optional[str] = Field(
+        default=None,
+        sa_column=Column(
+            String(255), ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_job_executions_job_id"),
+            nullable=True,
+        ),
+    )
+    pipeline: str = Field(max_length=255)
+    start_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    end_time: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    duration: Optional[int] = None  # milliseconds
+    status: str = Field(default=Status.running.value, max_length=16)
+    error: Optional[str] = Field(default=None, sa_type=LongText)
+    context: Optional[dict[str, Any]] = Field(default=None, sa_type=JSONText)
+    steps: Optional[list[dict[str, Any]]] = Field(default=None, sa_type=JSONText)
+    triggered_by: str = Field(default=TriggeredBy.manual.value, max_length=16)
+    # Mimir's additions (schema version 2)
+    scheduled_for: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    attempt: int = 1
+    worker_id: Optional[str] = Field(default=None, max_length=128)
+    cancel_requested: bool = False
+    updated_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+
+    def step_records(self) -> list["StepRecord"]:
+        return [StepRecord.model_validate(s) for s in (self.steps or [])]
+
+
+class StepRecord(BaseModel):
+    """One step of an execution, kept in ``job_executions.steps`` as JSON."""
+
+    step_name: str
+    plugin: str
+    start_time: Optional[datetime] = None
+    end_time: Optional[datetime] = None
+    duration: Optional[int] = None  # milliseconds
+    status: str = Status.queued.value
+    error: Optional[str] = None
+    input: Any = None
+    output: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for key in ("start_time", "end_time"):
+            value = getattr(self, key)
+            data[key] = as_utc(value).isoformat() if value else None
+        return data
+
+
+MODELS = (ScheduledJob, PipelineConfig, JobExecutionRecord)

@@ -1,0 +1,1 @@
+"""The Textual dashboard. Nothing outside this package imports Textual."""

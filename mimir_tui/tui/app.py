@@ -1,0 +1,104 @@
+"""The dashboard. For now: the store's health, refreshed in a worker thread (the event loop
+never touches the database). The panes and screens of later issues plug in here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..config import Settings
+
+
+class HealthPane(Vertical):
+    DEFAULT_CSS = """
+    HealthPane { border: round $primary; height: auto; padding: 0 1; }
+    HealthPane #status { text-style: bold; }
+    HealthPane DataTable { height: auto; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("checking the database...", id="status")
+        table: DataTable = DataTable(id="health-table", show_cursor=False)
+        table.add_columns("what", "value")
+        yield table
+
+
+class MimirApp(App):
+    TITLE = "Mimir"
+    SUB_TITLE = "pipelines on schedules"
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh", id="refresh"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    class HealthReady(Message):
+        def __init__(self, report: dict[str, Any]) -> None:
+            super().__init__()
+            self.report = report
+
+    def __init__(self, settings: Settings, *, backend: Any = None, theme_name: str | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self._backend = backend
+        self._theme_name = theme_name
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield HealthPane(id="health")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self._theme_name and self._theme_name in self.available_themes:
+            self.theme = self._theme_name
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.poll_health()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="health")
+    def poll_health(self) -> None:
+        from ..errors import MimirError
+        from ..health import check_health
+        from ..persistence import open_backend
+
+        try:
+            if self._backend is None:
+                self._backend = open_backend(self.settings)
+            report = check_health(self._backend)
+        except MimirError as exc:
+            report = {"status": "unhealthy", "backend": self.settings.persistence.backend, "error": str(exc)}
+        self.post_message(self.HealthReady(report))
+
+    def on_mimir_app_health_ready(self, message: "MimirApp.HealthReady") -> None:
+        report = message.report
+        status = self.query_one("#status", Static)
+        status.update(f"Store: {report['status']} ({report['backend']})")
+        table = self.query_one("#health-table", DataTable)
+        table.clear()
+        for key in ("database", "latency_ms", "size_bytes", "schema_version", "error"):
+            if key in report:
+                table.add_row(key, str(report[key]))
+        for name, count in report.get("row_counts", {}).items():
+            table.add_row(f"rows in {name}", str(count))
+        self.set_timer(self.settings.ui.refresh_interval, self.poll_health)
+
+    def on_unmount(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+def run_dashboard(settings: Settings, *, theme: str | None = None, demo: bool = False) -> int:
+    if demo:
+        from ..demo import seed_demo
+        from ..persistence import open_backend
+
+        with open_backend(settings) as backend:
+            seed_demo(backend)
+    MimirApp(settings, theme_name=theme or settings.ui.theme).run()
+    return 0
