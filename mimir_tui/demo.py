@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from .errors import Conflict
 from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, ScheduledJob, utcnow
 
 DEMO_PIPELINES = {
@@ -24,19 +23,18 @@ DEMO_JOBS = [
 
 def seed_demo(backend: PersistenceBackend) -> None:
     """Idempotent: what exists already is left as it is."""
+    have_pipelines = {p.name for p in backend.list_pipelines()}
     for name, spec in DEMO_PIPELINES.items():
-        try:
+        if name not in have_pipelines:
             backend.save_pipeline(
                 PipelineConfig(name=name, description=spec["description"], config=json.dumps(spec))
             )
-        except Conflict:
-            pass
+    have_jobs = {j.id for j in backend.list_jobs()}
     now = utcnow()
     for job_id, name, pipeline, cron in DEMO_JOBS:
-        try:
-            backend.save_job(ScheduledJob(id=job_id, name=name, pipeline=pipeline, cron_expr=cron))
-        except Conflict:
+        if job_id in have_jobs:
             continue
+        backend.save_job(ScheduledJob(id=job_id, name=name, pipeline=pipeline, cron_expr=cron))
         for hours in range(1, 6):
             start = now - timedelta(hours=hours)
             backend.save_execution(

@@ -54,8 +54,15 @@ class MimirApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        if self._theme_name and self._theme_name in self.available_themes:
-            self.theme = self._theme_name
+        from .themes import load_themes
+
+        for theme in load_themes().values():
+            self.register_theme(theme)
+        if self._theme_name:
+            if self._theme_name in self.available_themes:
+                self.theme = self._theme_name
+            else:
+                self.notify(f"unknown theme {self._theme_name!r}", severity="warning")
         self.action_refresh()
 
     def action_refresh(self) -> None:

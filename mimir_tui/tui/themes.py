@@ -1,0 +1,37 @@
+"""User themes from YAML files, turned into Textual themes (as Posting does)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import yaml
+from textual.theme import Theme
+
+log = logging.getLogger("mimir.tui")
+
+BUNDLED = Path(__file__).resolve().parents[2] / "themes"
+PACKAGED = Path(__file__).resolve().parent / "themes"
+
+
+def theme_dirs() -> list[Path]:
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [PACKAGED, BUNDLED, Path(xdg) / "mimir" / "themes"]
+
+
+def load_themes(dirs: list[Path] | None = None) -> dict[str, Theme]:
+    """Every valid theme file; a broken one is logged by name and skipped."""
+    themes: dict[str, Theme] = {}
+    for folder in dirs if dirs is not None else theme_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.y*ml")):
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                if not isinstance(data, dict) or "name" not in data or "primary" not in data:
+                    raise ValueError("a theme needs at least 'name' and 'primary'")
+                themes[data["name"]] = Theme(**data)
+            except (OSError, yaml.YAMLError, TypeError, ValueError) as exc:
+                log.warning("theme file %s skipped: %s", path, exc)
+    return themes

@@ -1,0 +1,42 @@
+"""The dashboard shows the store's health, read in a worker, from a real SQLite file."""
+
+from __future__ import annotations
+
+from mimir_tui.config import load_settings
+from mimir_tui.demo import seed_demo
+from mimir_tui.persistence import open_backend
+from mimir_tui.tui.app import MimirApp
+
+
+async def test_dashboard_shows_health_of_real_store(tmp_path):
+    (tmp_path / "config.yaml").write_text("persistence:\n  database_path: ./data/mimir.db\n")
+    settings = load_settings(tmp_path / "config.yaml")
+    with open_backend(settings) as backend:
+        seed_demo(backend)
+        expected_runs = backend.stats()["row_counts"]["job_executions"]
+    app = MimirApp(settings, theme_name="mimir")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        status = str(app.query_one("#status").render())
+        assert "healthy (sqlite)" in status
+        table = app.query_one("#health-table")
+        cells = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)}
+        assert cells["rows in job_executions"] == str(expected_runs)
+        assert app.theme == "mimir"
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.press("q")
+
+
+async def test_dashboard_reports_a_broken_store_without_crashing(tmp_path):
+    bogus = tmp_path / "not-a-db.db"
+    bogus.write_bytes(b"this is not sqlite at all" * 10)
+    (tmp_path / "config.yaml").write_text(f"persistence:\n  database_path: {bogus}\n")
+    settings = load_settings(tmp_path / "config.yaml")
+    app = MimirApp(settings)
+    async with app.run_test() as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "unhealthy" in str(app.query_one("#status").render())
+    assert bogus.read_bytes() == b"this is not sqlite at all" * 10
