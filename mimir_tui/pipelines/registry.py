@@ -1,0 +1,181 @@
+"""Plugins: classes with a type, a name, a config model and an ``execute`` method.
+
+A plugin is addressed as ``"Type.Name"`` (``Input.api``), as the original's pipeline files do.
+Built-ins live in :mod:`mimir_tui.pipelines.plugins`; more come from Python files in
+``plugins.directories`` and from the entry-point group ``mimir_tui.plugins``. Adding one is a
+class and one ``register`` call::
+
+    class Shout(Plugin):
+        type = "Data_Processing"
+        name = "shout"
+
+        class Config(PluginConfig):
+            text: str
+
+        def execute(self, config, ctx):
+            return {"text": config.text.upper()}
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import sys
+import threading
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import BadInput
+
+log = logging.getLogger("mimir.plugins")
+
+ENTRY_POINT_GROUP = "mimir_tui.plugins"
+PLUGIN_TYPES = ("Input", "Data_Processing", "AIModels", "Output", "Storage", "System")
+
+
+class PluginConfig(BaseModel):
+    """Base of every plugin's config schema: unknown keys are errors; the original's other
+    spellings of a key are declared as aliases (``Field(validation_alias=AliasChoices(...))``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
+
+
+@dataclass
+class StepContext:
+    """What a running step may use besides its config."""
+
+    execution_id: str
+    pipeline: str
+    step_name: str
+    context: dict[str, Any]  # earlier steps' outputs by key (read it; do not mutate)
+    settings: Any = None  # mimir_tui.config.Settings
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    timeout: float | None = None  # seconds this step may take, if limited
+    log: Callable[[str, str], None] = lambda level, message: None  # (level, message) -> execution log
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+class Plugin:
+    """Base class. ``execute`` may be a plain or an ``async`` method; what it returns becomes the
+    step's output, stored in the pipeline context under the step's ``output`` key. Raising fails
+    the step (and so the run), never the process."""
+
+    type: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+
+    @classmethod
+    def key(cls) -> str:
+        return f"{cls.type}.{cls.name}"
+
+    @classmethod
+    def is_async(cls) -> bool:
+        return inspect.iscoroutinefunction(cls.execute)
+
+    def execute(self, config: Any, ctx: StepContext) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class PluginRegistry:
+    def __init__(self) -> None:
+        self._plugins: dict[str, type[Plugin]] = {}
+        self._lower: dict[str, str] = {}
+
+    def register(self, plugin: type[Plugin], *, replace: bool = False) -> type[Plugin]:
+        if not (isinstance(plugin, type) and issubclass(plugin, Plugin)) or not plugin.type or not plugin.name:
+            raise BadInput(f"{plugin!r} is not a plugin class with a type and a name")
+        key = plugin.key()
+        if key in self._plugins and not replace and self._plugins[key] is not plugin:
+            raise BadInput(f"plugin {key} is registered twice ({self._plugins[key].__module__} and {plugin.__module__})")
+        self._plugins[key] = plugin
+        self._lower[key.lower()] = key
+        return plugin
+
+    def get(self, key: str) -> type[Plugin] | None:
+        """Exact ``Type.Name``, or the same ignoring case (``input.API``)."""
+        found = self._plugins.get(key)
+        if found is None and isinstance(key, str):
+            canonical = self._lower.get(key.lower())
+            found = self._plugins.get(canonical) if canonical else None
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self._plugins)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def load_directory(self, directory: str | Path) -> list[str]:
+        """Import every ``*.py`` in ``directory`` and register the Plugin subclasses it defines
+        (or those listed in a module-level ``PLUGINS``). A module that fails to import is logged
+        with its path and skipped."""
+        folder = Path(directory)
+        added: list[str] = []
+        if not folder.is_dir():
+            return added
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            module_name = f"mimir_user_plugins.{path.stem}"
+            try:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                assert spec and spec.loader
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+            except Exception as exc:  # a broken user file must not stop Mimir
+                log.error("plugin file %s failed to load: %s", path, exc)
+                continue
+            for plugin in _plugins_in(module):
+                self.register(plugin, replace=True)
+                added.append(plugin.key())
+        return added
+
+    def load_entry_points(self) -> list[str]:
+        added: list[str] = []
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                log.error("plugin entry point %s failed to load: %s", ep.name, exc)
+                continue
+            candidates = _plugins_in(obj) if inspect.ismodule(obj) else [obj]
+            for plugin in candidates:
+                self.register(plugin, replace=True)
+                added.append(plugin.key())
+        return added
+
+
+def _plugins_in(module: Any) -> list[type[Plugin]]:
+    listed = getattr(module, "PLUGINS", None)
+    if listed is not None:
+        return list(listed)
+    return [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, Plugin) and obj is not Plugin and obj.type and obj.name
+        and obj.__module__ == module.__name__
+    ]
+
+
+def default_registry(settings: Any = None) -> PluginRegistry:
+    """Built-ins, then entry points, then the configured plugin directories."""
+    from .plugins import BUILTIN_PLUGINS
+
+    registry = PluginRegistry()
+    for plugin in BUILTIN_PLUGINS:
+        registry.register(plugin)
+    registry.load_entry_points()
+    if settings is not None:
+        for directory in settings.plugins.directories:
+            registry.load_directory(directory)
+    return registry
