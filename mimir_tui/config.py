@@ -170,15 +170,24 @@ PATH_KEYS = {
 
 
 def mask_url(url: str) -> str:
-    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``; other text unchanged."""
-    if not url or "://" not in url:
+    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``; other text unchanged.
+
+    A malformed string (no ``scheme://``, or a libpq ``password=...`` DSN) still has anything
+    that looks like a password masked: it ends up in error messages and ``config show``.
+    """
+    if not url:
         return url
+    if "://" not in url:
+        url = re.sub(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\S+)", r"\1\2***", url)
+        return re.sub(r"([^:/@\s]*:)\S*@", r"\1***@", url)
     try:
         parts = urlsplit(url)
     except ValueError:
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
-    if parts.password is None:
-        return url
+        parts = None
+    if parts is None or parts.password is None:
+        # Unparsable, or a password with an unescaped / ? # that urlsplit cuts short (the
+        # drivers take it whole): mask from the user's colon to the last "@".
+        return re.sub(r"^([^:/]+://[^:/@]*):.*@", r"\1:***@", url)
     netloc = parts.netloc.rsplit("@", 1)
     user = parts.username or ""
     host = netloc[1] if len(netloc) == 2 else ""
@@ -213,6 +222,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a config file?") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -224,7 +235,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")
-    return data
+    # A section whose keys are all commented out reads as null: it means "all defaults".
+    return {section: ({} if values is None else values) for section, values in data.items()}
 
 
 def _describe(error: dict[str, Any]) -> str:

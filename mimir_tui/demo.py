@@ -1,11 +1,20 @@
-"""Sample jobs, pipelines and runs for ``mimir-tui --demo`` and the screenshots."""
+"""Sample jobs, pipelines and runs for ``mimir-tui --demo`` and the screenshots.
+
+The pipelines are the examples in the repository's ``pipelines/`` folder (an API to JSON, a file
+transform, an HTML report), imported as they are; ``hello-report`` is a tiny built-in one that
+exists even when the package is installed without the repository. Idempotent: what exists
+already is left as it is.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
-from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, ScheduledJob, utcnow
+from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, ScheduledJob, StepRecord, utcnow
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 
 DEMO_PIPELINES = {
     "hello-report": {
@@ -15,15 +24,42 @@ DEMO_PIPELINES = {
     },
 }
 
+# (job id, name, pipeline, cron, enabled)
 DEMO_JOBS = [
-    ("demo-hourly-report", "Hourly report", "hello-report", "0 * * * *"),
-    ("demo-nightly-report", "Nightly report", "hello-report", "30 2 * * *"),
+    ("demo-hourly-report", "Hourly report", "orders-report", "0 * * * *", True),
+    ("demo-nightly-report", "Nightly totals", "orders-by-region", "30 2 * * *", True),
+    ("demo-api-export", "API export", "api-to-json", "*/15 * * * *", False),
+    ("demo-hello", "Hello report", "hello-report", "0 9 * * 1-5", True),
 ]
+
+
+def example_pipelines() -> list:
+    """The example pipelines shipped in ``pipelines/`` (valid ones only), as specs."""
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    from .pipelines.registry import default_registry
+    from .pipelines.spec import validate_files
+
+    reports = validate_files([EXAMPLES_DIR], default_registry())
+    return [spec for report in reports if report.ok for spec in report.pipelines]
+
+
+def _steps_of(backend: PersistenceBackend, pipeline: str) -> list[tuple[str, str]]:
+    try:
+        config = json.loads(backend.get_pipeline(pipeline).config)
+        return [(s["name"], s["plugin"]) for s in config.get("steps", [])]
+    except Exception:
+        return [("report", "Output.html")]
 
 
 def seed_demo(backend: PersistenceBackend) -> None:
     """Idempotent: what exists already is left as it is."""
+    from .pipelines.store import save_spec
+
     have_pipelines = {p.name for p in backend.list_pipelines()}
+    for spec in example_pipelines():
+        if spec.name not in have_pipelines:
+            save_spec(backend, spec, source_path=str(Path(spec.source_path).resolve()) if spec.source_path else None)
     for name, spec in DEMO_PIPELINES.items():
         if name not in have_pipelines:
             backend.save_pipeline(
@@ -31,17 +67,34 @@ def seed_demo(backend: PersistenceBackend) -> None:
             )
     have_jobs = {j.id for j in backend.list_jobs()}
     now = utcnow()
-    for job_id, name, pipeline, cron in DEMO_JOBS:
+    for job_id, name, pipeline, cron, enabled in DEMO_JOBS:
         if job_id in have_jobs:
             continue
-        backend.save_job(ScheduledJob(id=job_id, name=name, pipeline=pipeline, cron_expr=cron))
+        backend.save_job(ScheduledJob(id=job_id, name=name, pipeline=pipeline, cron_expr=cron, enabled=enabled))
+        if not enabled:
+            continue
+        steps = _steps_of(backend, pipeline)
         for hours in range(1, 6):
             start = now - timedelta(hours=hours)
+            failed = hours == 3
+            records = []
+            at = start
+            for index, (step_name, plugin) in enumerate(steps, 1):
+                fails_here = failed and index == min(2, len(steps))
+                records.append(StepRecord(
+                    step_name=step_name, plugin=plugin, start_time=at, end_time=at + timedelta(milliseconds=300),
+                    duration=300, status="failed" if fails_here else "success",
+                    error="demo failure" if fails_here else None,
+                ).to_json())
+                at += timedelta(milliseconds=300)
+                if fails_here:
+                    break
+            failing = records[-1]["step_name"] if failed else None
             backend.save_execution(
                 JobExecutionRecord(
-                    job_id=job_id, pipeline=pipeline, start_time=start, end_time=start + timedelta(seconds=2),
-                    duration=2000, status="success" if hours != 3 else "failed",
-                    error=None if hours != 3 else "step 1 (report) failed: demo failure",
-                    triggered_by="scheduler", context={}, steps=[],
+                    job_id=job_id, pipeline=pipeline, start_time=start, end_time=at,
+                    duration=int((at - start).total_seconds() * 1000), status="failed" if failed else "success",
+                    error=f"step {len(records)} ({failing}) failed: demo failure" if failed else None,
+                    triggered_by="scheduler", context={}, steps=records,
                 )
             )

@@ -1,11 +1,105 @@
-"""The headless runtime (scheduler, queue, retention, watchers, signals) arrives with the
-scheduler issue; until then ``--headless`` says so instead of pretending to run."""
+"""The headless runtime: scheduler, queue workers, retention, the pipelines watcher and the
+heartbeat, stopped cleanly by SIGTERM or SIGINT. Imports no Textual.
+
+On a stop signal: stop firing and claiming, give running executions
+``scheduler.shutdown_grace`` seconds, mark the rest ``interrupted``, exit 0.
+"""
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+from datetime import timedelta
+from typing import Any
+
 from .config import Settings
-from .errors import MimirError
+from .persistence import open_backend, utcnow
+
+log = logging.getLogger("mimir.service")
+
+RETENTION_EVERY = timedelta(days=1)
+
+
+class Service:
+    def __init__(self, settings: Settings, *, backend: Any = None) -> None:
+        self.settings = settings
+        self.backend = backend or open_backend(settings)
+        self.stop_event = threading.Event()
+        self.scheduler = None
+        self.watcher = None
+        self._retention_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from .pipelines.registry import default_registry
+        from .pipelines.runner import PipelineRunner
+        from .pipelines.store import PipelineWatcher
+        from .scheduler.core import Scheduler
+
+        registry = default_registry(self.settings)
+        if self.settings.pipelines.watch:
+            self.watcher = PipelineWatcher(self.backend, self.settings, registry).start()
+            self.watcher.ready.wait(10)
+        runner = PipelineRunner(self.backend, self.settings, registry)
+        self.scheduler = Scheduler(self.backend, self.settings, runner=runner)
+        if self.settings.scheduler.enabled:
+            self.scheduler.start()
+        else:
+            log.info("scheduler.enabled is false: not firing schedules or claiming runs")
+        self._retention_thread = threading.Thread(target=self._retention_loop, name="mimir-retention", daemon=True)
+        self._retention_thread.start()
+
+    def apply_retention(self) -> int:
+        days = self.settings.persistence.retention_days
+        if not days:
+            return 0
+        removed = self.backend.delete_old_executions(utcnow() - timedelta(days=days))
+        if removed:
+            log.info("retention: removed %d executions older than %d days", removed, days)
+        return removed
+
+    def _retention_loop(self) -> None:
+        # First pass a minute after start (not in the way of start-up), then daily.
+        wait = 60.0
+        while not self.stop_event.wait(wait):
+            try:
+                self.apply_retention()
+            except Exception as exc:
+                log.error("retention failed: %s", exc)
+            wait = RETENTION_EVERY.total_seconds()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.scheduler is not None and self.settings.scheduler.enabled:
+            self.scheduler.stop()
+        self.backend.close()
+
+    def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("received %s: draining (grace %.0f s)", signal.Signals(signum).name,
+                     self.settings.scheduler.shutdown_grace)
+            self.stop_event.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            log.info("mimir service running (backend %s, worker %s)", self.backend.url,
+                     self.scheduler.worker_id if self.scheduler else "-")
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("mimir service stopped")
+        return 0
 
 
 def run_headless(settings: Settings) -> int:
-    raise MimirError("the headless service is not built yet (scheduler issue)")
+    from .logsetup import setup_logging
+
+    setup_logging(settings, console=True)
+    return Service(settings).serve()

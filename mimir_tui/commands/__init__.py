@@ -86,6 +86,6 @@ def print_table(rows: list[list[str]], headers: list[str]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
-from . import config_cmd, health  # noqa: E402
+from . import config_cmd, executions, health, jobs, pipelines  # noqa: E402
 
-COMMAND_MODULES = [health, config_cmd]
+COMMAND_MODULES = [health, config_cmd, jobs, pipelines, executions]

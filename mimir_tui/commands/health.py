@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import MimirError
+from ..errors import BadInput, MimirError
 from ..health import check_health
 from . import Context, print_json
 
@@ -20,6 +20,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.settings  # a bad config is exit 2, not "unhealthy"
     try:
         report = check_health(ctx.backend)
+    except BadInput:  # e.g. a malformed connection_string: bad config, exit 2
+        raise
     except MimirError as exc:
         report = {"status": "unhealthy", "backend": settings.persistence.backend, "error": str(exc)}
     if args.json:
@@ -30,6 +32,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 print(f"{key:15} {report[key]}")
         for table, count in report.get("row_counts", {}).items():
             print(f"{'rows.' + table:15} {count}")
-        if "error" in report:
-            print(f"error: {report['error']}", file=sys.stderr)
+    if "error" in report:  # with --json too: the one line on stderr that names the problem
+        print(f"error: {report['error']}", file=sys.stderr)
     return 0 if report["status"] == "healthy" else 1

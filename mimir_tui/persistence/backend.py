@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -22,10 +23,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..config import PersistenceSettings
 from ..errors import Conflict, MimirError, NotFound, PersistenceError
+from . import direct
 from .engine import WRITE, display_url, restrict_file_modes, scrub
 from .metrics import OperationMetrics
+from .scheduling import SchedulingMixin
 from .models import FINISHED, JobExecutionRecord, PipelineConfig, ScheduledJob
-from .types import as_utc, utcnow
+from .types import as_utc, sqlite_datetime_text, utcnow
 
 log = logging.getLogger("mimir.persistence")
 
@@ -57,7 +60,7 @@ def _operation(name: str) -> Callable[[F], F]:
                 if not ok:
                     log.warning("persistence operation %s failed: %s", name, exc)
                 raise
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3: the direct SQLite paths
                 message = self._describe(exc)
                 log.error("persistence operation %s failed: %s", name, message)
                 raise PersistenceError(f"{name} failed: {message}") from None
@@ -75,6 +78,11 @@ def _model_factory(model: type[T]) -> Callable[[dict[str, Any]], T]:
     A SQLModel table model validates in ``__init__`` (about 90 us a row); rows from our own
     tables are already typed, so they go straight into an ORM-instrumented instance (a few us).
     """
+    from sqlalchemy.orm import configure_mappers
+
+    # Instances made without __init__ need configured mappers (else attribute access fails in a
+    # process that reads rows before it ever built a model instance).
+    configure_mappers()
     manager = model._sa_class_manager  # type: ignore[attr-defined]
     fields = frozenset(model.model_fields)  # type: ignore[attr-defined]
     new_instance = manager.new_instance
@@ -100,7 +108,7 @@ def _values(obj: Any, table: Table) -> dict[str, Any]:
     return {c.name: getattr(obj, c.name) for c in table.columns}
 
 
-class PersistenceBackend:
+class PersistenceBackend(SchedulingMixin):
     """Jobs, pipelines and execution history in one relational database."""
 
     def __init__(self, engine: Engine, settings: PersistenceSettings) -> None:
@@ -116,14 +124,46 @@ class PersistenceBackend:
         # Batches of retention deletes are sized to stay under this many seconds each, so a
         # concurrent writer never waits long for the lock.
         self.delete_batch_target_s = 0.05
+        # SQLite: the hot paths on plain sqlite3 connections (see direct.py), and one FIFO
+        # queue for this process's writers of the file.
+        self._direct: direct.Connections | None = None
+        self._write_lock: direct.FairLock | None = None
+        if self.dialect == "sqlite":
+            self._direct = direct.Connections(engine, settings.pool_size)
+            self._write_lock = direct.write_lock(settings.database_path)
+            self._sqlite_sql: dict[Any, str] = {}
+            self._execution_params = direct.bind_params(EXECUTIONS, engine.dialect)
+            self._execution_rows = direct.row_builder(JobExecutionRecord, EXECUTIONS, engine.dialect)
 
     # -- plumbing -------------------------------------------------------------------------
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+        if self._write_lock is not None:
+            with self._write_lock, self._write_engine.begin() as conn:
+                yield conn
+            return
         with self._write_engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _sqlite_write(self) -> Iterator[sqlite3.Connection]:
+        """The direct path's write transaction: BEGIN IMMEDIATE on a plain sqlite3 connection,
+        committed on success, rolled back on any error."""
+        assert self._direct is not None and self._write_lock is not None
+        with self._write_lock:
+            conn = self._direct.acquire()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    direct.rollback_quietly(conn)
+                    raise
+            finally:
+                self._direct.release(conn)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -240,6 +280,8 @@ class PersistenceBackend:
         ``cancel_requested`` is never cleared by a save: it belongs to whoever asked to cancel.
         """
         execution.updated_at = utcnow()
+        if self._direct is not None:
+            return self._sqlite_save_execution(execution)
         values = _values(execution, EXECUTIONS)
         try:
             with self._write() as conn:
@@ -253,6 +295,21 @@ class PersistenceBackend:
                     if result.rowcount == 0:
                         conn.execute(insert(EXECUTIONS), values)
         except IntegrityError as exc:
+            raise Conflict(self._integrity_message(exc, execution)) from None
+        return execution
+
+    def _sqlite_save_execution(self, execution: JobExecutionRecord) -> JobExecutionRecord:
+        try:
+            params = self._execution_params(execution)
+        except (TypeError, ValueError, AttributeError) as exc:  # what SQLAlchemy's processors raise
+            raise PersistenceError(f"save_execution failed: {exc}") from None
+        sql = self._sqlite_sql.get("upsert")
+        if sql is None:
+            sql = self._sqlite_sql["upsert"] = direct.upsert_sql(EXECUTIONS, "id", keep=("cancel_requested",))
+        try:
+            with self._sqlite_write() as conn:
+                conn.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
             raise Conflict(self._integrity_message(exc, execution)) from None
         return execution
 
@@ -286,6 +343,16 @@ class PersistenceBackend:
 
     @_operation("get_execution")
     def get_execution(self, execution_id: str) -> JobExecutionRecord:
+        if self._direct is not None:
+            sql = self._sqlite_sql.get("get")
+            if sql is None:
+                sql = self._sqlite_sql["get"] = (
+                    f"SELECT {direct.column_list(EXECUTIONS)} FROM {EXECUTIONS.name} WHERE id = ?"
+                )
+            rows = self._direct.read(sql, (execution_id,))
+            if not rows:
+                raise NotFound(f"execution {execution_id!r} not found")
+            return self._execution_rows(rows)[0]
         with self._read() as conn:
             row = conn.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).mappings().first()
         if row is None:
@@ -304,6 +371,8 @@ class PersistenceBackend:
         """Newest first. ``job_id`` None lists every job's. ``before`` is a keyset cursor
         ``(start_time, id)`` of the last row of the previous page: paging a million rows stays
         as fast as the first page."""
+        if self._direct is not None:
+            return self._sqlite_list_executions(job_id, limit, status, before)
         query = select(EXECUTIONS)
         if job_id is not None:
             query = query.where(EXECUTIONS.c.job_id == job_id)
@@ -322,6 +391,42 @@ class PersistenceBackend:
         with self._read() as conn:
             return [_execution(dict(r)) for r in conn.execute(query).mappings()]
 
+    def _sqlite_list_executions(
+        self, job_id: str | None, limit: int, status: str | Sequence[str] | None, before: tuple[datetime, str] | None
+    ) -> list[JobExecutionRecord]:
+        """list_executions on SQLite: the same query as the SQLAlchemy one, as a prepared string."""
+        params: list[Any] = []
+        if job_id is not None:
+            params.append(job_id)
+        statuses: list[Any] | None = None
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            if not statuses:
+                return []  # IN () matches nothing
+            params.extend(statuses)
+        if before is not None:
+            start, last_id = before
+            start_text = sqlite_datetime_text(start)
+            params.extend((start_text, start_text, last_id))
+        params.append(max(0, int(limit)))
+        key = (job_id is not None, None if statuses is None else len(statuses), before is not None)
+        sql = self._sqlite_sql.get(key)
+        if sql is None:
+            where = []
+            if job_id is not None:
+                where.append("job_id = ?")
+            if statuses is not None:
+                where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            if before is not None:
+                where.append("(start_time < ? OR (start_time = ? AND id < ?))")
+            sql = self._sqlite_sql[key] = (
+                f"SELECT {direct.column_list(EXECUTIONS)} FROM {EXECUTIONS.name}"
+                + (f" WHERE {' AND '.join(where)}" if where else "")
+                + " ORDER BY start_time DESC, id DESC LIMIT ?"
+            )
+        assert self._direct is not None
+        return self._execution_rows(self._direct.read(sql, params))
+
     @_operation("delete_old_executions")
     def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int:
         """Delete finished executions that started before ``older_than``, in short batches.
@@ -330,6 +435,8 @@ class PersistenceBackend:
         so a concurrent writer waits at most one batch. Returns the number of rows removed.
         """
         cutoff = as_utc(older_than)
+        if self._direct is not None:
+            return self._sqlite_delete_old_executions(cutoff, max(1, batch_size))
         old = and_(EXECUTIONS.c.start_time < cutoff, EXECUTIONS.c.status.notin_(UNFINISHED))
         total = 0
         size = max(1, batch_size)
@@ -337,7 +444,8 @@ class PersistenceBackend:
             started = time.perf_counter()
             with self._write() as conn:
                 if self.dialect == "mysql":
-                    stmt = delete(EXECUTIONS).where(old).order_by(EXECUTIONS.c.start_time).limit(size)
+                    # DELETE ... LIMIT (MySQL cannot delete from a table it selects from).
+                    stmt = delete(EXECUTIONS).where(old).with_dialect_options(mysql_limit=size)
                 else:
                     ids = select(EXECUTIONS.c.id).where(old).order_by(EXECUTIONS.c.start_time).limit(size)
                     stmt = delete(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids.scalar_subquery()))
@@ -347,6 +455,28 @@ class PersistenceBackend:
                 return total
             elapsed = time.perf_counter() - started
             # Aim each batch at the target duration: grow when fast, shrink when slow.
+            factor = self.delete_batch_target_s / max(elapsed, 1e-4)
+            size = int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
+
+    def _sqlite_delete_old_executions(self, cutoff: datetime, size: int) -> int:
+        """Retention on SQLite: batches chosen by rowid off the start_time index, each its own
+        BEGIN IMMEDIATE transaction on the fair write lock, so writers of this process get in
+        between two batches (and other processes' writers, polling, find the lock free often)."""
+        table = EXECUTIONS.name
+        sql = (
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE start_time < ? "
+            f"AND status NOT IN ({', '.join('?' * len(UNFINISHED))}) ORDER BY start_time LIMIT ?)"
+        )
+        cutoff_text = sqlite_datetime_text(cutoff)
+        total = 0
+        while True:
+            started = time.perf_counter()
+            with self._sqlite_write() as conn:
+                removed = conn.execute(sql, (cutoff_text, *UNFINISHED, size)).rowcount
+            total += removed
+            if removed < size:
+                return total
+            elapsed = time.perf_counter() - started
             factor = self.delete_batch_target_s / max(elapsed, 1e-4)
             size = int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
 
@@ -408,6 +538,8 @@ class PersistenceBackend:
             if self._closed:
                 return
             self._closed = True
+        if self._direct is not None:
+            self._direct.close()
         self.engine.dispose()
         if self.dialect == "sqlite":
             restrict_file_modes(Path(self.settings.database_path))
@@ -417,6 +549,14 @@ class PersistenceBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+for _name in (
+    "claim_fire", "count_running", "set_job_schedule", "jobs_signature", "register_worker", "heartbeat",
+    "list_workers", "interrupt_runs", "reap_stale_workers", "prune_workers", "enqueue", "list_queue",
+    "claim_request",
+):
+    setattr(PersistenceBackend, _name, _operation(_name)(getattr(SchedulingMixin, _name)))
 
 
 def open_backend(settings: Any) -> PersistenceBackend:

@@ -152,4 +152,50 @@ class StepRecord(BaseModel):
         return data
 
 
-MODELS = (ScheduledJob, PipelineConfig, JobExecutionRecord)
+
+
+class Worker(SQLModel, table=True):
+    """An instance of Mimir that fires schedules and claims queued runs (schema version 3)."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("idx_workers_heartbeat_at", "heartbeat_at"),)
+
+    id: str = Field(primary_key=True, max_length=128)
+    host: str = Field(max_length=255)
+    pid: int
+    version: str = Field(max_length=32)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    heartbeat_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    status: str = Field(default="running", max_length=16)  # running, stopping, stopped, dead
+
+
+class RunRequest(SQLModel, table=True):
+    """A run waiting in the queue: manual runs and retries (schema version 3).
+
+    Any instance claims it (SKIP LOCKED on PostgreSQL/MariaDB, BEGIN IMMEDIATE on SQLite);
+    claiming deletes the request and creates its execution, with the id chosen at enqueue time
+    (so whoever enqueued can follow it)."""
+
+    __tablename__ = "run_queue"
+    __table_args__ = (Index("idx_run_queue_claim", "priority", "available_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    job_id: Optional[str] = Field(
+        default=None,
+        sa_column=Column(
+            String(255), ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_run_queue_job_id"),
+            nullable=True,
+        ),
+    )
+    pipeline: str = Field(max_length=255)
+    priority: int = 0
+    available_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    triggered_by: str = Field(default=TriggeredBy.manual.value, max_length=16)
+    attempt: int = 1
+    execution_id: str = Field(default_factory=new_id, max_length=64)
+    scheduled_for: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    requested_by: Optional[str] = Field(default=None, max_length=255)
+
+
+MODELS = (ScheduledJob, PipelineConfig, JobExecutionRecord, Worker, RunRequest)

@@ -10,7 +10,13 @@ from sqlalchemy import DateTime, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
+try:  # a C JSON parser several times faster than json.loads (chromadb brings it along)
+    from orjson import loads as _fast_json_loads
+except ImportError:  # pragma: no cover - json.loads alone is correct, only slower
+    _fast_json_loads = None
+
 UTC = timezone.utc
+_fromisoformat = datetime.fromisoformat
 
 
 def utcnow() -> datetime:
@@ -24,6 +30,50 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def sqlite_datetime_text(value: Any) -> str | None:
+    """A datetime as stored on SQLite: naive UTC text with microseconds, the format of
+    SQLAlchemy's SQLite DATETIME (``2024-05-01 12:34:56.123456``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = _fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def sqlite_datetime_value(value: Any) -> datetime | None:
+    """SQLite's stored text back to an aware UTC datetime (fromisoformat: C speed)."""
+    if value is None:
+        return None
+    try:
+        return _fromisoformat(value + "+00:00")  # what Mimir writes: naive UTC text
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, str):  # written by someone else: with an offset, or date only
+        value = _fromisoformat(value)
+    return as_utc(value)
+
+
+def json_text(value: Any) -> str | None:
+    """JSON as stored in the TEXT columns."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def json_value(value: Any) -> Any:
+    """The stored JSON text back to Python (orjson when present, the same values as json.loads)."""
+    if value is None or value == "":
+        return None
+    if _fast_json_loads is not None:
+        try:
+            return _fast_json_loads(value)
+        except Exception:  # NaN, huge integers, lone surrogates...: json.loads accepts them
+            pass
+    return json.loads(value)
 
 
 class UTCDateTime(TypeDecorator):
@@ -53,6 +103,18 @@ class UTCDateTime(TypeDecorator):
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # On SQLite the value is text both ways: convert it in one step instead of two (the
+    # impl's processor, then ours). Same text, same datetimes.
+    def bind_processor(self, dialect):
+        if dialect.name == "sqlite":
+            return sqlite_datetime_text
+        return super().bind_processor(dialect)
+
+    def result_processor(self, dialect, coltype):
+        if dialect.name == "sqlite":
+            return sqlite_datetime_value
+        return super().result_processor(dialect, coltype)
+
 
 class LongText(TypeDecorator):
     """TEXT, but LONGTEXT on MySQL/MariaDB where TEXT stops at 64 KiB."""
@@ -78,14 +140,15 @@ class JSONText(TypeDecorator):
         return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect) -> Any:
-        if value is None:
-            return None
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        return json_text(value)
 
     def process_result_value(self, value: Any, dialect) -> Any:
-        if value is None or value == "":
-            return None
-        return json.loads(value)
+        return json_value(value)
+
+    def result_processor(self, dialect, coltype):
+        if dialect.name == "sqlite":  # text in, no impl processor: one call instead of three
+            return json_value
+        return super().result_processor(dialect, coltype)
 
 
 def _json_default(value: Any) -> Any:

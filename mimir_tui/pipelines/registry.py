@@ -30,12 +30,25 @@ from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import BadInput
+from ..errors import BadInput, MimirError
 
 log = logging.getLogger("mimir.plugins")
 
 ENTRY_POINT_GROUP = "mimir_tui.plugins"
 PLUGIN_TYPES = ("Input", "Data_Processing", "AIModels", "Output", "Storage", "System")
+
+
+class PluginError(MimirError):
+    """A step failed for a reason its plugin explains (bad response, missing file, non-zero
+    exit...). The message is one line meant for the operator and never holds a secret."""
+
+
+class StepCancelled(PluginError):
+    """The step stopped early because ``ctx.cancel_event`` was set."""
+
+
+class StepTimedOut(PluginError):
+    """The step (or the program / request it waited for) ran out of time."""
 
 
 class PluginConfig(BaseModel):
@@ -80,6 +93,31 @@ class Plugin:
     @classmethod
     def is_async(cls) -> bool:
         return inspect.iscoroutinefunction(cls.execute)
+
+    @classmethod
+    def config_fields(cls) -> list[dict[str, Any]]:
+        """The config schema as rows ``{name, aliases, type, required, default, description}``,
+        for help screens and documentation."""
+        rows: list[dict[str, Any]] = []
+        for name, info in cls.Config.model_fields.items():
+            aliases: list[str] = []
+            alias = info.validation_alias
+            if isinstance(alias, str):
+                aliases = [alias]
+            elif alias is not None and hasattr(alias, "choices"):
+                aliases = [c for c in alias.choices if isinstance(c, str)]
+            elif info.alias:
+                aliases = [info.alias]
+            shown = aliases[0] if aliases else name
+            rows.append({
+                "name": shown,
+                "aliases": [a for a in aliases if a != shown],
+                "type": _type_name(info.annotation),
+                "required": info.is_required(),
+                "default": None if info.is_required() else info.get_default(call_default_factory=True),
+                "description": info.description or "",
+            })
+        return rows
 
     def execute(self, config: Any, ctx: StepContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -153,6 +191,12 @@ class PluginRegistry:
                 self.register(plugin, replace=True)
                 added.append(plugin.key())
         return added
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation)
+    return text.replace("typing.", "").replace("pydantic.types.", "").replace("NoneType", "None")
 
 
 def _plugins_in(module: Any) -> list[type[Plugin]]:

@@ -1,0 +1,120 @@
+"""``mimir-tui executions list [--job ID] [--status S] [--limit N] [--json] | show ID [--json]
+| cancel ID``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import BadInput
+from ..persistence.models import Status
+from . import Context, print_json, print_table, to_jsonable
+
+STATUSES = [s.value for s in Status]
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("executions", parents=[common], help="execution history: list, show, cancel")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    ls = actions.add_parser("list", parents=[common], help="recent executions, newest first")
+    ls.add_argument("--job", metavar="ID", default=None, help="only this job's")
+    ls.add_argument("--status", metavar="S", default=None,
+                    help=f"only with this status ({', '.join(STATUSES)}; several separated by commas)")
+    ls.add_argument("--limit", metavar="N", type=int, default=50, help="at most N (default 50)")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(handler=run_list)
+
+    show = actions.add_parser("show", parents=[common], help="one execution, its steps and its log")
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=run_show)
+
+    cancel = actions.add_parser("cancel", parents=[common], help="ask the process running an execution to stop it")
+    cancel.add_argument("id", metavar="ID")
+    cancel.add_argument("--json", action="store_true", help="print JSON")
+    cancel.set_defaults(handler=run_cancel)
+
+
+def _time(value) -> str:
+    text = to_jsonable(value)
+    if not text:
+        return "-"
+    return text[:19].replace("T", " ") + "Z"
+
+
+def _duration(ms) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    return f"{ms / 1000:.1f} s"
+
+
+def run_list(ctx: Context, args: argparse.Namespace) -> int:
+    statuses = None
+    if args.status:
+        statuses = [s.strip().lower() for s in args.status.split(",") if s.strip()]
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            raise BadInput(f"unknown status {unknown[0]!r}; use one of {', '.join(STATUSES)}")
+    if args.limit < 0:
+        raise BadInput("--limit must be 0 or more")
+    if args.job is not None:
+        ctx.backend.get_job(args.job)  # an unknown job is bad input, not an empty list
+    rows = ctx.backend.list_executions(args.job, args.limit, status=statuses)
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no executions")
+        return 0
+    table = [
+        [r.id, r.pipeline, r.job_id or "-", r.status, _time(r.start_time), _duration(r.duration), r.triggered_by]
+        for r in rows
+    ]
+    print_table(table, ["ID", "PIPELINE", "JOB", "STATUS", "STARTED", "DURATION", "TRIGGER"])
+    return 0
+
+
+def run_show(ctx: Context, args: argparse.Namespace) -> int:
+    from ..pipelines.runner import execution_log_path
+
+    record = ctx.backend.get_execution(args.id)
+    log_path = execution_log_path(ctx.settings, record.id)
+    if args.json:
+        data = to_jsonable(record)
+        data["log_path"] = str(log_path)
+        print_json(data)
+        return 0
+    fields = [
+        ("id", record.id), ("pipeline", record.pipeline), ("job", record.job_id or "-"),
+        ("status", record.status + (" (cancel requested)" if record.cancel_requested and record.status == "running" else "")),
+        ("triggered by", record.triggered_by), ("attempt", record.attempt),
+        ("scheduled for", _time(record.scheduled_for) if record.scheduled_for else "-"),
+        ("started", _time(record.start_time)), ("ended", _time(record.end_time)),
+        ("duration", _duration(record.duration)), ("worker", record.worker_id or "-"),
+    ]
+    for label, value in fields:
+        print(f"{label:14} {value}")
+    if record.error:
+        print(f"{'error':14} {record.error}")
+    steps = record.step_records()
+    print(f"steps ({len(steps)}):")
+    for i, step in enumerate(steps, 1):
+        print(f"  {i}. {step.step_name} [{step.plugin}]  {step.status}  {_duration(step.duration)}")
+        if step.error:
+            print(f"     error: {step.error}")
+    if record.context:
+        keys = ", ".join(record.context)
+        print(f"{'context keys':14} {keys}")
+    print(f"{'log':14} {log_path}{'' if log_path.exists() else ' (not on this machine)'}")
+    return 0
+
+
+def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
+    record = ctx.backend.request_cancel(args.id)
+    if args.json:
+        print_json(record)
+    else:
+        print(f"cancel requested for execution {record.id} ({record.pipeline}); it stops within a second")
+    return 0

@@ -1,0 +1,233 @@
+"""The SQLite hot paths: plain ``sqlite3`` connections made by the engine, precompiled SQL.
+
+SQLAlchemy Core costs some 400 us a call on SQLite (pool checkout and reset, the begin event,
+statement caching, result objects), several times what SQLite itself spends saving one
+execution or reading a page of fifty. For the calls that run all the time (saving an
+execution, listing and reading executions, retention) the backend uses this module instead:
+
+- connections come from the engine (so every one went through its ``connect`` listeners:
+  WAL, synchronous=NORMAL, foreign_keys=ON, busy_timeout) and are then kept in a small list
+  of idle connections of our own, one borrowed per call, never shared by two threads at once;
+- statements are SQL strings written once from the table's metadata, so SQLite's statement
+  cache keeps them prepared;
+- values are converted with the bind and result processors SQLAlchemy would use for the same
+  columns (taken from the column types), so rows are written and read exactly as the
+  SQLAlchemy path writes and reads them; rows become model instances without validation.
+
+Writes from one process to one database file take a FIFO lock first (:func:`write_lock`):
+SQLite lets one writer in at a time, and a writer that finds the lock taken polls with
+growing sleeps (up to 100 ms apart). Queued on a fair lock instead, a writer of this process
+gets in right after the transaction ahead of it, however busy the others are.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import deque
+from typing import Any, Callable, Sequence
+
+from sqlalchemy import Engine, Table
+from sqlalchemy.orm import configure_mappers
+
+
+class FairLock:
+    """A re-entrant lock handed to its waiters in arrival order (``threading.Lock`` is not:
+    a thread that releases it and asks again at once usually gets it back)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None and not self._waiters:
+                self._owner, self._depth = me, 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the owner that hands the lock over to us
+        self._owner, self._depth = me, 1
+
+    def release(self) -> None:
+        with self._mutex:
+            self._depth -= 1
+            if self._depth:
+                return
+            self._owner = None
+            if self._waiters:
+                # Hand over: marked taken until the next owner sets itself, so no one jumps in.
+                self._owner = -1
+                self._waiters.popleft().release()
+
+    def __enter__(self) -> "FairLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_write_locks: dict[str, FairLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def write_lock(database_path: str) -> FairLock:
+    """The lock this process's writers of ``database_path`` queue on."""
+    key = os.path.realpath(database_path)
+    with _write_locks_guard:
+        lock = _write_locks.get(key)
+        if lock is None:
+            lock = _write_locks[key] = FairLock()
+        return lock
+
+
+class Connections:
+    """Idle ``sqlite3`` connections made by ``engine``; one borrowed per call."""
+
+    def __init__(self, engine: Engine, keep: int) -> None:
+        self._engine = engine
+        self._keep = max(1, keep)
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        self._guard = threading.Lock()
+
+    def acquire(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # a forked child never uses its parent's connections
+            self._idle = []
+            self._pid = os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        fairy = self._engine.raw_connection()  # runs the engine's connect listeners
+        conn = fairy.dbapi_connection
+        fairy.detach()  # ours from now on; closed by release() or close()
+        return conn  # type: ignore[return-value]
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # a failed call that could not roll back: do not reuse
+            _close_quietly(conn)
+            return
+        with self._guard:
+            if not self._closed and len(self._idle) < self._keep and self._pid == os.getpid():
+                self._idle.append(conn)
+                return
+        _close_quietly(conn)
+
+    def close(self) -> None:
+        with self._guard:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close_quietly(conn)
+
+    def read(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        conn = self.acquire()
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            self.release(conn)
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
+
+
+def rollback_quietly(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+# -- SQL and conversions from the table's metadata ------------------------------------------
+
+
+def column_list(table: Table) -> str:
+    return ", ".join(c.name for c in table.columns)
+
+
+def upsert_sql(table: Table, key: str, keep: Sequence[str] = ()) -> str:
+    """INSERT ... ON CONFLICT (key) DO UPDATE SET every column but ``key`` and ``keep``."""
+    names = [c.name for c in table.columns]
+    sets = ", ".join(f"{n} = excluded.{n}" for n in names if n != key and n not in keep)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
+    )
+
+
+def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
+    """``obj`` -> the tuple of its column values as SQLAlchemy would bind them, in column order."""
+    names = [c.name for c in table.columns]
+    procs = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns]
+    pairs = list(zip(names, procs))
+
+    def params(obj: Any) -> tuple:
+        return tuple(proc(getattr(obj, name)) if proc else getattr(obj, name) for name, proc in pairs)
+
+    return params
+
+
+def row_builder(model: type, table: Table, dialect: Any) -> Callable[[list[tuple]], list[Any]]:
+    """A function turning rows (tuples in column order) into model instances.
+
+    The instances are what ``ClassManager.new_instance`` makes (an ORM-instrumented object with
+    its own state) with the pydantic slots set and every column in ``__dict__``: no
+    validation, the values converted by the column types' result processors. The function is
+    generated, one line per column, because this loop is the whole cost of a query of 50 rows.
+    """
+    configure_mappers()
+    manager = model._sa_class_manager  # type: ignore[attr-defined]
+    columns = list(table.columns)
+    names = [c.name for c in columns]
+    env: dict[str, Any] = {
+        "cls": model,
+        "new": object.__new__,
+        "osa": object.__setattr__,
+        "state_of": manager._state_constructor,
+        "manager": manager,
+        "fields": frozenset(model.model_fields),  # type: ignore[attr-defined]
+    }
+    items = []
+    for i, column in enumerate(columns):
+        proc = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        if proc is None:
+            items.append(f"{names[i]!r}: v{i}")
+        else:
+            env[f"p{i}"] = proc
+            items.append(f"{names[i]!r}: None if v{i} is None else p{i}(v{i})")
+    unpack = ", ".join(f"v{i}" for i in range(len(columns)))
+    source = "\n".join(
+        [
+            "def build(rows):",
+            "    out = []",
+            "    append = out.append",
+            f"    for ({unpack},) in rows:",
+            "        obj = new(cls)",
+            "        values = {" + ", ".join(items) + "}",
+            "        values['_sa_instance_state'] = state_of(obj, manager)",
+            "        osa(obj, '__dict__', values)",
+            "        osa(obj, '__pydantic_fields_set__', set(fields))",
+            "        osa(obj, '__pydantic_extra__', None)",
+            "        osa(obj, '__pydantic_private__', None)",
+            "        append(obj)",
+            "    return out",
+        ]
+    )
+    exec(compile(source, f"<mimir row builder for {table.name}>", "exec"), env)
+    return env["build"]

@@ -1,0 +1,265 @@
+"""What the scheduler needs of the database: exactly-once fires, workers and heartbeats,
+stale-run recovery, and the run queue. Mixed into :class:`PersistenceBackend`.
+
+- A fire is claimed by inserting its execution with the run key ``(job_id, scheduled_for)``
+  and "on conflict do nothing": the instance whose insert lands runs it; the others see 0 rows.
+- Queued runs are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and
+  MariaDB, and inside ``BEGIN IMMEDIATE`` on SQLite (one writer at a time).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .models import JobExecutionRecord, RunRequest, ScheduledJob, Worker
+from .types import as_utc, utcnow
+
+WORKERS: Table = Worker.__table__  # type: ignore[attr-defined]
+QUEUE: Table = RunRequest.__table__  # type: ignore[attr-defined]
+EXECUTIONS: Table = JobExecutionRecord.__table__  # type: ignore[attr-defined]
+JOBS: Table = ScheduledJob.__table__  # type: ignore[attr-defined]
+
+LIVE_WORKER = ("running", "stopping")
+
+
+def _is_duplicate(exc: IntegrityError) -> bool:
+    code = getattr(getattr(exc, "orig", None), "args", [None])[0]
+    return code == 1062  # MySQL/MariaDB ER_DUP_ENTRY
+
+
+class SchedulingMixin:
+    """Requires ``_write``, ``_read``, ``dialect`` and the ``_operation`` decorator's metrics."""
+
+    # The decorator lives in backend.py; methods here are wrapped there (see backend.py).
+
+    # -- fires ----------------------------------------------------------------------------
+
+    def claim_fire(self, execution: JobExecutionRecord) -> bool:
+        """Insert the execution of a scheduled fire unless its ``(job_id, scheduled_for)`` exists.
+
+        True: this caller owns the fire (and the row). False: another instance had it already.
+        """
+        if execution.job_id is None or execution.scheduled_for is None:
+            raise ValueError("a scheduled fire needs job_id and scheduled_for")
+        now = utcnow()
+        execution.updated_at = now
+        values = {c.name: getattr(execution, c.name) for c in EXECUTIONS.columns}
+        with self._write() as conn:  # type: ignore[attr-defined]
+            if self.dialect in ("sqlite", "postgresql"):  # type: ignore[attr-defined]
+                if self.dialect == "sqlite":  # type: ignore[attr-defined]
+                    from sqlalchemy.dialects.sqlite import insert as dialect_insert
+                else:
+                    from sqlalchemy.dialects.postgresql import insert as dialect_insert
+                stmt = dialect_insert(EXECUTIONS).on_conflict_do_nothing()
+                return conn.execute(stmt, values).rowcount == 1
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(EXECUTIONS), values)
+            except IntegrityError as exc:
+                if _is_duplicate(exc):
+                    return False
+                raise
+            return True
+
+    def count_running(self, job_id: str) -> int:
+        """Executions of the job that are queued or running, on any instance."""
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return conn.execute(
+                select(func.count()).select_from(EXECUTIONS).where(
+                    and_(EXECUTIONS.c.job_id == job_id, EXECUTIONS.c.status.in_(("queued", "running")))
+                )
+            ).scalar_one()
+
+    def set_job_schedule(
+        self,
+        job_id: str,
+        *,
+        next_run: datetime | None,
+        last_run: datetime | None = None,
+        last_result: str | None = None,
+    ) -> bool:
+        """Record fire times without touching ``updated_at`` (which signals an edit)."""
+        values: dict[str, Any] = {"next_run": as_utc(next_run)}
+        if last_run is not None:
+            values["last_run"] = as_utc(last_run)
+        if last_result is not None:
+            values["last_result"] = last_result
+        with self._write() as conn:  # type: ignore[attr-defined]
+            return conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values)).rowcount == 1
+
+    def jobs_signature(self) -> tuple[int, datetime | None]:
+        """``(count, latest updated_at)`` of the jobs table: it changes whenever a job is added,
+        edited, enabled, disabled or deleted, by anyone."""
+        with self._read() as conn:  # type: ignore[attr-defined]
+            row = conn.execute(select(func.count(), func.max(JOBS.c.updated_at)).select_from(JOBS)).one()
+        latest = row[1]
+        if isinstance(latest, str):  # SQLite's MAX() loses the column type
+            latest = datetime.fromisoformat(latest)
+        return int(row[0]), as_utc(latest)
+
+    # -- workers --------------------------------------------------------------------------
+
+    def register_worker(self, worker: Worker) -> Worker:
+        worker.started_at = as_utc(worker.started_at) or utcnow()
+        worker.heartbeat_at = utcnow()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            conn.execute(insert(WORKERS), {c.name: getattr(worker, c.name) for c in WORKERS.columns})
+        return worker
+
+    def heartbeat(self, worker_id: str, *, now: datetime | None = None, status: str | None = None) -> bool:
+        """Refresh the heartbeat. False if the row is gone or was declared dead by a peer."""
+        values: dict[str, Any] = {"heartbeat_at": as_utc(now) or utcnow()}
+        if status is not None:
+            values["status"] = status
+        with self._write() as conn:  # type: ignore[attr-defined]
+            result = conn.execute(
+                update(WORKERS)
+                .where(and_(WORKERS.c.id == worker_id, WORKERS.c.status.in_(LIVE_WORKER)))
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        with self._read() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(select(WORKERS).order_by(WORKERS.c.started_at)).mappings()
+            return [dict(r) for r in rows]
+
+    def live_workers(self, *, stale_after: float, now: datetime | None = None) -> list[dict[str, Any]]:
+        cutoff = (as_utc(now) or utcnow()) - timedelta(seconds=stale_after)
+        return [
+            w for w in self.list_workers()
+            if w["status"] in LIVE_WORKER and as_utc(w["heartbeat_at"]) >= cutoff
+        ]
+
+    def interrupt_runs(self, worker_ids: list[str], reason: str, *, now: datetime | None = None) -> list[JobExecutionRecord]:
+        """Mark the ``running`` executions of these workers ``interrupted``; returns them."""
+        if not worker_ids:
+            return []
+        now = as_utc(now) or utcnow()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(
+                select(EXECUTIONS).where(
+                    and_(EXECUTIONS.c.worker_id.in_(worker_ids), EXECUTIONS.c.status.in_(("running", "queued")))
+                )
+            ).mappings().all()
+            for row in rows:
+                start = as_utc(row["start_time"])
+                conn.execute(
+                    update(EXECUTIONS)
+                    .where(and_(EXECUTIONS.c.id == row["id"], EXECUTIONS.c.status.in_(("running", "queued"))))
+                    .values(
+                        status="interrupted",
+                        end_time=now,
+                        duration=int((now - start).total_seconds() * 1000) if start else None,
+                        error=reason,
+                        updated_at=now,
+                    )
+                )
+        from .backend import _execution  # the fast row -> model factory
+
+        out = []
+        for row in rows:
+            record = _execution(dict(row))
+            record.status = "interrupted"
+            record.error = reason
+            record.end_time = now
+            out.append(record)
+        return out
+
+    def reap_stale_workers(self, *, stale_after: float, now: datetime | None = None,
+                           also: list[str] | None = None) -> tuple[list[str], list[JobExecutionRecord]]:
+        """Declare workers whose heartbeat is older than ``stale_after`` seconds dead (plus the
+        ids in ``also``, e.g. this host's crashed predecessors) and interrupt their runs.
+
+        A live worker's runs are never touched: the status change is a compare-and-set on the
+        stale heartbeat, so a worker that heartbeats meanwhile keeps its runs."""
+        now = as_utc(now) or utcnow()
+        cutoff = now - timedelta(seconds=stale_after)
+        dead: list[str] = []
+        with self._write() as conn:  # type: ignore[attr-defined]
+            candidates = conn.execute(
+                select(WORKERS.c.id, WORKERS.c.heartbeat_at).where(WORKERS.c.status.in_(LIVE_WORKER))
+            ).all()
+            for worker_id, beat in candidates:
+                if as_utc(beat) < cutoff or (also and worker_id in also):
+                    condition = WORKERS.c.id == worker_id
+                    if not (also and worker_id in also):
+                        condition = and_(condition, WORKERS.c.heartbeat_at < cutoff)
+                    changed = conn.execute(
+                        update(WORKERS).where(and_(condition, WORKERS.c.status.in_(LIVE_WORKER))).values(status="dead")
+                    ).rowcount
+                    if changed:
+                        dead.append(worker_id)
+        interrupted = self.interrupt_runs(
+            dead, "interrupted: the instance running it stopped heartbeating", now=now
+        ) if dead else []
+        return dead, interrupted
+
+    def prune_workers(self, *, older_than: datetime) -> int:
+        """Forget stopped and dead workers last seen before ``older_than``."""
+        with self._write() as conn:  # type: ignore[attr-defined]
+            return conn.execute(
+                delete(WORKERS).where(
+                    and_(WORKERS.c.status.notin_(LIVE_WORKER), WORKERS.c.heartbeat_at < as_utc(older_than))
+                )
+            ).rowcount
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def enqueue(self, request: RunRequest) -> RunRequest:
+        request.created_at = utcnow()
+        request.available_at = as_utc(request.available_at) or request.created_at
+        with self._write() as conn:  # type: ignore[attr-defined]
+            conn.execute(insert(QUEUE), {c.name: getattr(request, c.name) for c in QUEUE.columns})
+        return request
+
+    def list_queue(self) -> list[RunRequest]:
+        from .backend import _model_factory
+
+        build = _model_factory(RunRequest)
+        with self._read() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(
+                select(QUEUE).order_by(QUEUE.c.priority.desc(), QUEUE.c.available_at, QUEUE.c.id)
+            ).mappings()
+            return [build(dict(r)) for r in rows]
+
+    def claim_request(
+        self, worker_id: str, *, now: datetime | None = None, request_id: str | None = None
+    ) -> tuple[RunRequest, JobExecutionRecord] | None:
+        """Take the most urgent available request (or the one named) and turn it into a
+        ``running`` execution owned by ``worker_id``, in one transaction. None: nothing to do."""
+        from .backend import _model_factory
+
+        now = as_utc(now) or utcnow()
+        query = select(QUEUE).where(QUEUE.c.available_at <= now)
+        if request_id is not None:
+            query = select(QUEUE).where(QUEUE.c.id == request_id)
+        query = query.order_by(QUEUE.c.priority.desc(), QUEUE.c.available_at, QUEUE.c.id).limit(1)
+        if self.dialect != "sqlite":  # type: ignore[attr-defined]
+            query = query.with_for_update(skip_locked=True)
+        with self._write() as conn:  # type: ignore[attr-defined]
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                return None
+            request = _model_factory(RunRequest)(dict(row))
+            conn.execute(delete(QUEUE).where(QUEUE.c.id == request.id))
+            execution = JobExecutionRecord(
+                id=request.execution_id,
+                job_id=request.job_id,
+                pipeline=request.pipeline,
+                start_time=now,
+                status="running",
+                triggered_by=request.triggered_by,
+                attempt=request.attempt,
+                worker_id=worker_id,
+                # A retry's fire keeps its run key on the first attempt; this row has none.
+                context={},
+                steps=[],
+                updated_at=now,
+            )
+            conn.execute(insert(EXECUTIONS), {c.name: getattr(execution, c.name) for c in EXECUTIONS.columns})
+        return request, execution

@@ -1,0 +1,721 @@
+"""The execution engine: runs a pipeline's steps in order and keeps a live record of the run.
+
+A run is saved at once as ``running`` (so another process sees it), updated as each step starts
+and ends, and finished as ``success``, ``failed``, ``cancelled`` or ``timed_out`` with the final
+context. Each step's result is stored in the shared context under its ``output`` key; later
+steps read it through templates. Async plugins run on the event loop, sync ones in a thread of
+their own, so a stuck plugin never holds up the runner. A plugin that raises fails its step,
+never the process.
+
+Cancellation: from another process through the database (``backend.request_cancel``, i.e.
+``mimir-tui executions cancel ID``), noticed by polling one column every
+:attr:`PipelineRunner.cancel_poll_interval` seconds; or in-process through a
+``threading.Event`` (the scheduler's shutdown; give the event a ``reason`` attribute to have it
+recorded as the error). Either stops the run within a second.
+
+Each run writes ``<logging.executions_dir>/<id>.log``. Values of keys that look secret
+(password, token, api_key, secret, authorization...) are masked in records and logs.
+
+Public API (the scheduler's)::
+
+    runner = PipelineRunner(backend, settings, registry)
+    record = runner.run("nightly-etl", job_id=job.id, triggered_by="scheduler",
+                        execution_id=claimed.id, scheduled_for=fire, worker_id=me,
+                        timeout=job.timeout_seconds, cancel_event=shutdown)
+    record = await runner.run_async(...)   # same arguments
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pydantic import ValidationError
+
+from ..errors import BadInput, MimirError, NotFound
+from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
+from ..persistence.types import as_utc, utcnow
+from . import templates
+from .registry import PluginRegistry, StepContext
+from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
+
+log = logging.getLogger("mimir.runner")
+
+MASK = "***"
+OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
+
+# -- secrets ------------------------------------------------------------------------------------
+
+_SECRET_KEY = re.compile(
+    r"(^|[_\-. ])(password|passwd|pwd|passphrase|secret|token|api[_\-]?key|apikey|authorization|"
+    r"auth|credentials?|private[_\-]?key|cookie|set[_\-]cookie|session[_\-]?id)$",
+    re.IGNORECASE,
+)
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
+
+
+def is_secret_key(key: Any) -> bool:
+    """``api_key``, ``X-Api-Key``, ``accessToken``, ``Authorization``, ``password`` are secret;
+    ``max_tokens`` and ``token_count`` are not."""
+    if not isinstance(key, str):
+        return False
+    return bool(_SECRET_KEY.search(_CAMEL.sub(r"\1_\2", key.strip())))
+
+
+def mask_secrets(value: Any, secrets: "SecretMasker | None" = None) -> Any:
+    """A copy of ``value`` with the values of secret-looking keys replaced by ``***``, at any
+    depth; string leaves also have known secret values (``secrets``) masked."""
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if is_secret_key(k) and v not in (None, "") else mask_secrets(v, secrets))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(v, secrets) for v in value]
+    if isinstance(value, str) and secrets is not None:
+        return secrets.mask(value)
+    return value
+
+
+def secret_values(value: Any) -> set[str]:
+    """The strings found under secret-looking keys in ``value`` (to mask them wherever they
+    turn up later: in errors, in logs, echoed back by an API)."""
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if is_secret_key(k) and isinstance(v, (str, int)) and not isinstance(v, bool):
+                text = str(v)
+                found.add(text)
+                words = text.split()
+                if len(words) > 1:  # "Bearer abc123": the credential alone too
+                    found.add(words[-1])
+            else:
+                found |= secret_values(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            found |= secret_values(v)
+    return found
+
+
+class SecretMasker:
+    """Replaces known secret strings (at least 4 characters) and URL passwords in text."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, values: set[str] | list[str]) -> None:
+        new = {v for v in values if isinstance(v, str) and len(v) >= 4 and v != MASK} - self._values
+        if new:
+            self._values |= new
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def mask(self, text: str) -> str:
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(r"\1***@", text)
+        return text
+
+
+# -- summaries ----------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data (models dumped, datetimes as ISO-8601 UTC, the rest as repr)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=_json_default))
+
+
+def summarize(value: Any, max_chars: int, secrets: SecretMasker | None = None) -> Any:
+    """``value`` masked and as JSON data if its JSON text fits in ``max_chars``; otherwise the
+    start of that text, cut, with the full length noted."""
+    data = mask_secrets(jsonable(value), secrets)
+    text = json.dumps(data, ensure_ascii=False)
+    if len(text) <= max_chars:
+        return data
+    return text[: max(0, max_chars)] + f"... [cut: {len(text)} chars]"
+
+
+# -- the execution log --------------------------------------------------------------------------
+
+
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def execution_log_path(settings: Any, execution_id: str) -> Path:
+    return Path(settings.logging.executions_dir) / f"{execution_id}.log"
+
+
+class ExecutionLog:
+    """``logs/executions/<id>.log``: one line per event, tagged with time, level, step and plugin.
+    Text lines (``logging.format: text``) or JSON lines (``json``: the original's
+    ``{timestamp, level, message, step_name, plugin}``). Thread-safe; secrets masked."""
+
+    def __init__(self, path: Path, *, fmt: str = "text", secrets: SecretMasker | None = None,
+                 execution_id: str = "") -> None:
+        self.path = path
+        self.fmt = fmt
+        self.secrets = secrets or SecretMasker()
+        self.execution_id = execution_id
+        self._lock = threading.Lock()
+        self._handle = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(path, "a", encoding="utf-8", buffering=1)
+        except OSError as exc:  # a log that cannot be written must not stop the run
+            log.warning("cannot write execution log %s: %s", path, exc)
+
+    def write(self, level: str, message: str, *, step: str | None = None, plugin: str | None = None) -> None:
+        level = str(level).upper()
+        level = "WARNING" if level == "WARN" else level if level in _LEVELS else "INFO"
+        message = self.secrets.mask(str(message))
+        now = utcnow()
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+        if self.fmt == "json":
+            line = json.dumps({
+                "timestamp": stamp, "level": level, "message": message, "step_name": step, "plugin": plugin,
+                "execution_id": self.execution_id,
+            }, ensure_ascii=False)
+        else:
+            tag = f"[{step}]" if step else "[pipeline]"
+            if plugin:
+                tag += f" ({plugin})"
+            line = f"{stamp} {level:<7} {tag} " + message.replace("\n", "\n    ")
+        log.log(getattr(logging, level, logging.INFO), "%s %s%s", self.execution_id,
+                f"[{step}] " if step else "", message)
+        with self._lock:
+            if self._handle is not None:
+                try:
+                    self._handle.write(line + "\n")
+                except (OSError, ValueError):
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                try:
+                    self._handle.close()
+                except OSError:
+                    pass
+                self._handle = None
+
+
+# -- the runner ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stop:
+    """Why a run must stop early (set by the cancel watcher)."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+class _Outcome(Exception):
+    """How a step ended when it did not succeed: status and message."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn`` in a daemon thread of its own and await its result. Unlike
+    ``asyncio.to_thread`` the loop never waits for the thread at shutdown: a plugin stuck in a
+    blocking call cannot hold up the end of a cancelled or timed-out run."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result = fn(*args)
+            outcome = (True, result)
+        except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit fails the step only
+            outcome = (False, exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}"))
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is gone: the run ended without us
+            pass
+
+    thread = threading.Thread(target=target, name=f"mimir-step-{getattr(fn, '__qualname__', 'plugin')}", daemon=True)
+    thread.start()
+    return await future
+
+
+def _describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, MimirError):
+        text = str(exc)
+    elif isinstance(exc, ValidationError):
+        text = _describe_validation(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        key = ".".join(str(p) for p in error["loc"]) or "config"
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "missing":
+            msg = "required key is missing"
+        elif error["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"config key {key!r}: {msg}")
+    return "; ".join(parts)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+class PipelineRunner:
+    """Runs pipelines and records them. One runner may serve many runs at once, from any thread.
+
+    ``registry`` defaults to :func:`~mimir_tui.pipelines.registry.default_registry` for
+    ``settings``; ``environ`` (default ``os.environ`` at run time) feeds ``${NAME}``."""
+
+    #: Seconds between looks at ``job_executions.cancel_requested``.
+    cancel_poll_interval: float = 0.25
+    #: Seconds a cancelled or timed-out step gets to wind down before the run moves on.
+    stop_grace: float = 0.5
+
+    def __init__(self, backend: Any, settings: Any, registry: PluginRegistry | None = None, *,
+                 environ: Mapping[str, str] | None = None) -> None:
+        if registry is None:
+            from .registry import default_registry
+
+            registry = default_registry(settings)
+        self.backend = backend
+        self.settings = settings
+        self.registry = registry
+        self.environ = environ
+
+    # -- resolving ------------------------------------------------------------------------
+
+    def load(self, pipeline: PipelineSpec | str) -> PipelineSpec:
+        """The spec for ``pipeline``: a spec as is; a path to a YAML file holding one pipeline;
+        else a name in the ``pipelines`` table. Raises ``NotFound`` / ``PipelineError``."""
+        if isinstance(pipeline, PipelineSpec):
+            return pipeline
+        ref = str(pipeline)
+        if ref.lower().endswith((".yaml", ".yml")) and Path(ref).is_file():
+            specs = load_file(ref, self.registry)
+            if len(specs) != 1:
+                names = ", ".join(repr(s.name) for s in specs)
+                raise PipelineError(f"{ref}: holds {len(specs)} pipelines ({names}); name one of them")
+            return specs[0]
+        from .store import spec_from_row
+
+        return spec_from_row(self.backend.get_pipeline(ref))
+
+    def log_path(self, execution_id: str) -> Path:
+        return execution_log_path(self.settings, execution_id)
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self, pipeline: PipelineSpec | str, **kwargs: Any) -> JobExecutionRecord:
+        """Run to the end and return the final record. Blocking; usable from any thread (from
+        inside a running event loop it runs on a loop of its own in a helper thread)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run_async(pipeline, **kwargs))
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = asyncio.run(self.run_async(pipeline, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name="mimir-run", daemon=True)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    async def run_async(
+        self,
+        pipeline: PipelineSpec | str,
+        *,
+        job_id: str | None = None,
+        triggered_by: str = "manual",
+        execution_id: str | None = None,
+        scheduled_for: datetime | None = None,
+        attempt: int = 1,
+        worker_id: str | None = None,
+        timeout: float | None = None,
+        cancel_event: threading.Event | None = None,
+        on_step: OnStep | None = None,
+    ) -> JobExecutionRecord:
+        """Run ``pipeline`` (a spec, a pipeline name, or a YAML path) and return its final record.
+
+        An unknown or invalid pipeline raises ``NotFound``/``PipelineError`` (exit 2) when the
+        run is ad hoc (no ``job_id`` and no ``execution_id``); for a job's run it is recorded as
+        a failed execution instead, so the operator sees it in the history. If the record
+        ``execution_id`` exists already and has finished, it is returned untouched."""
+        exec_id = execution_id or new_id()
+        started = utcnow()
+        ref_name = pipeline.name if isinstance(pipeline, PipelineSpec) else str(pipeline)
+
+        if execution_id is not None:
+            try:
+                existing = await asyncio.to_thread(self.backend.get_execution, execution_id)
+            except NotFound:
+                existing = None
+            if existing is not None and existing.status in FINISHED:
+                return existing
+
+        try:
+            spec = await asyncio.to_thread(self.load, pipeline)
+            issues = validate_pipeline(spec, self.registry)
+            if issues:
+                raise PipelineError(issues)
+        except BadInput as exc:
+            if job_id is None and execution_id is None:
+                raise
+            record = JobExecutionRecord(
+                id=exec_id, job_id=job_id, pipeline=ref_name[:255], start_time=started, end_time=utcnow(),
+                duration=0, status=Status.failed.value, error=f"pipeline {ref_name!r} cannot run: {exc}",
+                context={}, steps=[], triggered_by=triggered_by, scheduled_for=scheduled_for, attempt=attempt,
+                worker_id=worker_id,
+            )
+            exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, execution_id=exec_id)
+            exec_log.write("ERROR", record.error or "")
+            exec_log.close()
+            await self._save_final(record)
+            return record
+
+        record = JobExecutionRecord(
+            id=exec_id, job_id=job_id, pipeline=spec.name, start_time=started, status=Status.running.value,
+            context={}, steps=[], triggered_by=triggered_by, scheduled_for=scheduled_for, attempt=attempt,
+            worker_id=worker_id,
+        )
+        await asyncio.to_thread(self.backend.save_execution, record)  # a conflict here: nothing ran
+
+        secrets = SecretMasker()
+        exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, secrets=secrets,
+                                execution_id=exec_id)
+        stop = _Stop()
+        watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel_event, stop, exec_log))
+        limits = [t for t in (spec.timeout, timeout) if t]
+        pipeline_timeout = min(limits) if limits else None
+        context: dict[str, Any] = {}
+        job_text = f", job {job_id}" if job_id else ""
+        exec_log.write("INFO", f"pipeline {spec.name!r} started: execution {exec_id}, triggered by "
+                               f"{triggered_by}{job_text}, {len(spec.steps)} step(s)"
+                               + (f", timeout {_fmt_seconds(pipeline_timeout)}" if pipeline_timeout else ""))
+        interrupted = False
+        try:
+            status, error = await self._run_steps(
+                spec, record, context, exec_log, secrets, stop, pipeline_timeout, on_step,
+            )
+        except asyncio.CancelledError:
+            interrupted = True
+            status, error = Status.cancelled.value, "cancelled: the run was interrupted"
+            self._close_open_step(record, Status.cancelled.value, "interrupted")
+        finally:
+            watcher.cancel()
+
+        record.status = status
+        record.error = secrets.mask(error) if error else None
+        record.end_time = utcnow()
+        record.duration = int((record.end_time - as_utc(record.start_time)).total_seconds() * 1000)
+        max_chars = self.settings.pipelines.summary_max_chars
+        record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
+        exec_log.write("INFO" if status == Status.success.value else "ERROR",
+                       f"pipeline {spec.name!r} finished: {status} in {record.duration} ms"
+                       + (f": {record.error}" if record.error else ""))
+        exec_log.close()
+        await self._save_final(record)
+        if interrupted:
+            raise asyncio.CancelledError()
+        return record
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _save(self, record: JobExecutionRecord, exec_log: ExecutionLog) -> None:
+        try:
+            await asyncio.to_thread(self.backend.save_execution, record)
+        except Exception as exc:  # a progress update that fails must not fail the run
+            exec_log.write("WARNING", f"could not save progress: {exc}")
+
+    async def _save_final(self, record: JobExecutionRecord) -> None:
+        delay = 0.2
+        for attempt in range(4):
+            try:
+                await asyncio.to_thread(self.backend.save_execution, record)
+                return
+            except MimirError:
+                if attempt == 3:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    def _cancel_requested(self, execution_id: str) -> bool:
+        """One indexed read of one column (cheap enough to poll a few times a second)."""
+        from sqlalchemy import select
+
+        from ..persistence.backend import EXECUTIONS
+
+        with self.backend.engine.connect() as conn:
+            value = conn.execute(
+                select(EXECUTIONS.c.cancel_requested).where(EXECUTIONS.c.id == execution_id)
+            ).scalar()
+        return bool(value)
+
+    async def _watch_cancel(self, execution_id: str, cancel_event: threading.Event | None, stop: _Stop,
+                            exec_log: ExecutionLog) -> None:
+        next_poll = 0.0
+        failures = 0
+        while not stop.event.is_set():
+            if cancel_event is not None and cancel_event.is_set():
+                reason = getattr(cancel_event, "reason", None) or "cancelled: stopped by the process running it"
+                stop.set(str(reason))
+                exec_log.write("WARNING", str(reason))
+                return
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + self.cancel_poll_interval
+                try:
+                    if await asyncio.to_thread(self._cancel_requested, execution_id):
+                        stop.set("cancelled by request")
+                        exec_log.write("WARNING", "cancel requested")
+                        return
+                    failures = 0
+                except Exception as exc:  # the database is briefly unreachable: keep running
+                    failures += 1
+                    if failures == 1:
+                        exec_log.write("WARNING", f"cannot check for a cancel request: {exc}")
+            await asyncio.sleep(0.05)
+
+    def _close_open_step(self, record: JobExecutionRecord, status: str, message: str) -> None:
+        steps = list(record.steps or [])
+        if steps and steps[-1].get("status") == Status.running.value:
+            step = StepRecord.model_validate(steps[-1])
+            step.status = status
+            step.error = message
+            step.end_time = utcnow()
+            step.duration = int((step.end_time - as_utc(step.start_time)).total_seconds() * 1000) if step.start_time else None
+            steps[-1] = step.to_json()
+            record.steps = steps
+
+    async def _notify(self, on_step: OnStep | None, step: StepRecord, record: JobExecutionRecord,
+                      exec_log: ExecutionLog) -> None:
+        if on_step is None:
+            return
+        try:
+            result = on_step(step, record)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            exec_log.write("WARNING", f"on_step callback failed: {exc}")
+
+    async def _call(self, plugin_cls: type, config: Any, ctx: StepContext) -> Any:
+        plugin = plugin_cls()
+        if inspect.iscoroutinefunction(plugin.execute):
+            try:
+                result = await plugin.execute(config, ctx)
+            except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+                raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+        else:
+            result = await _in_thread(plugin.execute, config, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _run_steps(
+        self,
+        spec: PipelineSpec,
+        record: JobExecutionRecord,
+        context: dict[str, Any],
+        exec_log: ExecutionLog,
+        secrets: SecretMasker,
+        stop: _Stop,
+        pipeline_timeout: float | None,
+        on_step: OnStep | None,
+    ) -> tuple[str, str | None]:
+        """Run every step; return the run's (status, error)."""
+        from .registry import StepCancelled, StepTimedOut
+
+        max_chars = self.settings.pipelines.summary_max_chars
+        environ = os.environ if self.environ is None else self.environ
+        deadline = time.monotonic() + pipeline_timeout if pipeline_timeout else None
+        run_info = {
+            "id": record.id, "pipeline": spec.name, "job_id": record.job_id, "triggered_by": record.triggered_by,
+            "attempt": record.attempt, "started_at": as_utc(record.start_time).isoformat(),
+            "date": as_utc(record.start_time).strftime("%Y-%m-%d"),
+            "source_dir": str(Path(spec.source_path).resolve().parent) if spec.source_path else str(Path.cwd()),
+        }
+        total = len(spec.steps)
+        for index, step in enumerate(spec.steps, 1):
+            if stop.event.is_set():
+                exec_log.write("WARNING", f"stopped before step {index} ({step.name})")
+                return Status.cancelled.value, stop.reason
+            remaining = deadline - time.monotonic() if deadline is not None else None
+            if remaining is not None and remaining <= 0:
+                return Status.timed_out.value, (
+                    f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)} (before step {index} ({step.name}))"
+                )
+            step_timeout = step.timeout or self.settings.plugins.timeout
+            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=utcnow(), status=Status.running.value)
+            record.steps = list(record.steps or []) + [srec.to_json()]
+            exec_log.write("INFO", f"step {index}/{total} started", step=step.name, plugin=step.plugin)
+
+            failure: _Outcome | None = None
+            result: Any = None
+            config_data: Any = None
+            try:
+                scope = {templates.RUN_KEY: run_info, **context}
+                try:
+                    config_data = templates.expand(step.config, scope, environ)
+                except templates.TemplateError as exc:
+                    srec.input = summarize(step.config, max_chars, secrets)  # as written, unexpanded
+                    raise _Outcome(Status.failed.value, str(exc)) from None
+                secrets.add(secret_values(config_data))
+                srec.input = summarize(config_data, max_chars, secrets)
+                record.steps[-1] = srec.to_json()
+                await self._save(record, exec_log)
+                await self._notify(on_step, srec, record, exec_log)
+
+                plugin_cls = self.registry.get(step.plugin)
+                if plugin_cls is None:
+                    raise _Outcome(Status.failed.value, f"unknown plugin {step.plugin!r}")
+                try:
+                    config = plugin_cls.Config.model_validate(config_data)
+                except ValidationError as exc:
+                    raise _Outcome(Status.failed.value, _describe_validation(exc)) from None
+
+                limit = step_timeout if remaining is None else min(step_timeout, remaining)
+                ctx = StepContext(
+                    execution_id=record.id, pipeline=spec.name, step_name=step.name, context=dict(context),
+                    settings=self.settings, timeout=limit,
+                    log=lambda level, message, _s=step: exec_log.write(level, message, step=_s.name, plugin=_s.plugin),
+                )
+                task = asyncio.create_task(self._call(plugin_cls, config, ctx))
+                stop_wait = asyncio.create_task(stop.event.wait())
+                try:
+                    done, _ = await asyncio.wait({task, stop_wait}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop_wait.cancel()
+                if task in done:
+                    try:
+                        result = task.result()
+                    except StepTimedOut as exc:
+                        raise _Outcome(Status.timed_out.value, _describe_exception(exc)) from None
+                    except StepCancelled as exc:
+                        raise _Outcome(Status.cancelled.value, stop.reason or _describe_exception(exc)) from None
+                    except Exception as exc:
+                        raise _Outcome(Status.failed.value, _describe_exception(exc)) from None
+                else:
+                    ctx.cancel_event.set()
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=self.stop_grace)
+                    if not task.done():
+                        exec_log.write("WARNING", "the plugin did not stop when asked; abandoned",
+                                       step=step.name, plugin=step.plugin)
+                    else:
+                        task.exception() if not task.cancelled() else None  # retrieve: no "never retrieved" noise
+                    if stop.event.is_set():
+                        raise _Outcome(Status.cancelled.value, stop.reason)
+                    if remaining is not None and remaining <= step_timeout:
+                        raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}")
+                    raise _Outcome(Status.timed_out.value, f"timed out after {_fmt_seconds(step_timeout)}")
+            except _Outcome as outcome:
+                failure = outcome
+
+            srec.end_time = utcnow()
+            srec.duration = int((srec.end_time - srec.start_time).total_seconds() * 1000)
+            if failure is None:
+                srec.status = Status.success.value
+                srec.output = summarize(result, max_chars, secrets)
+                if step.output:
+                    context[step.output] = result
+                exec_log.write("INFO", f"step {index}/{total} succeeded in {srec.duration} ms",
+                               step=step.name, plugin=step.plugin)
+            else:
+                srec.status = failure.status
+                srec.error = secrets.mask(failure.message)
+                exec_log.write("ERROR", f"step {index}/{total} {failure.status}: {srec.error}",
+                               step=step.name, plugin=step.plugin)
+            record.steps[-1] = srec.to_json()
+            record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
+            await self._save(record, exec_log)
+            await self._notify(on_step, srec, record, exec_log)
+
+            if failure is None:
+                continue
+            if failure.status == Status.cancelled.value:
+                return Status.cancelled.value, failure.message
+            if failure.status == Status.timed_out.value:
+                if failure.message.startswith("pipeline timed out"):
+                    return Status.timed_out.value, f"{failure.message} (in step {index} ({step.name}))"
+                return Status.timed_out.value, f"step {index} ({step.name}) {failure.message}" if failure.message.startswith("timed out") \
+                    else f"step {index} ({step.name}) timed out: {failure.message}"
+            if step.continue_on_error:
+                exec_log.write("WARNING", f"step {index} ({step.name}) failed; continuing (continue_on_error)",
+                               step=step.name, plugin=step.plugin)
+                continue
+            return Status.failed.value, f"step {index} ({step.name}) failed: {failure.message}"
+        return Status.success.value, None
+
+
+def run_pipeline(backend: Any, settings: Any, pipeline: PipelineSpec | str, *,
+                 registry: PluginRegistry | None = None, **kwargs: Any) -> JobExecutionRecord:
+    """Shorthand: ``PipelineRunner(backend, settings, registry).run(pipeline, **kwargs)``."""
+    return PipelineRunner(backend, settings, registry).run(pipeline, **kwargs)
+
+
+__all__ = [
+    "ExecutionLog",
+    "PipelineRunner",
+    "SecretMasker",
+    "execution_log_path",
+    "is_secret_key",
+    "mask_secrets",
+    "run_pipeline",
+    "secret_values",
+    "summarize",
+]

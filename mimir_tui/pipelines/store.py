@@ -1,0 +1,368 @@
+"""Pipelines in the database and on disk.
+
+:func:`import_path` loads YAML files into the ``pipelines`` table (``PipelineConfig.config``
+holds the definition as JSON). Validation comes first and a file is all-or-nothing: an invalid
+file changes nothing. The rows of a file mirror the file: a pipeline removed from it is removed
+from the table.
+
+:class:`PipelineWatcher` keeps ``pipelines.directory`` and the table in step while the dashboard
+or the service runs (watchfiles; a changed file is re-imported within about half a second). A
+file that turns invalid keeps its last good version in the table, and its error is written to
+``load_error`` of that file's pipelines; a file that never loaded gets a disabled placeholder row
+(config ``{}``) carrying the error, so ``mimir-tui pipelines list`` shows it. Files deleted from
+the directory have their pipelines removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import Conflict, NotFound
+from ..persistence.models import PipelineConfig
+from .spec import (
+    YAML_SUFFIXES,
+    FileReport,
+    PipelineError,
+    PipelineIssue,
+    PipelineSpec,
+    pipeline_files,
+    read_file,
+    validate_files,
+)
+
+log = logging.getLogger("mimir.pipelines")
+
+#: How many issues of a bad file are kept in ``load_error``.
+MAX_ERROR_LINES = 20
+
+
+def is_placeholder(row: PipelineConfig) -> bool:
+    """A row standing for a file that never loaded: no definition, only ``load_error``."""
+    return (row.config or "").strip() in ("", "{}", "null")
+
+
+def spec_from_row(row: PipelineConfig) -> PipelineSpec:
+    """The spec kept in a ``pipelines`` row. A placeholder row (a file that never loaded) is a
+    :class:`PipelineError` carrying the load error."""
+    if is_placeholder(row):
+        raise PipelineError(f"pipeline {row.name!r} has no valid definition: {row.load_error or 'empty config'}")
+    return PipelineSpec.from_config(row.config, source=row.source_path)
+
+
+def get_spec(backend: Any, name: str) -> PipelineSpec:
+    """The spec of pipeline ``name`` in the database (``NotFound``, exit 2, if there is none)."""
+    return spec_from_row(backend.get_pipeline(name))
+
+
+def row_for(spec: PipelineSpec, source_path: str | None = None) -> PipelineConfig:
+    return PipelineConfig(
+        name=spec.name, description=spec.description, config=spec.to_json(), enabled=spec.enabled,
+        source_path=source_path if source_path is not None else spec.source_path, checksum=spec.checksum(),
+        load_error=None,
+    )
+
+
+def save_spec(backend: Any, spec: PipelineSpec, *, source_path: str | None = None) -> str:
+    """Insert or replace one pipeline; returns ``"added"``, ``"updated"`` or ``"unchanged"``."""
+    new = row_for(spec, source_path)
+    try:
+        old = backend.get_pipeline(spec.name)
+    except NotFound:
+        old = None
+    if old is None:
+        try:
+            backend.save_pipeline(new)
+            return "added"
+        except Conflict:  # added meanwhile by another process
+            old = backend.get_pipeline(spec.name)
+    if (old.checksum == new.checksum and old.source_path == new.source_path and not old.load_error
+            and old.enabled == new.enabled and old.description == new.description):
+        return "unchanged"
+    new.created_at = old.created_at
+    backend.update_pipeline(new)
+    return "updated"
+
+
+@dataclass
+class ImportResult:
+    """What an import did: names added, updated, unchanged and removed, and each file's report."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    files: list[FileReport] = field(default_factory=list)
+
+    @property
+    def issues(self) -> list[PipelineIssue]:
+        return [issue for report in self.files for issue in report.issues]
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
+            "files": [
+                {"path": r.path, "ok": r.ok, "pipelines": [s.name for s in r.pipelines],
+                 "errors": [str(i) for i in r.issues]}
+                for r in self.files
+            ],
+        }
+
+
+def _source(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
+def _defined_elsewhere(row: PipelineConfig, source: str) -> bool:
+    """True if ``row`` came from another file that still exists and still defines it."""
+    other = row.source_path
+    if not other or other == source or not Path(other).is_file():
+        return False
+    specs, _ = read_file(other)
+    return any(s.name == row.name for s in specs)
+
+
+def import_path(
+    backend: Any,
+    path: str | Path,
+    registry: Any,
+    *,
+    record_errors: bool = False,
+    prune_missing: bool = False,
+) -> ImportResult:
+    """Import a YAML file, or every ``*.yaml``/``*.yml`` in a directory, into the ``pipelines``
+    table. Each file is validated first (plugins, config keys, templates, duplicate names across
+    the files given and against pipelines of other files in the table) and written only if it
+    is entirely valid. ``record_errors`` (the watcher) writes the issues of an invalid file to
+    ``load_error``; ``prune_missing`` (a directory sync) removes the pipelines of files that
+    are gone from the directory. Raises ``NotFound`` if ``path`` does not exist."""
+    target = Path(path)
+    if not target.exists():
+        raise NotFound(f"{path}: no such file or directory")
+    result = ImportResult()
+    result.files = validate_files([target], registry)
+    rows = {row.name: row for row in backend.list_pipelines()}
+
+    for report in result.files:
+        source = _source(report.path)
+        if report.ok:
+            for spec in report.pipelines:
+                row = rows.get(spec.name)
+                if row is not None and _defined_elsewhere(row, source):
+                    report.issues.append(PipelineIssue(
+                        f"duplicate pipeline name (already imported from {row.source_path})",
+                        file=report.path, line=spec.line(), pipeline=spec.name,
+                    ))
+        if not report.ok:
+            if record_errors:
+                _record_error(backend, report, source, rows)
+            continue
+        names = set()
+        for spec in report.pipelines:
+            names.add(spec.name)
+            outcome = save_spec(backend, spec, source_path=source)
+            getattr(result, outcome).append(spec.name)
+        for row in rows.values():
+            if row.source_path == source and row.name not in names:
+                _delete(backend, row.name, result)
+
+    if prune_missing and target.is_dir():
+        folder = _source(target)
+        present = {_source(p) for p in pipeline_files(target)}
+        for row in rows.values():
+            src = row.source_path
+            if src and Path(src).parent == Path(folder) and Path(src).suffix.lower() in YAML_SUFFIXES and src not in present:
+                _delete(backend, row.name, result)
+    return result
+
+
+def _delete(backend: Any, name: str, result: ImportResult) -> None:
+    try:
+        backend.delete_pipeline(name)
+        result.removed.append(name)
+    except NotFound:
+        pass
+
+
+def _error_text(report: FileReport) -> str:
+    lines = [str(i) for i in report.issues[:MAX_ERROR_LINES]]
+    more = len(report.issues) - MAX_ERROR_LINES
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return "\n".join(lines)
+
+
+def _record_error(backend: Any, report: FileReport, source: str, rows: dict[str, PipelineConfig]) -> None:
+    """Keep the last good version of the file's pipelines; note the error on them. If the file
+    never loaded, a disabled placeholder row carries the error."""
+    text = _error_text(report)
+    mine = [row for row in rows.values() if row.source_path == source]
+    for row in mine:
+        if row.load_error != text:
+            row.load_error = text
+            backend.update_pipeline(row)
+    if mine:
+        return
+    names = [s.name for s in report.pipelines] or [Path(report.path).name]
+    for name in names:
+        if name in rows:  # someone else's pipeline: do not touch it
+            continue
+        placeholder = PipelineConfig(
+            name=name, description="(did not load)", config="{}", enabled=False, source_path=source,
+            checksum=None, load_error=text,
+        )
+        try:
+            backend.save_pipeline(placeholder)
+        except Conflict:
+            pass
+
+
+def import_specs(backend: Any, specs: Iterable[PipelineSpec]) -> list[str]:
+    """Save specs built in code (the demo): each added or updated; returns their names."""
+    names = []
+    for spec in specs:
+        save_spec(backend, spec)
+        names.append(spec.name)
+    return names
+
+
+# -- the watcher ---------------------------------------------------------------------------------
+
+
+def _yaml_filter(change: Any, path: str) -> bool:
+    name = Path(path).name
+    return Path(path).suffix.lower() in YAML_SUFFIXES and not name.startswith(".")
+
+
+class PipelineWatcher:
+    """Keeps ``pipelines.directory`` (or ``directory``) and the ``pipelines`` table in step.
+
+    ``start()`` imports the directory once and then watches it in a daemon thread; ``stop()``
+    ends the thread. ``sync()`` is one pass, callable any time. ``on_sync(result)`` is called
+    after each pass that changed something or found errors."""
+
+    def __init__(
+        self,
+        backend: Any,
+        settings: Any,
+        registry: Any = None,
+        *,
+        directory: str | Path | None = None,
+        debounce_ms: int = 150,
+        on_sync: Callable[[ImportResult], Any] | None = None,
+    ) -> None:
+        if registry is None:
+            from .registry import default_registry
+
+            registry = default_registry(settings)
+        self.backend = backend
+        self.settings = settings
+        self.registry = registry
+        self.directory = Path(directory or settings.pipelines.directory)
+        self.debounce_ms = debounce_ms
+        self.on_sync = on_sync
+        self.last_result: ImportResult | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sync_lock = threading.Lock()
+        self._logged: set[str] = set()
+        self.ready = threading.Event()  # set once the first sync is done and watching began
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def sync(self) -> ImportResult:
+        with self._sync_lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            result = import_path(self.backend, self.directory, self.registry, record_errors=True, prune_missing=True)
+            self.last_result = result
+            current = {str(issue) for issue in result.issues}
+            for text in sorted(current - self._logged):  # each problem once, not on every sync
+                log.warning("pipeline file: %s", text)
+            self._logged = current
+            if result.changed:
+                log.info("pipelines synced from %s: added %s, updated %s, removed %s", self.directory,
+                         result.added, result.updated, result.removed)
+            if self.on_sync is not None and (result.changed or not result.ok):
+                try:
+                    self.on_sync(result)
+                except Exception:
+                    log.exception("pipeline watcher callback failed")
+            return result
+
+    def _safe_sync(self) -> None:
+        try:
+            self.sync()
+            self.last_error = None
+        except Exception as exc:  # the database is briefly away: try again on the next change
+            self.last_error = str(exc)
+            log.error("pipeline sync of %s failed: %s", self.directory, exc)
+
+    def start(self) -> "PipelineWatcher":
+        if self.running:
+            return self
+        self._stop.clear()
+        self.ready.clear()
+        self._thread = threading.Thread(target=self._loop, name="mimir-pipeline-watcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> "PipelineWatcher":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        import watchfiles
+
+        self._safe_sync()
+        while not self._stop.is_set():
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self.ready.set()
+                for _changes in watchfiles.watch(
+                    self.directory, watch_filter=_yaml_filter, debounce=self.debounce_ms, step=50,
+                    stop_event=self._stop, rust_timeout=1000, recursive=False, raise_interrupt=False,
+                ):
+                    if self._stop.is_set():
+                        break
+                    self._safe_sync()
+            except Exception as exc:  # the folder vanished, or the OS watcher failed
+                log.warning("watching %s failed (%s); retrying", self.directory, exc)
+                self._stop.wait(1.0)
+                self._safe_sync()
+        self.ready.set()
+
+
+__all__ = [
+    "ImportResult",
+    "PipelineWatcher",
+    "get_spec",
+    "import_path",
+    "import_specs",
+    "is_placeholder",
+    "row_for",
+    "save_spec",
+    "spec_from_row",
+]

@@ -1,0 +1,212 @@
+"""Jobs as operators handle them: create, edit, enable, disable, delete, run now, next fires.
+
+The command line and the dashboard both call these; each validates first and changes nothing
+on bad input (a bad cron expression, an unknown zone or pipeline, an unknown id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import BadInput, NotFound
+from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
+from ..persistence.types import as_utc
+from .cron import CronSchedule, validate_cron, zone
+
+EDITABLE = {
+    "name", "pipeline", "cron_expr", "timezone", "description", "timeout_seconds", "max_retries",
+    "retry_backoff_seconds", "misfire_policy", "misfire_grace_seconds", "misfire_cap", "max_concurrent",
+    "priority", "enabled",
+}
+
+
+def schedule_of(job: ScheduledJob) -> CronSchedule:
+    return CronSchedule(job.cron_expr, job.timezone or "UTC")
+
+
+def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
+    if not job.id or not str(job.id).strip():
+        raise BadInput("job id is empty")
+    if len(job.id) > 255:
+        raise BadInput(f"job id {job.id[:40]!r}... is longer than 255 characters")
+    if not job.name or not job.name.strip():
+        raise BadInput(f"job {job.id!r}: name is empty")
+    job.cron_expr = validate_cron(job.cron_expr)
+    zone(job.timezone or "UTC")
+    if job.misfire_policy not in {p.value for p in MisfirePolicy}:
+        raise BadInput(f"job {job.id!r}: misfire_policy {job.misfire_policy!r} is not one of skip, once, all")
+    for key in ("max_retries", "misfire_cap", "priority"):
+        if not isinstance(getattr(job, key), int):
+            raise BadInput(f"job {job.id!r}: {key} must be an integer")
+    if job.max_retries < 0:
+        raise BadInput(f"job {job.id!r}: max_retries must be >= 0")
+    if job.max_concurrent < 1:
+        raise BadInput(f"job {job.id!r}: max_concurrent must be >= 1")
+    if job.misfire_cap < 1:
+        raise BadInput(f"job {job.id!r}: misfire_cap must be >= 1")
+    if job.timeout_seconds is not None and job.timeout_seconds <= 0:
+        raise BadInput(f"job {job.id!r}: timeout_seconds must be > 0")
+    if job.retry_backoff_seconds < 0 or job.misfire_grace_seconds < 0:
+        raise BadInput(f"job {job.id!r}: retry_backoff_seconds and misfire_grace_seconds must be >= 0")
+    if require_pipeline:
+        try:
+            backend.get_pipeline(job.pipeline)
+        except NotFound:
+            raise BadInput(f"job {job.id!r}: pipeline {job.pipeline!r} does not exist (import it first)") from None
+
+
+def create_job(
+    backend: Any,
+    *,
+    name: str,
+    pipeline: str,
+    cron_expr: str,
+    timezone: str | None = None,
+    job_id: str | None = None,
+    enabled: bool = True,
+    require_pipeline: bool = True,
+    now: datetime | None = None,
+    **options: Any,
+) -> ScheduledJob:
+    unknown = set(options) - EDITABLE
+    if unknown:
+        raise BadInput(f"unknown job option(s): {', '.join(sorted(unknown))}")
+    job = ScheduledJob(
+        id=job_id or new_id(), name=name, pipeline=pipeline, cron_expr=cron_expr,
+        timezone=timezone or "UTC", enabled=enabled, **options,
+    )
+    _check(job, backend, require_pipeline=require_pipeline)
+    job.next_run = schedule_of(job).next_after(as_utc(now) or utcnow()) if enabled else None
+    return backend.save_job(job)
+
+
+def update_job(backend: Any, job_id: str, *, now: datetime | None = None, require_pipeline: bool = True,
+               **changes: Any) -> ScheduledJob:
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise BadInput(f"unknown job field(s): {', '.join(sorted(unknown))}")
+    job = backend.get_job(job_id)
+    before = (job.cron_expr, job.timezone, job.enabled)
+    for key, value in changes.items():
+        setattr(job, key, value)
+    _check(job, backend, require_pipeline=require_pipeline and "pipeline" in changes)
+    if (job.cron_expr, job.timezone, job.enabled) != before or (job.enabled and job.next_run is None):
+        # Disabling clears next_run; enabling (or a new schedule) recomputes it from now.
+        job.next_run = schedule_of(job).next_after(as_utc(now) or utcnow()) if job.enabled else None
+    return backend.update_job(job)
+
+
+def enable_job(backend: Any, job_id: str, *, now: datetime | None = None) -> ScheduledJob:
+    return update_job(backend, job_id, enabled=True, now=now)
+
+
+def disable_job(backend: Any, job_id: str) -> ScheduledJob:
+    return update_job(backend, job_id, enabled=False)
+
+
+def delete_job(backend: Any, job_id: str) -> None:
+    backend.delete_job(job_id)
+
+
+def run_job_now(backend: Any, job_id: str, *, triggered_by: str = "manual", requested_by: str | None = None,
+                priority: int | None = None) -> RunRequest:
+    """Put a run of the job in the queue; any instance claims it. Returns the request, whose
+    ``execution_id`` is the id the execution will have."""
+    job = backend.get_job(job_id)
+    request = RunRequest(
+        job_id=job.id, pipeline=job.pipeline, priority=job.priority if priority is None else priority,
+        triggered_by=triggered_by, requested_by=requested_by,
+    )
+    return backend.enqueue(request)
+
+
+@dataclass
+class NextFires:
+    expr: str
+    timezone: str
+    fires: list[datetime]
+
+    def as_dict(self) -> dict[str, Any]:
+        tz = zone(self.timezone)
+        return {
+            "cron_expr": self.expr,
+            "timezone": self.timezone,
+            "fires": [f.isoformat() for f in self.fires],
+            "fires_local": [f.astimezone(tz).isoformat() for f in self.fires],
+        }
+
+
+def next_fires(expr: str, tz: str = "UTC", *, start: datetime | None = None, n: int = 5) -> NextFires:
+    if n < 1 or n > 10_000:
+        raise BadInput(f"-n {n}: give a count between 1 and 10000")
+    schedule = CronSchedule(expr, tz)
+    return NextFires(schedule.expr, tz, schedule.next_n(as_utc(start) or utcnow(), n))
+
+
+def wait_for_run(
+    backend: Any,
+    settings: Any,
+    request: RunRequest,
+    *,
+    claim_after: float = 3.0,
+    poll: float = 0.2,
+    timeout: float | None = None,
+    on_progress: Any = None,
+) -> Any:
+    """Follow a queued run to its end and return the final execution.
+
+    If no instance claims the request within ``claim_after`` seconds (no service running, or
+    all busy), this process claims it and runs it itself, registered as a worker with a
+    heartbeat so that a crash of this process is recovered like any other.
+    """
+    import threading
+    import time
+
+    from ..persistence import FINISHED
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    started = time.monotonic()
+    live = backend.live_workers(stale_after=settings.scheduler.stale_after)
+    grace = claim_after if live else 0.0
+    while True:
+        try:
+            record = backend.get_execution(request.execution_id)
+        except NotFound:
+            record = None
+        if record is not None:
+            if on_progress is not None:
+                on_progress(record)
+            if record.status in FINISHED:
+                return record
+        elif time.monotonic() - started >= grace:
+            from .core import Scheduler
+
+            scheduler = Scheduler(backend, settings, inline=True)
+            scheduler.register()
+            stop = threading.Event()
+
+            def beat() -> None:
+                while not stop.wait(settings.scheduler.heartbeat_interval):
+                    try:
+                        backend.heartbeat(scheduler.worker_id)
+                    except Exception:
+                        pass
+
+            beater = threading.Thread(target=beat, name="mimir-heartbeat", daemon=True)
+            beater.start()
+            try:
+                got = backend.claim_request(scheduler.worker_id, request_id=request.id)
+                if got is not None:
+                    _, claimed = got
+                    job = backend.get_job(claimed.job_id) if claimed.job_id else None
+                    scheduler._submit(job, claimed, pipeline=request.pipeline)
+            finally:
+                stop.set()
+                backend.heartbeat(scheduler.worker_id, status="stopped")
+            grace = float("inf")  # someone (maybe us) has it now: just follow it
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"execution {request.execution_id} did not finish in {timeout} s")
+        time.sleep(poll)

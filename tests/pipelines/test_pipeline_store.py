@@ -1,0 +1,140 @@
+"""Pipelines in the database: import (all-or-nothing per file) and the directory watcher."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mimir_tui.errors import NotFound
+from mimir_tui.pipelines.spec import PipelineError
+from mimir_tui.pipelines.store import PipelineWatcher, get_spec, import_path
+
+GOOD = """
+pipelines:
+  - name: alpha
+    description: first version
+    steps:
+      - {name: one, plugin: Test.echo, config: {value: 1}, output: a}
+  - name: beta
+    steps:
+      - {name: one, plugin: Test.echo, output: a}
+"""
+
+
+def test_import_a_file_then_reimport_changes_and_removals(store, registry, write_yaml):
+    path = write_yaml("p.yaml", GOOD)
+    result = import_path(store, path, registry)
+    assert result.ok and result.added == ["alpha", "beta"]
+    row = store.get_pipeline("alpha")
+    assert row.description == "first version" and row.enabled is True
+    assert row.source_path == str(path.resolve()) and row.checksum and row.load_error is None
+    assert json.loads(row.config)["steps"][0]["plugin"] == "Test.echo"
+    assert get_spec(store, "alpha").steps[0].config == {"value": 1}
+
+    again = import_path(store, path, registry)
+    assert again.unchanged == ["alpha", "beta"] and not again.changed
+
+    write_yaml("p.yaml", GOOD.replace("first version", "second version").replace(
+        "  - name: beta\n    steps:\n      - {name: one, plugin: Test.echo, output: a}\n", ""))
+    changed = import_path(store, path, registry)
+    assert changed.updated == ["alpha"] and changed.removed == ["beta"]
+    assert store.get_pipeline("alpha").description == "second version"
+    with pytest.raises(NotFound):
+        store.get_pipeline("beta")
+
+
+def test_an_invalid_file_changes_nothing(store, registry, write_yaml):
+    path = write_yaml("p.yaml", GOOD)
+    import_path(store, path, registry)
+    before = {r.name: (r.config, r.updated_at) for r in store.list_pipelines()}
+    write_yaml("p.yaml", GOOD.replace("first version", "third").replace("Test.echo, output", "Test.nope, output"))
+    result = import_path(store, path, registry)
+    assert not result.ok
+    assert any("unknown plugin 'Test.nope'" in str(i) for i in result.issues)
+    assert {r.name: (r.config, r.updated_at) for r in store.list_pipelines()} == before
+
+
+def test_import_a_directory_imports_the_valid_files_only(store, registry, tmp_path, write_yaml):
+    folder = tmp_path / "dir"
+    write_yaml("good.yml", GOOD, folder)
+    write_yaml("bad.yaml", "name: broken\nsteps: [", folder)
+    write_yaml("notes.txt", "not a pipeline", folder)
+    result = import_path(store, folder, registry)
+    assert sorted(result.added) == ["alpha", "beta"]
+    assert [r.path for r in result.files if not r.ok] == [str(folder / "bad.yaml")]
+    assert {r.name for r in store.list_pipelines()} == {"alpha", "beta"}
+
+
+def test_a_name_imported_from_another_file_is_a_duplicate(store, registry, write_yaml, tmp_path):
+    first = write_yaml("a.yaml", "name: same\nsteps: [{name: s, plugin: Test.echo}]\n", tmp_path / "a")
+    second = write_yaml("b.yaml", "name: same\nsteps: [{name: t, plugin: Test.echo}]\n", tmp_path / "b")
+    assert import_path(store, first, registry).ok
+    result = import_path(store, second, registry)
+    assert not result.ok
+    assert f"{second}:1: pipeline 'same': duplicate pipeline name (already imported from {first.resolve()})" in [
+        str(i) for i in result.issues
+    ]
+    assert store.get_pipeline("same").source_path == str(first.resolve())
+
+
+def test_a_placeholder_row_cannot_run(store, registry, tmp_path, write_yaml):
+    folder = tmp_path / "watched"
+    write_yaml("never.yaml", "name: never\nsteps:\n  - {name: s, plugin: Nope.nope}\n", folder)
+    import_path(store, folder, registry, record_errors=True)
+    row = store.get_pipeline("never")
+    assert row.enabled is False and "unknown plugin 'Nope.nope'" in row.load_error
+    with pytest.raises(PipelineError, match="has no valid definition"):
+        get_spec(store, "never")
+
+
+def _wait(predicate, timeout=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.02)
+    return predicate()
+
+
+def _row(store, name):
+    try:
+        return store.get_pipeline(name)
+    except NotFound:
+        return None
+
+
+def test_the_watcher_reloads_changed_files_within_two_seconds(store, settings, registry, write_yaml):
+    folder = Path(settings.pipelines.directory)
+    write_yaml("start.yaml", "name: start\nsteps: [{name: s, plugin: Test.echo}]\n", folder)
+    watcher = PipelineWatcher(store, settings, registry)
+    with watcher:
+        assert watcher.ready.wait(5)
+        assert _row(store, "start") is not None  # the first sync imports what is there
+
+        write_yaml("w.yaml", "name: watched\ndescription: v1\nsteps: [{name: s, plugin: Test.echo}]\n", folder)
+        t0 = time.monotonic()
+        assert _wait(lambda: _row(store, "watched")), "a new file was not imported within 2 s"
+        assert time.monotonic() - t0 < 2
+
+        write_yaml("w.yaml", "name: watched\ndescription: v2\nsteps: [{name: s, plugin: Test.echo}]\n", folder)
+        t0 = time.monotonic()
+        assert _wait(lambda: (_row(store, "watched") or None) and _row(store, "watched").description == "v2")
+        assert time.monotonic() - t0 < 2
+
+        write_yaml("w.yaml", "name: watched\ndescription: v3\nsteps: [{name: s, plugin: Test.nope}]\n", folder)
+        assert _wait(lambda: _row(store, "watched").load_error)
+        row = _row(store, "watched")
+        assert row.description == "v2" and json.loads(row.config)["steps"][0]["plugin"] == "Test.echo"
+        assert "w.yaml:3: pipeline 'watched', step 's', key 'plugin': unknown plugin 'Test.nope'" in row.load_error
+
+        write_yaml("w.yaml", "name: watched\ndescription: v4\nsteps: [{name: s, plugin: Test.echo}]\n", folder)
+        assert _wait(lambda: _row(store, "watched").description == "v4")
+        assert _row(store, "watched").load_error is None
+
+        (folder / "w.yaml").unlink()
+        assert _wait(lambda: _row(store, "watched") is None)
+    assert not watcher.running
