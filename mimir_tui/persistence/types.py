@@ -39,9 +39,12 @@ def sqlite_datetime_text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         value = _fromisoformat(value)
-    if value.tzinfo is not None:
+    tz = value.tzinfo
+    if tz is None:
+        return value.isoformat(" ", "microseconds")
+    if tz is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 def sqlite_datetime_value(value: Any) -> datetime | None:
@@ -61,7 +64,7 @@ def json_text(value: Any) -> str | None:
     """JSON as stored in the TEXT columns."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return _json_encode(value)  # json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=...)
 
 
 def json_value(value: Any) -> Any:
@@ -159,3 +162,22 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def mysql_table_options(bind) -> dict:
+    """Exact, case- and accent-sensitive keys on MySQL/MariaDB, like SQLite and PostgreSQL:
+    a binary collation that also counts trailing spaces (NO PAD) where the server has one."""
+    if bind.dialect.name != "mysql":
+        return {}
+    version = str(bind.exec_driver_sql("SELECT VERSION()").scalar() or "")
+    if "mariadb" in version.lower():
+        collation = "utf8mb4_nopad_bin"
+    elif version[:1].isdigit() and int(version.split(".")[0]) >= 8:
+        collation = "utf8mb4_0900_bin"
+    else:
+        collation = "utf8mb4_bin"
+    return {"mysql_charset": "utf8mb4", "mysql_collate": collation, "mysql_engine": "InnoDB"}
+
+
+# One encoder for every call (json.dumps makes a new one each time it gets options).
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default).encode

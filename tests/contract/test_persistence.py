@@ -437,14 +437,9 @@ def test_naive_datetimes_are_taken_as_utc(backend: PersistenceBackend) -> None:
     assert backend.get_execution(e.id).start_time == datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
 
 
-def test_names_and_ids_are_exact(backend: PersistenceBackend, request) -> None:
-    """A name or id matches itself only: case, accents and trailing spaces count."""
-    if backend.dialect == "mysql":
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="MySQL/MariaDB compare VARCHAR keys with the database's *_ci collation "
-                   "(case- and accent-insensitive, trailing spaces ignored); needs a utf8mb4_bin schema",
-        ))
+def test_names_and_ids_are_exact(backend: PersistenceBackend) -> None:
+    """A name or id matches itself only: case, accents and trailing spaces count (on MySQL and
+    MariaDB too: their tables use a binary NO PAD collation)."""
     backend.save_pipeline(PipelineConfig(name="etl", config='{"v": 1}'))
     for other in ("ETL", "étl", "etl "):
         backend.save_pipeline(PipelineConfig(name=other, config="{}"))

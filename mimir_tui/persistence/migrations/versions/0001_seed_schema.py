@@ -6,7 +6,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from mimir_tui.persistence.types import JSONText, LongText, UTCDateTime
+from mimir_tui.persistence.types import mysql_table_options, JSONText, LongText, UTCDateTime
 
 revision = "0001"
 down_revision = None
@@ -15,6 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    options = mysql_table_options(op.get_bind())
     op.create_table(
         "scheduled_jobs",
         sa.Column("id", sa.String(255), primary_key=True),
@@ -27,6 +28,7 @@ def upgrade() -> None:
         sa.Column("last_result", LongText(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        **options,
     )
     op.create_index("idx_scheduled_jobs_enabled_next_run", "scheduled_jobs", ["enabled", "next_run"])
     op.create_table(
@@ -36,6 +38,7 @@ def upgrade() -> None:
         sa.Column("config", LongText(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        **options,
     )
     op.create_table(
         "job_executions",
@@ -53,6 +56,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["job_id"], ["scheduled_jobs.id"], ondelete="CASCADE", name="fk_job_executions_job_id"
         ),
+        **options,
     )
     op.create_index("idx_job_executions_job_id_start_time", "job_executions", ["job_id", "start_time"])
     op.create_index("idx_job_executions_start_time", "job_executions", ["start_time"])

@@ -6,7 +6,7 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import op
 
-from mimir_tui.persistence.types import UTCDateTime
+from mimir_tui.persistence.types import mysql_table_options, UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
@@ -15,6 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    options = mysql_table_options(op.get_bind())
     op.create_table(
         "workers",
         sa.Column("id", sa.String(128), primary_key=True),
@@ -24,6 +25,7 @@ def upgrade() -> None:
         sa.Column("started_at", UTCDateTime(), nullable=False),
         sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
+        **options,
     )
     op.create_index("idx_workers_heartbeat_at", "workers", ["heartbeat_at"])
     op.create_table(
@@ -40,6 +42,7 @@ def upgrade() -> None:
         sa.Column("scheduled_for", UTCDateTime(), nullable=True),
         sa.Column("requested_by", sa.String(255), nullable=True),
         sa.ForeignKeyConstraint(["job_id"], ["scheduled_jobs.id"], ondelete="CASCADE", name="fk_run_queue_job_id"),
+        **options,
     )
     op.create_index("idx_run_queue_claim", "run_queue", ["priority", "available_at"])
 
