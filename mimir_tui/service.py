@@ -53,9 +53,12 @@ class Service:
         days = self.settings.persistence.retention_days
         if not days:
             return 0
-        removed = self.backend.delete_old_executions(utcnow() - timedelta(days=days))
+        cutoff = utcnow() - timedelta(days=days)
+        removed = self.backend.delete_old_executions(cutoff)
         if removed:
             log.info("retention: removed %d executions older than %d days", removed, days)
+        # Stopped and dead instances are kept as long as the history that names them.
+        self.backend.prune_workers(older_than=cutoff)
         return removed
 
     def _retention_loop(self) -> None:

@@ -23,9 +23,12 @@ def _job_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--max-retries", metavar="N", type=int, default=None, help="retries of a failed run")
     p.add_argument("--retry-backoff", metavar="SECONDS", type=float, default=None,
                    help="first retry delay; doubles each attempt")
-    p.add_argument("--misfire", choices=POLICY_CHOICES, default=None, help="after downtime: skip, once, or all")
-    p.add_argument("--misfire-grace", metavar="SECONDS", type=float, default=None, help="lateness still on time")
-    p.add_argument("--misfire-cap", metavar="N", type=int, default=None, help="most late fires run by 'all'")
+    p.add_argument("--misfire", choices=POLICY_CHOICES, default=None,
+                   help="fires later than the grace (downtime): skip them, run the latest once, or run all "
+                        "(up to --misfire-cap); the rest are recorded missed")
+    p.add_argument("--misfire-grace", metavar="SECONDS", type=float, default=None,
+                   help="lateness still on time (default: scheduler.misfire_grace)")
+    p.add_argument("--misfire-cap", metavar="N", type=int, default=None, help="most fires run by 'all' after a downtime")
     p.add_argument("--max-concurrent", metavar="N", type=int, default=None, help="runs of this job at once")
     p.add_argument("--priority", metavar="N", type=int, default=None, help="higher runs first")
 
@@ -118,10 +121,12 @@ def run_list(ctx: Context, args) -> int:
 
 
 def run_add(ctx: Context, args) -> int:
+    options = _options(args)
+    options.setdefault("misfire_grace_seconds", ctx.settings.scheduler.misfire_grace)
     job = core.create_job(
         ctx.backend, name=args.name, pipeline=args.pipeline, cron_expr=args.cron,
         timezone=args.tz or ctx.settings.scheduler.timezone, job_id=args.id, enabled=not args.disabled,
-        **_options(args),
+        **options,
     )
     return _emit(job, args)
 

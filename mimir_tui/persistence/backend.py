@@ -4,6 +4,11 @@ MySQL/MariaDB.
 Every method is a plain synchronous call, safe from several threads (each call takes its own
 pooled connection). Async code calls them in a thread. Every call is counted and timed in
 :attr:`PersistenceBackend.metrics`; a failed call is logged with its operation name.
+
+On SQLite the hot calls (save_execution, get_execution, list_executions,
+delete_old_executions) run on plain sqlite3 connections with precompiled SQL (direct.py), and
+this process's writers of one file queue on a FIFO lock; PostgreSQL and MySQL take the
+SQLAlchemy path. Both paths write and read the same values (bench/store.py measures them).
 """
 
 from __future__ import annotations
@@ -104,6 +109,18 @@ _pipeline = _model_factory(PipelineConfig)
 _execution = _model_factory(JobExecutionRecord)
 
 
+@contextmanager
+def _sqlite_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on a plain sqlite3 connection; rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        direct.rollback_quietly(conn)
+        raise
+
+
 def _values(obj: Any, table: Table) -> dict[str, Any]:
     return {c.name: getattr(obj, c.name) for c in table.columns}
 
@@ -121,9 +138,10 @@ class PersistenceBackend(SchedulingMixin):
         self.metrics = OperationMetrics()
         self._closed = False
         self._lock = threading.Lock()
-        # Batches of retention deletes are sized to stay under this many seconds each, so a
-        # concurrent writer never waits long for the lock.
-        self.delete_batch_target_s = 0.05
+        # Batches of retention deletes are sized to hold the write lock about this long each
+        # (commit included), so a concurrent SQLite writer waits about that long at most
+        # (bench/store.py: under 250 ms). Smaller batches cost more commits.
+        self.delete_batch_target_s = 0.08
         # SQLite: the hot paths on plain sqlite3 connections (see direct.py), and one FIFO
         # queue for this process's writers of the file.
         self._direct: direct.Connections | None = None
@@ -141,8 +159,14 @@ class PersistenceBackend(SchedulingMixin):
     def _write(self) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
         if self._write_lock is not None:
-            with self._write_lock, self._write_engine.begin() as conn:
-                yield conn
+            with self._write_lock:
+                if not self._write_lock.deferring:
+                    with self._write_engine.begin() as conn:
+                        yield conn
+                    return
+                with self._write_engine.connect() as conn:  # a retention run checkpoints for us
+                    with direct.autocheckpoint_off(conn.connection.driver_connection), conn.begin():
+                        yield conn
             return
         with self._write_engine.begin() as conn:
             yield conn
@@ -155,13 +179,12 @@ class PersistenceBackend(SchedulingMixin):
         with self._write_lock:
             conn = self._direct.acquire()
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    direct.rollback_quietly(conn)
-                    raise
+                if self._write_lock.deferring:  # a retention run checkpoints for us
+                    with direct.autocheckpoint_off(conn), _sqlite_transaction(conn):
+                        yield conn
+                else:
+                    with _sqlite_transaction(conn):
+                        yield conn
             finally:
                 self._direct.release(conn)
 
@@ -459,26 +482,55 @@ class PersistenceBackend(SchedulingMixin):
             size = int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
 
     def _sqlite_delete_old_executions(self, cutoff: datetime, size: int) -> int:
-        """Retention on SQLite: batches chosen by rowid off the start_time index, each its own
-        BEGIN IMMEDIATE transaction on the fair write lock, so writers of this process get in
-        between two batches (and other processes' writers, polling, find the lock free often)."""
+        """Retention on SQLite: each batch is the oldest ``size`` finished rows (by rowid, off
+        the start_time index), deleted in its own BEGIN IMMEDIATE transaction on the fair write
+        lock, so this process's writers wait at most one batch. WAL checkpoints are this
+        call's job while it runs: every four batches and at the end, between two batches (see
+        :func:`direct.autocheckpoint_off`)."""
+        assert self._direct is not None and self._write_lock is not None
         table = EXECUTIONS.name
         sql = (
             f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE start_time < ? "
             f"AND status NOT IN ({', '.join('?' * len(UNFINISHED))}) ORDER BY start_time LIMIT ?)"
         )
-        cutoff_text = sqlite_datetime_text(cutoff)
-        total = 0
-        while True:
-            started = time.perf_counter()
-            with self._sqlite_write() as conn:
-                removed = conn.execute(sql, (cutoff_text, *UNFINISHED, size)).rowcount
-            total += removed
-            if removed < size:
-                return total
-            elapsed = time.perf_counter() - started
-            factor = self.delete_batch_target_s / max(elapsed, 1e-4)
-            size = int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
+        params = [sqlite_datetime_text(cutoff), *UNFINISHED, size]
+        lock = self._write_lock
+        total = batches = 0
+        conn = self._direct.acquire()
+        with lock:
+            lock.deferring += 1
+        try:
+            with direct.autocheckpoint_off(conn):
+                while True:
+                    with lock:
+                        started = time.perf_counter()
+                        with _sqlite_transaction(conn):
+                            removed = conn.execute(sql, params).rowcount
+                        elapsed = time.perf_counter() - started
+                    total += removed
+                    batches += 1
+                    if removed < size:
+                        break
+                    if batches % 4 == 0:
+                        with lock:  # a writer waits for this or for a batch, never both
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    size = self._next_batch_size(size, elapsed)
+                    params[-1] = size
+        finally:
+            with lock:  # the backlog: before the writers checkpoint again (they would copy it)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass
+                lock.deferring -= 1
+            self._direct.release(conn)
+        return total
+
+    def _next_batch_size(self, size: int, elapsed: float) -> int:
+        """Aim each batch (the time it holds the write lock) at the target: grow when fast,
+        shrink when slow, at most 4x either way."""
+        factor = self.delete_batch_target_s / max(elapsed, 1e-4)
+        return int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
 
     @_operation("request_cancel")
     def request_cancel(self, execution_id: str) -> JobExecutionRecord:
@@ -552,7 +604,7 @@ class PersistenceBackend(SchedulingMixin):
 
 
 for _name in (
-    "claim_fire", "count_running", "set_job_schedule", "jobs_signature", "register_worker", "heartbeat",
+    "claim_fire", "claim_fires", "count_running", "set_job_schedule", "jobs_signature", "register_worker", "heartbeat",
     "list_workers", "interrupt_runs", "reap_stale_workers", "prune_workers", "enqueue", "list_queue",
     "claim_request",
 ):

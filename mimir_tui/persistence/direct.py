@@ -26,6 +26,7 @@ import os
 import sqlite3
 import threading
 from collections import deque
+from contextlib import contextmanager
 from typing import Any, Callable, Sequence
 
 from sqlalchemy import Engine, Table
@@ -41,6 +42,9 @@ class FairLock:
         self._waiters: deque[threading.Lock] = deque()
         self._owner: int | None = None
         self._depth = 0
+        #: Retention runs in progress on this file: while there are any, this process's
+        #: writers leave WAL checkpoints to them (see :func:`autocheckpoint_off`).
+        self.deferring = 0
 
     def acquire(self) -> None:
         me = threading.get_ident()
@@ -146,6 +150,28 @@ def _close_quietly(conn: sqlite3.Connection) -> None:
         pass
 
 
+@contextmanager
+def autocheckpoint_off(conn: sqlite3.Connection):
+    """No automatic WAL checkpoint at this connection's commits until the block ends.
+
+    SQLite checkpoints the WAL in whichever connection commits once it holds 1000 pages, inside
+    that writer's call. A long retention run commits a batch every ~100 ms; if every batch (or
+    the writer squeezed in after it) checkpointed, the run would spend half its time copying
+    pages into the database file and fsyncing, most of them index pages that the next batch
+    rewrites. So during a run the deleter checkpoints every few batches itself, and this
+    process's other writers do not.
+    """
+    previous = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    try:
+        yield conn
+    finally:
+        try:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(previous)}")
+        except sqlite3.Error:  # the connection is unusable: release() will not keep it
+            _close_quietly(conn)
+
+
 def rollback_quietly(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         try:
@@ -172,15 +198,33 @@ def upsert_sql(table: Table, key: str, keep: Sequence[str] = ()) -> str:
 
 
 def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
-    """``obj`` -> the tuple of its column values as SQLAlchemy would bind them, in column order."""
+    """``obj`` -> the tuple of its column values as SQLAlchemy would bind them, in column order.
+
+    Generated like :func:`row_builder`: it runs once per save."""
     names = [c.name for c in table.columns]
-    procs = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns]
-    pairs = list(zip(names, procs))
-
-    def params(obj: Any) -> tuple:
-        return tuple(proc(getattr(obj, name)) if proc else getattr(obj, name) for name, proc in pairs)
-
-    return params
+    env: dict[str, Any] = {"getattr": getattr}
+    items = []
+    for i, column in enumerate(table.columns):
+        proc = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if proc is None:
+            items.append(f"v{i}")
+        else:
+            env[f"p{i}"] = proc
+            items.append(f"p{i}(v{i})")
+    unpack = ", ".join(f"v{i}" for i in range(len(names)))
+    source = "\n".join(
+        [
+            "def params(obj):",
+            "    d = obj.__dict__",
+            "    try:",
+            f"        ({unpack},) = ({', '.join(f'd[{n!r}]' for n in names)},)",
+            "    except KeyError:  # not loaded (expired, deferred): through the attributes",
+            f"        ({unpack},) = ({', '.join(f'getattr(obj, {n!r})' for n in names)},)",
+            f"    return ({', '.join(items)},)",
+        ]
+    )
+    exec(compile(source, f"<mimir bind params for {table.name}>", "exec"), env)
+    return env["params"]
 
 
 def row_builder(model: type, table: Table, dialect: Any) -> Callable[[list[tuple]], list[Any]]:

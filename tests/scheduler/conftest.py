@@ -1,0 +1,25 @@
+"""Fixtures of the scheduler tests (helpers: sched_helpers.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sched_helpers import T0, Services
+
+from mimir_tui.scheduler.clock import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    svc = Services(tmp_path)
+    try:
+        yield svc
+    finally:
+        svc.stop_all()

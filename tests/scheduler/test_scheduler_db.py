@@ -1,0 +1,169 @@
+"""What the scheduler asks of the database, on SQLite, PostgreSQL and MariaDB: fires claimed
+exactly once, the run queue (priority, availability, by id, SKIP LOCKED / BEGIN IMMEDIATE), and
+several threads and scheduler instances on one database."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sched_helpers import T0, add_pipelines, executions, fake_scheduler, ok_spec
+
+from mimir_tui.persistence import JobExecutionRecord, RunRequest, open_backend
+from mimir_tui.scheduler import jobs
+from mimir_tui.scheduler.clock import FakeClock
+
+
+def _job(backend, **options):
+    add_pipelines(backend, ok_spec())
+    return jobs.create_job(backend, name="j", pipeline="ok", cron_expr=options.pop("cron", "* * * * *"), now=T0,
+                           **options)
+
+
+def _fire(job, when, worker="w", status="queued"):
+    return JobExecutionRecord(job_id=job.id, pipeline=job.pipeline, start_time=when, status=status,
+                              triggered_by="scheduler", scheduled_for=when, worker_id=worker, context={}, steps=[])
+
+
+def test_claim_fire_is_exactly_once_per_run_key(backend):
+    job = _job(backend)
+    fire = T0 + timedelta(minutes=1)
+    assert backend.claim_fire(_fire(job, fire, "a")) is True
+    assert backend.claim_fire(_fire(job, fire, "b")) is False
+    assert backend.claim_fire(_fire(job, fire + timedelta(microseconds=1), "b")) is True, "another instant"
+    rows = executions(backend, job.id)
+    assert [(r.scheduled_for, r.worker_id) for r in rows] == [(fire, "a"), (fire + timedelta(microseconds=1), "b")]
+    # Many at once (the missed fires of a downtime): only the new ones land, nothing raises.
+    batch = [_fire(job, fire + timedelta(minutes=i), "c", "missed") for i in range(5)]
+    landed = backend.claim_fires(batch)
+    assert [r.scheduled_for for r in landed] == [fire + timedelta(minutes=i) for i in range(1, 5)]
+    assert backend.claim_fires(batch) == []
+    assert len(executions(backend, job.id)) == 6
+    with pytest.raises(ValueError):
+        backend.claim_fire(JobExecutionRecord(job_id=job.id, pipeline="ok", context={}, steps=[]))
+
+
+def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend):
+    from mimir_tui.errors import PersistenceError
+
+    job = _job(backend)
+    jobs.delete_job(backend, job.id)
+    with pytest.raises(PersistenceError):
+        backend.claim_fire(_fire(job, T0))
+
+
+def test_the_queue_gives_the_highest_priority_first_then_the_oldest(backend):
+    job = _job(backend, enabled=False)
+    made = {}
+    for name, priority, offset in (("old-low", 0, 0), ("new-high", 5, 2), ("old-high", 5, 1), ("mid", 1, 0),
+                                   ("future", 9, 60)):
+        made[name] = backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=priority,
+                                                available_at=T0 + timedelta(seconds=offset), requested_by=name))
+    now = T0 + timedelta(seconds=10)
+    order = []
+    while (got := backend.claim_request("w", now=now)) is not None:
+        request, execution = got
+        order.append(request.requested_by)
+        assert execution.id == request.execution_id
+        assert (execution.status, execution.worker_id, execution.triggered_by) == ("running", "w", "manual")
+    assert order == ["old-high", "new-high", "mid", "old-low"], "a request not yet available waits"
+    assert [r.requested_by for r in backend.list_queue()] == ["future"]
+    assert backend.claim_request("w", now=T0 + timedelta(seconds=60))[0].requested_by == "future"
+    assert backend.list_queue() == []
+    for name in order:
+        assert backend.get_execution(made[name].execution_id).status == "running"
+
+
+def test_claim_request_by_id_takes_that_one_once(backend):
+    job = _job(backend, enabled=False)
+    urgent = backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=9))
+    mine = backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=0, attempt=3, triggered_by="retry"))
+    request, execution = backend.claim_request("cli", request_id=mine.id)
+    assert request.id == mine.id and execution.id == mine.execution_id
+    assert (execution.attempt, execution.triggered_by, execution.worker_id) == (3, "retry", "cli")
+    assert backend.claim_request("other", request_id=mine.id) is None, "claimed already"
+    assert [r.id for r in backend.list_queue()] == [urgent.id]
+
+
+def _claim_all(settings, worker: str, out: list, errors: list, barrier: threading.Barrier) -> None:
+    backend = open_backend(settings)
+    try:
+        barrier.wait()
+        while True:
+            got = backend.claim_request(worker)
+            if got is None:
+                return
+            out.append(got[0].id)
+    except Exception as exc:  # noqa: BLE001 - reported by the test
+        errors.append(repr(exc))
+    finally:
+        backend.close()
+
+
+def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(backend, backend_settings):
+    """SKIP LOCKED on PostgreSQL and MariaDB, BEGIN IMMEDIATE on SQLite: no request is claimed
+    twice, none is lost, and nobody gets an error."""
+    job = _job(backend, enabled=False)
+    n, threads = 120, 4
+    ids = {backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=i % 3)).id for i in range(n)}
+    claimed: list[list[str]] = [[] for _ in range(threads)]
+    errors: list[str] = []
+    barrier = threading.Barrier(threads)
+    workers = [threading.Thread(target=_claim_all, args=(backend_settings, f"w{i}", claimed[i], errors, barrier))
+               for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=120)
+    assert errors == []
+    everything = [i for part in claimed for i in part]
+    assert len(everything) == n and set(everything) == ids
+    assert sum(1 for part in claimed if part) >= 2, "the work was shared"
+    assert backend.list_queue() == []
+    rows = [r for r in backend.list_executions(job.id, 1000)]
+    assert len(rows) == n and {r.status for r in rows} == {"running"}
+
+
+def test_several_schedulers_ticking_the_same_fires_claim_each_once(backend, backend_settings):
+    """Three instances (connections of their own) tick the same due fires at the same moment:
+    each fire is claimed by exactly one and run once; the others lose the race quietly."""
+    job = _job(backend, cron="* * * * * *", misfire_grace_seconds=60)
+    instances = 3
+    clock = FakeClock(T0)
+    backends = [open_backend(backend_settings) for _ in range(instances)]
+    schedulers = [fake_scheduler(b, backend_settings, clock, worker_id=f"s{i}") for i, b in enumerate(backends)]
+    errors: list[str] = []
+    claimed = [0] * instances
+    rounds = 8
+    barrier = threading.Barrier(instances)
+
+    def run(i: int) -> None:
+        try:
+            for r in range(rounds):
+                barrier.wait(timeout=60)
+                if i == 0:
+                    clock.set(T0 + timedelta(seconds=r + 1))
+                barrier.wait(timeout=60)
+                claimed[i] += len(schedulers[i].tick().claimed)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+    finally:
+        for b in backends:
+            b.close()
+    assert errors == []
+    rows = executions(backend, job.id)
+    assert [r.scheduled_for for r in rows] == [T0 + timedelta(seconds=s) for s in range(1, rounds + 1)]
+    runs = [r for r in rows if r.status != "missed"]
+    assert sum(claimed) == len(runs) >= 1
+    assert {r.status for r in runs} == {"success"}
+    # A fire is either run or recorded missed (an instance saw the previous run still active).
+    assert all(r.status in ("success", "missed") for r in rows)
