@@ -81,21 +81,20 @@ def _model_factory(model: type[T]) -> Callable[[dict[str, Any]], T]:
     """Build model instances from row mappings without re-validating what the database returned.
 
     A SQLModel table model validates in ``__init__`` (about 90 us a row); rows from our own
-    tables are already typed, so they go straight into an ORM-instrumented instance (a few us).
+    tables are already typed, so they go straight into an instance (about 1 us).
     """
     from sqlalchemy.orm import configure_mappers
 
     # Instances made without __init__ need configured mappers (else attribute access fails in a
     # process that reads rows before it ever built a model instance).
     configure_mappers()
-    manager = model._sa_class_manager  # type: ignore[attr-defined]
     fields = frozenset(model.model_fields)  # type: ignore[attr-defined]
-    new_instance = manager.new_instance
+    new = object.__new__
     setattr_ = object.__setattr__
 
     def build(values: dict[str, Any]) -> T:
-        obj = new_instance()
-        obj.__dict__.update(values)
+        obj = new(model)
+        setattr_(obj, "__dict__", values)  # SQLAlchemy state comes on first write (_LazyState)
         setattr_(obj, "__pydantic_fields_set__", set(fields))
         setattr_(obj, "__pydantic_extra__", None)
         setattr_(obj, "__pydantic_private__", None)

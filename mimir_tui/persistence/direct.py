@@ -230,21 +230,18 @@ def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
 def row_builder(model: type, table: Table, dialect: Any) -> Callable[[list[tuple]], list[Any]]:
     """A function turning rows (tuples in column order) into model instances.
 
-    The instances are what ``ClassManager.new_instance`` makes (an ORM-instrumented object with
-    its own state) with the pydantic slots set and every column in ``__dict__``: no
+    The instances have the pydantic slots set and every column in ``__dict__``, and no
+    SQLAlchemy state until their first attribute write (see ``models._LazyState``): no
     validation, the values converted by the column types' result processors. The function is
     generated, one line per column, because this loop is the whole cost of a query of 50 rows.
     """
     configure_mappers()
-    manager = model._sa_class_manager  # type: ignore[attr-defined]
     columns = list(table.columns)
     names = [c.name for c in columns]
     env: dict[str, Any] = {
         "cls": model,
         "new": object.__new__,
         "osa": object.__setattr__,
-        "state_of": manager._state_constructor,
-        "manager": manager,
         "fields": frozenset(model.model_fields),  # type: ignore[attr-defined]
     }
     items = []
@@ -264,7 +261,6 @@ def row_builder(model: type, table: Table, dialect: Any) -> Callable[[list[tuple
             f"    for ({unpack},) in rows:",
             "        obj = new(cls)",
             "        values = {" + ", ".join(items) + "}",
-            "        values['_sa_instance_state'] = state_of(obj, manager)",
             "        osa(obj, '__dict__', values)",
             "        osa(obj, '__pydantic_fields_set__', set(fields))",
             "        osa(obj, '__pydantic_extra__', None)",

@@ -160,8 +160,8 @@ def test_orm_metadata_matches_migrated_schema(fresh_settings: Settings) -> None:
 def test_indexes_and_cascade_exist(backend) -> None:
     insp = inspect(backend.engine)
     exec_indexes = {ix["name"]: ix for ix in insp.get_indexes("job_executions")}
-    assert exec_indexes["idx_job_executions_job_id_start_time"]["column_names"] == ["job_id", "start_time"]
-    assert exec_indexes["idx_job_executions_start_time"]["column_names"] == ["start_time"]
+    assert exec_indexes["idx_job_executions_job_id_start_time_id"]["column_names"] == ["job_id", "start_time", "id"]
+    assert exec_indexes["idx_job_executions_start_time_id"]["column_names"] == ["start_time", "id"]
     assert exec_indexes["idx_job_executions_status"]["column_names"] == ["status"]
     assert exec_indexes["ux_job_executions_run_key"]["column_names"] == ["job_id", "scheduled_for"]
     assert exec_indexes["ux_job_executions_run_key"]["unique"]
@@ -225,7 +225,8 @@ def test_sqlite_list_executions_uses_the_index(sqlite_settings: Settings, paged:
         with store.engine.connect() as conn:
             plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).fetchall()]
     joined = " | ".join(plan)
-    assert "idx_job_executions_job_id_start_time" in joined, joined
+    assert "idx_job_executions_job_id_start_time_id" in joined, joined
+    assert "TEMP B-TREE" not in joined, joined  # the index gives the order: no sort step
     assert not any(p.startswith("SCAN job_executions") and "INDEX" not in p for p in plan), joined
 
 
