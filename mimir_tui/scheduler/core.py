@@ -99,6 +99,8 @@ class RunPool:
         self._busy = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._open = threading.Event()  # cleared by hold(): no new run starts
+        self._open.set()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(size)]
         for thread in self._threads:
             thread.start()
@@ -127,11 +129,19 @@ class RunPool:
                 self._idle.wait(left)
         return True
 
+    def hold(self) -> None:
+        """Start no new run until :meth:`release` (runs under way go on)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     def _work(self) -> None:
         while True:
             fn = self._queue.get()
             if fn is None:
                 return
+            self._open.wait()
             try:
                 fn()
             except Exception:  # a run's failure is recorded by the runner; never kill the pool
@@ -344,8 +354,11 @@ class Scheduler:
         report = TickReport()
         # With a pool, runs start once every due fire is claimed: runs started meanwhile would
         # compete with the claims for the GIL and the write lock (bench/scheduler.py: 1,000
-        # jobs due at once, fire lag p99 of seconds instead of a few hundred ms).
+        # jobs due at once, fire lag p99 of seconds instead of a few hundred ms). For the same
+        # reason the pool starts no queued run (a backlog of earlier fires) while claiming.
         self._deferred = [] if self.pool is not None and not self.inline else None
+        if self._deferred is not None:
+            self.pool.hold()  # type: ignore[union-attr]
         try:
             for state in sorted(self._jobs.values(), key=lambda s: (-s.job.priority, s.next_fire)):
                 if state.next_fire <= now and not self._draining.is_set():
@@ -361,6 +374,8 @@ class Scheduler:
             if not self._draining.is_set():
                 for job, chain in deferred or ():
                     self._submit_chain(job, chain)
+            if deferred is not None:
+                self.pool.release()  # type: ignore[union-attr]
         return report
 
     def _due_fires(self, state: _JobState, now: datetime) -> tuple[list[datetime], datetime | None, datetime | None]:
