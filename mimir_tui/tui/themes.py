@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -11,13 +12,14 @@ from textual.theme import Theme
 
 log = logging.getLogger("mimir.tui")
 
-BUNDLED = Path(__file__).resolve().parents[2] / "themes"
-PACKAGED = Path(__file__).resolve().parent / "themes"
+SOURCE_TREE = Path(__file__).resolve().parents[2] / "themes"  # a checkout (pip install -e)
+INSTALLED = Path(sys.prefix) / "share" / "mimir" / "themes"  # a wheel's data files
 
 
 def theme_dirs() -> list[Path]:
+    """Where themes come from; a later folder's theme replaces an earlier one of that name."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return [PACKAGED, BUNDLED, Path(xdg) / "mimir" / "themes"]
+    return [INSTALLED, SOURCE_TREE, Path(xdg) / "mimir" / "themes"]
 
 
 def load_themes(dirs: list[Path] | None = None) -> dict[str, Theme]:
