@@ -70,6 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except Exception as exc:  # a bug or an unforeseen failure: still one line, no traceback
+        if os.environ.get("MIMIR_DEBUG"):
+            raise
+        from .secrets import mask_text
+
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG}: error: unexpected {type(exc).__name__}: {mask_text(text)} "
+              f"(MIMIR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     finally:
         ctx.close()
 

@@ -153,10 +153,13 @@ class Settings(BaseModel):
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     def masked(self) -> dict[str, Any]:
-        """The effective configuration as plain data, passwords masked."""
+        """The effective configuration as plain data, with passwords and the values of
+        secret-looking keys (``password``, ``token``, ``api_key``, ``secret``...) masked."""
+        from .secrets import mask_tree
+
         data = self.model_dump(mode="json")
         data["persistence"]["connection_string"] = mask_url(self.persistence.connection_string)
-        return data
+        return mask_tree(data)
 
 
 PATH_KEYS = {
@@ -246,7 +249,13 @@ def _describe(error: dict[str, Any]) -> str:
     msg = error["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    return f"key {key!r}: {msg} (got {error.get('input')!r})"
+    from .secrets import MASK, is_secret_key, mask_tree
+
+    given = error.get("input")
+    shown = MASK if any(is_secret_key(str(p)) for p in error["loc"]) else repr(mask_tree(given))
+    if isinstance(given, str) and "://" in given:
+        shown = repr(mask_url(given))
+    return f"key {key!r}: {msg} (got {shown})"
 
 
 def load_settings(

@@ -57,8 +57,8 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
         unknown = [s for s in statuses if s not in STATUSES]
         if unknown:
             raise BadInput(f"unknown status {unknown[0]!r}; use one of {', '.join(STATUSES)}")
-    if args.limit < 0:
-        raise BadInput("--limit must be 0 or more")
+    if not 0 <= args.limit <= 1_000_000:
+        raise BadInput(f"--limit {args.limit}: give a number from 0 to 1000000")
     if args.job is not None:
         ctx.backend.get_job(args.job)  # an unknown job is bad input, not an empty list
     rows = ctx.backend.list_executions(args.job, args.limit, status=statuses)
@@ -115,6 +115,8 @@ def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
     record = ctx.backend.request_cancel(args.id)
     if args.json:
         print_json(record)
+    elif record.status == "cancelled":
+        print(f"execution {record.id} ({record.pipeline}) was still queued: cancelled")
     else:
         print(f"cancel requested for execution {record.id} ({record.pipeline}); it stops within a second")
     return 0

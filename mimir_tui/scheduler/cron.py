@@ -63,6 +63,11 @@ def validate_cron(expr: str) -> str:
     except (CroniterError, ValueError, KeyError, TypeError) as exc:
         reason = str(exc).replace(f"[{text}] ", "")
         raise CronError(f"cron expression {expr!r}: {reason}") from None
+    try:
+        # A date that never comes (0 0 30 2 *): croniter parses it, then never finds a fire.
+        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        raise CronError(f"cron expression {expr!r} never fires (no such date)") from None
     return text
 
 

@@ -6,6 +6,7 @@ on bad input (a bad cron expression, an unknown zone or pipeline, an unknown id)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,19 @@ def schedule_of(job: ScheduledJob) -> CronSchedule:
     return CronSchedule(job.cron_expr, job.timezone or "UTC")
 
 
+_INT_RANGES = (
+    ("max_retries", 0, 1000),
+    ("misfire_cap", 1, 100_000),
+    ("max_concurrent", 1, 10_000),
+    ("priority", -1_000_000, 1_000_000),
+)
+_FLOAT_RANGES = (  # seconds
+    ("timeout_seconds", 0, 366 * 86400),
+    ("retry_backoff_seconds", 0, 7 * 86400),
+    ("misfire_grace_seconds", 0, 366 * 86400),
+)
+
+
 def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
     if not job.id or not str(job.id).strip():
         raise BadInput("job id is empty")
@@ -37,19 +51,20 @@ def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
     zone(job.timezone or "UTC")
     if job.misfire_policy not in {p.value for p in MisfirePolicy}:
         raise BadInput(f"job {job.id!r}: misfire_policy {job.misfire_policy!r} is not one of skip, once, all")
-    for key in ("max_retries", "misfire_cap", "priority"):
-        if not isinstance(getattr(job, key), int):
+    for key, low, high in _INT_RANGES:
+        value = getattr(job, key)
+        if not isinstance(value, int) or isinstance(value, bool):
             raise BadInput(f"job {job.id!r}: {key} must be an integer")
-    if job.max_retries < 0:
-        raise BadInput(f"job {job.id!r}: max_retries must be >= 0")
-    if job.max_concurrent < 1:
-        raise BadInput(f"job {job.id!r}: max_concurrent must be >= 1")
-    if job.misfire_cap < 1:
-        raise BadInput(f"job {job.id!r}: misfire_cap must be >= 1")
-    if job.timeout_seconds is not None and job.timeout_seconds <= 0:
-        raise BadInput(f"job {job.id!r}: timeout_seconds must be > 0")
-    if job.retry_backoff_seconds < 0 or job.misfire_grace_seconds < 0:
-        raise BadInput(f"job {job.id!r}: retry_backoff_seconds and misfire_grace_seconds must be >= 0")
+        if not low <= value <= high:
+            raise BadInput(f"job {job.id!r}: {key} {value} is out of range ({low} to {high})")
+    for key, low, high in _FLOAT_RANGES:
+        value = getattr(job, key)
+        if value is None and key == "timeout_seconds":
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise BadInput(f"job {job.id!r}: {key} must be a finite number of seconds")
+        if not low <= value <= high or (key == "timeout_seconds" and value <= 0):
+            raise BadInput(f"job {job.id!r}: {key} {value} is out of range ({'over ' if key == 'timeout_seconds' else ''}{low} to {high})")
     if require_pipeline:
         try:
             backend.get_pipeline(job.pipeline)
@@ -92,10 +107,14 @@ def update_job(backend: Any, job_id: str, *, now: datetime | None = None, requir
     for key, value in changes.items():
         setattr(job, key, value)
     _check(job, backend, require_pipeline=require_pipeline and "pipeline" in changes)
+    fields = set(changes)
     if (job.cron_expr, job.timezone, job.enabled) != before or (job.enabled and job.next_run is None):
         # Disabling clears next_run; enabling (or a new schedule) recomputes it from now.
         job.next_run = schedule_of(job).next_after(as_utc(now) or utcnow()) if job.enabled else None
-    return backend.update_job(job)
+        fields.add("next_run")
+    # Only what this edit changed: the scheduler may have written next_run (and last_run,
+    # last_result) since the job was loaded.
+    return backend.update_job(job, fields=fields)
 
 
 def enable_job(backend: Any, job_id: str, *, now: datetime | None = None) -> ScheduledJob:
