@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -75,6 +75,17 @@ class SchedulerSettings(_Section):
     stale_after: float = Field(30.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)
     misfire_grace: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _beats_before_stale(self) -> "SchedulerSettings":
+        # A peer is declared dead after stale_after seconds of silence: it must have had time
+        # to beat at least twice, or live instances would reap each other.
+        if self.stale_after < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"stale_after ({self.stale_after:g} s) must be at least twice heartbeat_interval "
+                f"({self.heartbeat_interval:g} s)"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod
