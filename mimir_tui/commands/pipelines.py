@@ -179,6 +179,7 @@ def _resolve(ctx: Context, args: argparse.Namespace, registry):
 
 def run_run(ctx: Context, args: argparse.Namespace) -> int:
     from ..pipelines.runner import PipelineRunner
+    from ..scheduler.core import worker_session
 
     registry = _registry(ctx)
     spec = _resolve(ctx, args, registry)
@@ -196,6 +197,9 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
             line += f"  {step.error}"
         print(line, file=out, flush=True)
 
+    if args.job is not None:
+        ctx.backend.get_job(args.job)  # an unknown job id is bad input (exit 2), not a failed run
+
     stop = threading.Event()
     previous = {}
 
@@ -203,14 +207,21 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
         stop.reason = f"cancelled: interrupted ({signal.Signals(signum).name})"  # type: ignore[attr-defined]
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: an SSH session that drops takes the command with it.
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is None:
+            continue
         try:
             previous[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread
             pass
     try:
-        record = runner.run(spec, job_id=args.job, triggered_by="manual", timeout=args.timeout,
-                            cancel_event=stop, on_step=on_step)
+        # Run as a registered worker with a heartbeat: if this process dies (SIGKILL), a
+        # service's reaper sees the heartbeat go stale and interrupts the run, instead of a
+        # row left 'running' for good that blocks its job.
+        with worker_session(ctx.backend, ctx.settings) as worker_id:
+            record = runner.run(spec, job_id=args.job, triggered_by="manual", timeout=args.timeout,
+                                cancel_event=stop, on_step=on_step, worker_id=worker_id)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

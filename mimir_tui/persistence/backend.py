@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -118,6 +118,10 @@ def _sqlite_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection
     except BaseException:
         direct.rollback_quietly(conn)
         raise
+
+
+#: Columns of ``scheduled_jobs`` that only the scheduler writes (``set_job_schedule``).
+SCHEDULER_OWNED = ("last_run", "last_result")
 
 
 def _values(obj: Any, table: Table) -> dict[str, Any]:
@@ -235,11 +239,28 @@ class PersistenceBackend(SchedulingMixin):
             raise NotFound(f"job {job_id!r} not found")
 
     @_operation("update_job")
-    def update_job(self, job: ScheduledJob) -> ScheduledJob:
+    def update_job(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob:
+        """Write an edit of the job (and a new ``updated_at``).
+
+        ``last_run`` and ``last_result`` belong to the scheduler and are never written here
+        (only by :meth:`set_job_schedule`): an edit made from a copy loaded before a fire must
+        not put back the older values. ``fields`` limits the write to those columns; give it
+        whenever the job was loaded earlier, so that ``next_run`` (which the scheduler also
+        writes) is written only if the caller changed it. Without ``fields`` every other
+        column is written, ``next_run`` included."""
         job.updated_at = utcnow()
         values = _values(job, JOBS)
-        values.pop("id")
-        values.pop("created_at")
+        for key in ("id", "created_at", *SCHEDULER_OWNED):
+            values.pop(key)
+        if fields is not None:
+            wanted = set(fields)
+            owned = wanted & set(SCHEDULER_OWNED)
+            if owned:
+                raise ValueError(f"{', '.join(sorted(owned))}: written only by set_job_schedule")
+            unknown = wanted - set(values)
+            if unknown:
+                raise ValueError(f"not an editable job column: {', '.join(sorted(unknown))}")
+            values = {k: v for k, v in values.items() if k in wanted or k == "updated_at"}
         with self._write() as conn:
             result = conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(**values))
         if result.rowcount == 0:
@@ -296,47 +317,66 @@ class PersistenceBackend(SchedulingMixin):
     # -- executions -----------------------------------------------------------------------
 
     @_operation("save_execution")
-    def save_execution(self, execution: JobExecutionRecord) -> JobExecutionRecord:
+    def save_execution(self, execution: JobExecutionRecord, *, only_unfinished: bool = False) -> Any:
         """Insert the record, or replace it if its id exists (the engine saves a run as it goes).
 
         ``cancel_requested`` is never cleared by a save: it belongs to whoever asked to cancel.
+
+        ``only_unfinished``: replace the stored row only while it is still ``queued`` or
+        ``running`` (a run must not overwrite the end another instance gave it, e.g. a reaper's
+        ``interrupted`` whose retry is queued already); returns True if the record was written,
+        False if the row had finished. Without it, returns the record.
         """
         execution.updated_at = utcnow()
         if self._direct is not None:
-            return self._sqlite_save_execution(execution)
+            applied = self._sqlite_save_execution(execution, only_unfinished)
+            return applied if only_unfinished else execution
         values = _values(execution, EXECUTIONS)
+        applied = True
         try:
             with self._write() as conn:
                 if self.dialect in ("sqlite", "postgresql"):
-                    conn.execute(self._upsert_execution(), values)
+                    result = conn.execute(self._upsert_execution(only_unfinished), values)
+                    applied = result.rowcount != 0
                 else:
                     changed = {k: v for k, v in values.items() if k not in ("id", "cancel_requested")}
-                    result = conn.execute(
-                        update(EXECUTIONS).where(EXECUTIONS.c.id == execution.id).values(**changed)
-                    )
+                    condition = EXECUTIONS.c.id == execution.id
+                    if only_unfinished:
+                        condition = and_(condition, EXECUTIONS.c.status.in_(UNFINISHED))
+                    result = conn.execute(update(EXECUTIONS).where(condition).values(**changed))
                     if result.rowcount == 0:
-                        conn.execute(insert(EXECUTIONS), values)
+                        exists = only_unfinished and conn.execute(
+                            select(EXECUTIONS.c.id).where(EXECUTIONS.c.id == execution.id)
+                        ).first() is not None
+                        if exists:
+                            applied = False  # the row has finished: left as it is
+                        else:
+                            conn.execute(insert(EXECUTIONS), values)
         except IntegrityError as exc:
             raise Conflict(self._integrity_message(exc, execution)) from None
-        return execution
+        return applied if only_unfinished else execution
 
-    def _sqlite_save_execution(self, execution: JobExecutionRecord) -> JobExecutionRecord:
+    def _sqlite_save_execution(self, execution: JobExecutionRecord, only_unfinished: bool = False) -> bool:
         try:
             params = self._execution_params(execution)
         except (TypeError, ValueError, AttributeError) as exc:  # what SQLAlchemy's processors raise
             raise PersistenceError(f"save_execution failed: {exc}") from None
-        sql = self._sqlite_sql.get("upsert")
+        key = "upsert_unfinished" if only_unfinished else "upsert"
+        sql = self._sqlite_sql.get(key)
         if sql is None:
-            sql = self._sqlite_sql["upsert"] = direct.upsert_sql(EXECUTIONS, "id", keep=("cancel_requested",))
+            sql = direct.upsert_sql(EXECUTIONS, "id", keep=("cancel_requested",))
+            if only_unfinished:
+                sql += f" WHERE {EXECUTIONS.name}.status IN ('queued', 'running')"
+            self._sqlite_sql[key] = sql
         try:
             with self._sqlite_write() as conn:
-                conn.execute(sql, params)
+                return conn.execute(sql, params).rowcount != 0
         except sqlite3.IntegrityError as exc:
             raise Conflict(self._integrity_message(exc, execution)) from None
-        return execution
 
-    def _upsert_execution(self):
-        cached = getattr(self, "_upsert_stmt", None)
+    def _upsert_execution(self, only_unfinished: bool = False):
+        cache = self.__dict__.setdefault("_upsert_stmts", {})
+        cached = cache.get(only_unfinished)
         if cached is not None:
             return cached
         if self.dialect == "sqlite":
@@ -347,8 +387,9 @@ class PersistenceBackend(SchedulingMixin):
         stmt = stmt.on_conflict_do_update(
             index_elements=[EXECUTIONS.c.id],
             set_={c.name: stmt.excluded[c.name] for c in EXECUTIONS.columns if c.name not in ("id", "cancel_requested")},
-        )
-        self._upsert_stmt = stmt
+            where=EXECUTIONS.c.status.in_(UNFINISHED) if only_unfinished else None,
+        ).execution_options(preserve_rowcount=True)
+        cache[only_unfinished] = stmt
         return stmt
 
     def _integrity_message(self, exc: IntegrityError, execution: JobExecutionRecord) -> str:
@@ -533,11 +574,28 @@ class PersistenceBackend(SchedulingMixin):
 
     @_operation("request_cancel")
     def request_cancel(self, execution_id: str) -> JobExecutionRecord:
-        """Ask the process running an execution to stop it; it records ``cancelled``."""
+        """Ask the process running an execution to stop it; it records ``cancelled``.
+
+        A run still waiting in the queue (``jobs run`` printed its execution id) is taken out of
+        the queue and recorded ``cancelled`` at once."""
+        from .scheduling import QUEUE
+
         with self._write() as conn:
             row = conn.execute(select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == execution_id)).first()
             if row is None:
-                raise NotFound(f"execution {execution_id!r} not found")
+                queued = conn.execute(select(QUEUE).where(QUEUE.c.execution_id == execution_id)).mappings().first()
+                if queued is None:
+                    raise NotFound(f"execution {execution_id!r} not found")
+                conn.execute(delete(QUEUE).where(QUEUE.c.id == queued["id"]))
+                now = utcnow()
+                record = JobExecutionRecord(
+                    id=execution_id, job_id=queued["job_id"], pipeline=queued["pipeline"], start_time=now,
+                    end_time=now, duration=0, status="cancelled", error="cancelled while waiting in the queue",
+                    triggered_by=queued["triggered_by"], attempt=queued["attempt"], context={}, steps=[],
+                    updated_at=now,
+                )
+                conn.execute(insert(EXECUTIONS), _values(record, EXECUTIONS))
+                return record
             if row.status in FINISHED:
                 raise Conflict(f"execution {execution_id!r} has already finished ({row.status})")
             conn.execute(
@@ -605,7 +663,7 @@ class PersistenceBackend(SchedulingMixin):
 for _name in (
     "claim_fire", "claim_fires", "count_running", "set_job_schedule", "jobs_signature", "register_worker", "heartbeat",
     "list_workers", "interrupt_runs", "reap_stale_workers", "prune_workers", "enqueue", "list_queue",
-    "claim_request",
+    "claim_request", "interrupt_executions", "unfinished_run_ids", "sweep_orphaned_runs",
 ):
     setattr(PersistenceBackend, _name, _operation(_name)(getattr(SchedulingMixin, _name)))
 

@@ -58,8 +58,22 @@ class FairLock:
             turn = threading.Lock()
             turn.acquire()
             self._waiters.append(turn)
-        turn.acquire()  # released by the owner that hands the lock over to us
-        self._owner, self._depth = me, 1
+        try:
+            turn.acquire()  # released by the owner that hands the lock over to us
+            self._owner, self._depth = me, 1
+        except BaseException:
+            # Interrupted (KeyboardInterrupt from a signal handler, say): leave no dead entry
+            # in the queue, and if the lock was already handed to us, hand it on; otherwise
+            # the next release would give it to no one and every later writer would hang.
+            with self._mutex:
+                try:
+                    self._waiters.remove(turn)
+                except ValueError:  # released to us: we own the lock, pass it on
+                    self._owner, self._depth = None, 0
+                    if self._waiters:
+                        self._owner = -1
+                        self._waiters.popleft().release()
+            raise
 
     def release(self) -> None:
         with self._mutex:

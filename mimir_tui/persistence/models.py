@@ -112,6 +112,8 @@ class JobExecutionRecord(_LazyState, SQLModel, table=True):
         Index("idx_job_executions_job_id_start_time_id", "job_id", "start_time", "id"),
         Index("idx_job_executions_start_time_id", "start_time", "id"),
         Index("idx_job_executions_status", "status"),
+        # Counting a job's queued/running runs reads only those rows (schema version 5).
+        Index("idx_job_executions_job_id_status", "job_id", "status"),
         Index("ux_job_executions_run_key", "job_id", "scheduled_for", unique=True),
     )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, case, delete, func, insert, literal, select, true, update
+from sqlalchemy import Table, and_, case, delete, func, insert, literal, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from .models import JobExecutionRecord, RunRequest, ScheduledJob, Worker
@@ -24,6 +24,7 @@ EXECUTIONS: Table = JobExecutionRecord.__table__  # type: ignore[attr-defined]
 JOBS: Table = ScheduledJob.__table__  # type: ignore[attr-defined]
 
 LIVE_WORKER = ("running", "stopping")
+UNFINISHED = ("queued", "running")
 
 #: ``set_job_schedule(next_run=UNCHANGED)``: leave the column as it is.
 UNCHANGED = object()
@@ -235,33 +236,97 @@ class SchedulingMixin:
         ]
 
     def interrupt_runs(self, worker_ids: list[str], reason: str, *, now: datetime | None = None) -> list[JobExecutionRecord]:
-        """Mark the ``running`` executions of these workers ``interrupted``; returns them."""
+        """Mark the ``queued``/``running`` executions of these workers ``interrupted``; returns
+        those this call changed (not a run that finished meanwhile: its retry must not be
+        queued)."""
         if not worker_ids:
             return []
         now = as_utc(now) or utcnow()
         with self._write() as conn:  # type: ignore[attr-defined]
             rows = conn.execute(
                 select(EXECUTIONS).where(
-                    and_(EXECUTIONS.c.worker_id.in_(worker_ids), EXECUTIONS.c.status.in_(("running", "queued")))
+                    and_(EXECUTIONS.c.worker_id.in_(worker_ids), EXECUTIONS.c.status.in_(UNFINISHED))
                 )
             ).mappings().all()
-            for row in rows:
-                start = as_utc(row["start_time"])
-                conn.execute(
-                    update(EXECUTIONS)
-                    .where(and_(EXECUTIONS.c.id == row["id"], EXECUTIONS.c.status.in_(("running", "queued"))))
-                    .values(
-                        status="interrupted",
-                        end_time=now,
-                        duration=int((now - start).total_seconds() * 1000) if start else None,
-                        error=reason,
-                        updated_at=now,
-                    )
+            return self._interrupt_rows(conn, rows, reason, now)
+
+    def interrupt_executions(self, execution_ids: list[str], reason: str, *,
+                             now: datetime | None = None) -> list[JobExecutionRecord]:
+        """Mark these executions ``interrupted`` if they are still queued or running; returns
+        those this call changed."""
+        if not execution_ids:
+            return []
+        now = as_utc(now) or utcnow()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(
+                select(EXECUTIONS).where(
+                    and_(EXECUTIONS.c.id.in_(execution_ids), EXECUTIONS.c.status.in_(UNFINISHED))
                 )
+            ).mappings().all()
+            return self._interrupt_rows(conn, rows, reason, now)
+
+    def unfinished_run_ids(self, worker_id: str) -> list[str]:
+        """Ids of the executions of ``worker_id`` that are queued or running."""
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return list(conn.execute(
+                select(EXECUTIONS.c.id).where(
+                    and_(EXECUTIONS.c.worker_id == worker_id, EXECUTIONS.c.status.in_(UNFINISHED))
+                )
+            ).scalars().all())
+
+    def sweep_orphaned_runs(self, *, stale_after: float, now: datetime | None = None) -> list[JobExecutionRecord]:
+        """Interrupt queued/running executions that no live worker owns: no ``worker_id`` (a
+        process that ran them without registering), an unknown one, or a worker that is
+        ``dead`` or ``stopped`` (e.g. a reaper that crashed between marking a worker dead and
+        interrupting its runs), untouched for ``stale_after`` seconds. Returns those changed.
+
+        Runs of a live worker (status running/stopping) are never touched here; a live worker
+        whose heartbeat went stale is :meth:`reap_stale_workers`' business."""
+        now = as_utc(now) or utcnow()
+        cutoff = now - timedelta(seconds=stale_after)
+        live = select(WORKERS.c.id).where(WORKERS.c.status.in_(LIVE_WORKER))
+        orphan = and_(
+            EXECUTIONS.c.status.in_(UNFINISHED),
+            or_(EXECUTIONS.c.worker_id.is_(None), EXECUTIONS.c.worker_id.not_in(live)),
+            func.coalesce(EXECUTIONS.c.updated_at, EXECUTIONS.c.start_time, type_=EXECUTIONS.c.updated_at.type) < cutoff,
+        )
+        with self._read() as conn:  # type: ignore[attr-defined]
+            # A read first: on SQLite the common case (nothing to sweep) takes no write lock.
+            if not conn.execute(select(EXECUTIONS.c.id).where(orphan).limit(1)).first():
+                return []
+        with self._write() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(select(EXECUTIONS).where(orphan)).mappings().all()
+            return self._interrupt_rows(
+                conn, rows, "interrupted: no live instance was running it", now, guard=orphan
+            )
+
+    def _interrupt_rows(self, conn: Any, rows: Any, reason: str, now: datetime,
+                        guard: Any = None) -> list[JobExecutionRecord]:
+        """The guarded UPDATE of each row to ``interrupted``; the rows it changed, as records.
+        A row that finished since it was read (its UPDATE matches nothing) is left out."""
         from .backend import _execution  # the fast row -> model factory
 
         out = []
         for row in rows:
+            start = as_utc(row["start_time"])
+            condition = and_(EXECUTIONS.c.id == row["id"], EXECUTIONS.c.status.in_(UNFINISHED))
+            if guard is not None:
+                condition = and_(condition, guard)
+            changed = conn.execute(
+                update(EXECUTIONS)
+                .where(condition)
+                .values(
+                    status="interrupted",
+                    end_time=now,
+                    # capped to the column's 32 bits: a run stuck for weeks must not break the sweep
+                    duration=min(max(0, int((now - start).total_seconds() * 1000)), 2**31 - 1) if start else None,
+                    error=reason,
+                    updated_at=now,
+                )
+                .execution_options(preserve_rowcount=True)
+            ).rowcount
+            if changed != 1:
+                continue
             record = _execution(dict(row))
             record.status = "interrupted"
             record.error = reason
@@ -275,7 +340,10 @@ class SchedulingMixin:
         ids in ``also``, e.g. this host's crashed predecessors) and interrupt their runs.
 
         A live worker's runs are never touched: the status change is a compare-and-set on the
-        stale heartbeat, so a worker that heartbeats meanwhile keeps its runs."""
+        stale heartbeat, so a worker that heartbeats meanwhile keeps its runs.
+
+        Two transactions (mark dead, then interrupt): if the reaper dies in between, the dead
+        worker's runs are picked up by :meth:`sweep_orphaned_runs` (Scheduler.beat calls both)."""
         now = as_utc(now) or utcnow()
         cutoff = now - timedelta(seconds=stale_after)
         dead: list[str] = []

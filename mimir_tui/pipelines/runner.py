@@ -56,21 +56,7 @@ OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
 
 # -- secrets ------------------------------------------------------------------------------------
 
-_SECRET_KEY = re.compile(
-    r"(^|[_\-. ])(password|passwd|pwd|passphrase|secret|token|api[_\-]?key|apikey|authorization|"
-    r"auth|credentials?|private[_\-]?key|cookie|set[_\-]cookie|session[_\-]?id)$",
-    re.IGNORECASE,
-)
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
-
-
-def is_secret_key(key: Any) -> bool:
-    """``api_key``, ``X-Api-Key``, ``accessToken``, ``Authorization``, ``password`` are secret;
-    ``max_tokens`` and ``token_count`` are not."""
-    if not isinstance(key, str):
-        return False
-    return bool(_SECRET_KEY.search(_CAMEL.sub(r"\1_\2", key.strip())))
+from ..secrets import _URL_PASSWORD, is_secret_key  # noqa: E402  (shared with config show)
 
 
 def mask_secrets(value: Any, secrets: "SecretMasker | None" = None) -> Any:
@@ -425,15 +411,19 @@ class PipelineRunner:
             exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, execution_id=exec_id)
             exec_log.write("ERROR", record.error or "")
             exec_log.close()
-            await self._save_final(record)
-            return record
+            return await self._save_final(record)
 
         record = JobExecutionRecord(
             id=exec_id, job_id=job_id, pipeline=spec.name, start_time=started, status=Status.running.value,
             context={}, steps=[], triggered_by=triggered_by, scheduled_for=scheduled_for, attempt=attempt,
             worker_id=worker_id,
         )
-        await asyncio.to_thread(self.backend.save_execution, record)  # a conflict here: nothing ran
+        # A conflict here: nothing ran. A row that finished meanwhile (a reaper interrupted a
+        # claimed fire before it started) is left as it is, and nothing runs.
+        if not await asyncio.to_thread(self._save_unfinished, record):
+            ended = await asyncio.to_thread(self.backend.get_execution, exec_id)
+            self._ended_elsewhere(ended)
+            return ended
 
         secrets = SecretMasker()
         exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, secrets=secrets,
@@ -469,30 +459,57 @@ class PipelineRunner:
                        f"pipeline {spec.name!r} finished: {status} in {record.duration} ms"
                        + (f": {record.error}" if record.error else ""))
         exec_log.close()
-        await self._save_final(record)
+        final = await self._save_final(record)
         if interrupted:
             raise asyncio.CancelledError()
-        return record
+        return final
 
     # -- internals ------------------------------------------------------------------------
 
-    async def _save(self, record: JobExecutionRecord, exec_log: ExecutionLog) -> None:
+    def _save_unfinished(self, record: JobExecutionRecord) -> bool:
+        """Save ``record`` unless its row has finished meanwhile (another instance ended it:
+        a reaper's ``interrupted``, whose retry is queued already); False then."""
+        return bool(self.backend.save_execution(record, only_unfinished=True))
+
+    def _ended_elsewhere(self, ended: JobExecutionRecord) -> None:
+        log.warning("execution %s was ended by another instance (status %s)", ended.id, ended.status)
+
+    async def _save(self, record: JobExecutionRecord, exec_log: ExecutionLog, stop: _Stop | None = None) -> None:
         try:
-            await asyncio.to_thread(self.backend.save_execution, record)
+            applied = await asyncio.to_thread(self._save_unfinished, record)
         except Exception as exc:  # a progress update that fails must not fail the run
             exec_log.write("WARNING", f"could not save progress: {exc}")
+            return
+        if not applied:
+            # Another instance ended this run (it took us for dead): stop, and keep its verdict.
+            status = "finished"
+            try:
+                status = (await asyncio.to_thread(self.backend.get_execution, record.id)).status
+            except Exception:  # noqa: BLE001 - only for the message
+                pass
+            message = f"execution {record.id} was ended by another instance (status {status})"
+            log.warning("%s", message)
+            exec_log.write("WARNING", message)
+            if stop is not None:
+                stop.set(f"cancelled: {message}")
 
-    async def _save_final(self, record: JobExecutionRecord) -> None:
+    async def _save_final(self, record: JobExecutionRecord) -> JobExecutionRecord:
+        """Save the run's end; returns the record as stored: ours, or, if another instance
+        ended the run meanwhile, theirs (never overwritten)."""
         delay = 0.2
         for attempt in range(4):
             try:
-                await asyncio.to_thread(self.backend.save_execution, record)
-                return
+                if await asyncio.to_thread(self._save_unfinished, record):
+                    return record
+                ended = await asyncio.to_thread(self.backend.get_execution, record.id)
+                self._ended_elsewhere(ended)
+                return ended
             except MimirError:
                 if attempt == 3:
                     raise
                 await asyncio.sleep(delay)
                 delay *= 2
+        return record
 
     def _cancel_requested(self, execution_id: str) -> bool:
         """One indexed read of one column (cheap enough to poll a few times a second)."""
@@ -617,7 +634,7 @@ class PipelineRunner:
                 secrets.add(secret_values(config_data))
                 srec.input = summarize(config_data, max_chars, secrets)
                 record.steps[-1] = srec.to_json()
-                await self._save(record, exec_log)
+                await self._save(record, exec_log, stop)
                 await self._notify(on_step, srec, record, exec_log)
 
                 plugin_cls = self.registry.get(step.plugin)
@@ -682,7 +699,7 @@ class PipelineRunner:
                                step=step.name, plugin=step.plugin)
             record.steps[-1] = srec.to_json()
             record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
-            await self._save(record, exec_log)
+            await self._save(record, exec_log, stop)
             await self._notify(on_step, srec, record, exec_log)
 
             if failure is None:

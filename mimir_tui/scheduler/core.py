@@ -19,9 +19,10 @@ import socket
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
 
 from .. import __version__
 from ..errors import MimirError, NotFound
@@ -34,6 +35,7 @@ from .cron import CronSchedule
 log = logging.getLogger("mimir.scheduler")
 
 RETRYABLE = ("failed", "timed_out", "interrupted")
+MAX_RETRY_DELAY = 7 * 86400.0  # seconds
 #: Missed fires recorded one by one per job and tick (the latest ones); older fires of a longer
 #: downtime are summed up in the note of the oldest recorded one.
 MAX_MISSED_ROWS = 1000
@@ -42,6 +44,8 @@ MAX_MISSED_ROWS = 1000
 FULL_REFRESH_EVERY = 60.0
 #: Why a run stopped by :meth:`Scheduler.stop` is ``interrupted``.
 STOPPED_REASON = "interrupted: the instance was stopped before the run finished"
+#: Why a run of a live instance that it no longer executes (see Scheduler._reconcile) is.
+LOST_REASON = "interrupted: the instance that claimed it was no longer running it"
 
 
 _build_record = _model_factory(JobExecutionRecord)
@@ -77,6 +81,56 @@ def _crashed_here(worker: dict[str, Any], host: str) -> bool:
     if pid == os.getpid():
         return worker["id"] not in _LOCAL_WORKERS
     return not _pid_alive(pid)
+
+
+def register_worker(backend: Any, worker_id: str, now: datetime | None = None) -> None:
+    """Register ``worker_id`` as this process's worker (status running)."""
+    now = now or as_utc(datetime.now(tz=timezone.utc))
+    _LOCAL_WORKERS.add(worker_id)
+    backend.register_worker(
+        Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
+               started_at=now, heartbeat_at=now)
+    )
+
+
+@contextmanager
+def worker_session(backend: Any, settings: Any, *, worker_id: str | None = None,
+                   scheduler: "Scheduler | None" = None) -> Iterator[str]:
+    """Own runs as a registered worker for the length of the block: register (through
+    ``scheduler.register()`` when given, which also recovers this host's crashed
+    predecessors), heartbeat every ``scheduler.heartbeat_interval`` seconds in a daemon thread,
+    and mark the worker ``stopped`` at the end. Yields the worker id, which every run executed
+    in the block must carry: if this process dies, its heartbeat goes stale and a peer
+    interrupts (and retries) those runs, instead of leaving them ``running`` for good."""
+    if scheduler is not None:
+        worker_id = scheduler.worker_id
+        scheduler.register()
+    else:
+        worker_id = worker_id or make_worker_id()
+        register_worker(backend, worker_id)
+    stop = threading.Event()
+    interval = settings.scheduler.heartbeat_interval
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                if not backend.heartbeat(worker_id):
+                    # Declared dead by a peer (we stalled): come back; the runs it
+                    # interrupted stay interrupted (their saves are refused).
+                    backend.heartbeat(worker_id, status="running", revive=True)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup: try again next beat
+                log.debug("heartbeat of %s failed: %s", worker_id, exc)
+
+    beater = threading.Thread(target=beat, name="mimir-heartbeat", daemon=True)
+    beater.start()
+    try:
+        yield worker_id
+    finally:
+        stop.set()
+        try:
+            backend.heartbeat(worker_id, status="stopped")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not mark worker %s stopped: %s", worker_id, exc)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -204,23 +258,19 @@ class Scheduler:
         self._cancel: dict[str, threading.Event] = {}
         self._cancel_lock = threading.Lock()
         self.pool: RunPool | None = None
-        self.fire_lags: list[float] = []  # seconds between scheduled_for and the claim
+        self.fire_lags: deque[float] = deque(maxlen=100_000)  # seconds between scheduled_for and the claim
         self.on_finished: Callable[[JobExecutionRecord], None] | None = None
         self._stopped_runs = 0  # runs interrupted by stop() that recorded it themselves
         # execution id -> the fire a retry belongs to (its row has no run key: the first
         # attempt holds it), carried on to the next retry
         self._fires_of: dict[str, datetime] = {}
+        self._suspects: set[str] = set()  # own unfinished rows untracked at the last beat
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def register(self) -> None:
         """Register this instance, and recover what a crashed predecessor on this host left."""
-        now = self.clock.now()
-        _LOCAL_WORKERS.add(self.worker_id)
-        self.backend.register_worker(
-            Worker(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
-                   started_at=now, heartbeat_at=now)
-        )
+        register_worker(self.backend, self.worker_id, self.clock.now())
         host = socket.gethostname()
         crashed = [w["id"] for w in self.backend.list_workers() if w["id"] != self.worker_id and _crashed_here(w, host)]
         self._recover(crashed)
@@ -484,24 +534,28 @@ class Scheduler:
             report.missed.extend(self.backend.claim_fires([self._missed_record(job, f, now, note) for f in fires]))
             return []
         claimed: list[JobExecutionRecord] = []
-        for fire in fires:
-            record = _fire_record(
-                job_id=job.id, pipeline=job.pipeline, start_time=now, status="queued", triggered_by="scheduler",
-                scheduled_for=fire, worker_id=self.worker_id, attempt=1,
-            )
-            if not self.backend.claim_fire(record):
-                report.lost += 1
-                continue
-            self.fire_lags.append((self.clock.now() - fire).total_seconds())
-            report.claimed.append(record)
-            claimed.append(record)
-        chains = [claimed[i::slots] for i in range(min(slots, len(claimed)))]
-        deferred = getattr(self, "_deferred", None)
-        for chain in chains:
-            if deferred is not None:
-                deferred.append((job, chain))  # started by tick() once the claims are done
-            else:
-                self._submit_chain(job, chain)
+        try:
+            for fire in fires:
+                record = _fire_record(
+                    job_id=job.id, pipeline=job.pipeline, start_time=now, status="queued", triggered_by="scheduler",
+                    scheduled_for=fire, worker_id=self.worker_id, attempt=1,
+                )
+                if not self.backend.claim_fire(record):
+                    report.lost += 1
+                    continue
+                self.fire_lags.append((self.clock.now() - fire).total_seconds())
+                report.claimed.append(record)
+                claimed.append(record)
+        finally:
+            # Even when a later claim failed (the database went away mid-tick): a claim that
+            # landed is ours, and is run (or handed to the pool), never left queued.
+            chains = [claimed[i::slots] for i in range(min(slots, len(claimed)))]
+            deferred = getattr(self, "_deferred", None)
+            for chain in chains:
+                if deferred is not None:
+                    deferred.append((job, chain))  # started by tick() once the claims are done
+                else:
+                    self._submit_chain(job, chain)
         return claimed
 
     def poll_queue(self, now: datetime | None = None) -> int:
@@ -532,9 +586,36 @@ class Scheduler:
         dead, interrupted = self.backend.reap_stale_workers(stale_after=self.config.stale_after, now=now)
         if dead:
             log.warning("instances %s stopped heartbeating; %d run(s) interrupted", ", ".join(dead), len(interrupted))
+        # Runs no live instance owns: no worker id (an unregistered process), an unknown one, or
+        # a worker already dead or stopped (e.g. a reaper that crashed between its two steps).
+        orphans = self.backend.sweep_orphaned_runs(stale_after=self.config.stale_after, now=now)
+        if orphans:
+            log.warning("%d run(s) that no live instance owned were interrupted: %s", len(orphans),
+                        ", ".join(r.id for r in orphans))
+        interrupted = [*interrupted, *orphans, *self._reconcile(now)]
         for record in interrupted:
             self._maybe_retry(record)
         return interrupted
+
+    def _reconcile(self, now: datetime) -> list[JobExecutionRecord]:
+        """This instance's queued/running rows that it is not executing (a run whose end could
+        not be saved, a claimed fire never handed to the pool) become ``interrupted``.
+
+        A row counts only if it was already unaccounted for at the previous beat: between a
+        claim and its hand-over to the pool (a tick claiming 1,000 fires) a row is briefly ours
+        and not yet tracked."""
+        ids = set(self.backend.unfinished_run_ids(self.worker_id))
+        with self._cancel_lock:
+            untracked = ids - set(self._cancel)
+        suspects, self._suspects = untracked & self._suspects, untracked
+        if not suspects:
+            return []
+        lost = self.backend.interrupt_executions(sorted(suspects), LOST_REASON, now=now)
+        if lost:
+            log.warning("%d run(s) of this instance were no longer executing here: %s", len(lost),
+                        ", ".join(r.id for r in lost))
+        self._suspects -= {r.id for r in lost}
+        return lost
 
     def _recover(self, worker_ids: list[str]) -> None:
         if not worker_ids:
@@ -654,7 +735,9 @@ class Scheduler:
                 current.duration = max(0, int((now - as_utc(current.start_time)).total_seconds() * 1000))
                 current.context = current.context or {}
                 current.steps = current.steps or []
-                return self.backend.save_execution(current)
+                if not self.backend.save_execution(current, only_unfinished=True):
+                    return None  # it ended meanwhile (another instance interrupted it)
+                return current
             except MimirError as exc:
                 if attempt == 3:
                     log.error("could not mark execution %s failed: %s", record.id, exc)
@@ -669,7 +752,8 @@ class Scheduler:
         job = job or self._job(record.job_id)
         if job is None or record.attempt > job.max_retries:
             return None
-        delay = job.retry_backoff_seconds * (2 ** (record.attempt - 1))
+        # Exponential, but never more than a week between attempts (and no float overflow).
+        delay = min(job.retry_backoff_seconds * 2.0 ** min(record.attempt - 1, 40), MAX_RETRY_DELAY)
         request = RunRequest(
             job_id=job.id, pipeline=job.pipeline, priority=job.priority, triggered_by="retry",
             attempt=record.attempt + 1, available_at=self.clock.now() + timedelta(seconds=delay),

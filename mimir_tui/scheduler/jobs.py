@@ -180,7 +180,6 @@ def wait_for_run(
     all busy), this process claims it and runs it itself, registered as a worker with a
     heartbeat so that a crash of this process is recovered like any other.
     """
-    import threading
     import time
 
     from ..persistence import FINISHED
@@ -200,30 +199,15 @@ def wait_for_run(
             if record.status in FINISHED:
                 return record
         elif time.monotonic() - started >= grace:
-            from .core import Scheduler
+            from .core import Scheduler, worker_session
 
             scheduler = Scheduler(backend, settings, inline=True)
-            scheduler.register()
-            stop = threading.Event()
-
-            def beat() -> None:
-                while not stop.wait(settings.scheduler.heartbeat_interval):
-                    try:
-                        backend.heartbeat(scheduler.worker_id)
-                    except Exception:
-                        pass
-
-            beater = threading.Thread(target=beat, name="mimir-heartbeat", daemon=True)
-            beater.start()
-            try:
+            with worker_session(backend, settings, scheduler=scheduler):
                 got = backend.claim_request(scheduler.worker_id, request_id=request.id)
                 if got is not None:
                     _, claimed = got
                     job = backend.get_job(claimed.job_id) if claimed.job_id else None
                     scheduler._submit(job, claimed, pipeline=request.pipeline)
-            finally:
-                stop.set()
-                backend.heartbeat(scheduler.worker_id, status="stopped")
             grace = float("inf")  # someone (maybe us) has it now: just follow it
             continue
         if deadline is not None and time.monotonic() > deadline:

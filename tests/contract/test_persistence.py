@@ -74,9 +74,9 @@ def test_job_crud(backend: PersistenceBackend) -> None:
     backend.update_job(got)
     again = backend.get_job(original.id)
     assert again.enabled is False
-    assert again.last_result == "ok"
     assert again.cron_expr == "*/5 * * * *"
-    assert again.last_run == datetime(2024, 5, 1, 2, 0, 1, tzinfo=UTC)
+    # last_run and last_result are the scheduler's: written only by set_job_schedule
+    assert (again.last_run, again.last_result) == (None, None)
     assert again.created_at == got.created_at
     assert again.updated_at >= before_update
 
@@ -84,6 +84,59 @@ def test_job_crud(backend: PersistenceBackend) -> None:
     with pytest.raises(NotFound):
         backend.get_job(original.id)
     assert backend.list_jobs() == []
+
+
+def test_edit_from_a_stale_copy_keeps_the_schedulers_writes(backend: PersistenceBackend) -> None:
+    """``jobs edit --priority 5`` loads the job, the scheduler fires it meanwhile: the edit must
+    not put back the last_run, last_result and next_run it loaded."""
+    from mimir_tui.scheduler import jobs as job_ops
+
+    loaded_next = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
+    fired, new_next = datetime(2024, 5, 1, 2, 0, 3, tzinfo=UTC), datetime(2024, 5, 2, 2, 0, tzinfo=UTC)
+    original = saved_job(backend, next_run=loaded_next)
+
+    def scheduler_fires(job_id: str) -> None:
+        assert backend.set_job_schedule(job_id, last_run=fired, last_result="success", next_run=new_next)
+
+    def assert_schedulers_values(job_id: str, priority: int) -> None:
+        got = backend.get_job(job_id)
+        assert got.priority == priority
+        assert (got.last_run, got.last_result, got.next_run) == (fired, "success", new_next)
+
+    # the edit path of `mimir-tui jobs edit`, with the fire between its load and its write
+    real_get_job = backend.get_job
+
+    def get_job_then_fire(job_id: str) -> ScheduledJob:
+        stale = real_get_job(job_id)
+        scheduler_fires(job_id)
+        return stale
+
+    backend.get_job = get_job_then_fire  # type: ignore[method-assign]
+    try:
+        job_ops.update_job(backend, original.id, priority=5)
+    finally:
+        del backend.get_job
+    assert_schedulers_values(original.id, 5)
+
+    # the backend call itself, with the fields that changed
+    other = saved_job(backend, "other", next_run=loaded_next)
+    stale = backend.get_job(other.id)
+    scheduler_fires(other.id)
+    stale.priority = 6
+    backend.update_job(stale, fields={"priority"})
+    assert_schedulers_values(other.id, 6)
+
+    # without fields (the older call): last_run and last_result are still never written
+    third = saved_job(backend, "third", next_run=loaded_next)
+    stale = backend.get_job(third.id)
+    scheduler_fires(third.id)
+    stale.priority = 7
+    backend.update_job(stale)
+    got = backend.get_job(third.id)
+    assert (got.priority, got.last_run, got.last_result) == (7, fired, "success")
+
+    with pytest.raises(ValueError):
+        backend.update_job(stale, fields={"last_result"})
 
 
 def test_list_jobs_sorted_and_filtered(backend: PersistenceBackend) -> None:
@@ -553,7 +606,7 @@ def test_concurrent_threads_on_one_backend(backend: PersistenceBackend) -> None:
         try:
             for k in range(15):
                 backend.save_execution(execution(j.id, T0 + timedelta(seconds=k)))
-                j.last_result = str(k)
+                j.description = str(k)
                 backend.update_job(j)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
@@ -565,7 +618,7 @@ def test_concurrent_threads_on_one_backend(backend: PersistenceBackend) -> None:
         t.join()
     assert errors == []
     assert backend.stats()["row_counts"]["job_executions"] == 60
-    assert all(backend.get_job(j.id).last_result == "14" for j in jobs)
+    assert all(backend.get_job(j.id).description == "14" for j in jobs)
 
 
 def test_persistence_errors_are_one_line_mimir_errors(backend: PersistenceBackend) -> None:

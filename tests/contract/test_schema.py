@@ -163,6 +163,7 @@ def test_indexes_and_cascade_exist(backend) -> None:
     assert exec_indexes["idx_job_executions_job_id_start_time_id"]["column_names"] == ["job_id", "start_time", "id"]
     assert exec_indexes["idx_job_executions_start_time_id"]["column_names"] == ["start_time", "id"]
     assert exec_indexes["idx_job_executions_status"]["column_names"] == ["status"]
+    assert exec_indexes["idx_job_executions_job_id_status"]["column_names"] == ["job_id", "status"]
     assert exec_indexes["ux_job_executions_run_key"]["column_names"] == ["job_id", "scheduled_for"]
     assert exec_indexes["ux_job_executions_run_key"]["unique"]
     job_indexes = {ix["name"]: ix for ix in insp.get_indexes("scheduled_jobs")}
@@ -228,6 +229,31 @@ def test_sqlite_list_executions_uses_the_index(sqlite_settings: Settings, paged:
     assert "idx_job_executions_job_id_start_time_id" in joined, joined
     assert "TEMP B-TREE" not in joined, joined  # the index gives the order: no sort step
     assert not any(p.startswith("SCAN job_executions") and "INDEX" not in p for p in plan), joined
+
+
+def test_sqlite_count_running_uses_the_job_status_index(sqlite_settings: Settings, sqlite_statements) -> None:
+    """count_running runs on every fire: it must read the job's queued/running rows through
+    (job_id, status), not every row of the job's history through (job_id, start_time, id)."""
+    with open_backend(sqlite_settings) as store:
+        jobs = [store.save_job(ScheduledJob(name=f"j{i}", pipeline="p", cron_expr="* * * * *")) for i in range(3)]
+        for job in jobs:
+            for k in range(40):
+                store.save_execution(JobExecutionRecord(job_id=job.id, pipeline="p",
+                                                        status="running" if k == 39 else "success"))
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        job = jobs[-1]
+        sqlite_statements.clear()
+        assert store.count_running(job.id) == 1
+        selects = [s for s in sqlite_statements if s.lstrip().upper().startswith("SELECT") and "job_executions" in s]
+        assert len(selects) == 1, sqlite_statements
+        sql = selects[0]
+        assert job.id in sql  # the values are inlined
+        with store.engine.connect() as conn:
+            plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).fetchall()]
+    joined = " | ".join(plan)
+    assert "idx_job_executions_job_id_status" in joined, joined
+    assert "status" in joined.split("idx_job_executions_job_id_status", 1)[1], joined  # both columns used
 
 
 def test_sqlite_pragmas(sqlite_settings: Settings) -> None:

@@ -33,7 +33,7 @@ def main(db: str, job_id: str, count: int, ready: str, go: str) -> int:
             run = store.save_execution(JobExecutionRecord(job_id=job_id, pipeline="p", status="running"))
             run.status = "success"
             store.save_execution(run)
-            job.last_result = f"{i}"
+            job.description = f"{i}"
             store.update_job(job)
         print(f"done {count}")
         return 0

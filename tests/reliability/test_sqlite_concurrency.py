@@ -60,7 +60,7 @@ def test_threads_and_processes_write_one_sqlite_file(sqlite_settings: Settings, 
                         store.list_executions(job.id, limit=20)
                     run.status = "success"
                     store.save_execution(run)
-                    job.last_result = str(k)
+                    job.description = str(k)
                     store.update_job(job)
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
@@ -86,10 +86,10 @@ def test_threads_and_processes_write_one_sqlite_file(sqlite_settings: Settings, 
             runs = store.list_executions(job.id, limit=PER_THREAD + 10)
             assert len(runs) == PER_THREAD
             assert all(r.status == "success" for r in runs)
-            assert store.get_job(job.id).last_result == str(PER_THREAD - 1)
+            assert store.get_job(job.id).description == str(PER_THREAD - 1)
         for job in process_jobs:
             assert len(store.list_executions(job.id, limit=PER_PROCESS + 10)) == PER_PROCESS
-            assert store.get_job(job.id).last_result == str(PER_PROCESS - 1)
+            assert store.get_job(job.id).description == str(PER_PROCESS - 1)
         snap = store.metrics.snapshot()
         assert all(s["failures"] == 0 for s in snap.values()), snap
     finally:

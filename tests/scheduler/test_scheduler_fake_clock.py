@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta
 
@@ -343,6 +344,7 @@ def test_a_stale_worker_runs_become_interrupted_and_are_retried(backend, backend
     a.register()
     b.register()
     run_a = _running_execution(backend, job, "A", T0)
+    a._cancel[run_a.id] = threading.Event()  # A is executing it (else A's beat reconciles it)
     run_b = _running_execution(backend, job, "B", T0)
     stale_after = backend_settings.scheduler.stale_after  # 30 s
 
