@@ -42,11 +42,18 @@ class MimirApp(App):
             super().__init__()
             self.report = report
 
+    class PipelinesSynced(Message):
+        def __init__(self, result: Any) -> None:
+            super().__init__()
+            self.result = result
+
     def __init__(self, settings: Settings, *, backend: Any = None, theme_name: str | None = None) -> None:
         super().__init__()
         self.settings = settings
         self._backend = backend
         self._theme_name = theme_name
+        self._watcher: Any = None
+        self._poll_timer: Any = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,10 +84,31 @@ class MimirApp(App):
         try:
             if self._backend is None:
                 self._backend = open_backend(self.settings)
+                self._start_watcher()
             report = check_health(self._backend)
         except MimirError as exc:
             report = {"status": "unhealthy", "backend": self.settings.persistence.backend, "error": str(exc)}
         self.post_message(self.HealthReady(report))
+
+    def _start_watcher(self) -> None:
+        """Keep the pipelines folder and the database in step while the dashboard runs (in the
+        watcher's own thread; results come back as messages)."""
+        if not self.settings.pipelines.watch or self._watcher is not None:
+            return
+        from ..pipelines.store import PipelineWatcher
+
+        self._watcher = PipelineWatcher(
+            self._backend, self.settings, on_sync=lambda result: self.post_message(self.PipelinesSynced(result))
+        ).start()
+
+    def on_mimir_app_pipelines_synced(self, message: "MimirApp.PipelinesSynced") -> None:
+        result = message.result
+        if result.ok:
+            changed = [*result.added, *result.updated, *result.removed]
+            self.notify(f"pipelines reloaded: {', '.join(changed)}", timeout=4)
+        else:
+            first = str(result.issues[0])
+            self.notify(f"pipeline file rejected (last good version kept): {first}", severity="error", timeout=8)
 
     def on_mimir_app_health_ready(self, message: "MimirApp.HealthReady") -> None:
         report = message.report
@@ -93,14 +121,22 @@ class MimirApp(App):
                 table.add_row(key, str(report[key]))
         for name, count in report.get("row_counts", {}).items():
             table.add_row(f"rows in {name}", str(count))
-        self.set_timer(self.settings.ui.refresh_interval, self.poll_health)
+        # One poll at a time: the next is armed only when this one has ended (as Dolphie does).
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._poll_timer = self.set_timer(self.settings.ui.refresh_interval, self.poll_health)
 
     def on_unmount(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
         if self._backend is not None:
             self._backend.close()
 
 
 def run_dashboard(settings: Settings, *, theme: str | None = None, demo: bool = False) -> int:
+    from ..logsetup import setup_logging
+
+    setup_logging(settings, console=False)  # the terminal belongs to the dashboard
     if demo:
         from ..demo import seed_demo
         from ..persistence import open_backend

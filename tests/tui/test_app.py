@@ -40,3 +40,39 @@ async def test_dashboard_reports_a_broken_store_without_crashing(tmp_path):
         await pilot.pause()
         assert "unhealthy" in str(app.query_one("#status").render())
     assert bogus.read_bytes() == b"this is not sqlite at all" * 10
+
+
+async def test_dashboard_watches_the_pipelines_folder(tmp_path):
+    """A YAML file dropped into pipelines.directory while the dashboard runs reaches the
+    database (the watcher runs in its own thread), and a bad one is reported, not loaded."""
+    import asyncio
+    import time
+
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (tmp_path / "config.yaml").write_text(
+        "persistence:\n  database_path: ./data/mimir.db\npipelines:\n  directory: ./pipelines\n"
+    )
+    settings = load_settings(tmp_path / "config.yaml")
+    app = MimirApp(settings)
+    async with app.run_test() as pilot:
+        await app.workers.wait_for_complete()
+        deadline = time.monotonic() + 10
+        while (app._watcher is None or not app._watcher.ready.is_set()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        (pipelines / "hello.yaml").write_text(
+            "name: hello\nsteps:\n  - name: wait\n    plugin: Data_Processing.delay\n    config: {seconds: 0}\n"
+            "    output: waited\n"
+        )
+        with open_backend(settings) as backend:
+            deadline = time.monotonic() + 5
+            names: list[str] = []
+            while time.monotonic() < deadline:
+                names = [p.name for p in backend.list_pipelines()]
+                if "hello" in names:
+                    break
+                await asyncio.sleep(0.1)
+            assert "hello" in names
+        await pilot.pause()
+        assert any("pipelines reloaded: hello" in str(n.message) for n in app._notifications)
+    assert app._watcher is not None and not app._watcher.running
