@@ -71,6 +71,12 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def short_time(value: Any) -> str:
+    """``2026-03-08 07:00:00Z`` for tables; ``-`` for none."""
+    text = to_jsonable(value)
+    return text[:19].replace("T", " ") + "Z" if text else "-"
+
+
 def print_json(value: Any) -> None:
     json.dump(to_jsonable(value), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")

@@ -7,7 +7,7 @@ import argparse
 
 from ..errors import BadInput
 from ..persistence.models import Status
-from . import Context, print_json, print_table, to_jsonable
+from . import Context, print_json, print_table, short_time, to_jsonable
 
 STATUSES = [s.value for s in Status]
 
@@ -34,12 +34,6 @@ def register(sub, common) -> None:
     cancel.add_argument("--json", action="store_true", help="print JSON")
     cancel.set_defaults(handler=run_cancel)
 
-
-def _time(value) -> str:
-    text = to_jsonable(value)
-    if not text:
-        return "-"
-    return text[:19].replace("T", " ") + "Z"
 
 
 def _duration(ms) -> str:
@@ -69,7 +63,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
         print("no executions")
         return 0
     table = [
-        [r.id, r.pipeline, r.job_id or "-", r.status, _time(r.start_time), _duration(r.duration), r.triggered_by]
+        [r.id, r.pipeline, r.job_id or "-", r.status, short_time(r.start_time), _duration(r.duration), r.triggered_by]
         for r in rows
     ]
     print_table(table, ["ID", "PIPELINE", "JOB", "STATUS", "STARTED", "DURATION", "TRIGGER"])
@@ -90,8 +84,8 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         ("id", record.id), ("pipeline", record.pipeline), ("job", record.job_id or "-"),
         ("status", record.status + (" (cancel requested)" if record.cancel_requested and record.status == "running" else "")),
         ("triggered by", record.triggered_by), ("attempt", record.attempt),
-        ("scheduled for", _time(record.scheduled_for) if record.scheduled_for else "-"),
-        ("started", _time(record.start_time)), ("ended", _time(record.end_time)),
+        ("scheduled for", short_time(record.scheduled_for) if record.scheduled_for else "-"),
+        ("started", short_time(record.start_time)), ("ended", short_time(record.end_time)),
         ("duration", _duration(record.duration)), ("worker", record.worker_id or "-"),
     ]
     for label, value in fields:

@@ -8,7 +8,7 @@ from datetime import datetime
 from ..errors import BadInput
 from ..persistence.types import as_utc
 from ..scheduler import jobs as core
-from . import Context, print_json, print_table, to_jsonable
+from . import Context, print_json, print_table, short_time, to_jsonable
 
 POLICY_CHOICES = ("skip", "once", "all")
 
@@ -89,15 +89,11 @@ def register(sub, common) -> None:
     nxt.set_defaults(handler=run_next)
 
 
-def _time(value) -> str:
-    text = to_jsonable(value)
-    return text[:19].replace("T", " ") + "Z" if text else "-"
-
 
 def _print_jobs(jobs) -> None:
     print_table(
-        [[j.id, j.name, j.pipeline, j.cron_expr, j.timezone, "yes" if j.enabled else "no", _time(j.next_run),
-          _time(j.last_run), j.last_result or "-"] for j in jobs],
+        [[j.id, j.name, j.pipeline, j.cron_expr, j.timezone, "yes" if j.enabled else "no", short_time(j.next_run),
+          short_time(j.last_run), j.last_result or "-"] for j in jobs],
         ["ID", "NAME", "PIPELINE", "CRON", "TZ", "ENABLED", "NEXT RUN", "LAST RUN", "LAST RESULT"],
     )
 

@@ -32,7 +32,7 @@ from . import direct
 from .engine import WRITE, display_url, restrict_file_modes, scrub
 from .metrics import OperationMetrics
 from .scheduling import SchedulingMixin
-from .models import FINISHED, JobExecutionRecord, PipelineConfig, ScheduledJob
+from .models import FINISHED, JobExecutionRecord, PipelineConfig, RunRequest, ScheduledJob
 from .types import as_utc, sqlite_datetime_text, utcnow
 
 log = logging.getLogger("mimir.persistence")
@@ -106,6 +106,7 @@ def _model_factory(model: type[T]) -> Callable[[dict[str, Any]], T]:
 _job = _model_factory(ScheduledJob)
 _pipeline = _model_factory(PipelineConfig)
 _execution = _model_factory(JobExecutionRecord)
+_request = _model_factory(RunRequest)
 
 
 @contextmanager
@@ -518,8 +519,7 @@ class PersistenceBackend(SchedulingMixin):
                 return total
             elapsed = time.perf_counter() - started
             # Aim each batch at the target duration: grow when fast, shrink when slow.
-            factor = self.delete_batch_target_s / max(elapsed, 1e-4)
-            size = int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
+            size = self._next_batch_size(size, elapsed)
 
     def _sqlite_delete_old_executions(self, cutoff: datetime, size: int) -> int:
         """Retention on SQLite: each batch is the oldest ``size`` finished rows (by rowid, off

@@ -385,14 +385,13 @@ class SchedulingMixin:
         return request
 
     def list_queue(self) -> list[RunRequest]:
-        from .backend import _model_factory
+        from .backend import _request
 
-        build = _model_factory(RunRequest)
         with self._read() as conn:  # type: ignore[attr-defined]
             rows = conn.execute(
                 select(QUEUE).order_by(QUEUE.c.priority.desc(), QUEUE.c.available_at, QUEUE.c.id)
             ).mappings()
-            return [build(dict(r)) for r in rows]
+            return [_request(dict(r)) for r in rows]
 
     def claim_request(
         self, worker_id: str, *, now: datetime | None = None, request_id: str | None = None
@@ -443,13 +442,13 @@ class SchedulingMixin:
         return None
 
     def _claim_request_with(self, query: Any, worker_id: str, now: datetime) -> tuple[RunRequest, JobExecutionRecord] | None:
-        from .backend import _model_factory
+        from .backend import _request
 
         with self._write() as conn:  # type: ignore[attr-defined]
             row = conn.execute(query).mappings().first()
             if row is None:
                 return None
-            request = _model_factory(RunRequest)(dict(row))
+            request = _request(dict(row))
             conn.execute(delete(QUEUE).where(QUEUE.c.id == request.id))
             execution = JobExecutionRecord(
                 id=request.execution_id,

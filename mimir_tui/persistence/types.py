@@ -131,16 +131,10 @@ class LongText(TypeDecorator):
         return dialect.type_descriptor(Text())
 
 
-class JSONText(TypeDecorator):
+class JSONText(LongText):
     """JSON kept as TEXT (the seed's column type); LONGTEXT on MySQL/MariaDB."""
 
-    impl = Text
     cache_ok = True
-
-    def load_dialect_impl(self, dialect):
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.LONGTEXT())
-        return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value: Any, dialect) -> Any:
         return json_text(value)
@@ -155,13 +149,16 @@ class JSONText(TypeDecorator):
 
 
 def _json_default(value: Any) -> Any:
+    """What JSON cannot hold, as the closest thing it can (records, logs, summaries)."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
     if isinstance(value, datetime):
         return as_utc(value).isoformat()
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    return str(value)
+    return str(value)  # Path, Decimal, UUID, ...
 
 
 def mysql_table_options(bind) -> dict:

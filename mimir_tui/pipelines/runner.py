@@ -119,18 +119,7 @@ class SecretMasker:
 # -- summaries ----------------------------------------------------------------------------------
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
+from ..persistence.types import _json_default  # noqa: E402  (one conversion for records and logs)
 
 
 def jsonable(value: Any) -> Any:
