@@ -241,14 +241,7 @@ class SchedulingMixin:
         queued)."""
         if not worker_ids:
             return []
-        now = as_utc(now) or utcnow()
-        with self._write() as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(
-                select(EXECUTIONS).where(
-                    and_(EXECUTIONS.c.worker_id.in_(worker_ids), EXECUTIONS.c.status.in_(UNFINISHED))
-                )
-            ).mappings().all()
-            return self._interrupt_rows(conn, rows, reason, now)
+        return self._interrupt_where(EXECUTIONS.c.worker_id.in_(worker_ids), reason, now)
 
     def interrupt_executions(self, execution_ids: list[str], reason: str, *,
                              now: datetime | None = None) -> list[JobExecutionRecord]:
@@ -256,12 +249,13 @@ class SchedulingMixin:
         those this call changed."""
         if not execution_ids:
             return []
+        return self._interrupt_where(EXECUTIONS.c.id.in_(execution_ids), reason, now)
+
+    def _interrupt_where(self, condition: Any, reason: str, now: datetime | None) -> list[JobExecutionRecord]:
         now = as_utc(now) or utcnow()
         with self._write() as conn:  # type: ignore[attr-defined]
             rows = conn.execute(
-                select(EXECUTIONS).where(
-                    and_(EXECUTIONS.c.id.in_(execution_ids), EXECUTIONS.c.status.in_(UNFINISHED))
-                )
+                select(EXECUTIONS).where(and_(condition, EXECUTIONS.c.status.in_(UNFINISHED)))
             ).mappings().all()
             return self._interrupt_rows(conn, rows, reason, now)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from loopback import serve
 
 from mimir_tui.pipelines.registry import Plugin, PluginConfig, PluginRegistry, default_registry
 
@@ -184,14 +184,5 @@ def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[Loopback]:
 
         do_GET = do_POST = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as state.base_url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

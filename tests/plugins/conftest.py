@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from loopback import serve
 
 from mimir_tui.pipelines.registry import Plugin, StepContext
 
@@ -139,14 +139,5 @@ def http_server() -> Iterator[LoopbackServer]:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
-    server.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve(RequestHandler) as state.base_url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
