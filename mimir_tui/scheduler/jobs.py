@@ -208,6 +208,15 @@ def wait_for_run(
                     _, claimed = got
                     job = backend.get_job(claimed.job_id) if claimed.job_id else None
                     scheduler._submit(job, claimed, pipeline=request.pipeline)
+            if got is None:
+                # Another instance claimed it (its execution exists: claiming creates it in the
+                # same transaction), or the request is gone: its job was deleted meanwhile.
+                try:
+                    backend.get_execution(request.execution_id)
+                except NotFound:
+                    raise NotFound(
+                        f"the queued run {request.execution_id} no longer exists (was job {request.job_id!r} deleted?)"
+                    ) from None
             grace = float("inf")  # someone (maybe us) has it now: just follow it
             continue
         if deadline is not None and time.monotonic() > deadline:

@@ -120,3 +120,17 @@ class _Fixed:
 
     def parse_args(self, argv):
         return self.args
+
+
+def test_waiting_for_a_run_whose_job_was_deleted_ends(store, capsys):
+    from mimir_tui.errors import NotFound
+    from mimir_tui.persistence import open_backend
+    from mimir_tui.scheduler import jobs as core
+
+    settings = load_settings()
+    with open_backend(settings) as backend:
+        core.create_job(backend, name="j", pipeline="p", cron_expr="0 0 1 1 *", job_id="gone")
+        request = core.run_job_now(backend, "gone")
+        backend.delete_job("gone")  # cascades to the queued request
+        with pytest.raises(NotFound, match="no longer exists"):
+            core.wait_for_run(backend, settings, request, claim_after=0, timeout=10)
