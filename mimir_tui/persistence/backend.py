@@ -663,7 +663,7 @@ class PersistenceBackend(SchedulingMixin):
 for _name in (
     "claim_fire", "claim_fires", "count_running", "set_job_schedule", "jobs_signature", "register_worker", "heartbeat",
     "list_workers", "interrupt_runs", "reap_stale_workers", "prune_workers", "enqueue", "list_queue",
-    "claim_request", "interrupt_executions", "unfinished_run_ids", "sweep_orphaned_runs",
+    "claim_request", "interrupt_executions", "unfinished_run_ids", "sweep_orphaned_runs", "database_now",
 ):
     setattr(PersistenceBackend, _name, _operation(_name)(getattr(SchedulingMixin, _name)))
 

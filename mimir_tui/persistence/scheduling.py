@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, case, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy import Table, and_, case, delete, func, insert, literal, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 
 from .models import JobExecutionRecord, RunRequest, ScheduledJob, Worker
@@ -201,9 +201,20 @@ class SchedulingMixin:
 
     # -- workers --------------------------------------------------------------------------
 
+    def database_now(self) -> datetime:
+        """The database server's clock, in UTC. Heartbeats are written and judged on it, so
+        instances on machines whose clocks disagree do not take each other for dead. (SQLite:
+        this machine's clock; every instance runs on this machine.)"""
+        if self.dialect == "sqlite":  # type: ignore[attr-defined]
+            return utcnow()
+        sql = "SELECT CURRENT_TIMESTAMP" if self.dialect == "postgresql" else "SELECT UTC_TIMESTAMP(6)"  # type: ignore[attr-defined]
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return as_utc(conn.execute(text(sql)).scalar())
+
     def register_worker(self, worker: Worker) -> Worker:
-        worker.started_at = as_utc(worker.started_at) or utcnow()
-        worker.heartbeat_at = as_utc(worker.heartbeat_at) or utcnow()
+        now = None if worker.started_at and worker.heartbeat_at else self.database_now()
+        worker.started_at = as_utc(worker.started_at) or now
+        worker.heartbeat_at = as_utc(worker.heartbeat_at) or now
         with self._write() as conn:  # type: ignore[attr-defined]
             conn.execute(insert(WORKERS), {c.name: getattr(worker, c.name) for c in WORKERS.columns})
         return worker
@@ -213,7 +224,7 @@ class SchedulingMixin:
         """Refresh the heartbeat. False if the row is gone or was declared dead by a peer.
 
         ``revive``: also bring back a row a peer declared dead (its runs stay interrupted)."""
-        values: dict[str, Any] = {"heartbeat_at": as_utc(now) or utcnow()}
+        values: dict[str, Any] = {"heartbeat_at": as_utc(now) or self.database_now()}
         if status is not None:
             values["status"] = status
         condition = WORKERS.c.id == worker_id
@@ -229,7 +240,7 @@ class SchedulingMixin:
             return [dict(r) for r in rows]
 
     def live_workers(self, *, stale_after: float, now: datetime | None = None) -> list[dict[str, Any]]:
-        cutoff = (as_utc(now) or utcnow()) - timedelta(seconds=stale_after)
+        cutoff = (as_utc(now) or self.database_now()) - timedelta(seconds=stale_after)
         return [
             w for w in self.list_workers()
             if w["status"] in LIVE_WORKER and as_utc(w["heartbeat_at"]) >= cutoff
@@ -276,7 +287,7 @@ class SchedulingMixin:
 
         Runs of a live worker (status running/stopping) are never touched here; a live worker
         whose heartbeat went stale is :meth:`reap_stale_workers`' business."""
-        now = as_utc(now) or utcnow()
+        now = as_utc(now) or self.database_now()
         cutoff = now - timedelta(seconds=stale_after)
         live = select(WORKERS.c.id).where(WORKERS.c.status.in_(LIVE_WORKER))
         orphan = and_(
@@ -338,7 +349,7 @@ class SchedulingMixin:
 
         Two transactions (mark dead, then interrupt): if the reaper dies in between, the dead
         worker's runs are picked up by :meth:`sweep_orphaned_runs` (Scheduler.beat calls both)."""
-        now = as_utc(now) or utcnow()
+        now = as_utc(now) or self.database_now()
         cutoff = now - timedelta(seconds=stale_after)
         dead: list[str] = []
         with self._write() as conn:  # type: ignore[attr-defined]

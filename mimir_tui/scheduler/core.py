@@ -21,7 +21,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
 from .. import __version__
@@ -84,8 +84,8 @@ def _crashed_here(worker: dict[str, Any], host: str) -> bool:
 
 
 def register_worker(backend: Any, worker_id: str, now: datetime | None = None) -> None:
-    """Register ``worker_id`` as this process's worker (status running)."""
-    now = now or as_utc(datetime.now(tz=timezone.utc))
+    """Register ``worker_id`` as this process's worker (status running). ``now`` None: the
+    database's clock (see ``database_now``)."""
     _LOCAL_WORKERS.add(worker_id)
     backend.register_worker(
         Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
@@ -270,7 +270,7 @@ class Scheduler:
 
     def register(self) -> None:
         """Register this instance, and recover what a crashed predecessor on this host left."""
-        register_worker(self.backend, self.worker_id, self.clock.now())
+        register_worker(self.backend, self.worker_id, self._lease_now())
         host = socket.gethostname()
         crashed = [w["id"] for w in self.backend.list_workers() if w["id"] != self.worker_id and _crashed_here(w, host)]
         self._recover(crashed)
@@ -577,7 +577,7 @@ class Scheduler:
 
     def beat(self, now: datetime | None = None) -> list[JobExecutionRecord]:
         """Heartbeat, then declare silent peers dead and retry their runs if allowed."""
-        now = as_utc(now) or self.clock.now()
+        now = as_utc(now) or self._lease_now()
         if not self.backend.heartbeat(self.worker_id, now=now):
             # A peer declared us dead (we stalled); our runs were interrupted. Come back.
             log.warning("instance %s was declared dead by a peer; re-registering", self.worker_id)
@@ -617,11 +617,18 @@ class Scheduler:
         self._suspects -= {r.id for r in lost}
         return lost
 
+    def _lease_now(self) -> datetime:
+        """The clock heartbeats are written and judged on: the database's (one clock for every
+        machine), or the fake clock of a test."""
+        if isinstance(self.clock, SystemClock):
+            return self.backend.database_now()
+        return self.clock.now()
+
     def _recover(self, worker_ids: list[str]) -> None:
         if not worker_ids:
             return
         dead, interrupted = self.backend.reap_stale_workers(
-            stale_after=self.config.stale_after, now=self.clock.now(), also=worker_ids
+            stale_after=self.config.stale_after, now=self._lease_now(), also=worker_ids
         )
         if dead:
             log.warning("recovered after a crash of %s: %d run(s) interrupted", ", ".join(dead), len(interrupted))

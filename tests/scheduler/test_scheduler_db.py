@@ -167,3 +167,26 @@ def test_several_schedulers_ticking_the_same_fires_claim_each_once(backend, back
     assert {r.status for r in runs} == {"success"}
     # A fire is either run or recorded missed (an instance saw the previous run still active).
     assert all(r.status in ("success", "missed") for r in rows)
+
+
+def test_heartbeats_use_the_database_clock(backend, monkeypatch):
+    """Instances judge heartbeats on one clock, the database's, so a machine whose clock is off
+    does not take a live peer for dead (nor look dead itself)."""
+    from datetime import timedelta
+
+    from mimir_tui.persistence import Worker, scheduling, utcnow
+
+    db_now = backend.database_now()
+    assert db_now.tzinfo is not None
+    assert abs(db_now - utcnow()) < timedelta(seconds=5)  # the test servers share this clock
+    if backend.dialect == "sqlite":
+        return  # one machine, one clock: database_now is this machine's
+    # This machine's clock now runs 10 minutes slow.
+    real = scheduling.utcnow
+    monkeypatch.setattr(scheduling, "utcnow", lambda: real() - timedelta(minutes=10))
+    backend.register_worker(Worker(id="w-slow-clock", host="h", pid=1, version="t"))
+    assert backend.heartbeat("w-slow-clock")
+    row = next(w for w in backend.list_workers() if w["id"] == "w-slow-clock")
+    assert abs(row["heartbeat_at"] - db_now) < timedelta(seconds=5)
+    dead, _ = backend.reap_stale_workers(stale_after=30)
+    assert "w-slow-clock" not in dead
