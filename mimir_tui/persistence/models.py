@@ -182,6 +182,9 @@ class Worker(_LazyState, SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     heartbeat_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     status: str = Field(default="running", max_length=16)  # running, stopping, stopped, dead
+    # Kernel boot and pid namespace (schema version 6): a pid means something only to a process
+    # with the same key, so two containers sharing a hostname never judge each other's pids.
+    instance_key: Optional[str] = Field(default=None, max_length=128)
 
 
 class RunRequest(_LazyState, SQLModel, table=True):

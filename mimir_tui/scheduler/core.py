@@ -22,6 +22,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import __version__
@@ -73,9 +74,23 @@ def make_worker_id() -> str:
 _LOCAL_WORKERS: set[str] = set()
 
 
+def instance_key() -> str | None:
+    """This process's kernel boot and pid namespace: where its pid means something."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{boot}:{namespace}"
+
+
 def _crashed_here(worker: dict[str, Any], host: str) -> bool:
-    """True if ``worker`` ran on this host and its process is gone."""
+    """True if ``worker`` ran on this host, in this boot and pid namespace, and its process is
+    gone. (Elsewhere its pid says nothing here: its stale heartbeat will tell.)"""
     if worker["host"] != host or worker["status"] not in ("running", "stopping"):
+        return False
+    key, ours = worker.get("instance_key"), instance_key()
+    if key and ours and key != ours:
         return False
     pid = int(worker["pid"])
     if pid == os.getpid():
@@ -89,7 +104,7 @@ def register_worker(backend: Any, worker_id: str, now: datetime | None = None) -
     _LOCAL_WORKERS.add(worker_id)
     backend.register_worker(
         Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
-               started_at=now, heartbeat_at=now)
+               started_at=now, heartbeat_at=now, instance_key=instance_key())
     )
 
 

@@ -190,3 +190,22 @@ def test_heartbeats_use_the_database_clock(backend, monkeypatch):
     assert abs(row["heartbeat_at"] - db_now) < timedelta(seconds=5)
     dead, _ = backend.reap_stale_workers(stale_after=30)
     assert "w-slow-clock" not in dead
+
+
+def test_a_peer_in_another_pid_namespace_is_not_judged_by_its_pid(backend):
+    """Two containers with one hostname: a pid from another pid namespace says nothing here,
+    so a live peer whose pid happens to be free in ours is not declared crashed."""
+    import socket
+
+    from mimir_tui.persistence import Worker
+    from mimir_tui.scheduler import core
+
+    host = socket.gethostname()
+    free_pid = 2 ** 22 + 12345  # above pid_max: no such process here
+    backend.register_worker(Worker(id="peer-other-ns", host=host, pid=free_pid, version="t",
+                                   instance_key="another-boot:4026531999"))
+    backend.register_worker(Worker(id="peer-same-ns", host=host, pid=free_pid, version="t",
+                                   instance_key=core.instance_key()))
+    workers = {w["id"]: w for w in backend.list_workers()}
+    assert not core._crashed_here(workers["peer-other-ns"], host)
+    assert core._crashed_here(workers["peer-same-ns"], host)
