@@ -33,5 +33,5 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         for table, count in report.get("row_counts", {}).items():
             print(f"{'rows.' + table:15} {count}")
     if "error" in report:  # with --json too: the one line on stderr that names the problem
-        print(f"error: {report['error']}", file=sys.stderr)
+        print(f"mimir-tui: error: {report['error']}", file=sys.stderr)
     return 0 if report["status"] == "healthy" else 1
