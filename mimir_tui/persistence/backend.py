@@ -580,13 +580,21 @@ class PersistenceBackend(SchedulingMixin):
         the queue and recorded ``cancelled`` at once."""
         from .scheduling import QUEUE
 
-        with self._write() as conn:
-            row = conn.execute(select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == execution_id)).first()
-            if row is None:
+        for _ in range(2):  # a second look if an instance claims the queued run meanwhile
+            with self._write() as conn:
+                row = conn.execute(select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == execution_id)).first()
+                if row is not None:
+                    if row.status in FINISHED:
+                        raise Conflict(f"execution {execution_id!r} has already finished ({row.status})")
+                    conn.execute(
+                        update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(cancel_requested=True)
+                    )
+                    break
                 queued = conn.execute(select(QUEUE).where(QUEUE.c.execution_id == execution_id)).mappings().first()
                 if queued is None:
                     raise NotFound(f"execution {execution_id!r} not found")
-                conn.execute(delete(QUEUE).where(QUEUE.c.id == queued["id"]))
+                if conn.execute(delete(QUEUE).where(QUEUE.c.id == queued["id"])).rowcount == 0:
+                    continue  # claimed meanwhile: its execution row exists now; cancel that
                 now = utcnow()
                 record = JobExecutionRecord(
                     id=execution_id, job_id=queued["job_id"], pipeline=queued["pipeline"], start_time=now,
@@ -596,11 +604,6 @@ class PersistenceBackend(SchedulingMixin):
                 )
                 conn.execute(insert(EXECUTIONS), _values(record, EXECUTIONS))
                 return record
-            if row.status in FINISHED:
-                raise Conflict(f"execution {execution_id!r} has already finished ({row.status})")
-            conn.execute(
-                update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(cancel_requested=True)
-            )
         return self.get_execution(execution_id)
 
     # -- health and lifecycle -------------------------------------------------------------

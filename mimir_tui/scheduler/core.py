@@ -142,6 +142,7 @@ def worker_session(backend: Any, settings: Any, *, worker_id: str | None = None,
         yield worker_id
     finally:
         stop.set()
+        beater.join(timeout=10)  # a beat in flight must not revive the row after "stopped"
         try:
             backend.heartbeat(worker_id, status="stopped")
         except Exception as exc:  # noqa: BLE001
@@ -280,6 +281,9 @@ class Scheduler:
         # attempt holds it), carried on to the next retry
         self._fires_of: dict[str, datetime] = {}
         self._suspects: set[str] = set()  # own unfinished rows untracked at the last beat
+        # Fires claimed by a tick still in progress, not yet handed to the pool (a tick after
+        # a downtime, or on a slow database, can outlast several heartbeats).
+        self._claimed: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -558,6 +562,8 @@ class Scheduler:
                 if not self.backend.claim_fire(record):
                     report.lost += 1
                     continue
+                with self._cancel_lock:
+                    self._claimed.add(record.id)
                 self.fire_lags.append((self.clock.now() - fire).total_seconds())
                 report.claimed.append(record)
                 claimed.append(record)
@@ -616,12 +622,12 @@ class Scheduler:
         """This instance's queued/running rows that it is not executing (a run whose end could
         not be saved, a claimed fire never handed to the pool) become ``interrupted``.
 
-        A row counts only if it was already unaccounted for at the previous beat: between a
-        claim and its hand-over to the pool (a tick claiming 1,000 fires) a row is briefly ours
-        and not yet tracked."""
+        Fires claimed by a tick still in progress count as tracked (``_claimed``), and a row
+        counts only if it was already unaccounted for at the previous beat (the moment between
+        a claim's commit and its bookkeeping)."""
         ids = set(self.backend.unfinished_run_ids(self.worker_id))
         with self._cancel_lock:
-            untracked = ids - set(self._cancel)
+            untracked = ids - set(self._cancel) - self._claimed
         suspects, self._suspects = untracked & self._suspects, untracked
         if not suspects:
             return []
@@ -673,6 +679,7 @@ class Scheduler:
         with self._cancel_lock:
             for record, event in zip(records, events):
                 self._cancel[record.id] = event
+                self._claimed.discard(record.id)
 
         def execute() -> None:
             try:

@@ -385,3 +385,21 @@ def test_sighup_ends_pipelines_run_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
         backend.close()
+
+
+def test_fires_claimed_by_a_long_tick_are_not_reconciled_away(store, sqlite_settings, clock):
+    """A tick that claims for longer than two heartbeats (after a downtime, on a slow
+    database) still owns the fires it has claimed and not yet handed to the pool."""
+    job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now())
+    scheduler = fake_scheduler(store, sqlite_settings, clock, worker_id="me")
+    scheduler.register()
+    pending = JobExecutionRecord(job_id=job.id, pipeline="ok", start_time=T0, status="queued",
+                                 triggered_by="scheduler", scheduled_for=T0, worker_id="me", context={}, steps=[])
+    assert store.claim_fire(pending)
+    scheduler._claimed.add(pending.id)  # what _fire does right after its claim lands
+
+    assert scheduler.beat() == [] and scheduler.beat() == [] and scheduler.beat() == []
+    assert store.get_execution(pending.id).status == "queued"
+    scheduler._submit_chain(job, [pending])  # the tick ends: the hand-over
+    assert pending.id not in scheduler._claimed
+    assert store.get_execution(pending.id).status == "success"
