@@ -335,8 +335,8 @@ class PersistenceBackend(SchedulingMixin):
         values = _values(execution, EXECUTIONS)
         applied = True
         try:
-            with self._write() as conn:
-                if self.dialect in ("sqlite", "postgresql"):
+            with self._write() as conn:  # PostgreSQL or MySQL (SQLite took the direct path)
+                if self.dialect == "postgresql":
                     result = conn.execute(self._upsert_execution(only_unfinished), values)
                     applied = result.rowcount != 0
                 else:
@@ -380,11 +380,9 @@ class PersistenceBackend(SchedulingMixin):
         cached = cache.get(only_unfinished)
         if cached is not None:
             return cached
-        if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        stmt = dialect_insert(EXECUTIONS)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(EXECUTIONS)
         stmt = stmt.on_conflict_do_update(
             index_elements=[EXECUTIONS.c.id],
             set_={c.name: stmt.excluded[c.name] for c in EXECUTIONS.columns if c.name not in ("id", "cancel_requested")},
