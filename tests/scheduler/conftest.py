@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sched_helpers import T0, Services
+from sched_helpers import T0, Services, add_pipelines
 
+from mimir_tui.persistence import open_backend
 from mimir_tui.scheduler.clock import FakeClock
 
 
@@ -23,3 +24,14 @@ def services(tmp_path: Path) -> Iterator[Services]:
         yield svc
     finally:
         svc.stop_all()
+
+
+@pytest.fixture
+def store(sqlite_settings):
+    """A SQLite backend with the test pipelines imported."""
+    backend = open_backend(sqlite_settings)
+    add_pipelines(backend)
+    try:
+        yield backend
+    finally:
+        backend.close()

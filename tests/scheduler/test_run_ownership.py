@@ -216,16 +216,6 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
 # -- a live instance's own rows (item 2) --------------------------------------------------------
 
 
-@pytest.fixture
-def store(sqlite_settings):
-    backend = open_backend(sqlite_settings)
-    add_pipelines(backend)
-    try:
-        yield backend
-    finally:
-        backend.close()
-
-
 def test_fires_claimed_before_a_failing_claim_still_run(store, sqlite_settings, clock):
     job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(),
                           misfire_policy="all", misfire_cap=3, misfire_grace_seconds=10)

@@ -24,16 +24,6 @@ from mimir_tui.scheduler.clock import FakeClock
 from mimir_tui.scheduler.core import MAX_MISSED_ROWS, STOPPED_REASON, RunPool, Scheduler
 
 
-@pytest.fixture
-def store(sqlite_settings):
-    backend = open_backend(sqlite_settings)
-    add_pipelines(backend)
-    try:
-        yield backend
-    finally:
-        backend.close()
-
-
 def every_minute(store, clock, **options):
     options.setdefault("misfire_grace_seconds", 10)
     return jobs.create_job(store, name="m", pipeline=options.pop("pipeline", "ok"), cron_expr="* * * * *",

@@ -241,3 +241,11 @@ async def cancellable(awaitable: Awaitable[T], ctx: StepContext, what: str = "st
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+def http_url(value: str) -> str:
+    """A config ``url`` for the HTTP plugins: trimmed, and http:// or https:// only."""
+    value = value.strip()
+    if not value.lower().startswith(("http://", "https://")):
+        raise ValueError(f"url must start with http:// or https:// (got {redact_url(value)!r})")
+    return value

@@ -9,7 +9,7 @@ import httpx
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
-from .common import cancellable, excerpt, redact_url
+from .common import cancellable, excerpt, http_url, redact_url
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -43,10 +43,7 @@ class ApiConfig(PluginConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https:// (got {redact_url(value)!r})")
-        return value
+        return http_url(value)
 
     @field_validator("headers", mode="before")
     @classmethod

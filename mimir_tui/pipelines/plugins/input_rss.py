@@ -16,7 +16,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
-from .common import cancellable, excerpt, redact_url
+from .common import cancellable, excerpt, http_url, redact_url
 
 
 class RssConfig(PluginConfig):
@@ -29,10 +29,7 @@ class RssConfig(PluginConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https:// (got {redact_url(value)!r})")
-        return value
+        return http_url(value)
 
 
 def _local(tag: Any) -> str:
