@@ -12,7 +12,8 @@ execution, listing and reading executions, retention) the backend uses this modu
   cache keeps them prepared;
 - values are converted with the bind and result processors SQLAlchemy would use for the same
   columns (taken from the column types), so rows are written and read exactly as the
-  SQLAlchemy path writes and reads them; rows become model instances without validation.
+  SQLAlchemy path writes and reads them; rows become model instances without validation,
+  and a value that needs converting is converted on its first read (``models.ConvertOnRead``).
 
 Writes from one process to one database file take a FIFO lock first (:func:`write_lock`):
 SQLite lets one writer in at a time, and a writer that finds the lock taken polls with
@@ -31,6 +32,8 @@ from typing import Any, Callable, Sequence
 
 from sqlalchemy import Engine, Table
 from sqlalchemy.orm import configure_mappers
+
+from .models import PendingRow, convert_on_read
 
 
 class FairLock:
@@ -214,10 +217,12 @@ def upsert_sql(table: Table, key: str, keep: Sequence[str] = ()) -> str:
 def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
     """``obj`` -> the tuple of its column values as SQLAlchemy would bind them, in column order.
 
-    Generated like :func:`row_builder`: it runs once per save."""
+    Generated like :func:`row_builder`: it runs once per save. A value still pending (a record
+    read by :func:`row_builder` whose attribute was never read) is converted first."""
     names = [c.name for c in table.columns]
-    env: dict[str, Any] = {"getattr": getattr}
+    env: dict[str, Any] = {"getattr": getattr, "Pending": PendingRow}
     items = []
+    pending = []
     for i, column in enumerate(table.columns):
         proc = column.type.dialect_impl(dialect).bind_processor(dialect)
         if proc is None:
@@ -225,6 +230,7 @@ def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
         else:
             env[f"p{i}"] = proc
             items.append(f"p{i}(v{i})")
+            pending.append(f"    if v{i}.__class__ is Pending: v{i} = getattr(obj, {names[i]!r})")
     unpack = ", ".join(f"v{i}" for i in range(len(names)))
     source = "\n".join(
         [
@@ -234,6 +240,7 @@ def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
             f"        ({unpack},) = ({', '.join(f'd[{n!r}]' for n in names)},)",
             "    except KeyError:  # not loaded (expired, deferred): through the attributes",
             f"        ({unpack},) = ({', '.join(f'getattr(obj, {n!r})' for n in names)},)",
+            *pending,
             f"    return ({', '.join(items)},)",
         ]
     )
@@ -245,37 +252,38 @@ def row_builder(model: type, table: Table, dialect: Any) -> Callable[[list[tuple
     """A function turning rows (tuples in column order) into model instances.
 
     The instances have the pydantic slots set and every column in ``__dict__``, and no
-    SQLAlchemy state until their first attribute write (see ``models._LazyState``): no
-    validation, the values converted by the column types' result processors. The function is
-    generated, one line per column, because this loop is the whole cost of a query of 50 rows.
+    SQLAlchemy state until their first attribute write (see ``models._LazyState``), and no
+    validation. Columns whose values need converting (timestamps, JSON, booleans: those whose
+    type has a result processor) hold the row itself, shared, until first read
+    (``models.ConvertOnRead``): a page of fifty is read for a few attributes of each row.
+    The function is generated, one line per column, because this loop is the whole cost of a
+    query of 50 rows.
     """
     configure_mappers()
     columns = list(table.columns)
     names = [c.name for c in columns]
+    converters = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+    convert_on_read(model, [(names[i], i) for i, proc in enumerate(converters) if proc is not None])
     env: dict[str, Any] = {
         "cls": model,
         "new": object.__new__,
         "osa": object.__setattr__,
         "fields": frozenset(model.model_fields),  # type: ignore[attr-defined]
+        "Pending": PendingRow,
+        "converters": converters,
     }
-    items = []
-    for i, column in enumerate(columns):
-        proc = column.type.dialect_impl(dialect).result_processor(dialect, None)
-        if proc is None:
-            items.append(f"{names[i]!r}: v{i}")
-        else:
-            env[f"p{i}"] = proc
-            items.append(f"{names[i]!r}: None if v{i} is None else p{i}(v{i})")
+    items = [f"{name!r}: {'v' + str(i) if converters[i] is None else 'p'}" for i, name in enumerate(names)]
     unpack = ", ".join(f"v{i}" for i in range(len(columns)))
     source = "\n".join(
         [
             "def build(rows):",
             "    out = []",
             "    append = out.append",
-            f"    for ({unpack},) in rows:",
+            "    for row in rows:",
+            f"        ({unpack},) = row",
+            "        p = Pending((row, converters))",
             "        obj = new(cls)",
-            "        values = {" + ", ".join(items) + "}",
-            "        osa(obj, '__dict__', values)",
+            "        osa(obj, '__dict__', {" + ", ".join(items) + "})",
             "        osa(obj, '__pydantic_fields_set__', set(fields))",
             "        osa(obj, '__pydantic_extra__', None)",
             "        osa(obj, '__pydantic_private__', None)",

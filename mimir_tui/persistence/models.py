@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_serializer
 from sqlalchemy import Column, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
@@ -62,6 +62,119 @@ class _LazyState:
         super().__setattr__(name, value)
 
 
+class PendingRow(tuple):
+    """``(row, converters)``: a row as the database returned it, for the attributes of an
+    instance that are converted on first read (see :class:`ConvertOnRead`). Immutable, so
+    copies of an instance share it."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> "PendingRow":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "PendingRow":
+        return self
+
+
+class ConvertOnRead:
+    """The class attribute of a column whose value an instance may still hold unconverted.
+
+    A page of executions read on SQLite keeps the timestamps, the JSON context and steps and
+    the flags as the database returned them (a :class:`PendingRow` in the instance's
+    ``__dict__``), because converting them is most of the cost of a read and most readers
+    (the dashboard's history, ``executions list``) look at a few of them. The first read of
+    such an attribute converts it and keeps the result in the instance. Writes, class-level
+    access (``JobExecutionRecord.context`` in a query) and unloaded attributes go to
+    SQLAlchemy's attribute as before. (Two threads reading one fresh instance at the same
+    moment may each convert a value; the instance keeps one of the two equal results.)
+    """
+
+    __slots__ = ("attr", "key", "index")
+
+    def __init__(self, attr: Any, index: int) -> None:
+        self.attr = attr  # SQLAlchemy's InstrumentedAttribute
+        self.key = attr.key
+        self.index = index  # the column's position in the rows of the PendingRow
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self.attr
+        values = obj.__dict__
+        try:
+            value = values[self.key]
+        except KeyError:  # not loaded: SQLAlchemy's business
+            return self.attr.__get__(obj, owner)
+        if value.__class__ is PendingRow:
+            value = values[self.key] = _convert(value, self.index)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.attr.__set__(obj, value)
+
+    def __delete__(self, obj: Any) -> None:
+        self.attr.__delete__(obj)
+
+
+def _convert(pending: PendingRow, index: int) -> Any:
+    row, converters = pending
+    raw = row[index]
+    return None if raw is None else converters[index](raw)
+
+
+def convert_on_read(model: type, columns: list[tuple[str, int]]) -> None:
+    """Let ``model`` instances hold these columns as a :class:`PendingRow` (name, position in
+    the row). Idempotent; the model must be one of those that takes :class:`_ConvertsOnRead`."""
+    if not issubclass(model, _ConvertsOnRead):
+        raise TypeError(f"{model.__name__} does not convert values on read")
+    if [(d.key, d.index) for d in model._converted_on_read] == list(columns):
+        return  # every backend opened installs the same
+    installed = []
+    for name, index in columns:
+        current = model.__dict__[name]
+        attr = current.attr if isinstance(current, ConvertOnRead) else current
+        descriptor = ConvertOnRead(attr, index)
+        type.__setattr__(model, name, descriptor)  # not DeclarativeMeta's: this is no new column
+        installed.append(descriptor)
+    type.__setattr__(model, "_converted_on_read", tuple(installed))
+
+
+def materialize(obj: Any) -> Any:
+    """Convert every value of ``obj`` still pending; returns ``obj``."""
+    values = obj.__dict__
+    for descriptor in type(obj)._converted_on_read:
+        value = values.get(descriptor.key)
+        if value.__class__ is PendingRow:
+            values[descriptor.key] = _convert(value, descriptor.index)
+    return obj
+
+
+class _ConvertsOnRead:
+    """What reads ``__dict__`` directly (equality, repr, ``dict(obj)``, pickling) sees converted
+    values. (Serialisation does too, through the model serializer of the model itself.)"""
+
+    _converted_on_read: tuple[ConvertOnRead, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        materialize(self)
+        if isinstance(other, _ConvertsOnRead):
+            materialize(other)
+        return super().__eq__(other)  # type: ignore[misc]
+
+    __hash__ = None  # type: ignore[assignment]  # as pydantic models: mutable, unhashable
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        materialize(self)
+        return super().__repr_args__()  # type: ignore[misc]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        materialize(self)
+        return super().__iter__()  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[Any, Any]:
+        materialize(self)
+        return super().__getstate__()  # type: ignore[misc]
+
+
 class ScheduledJob(_LazyState, SQLModel, table=True):
     __tablename__ = "scheduled_jobs"
     __table_args__ = (Index("idx_scheduled_jobs_enabled_next_run", "enabled", "next_run"),)
@@ -104,7 +217,7 @@ class PipelineConfig(_LazyState, SQLModel, table=True):
     load_error: Optional[str] = Field(default=None, sa_type=LongText)
 
 
-class JobExecutionRecord(_LazyState, SQLModel, table=True):
+class JobExecutionRecord(_ConvertsOnRead, _LazyState, SQLModel, table=True):
     __tablename__ = "job_executions"
     __table_args__ = (
         # With id last, newest-first pages (ORDER BY start_time DESC, id DESC) read the index
@@ -141,6 +254,10 @@ class JobExecutionRecord(_LazyState, SQLModel, table=True):
     worker_id: Optional[str] = Field(default=None, max_length=128)
     cancel_requested: bool = False
     updated_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: Any) -> Any:
+        return handler(materialize(self))
 
     def step_records(self) -> list["StepRecord"]:
         return [StepRecord.model_validate(s) for s in (self.steps or [])]
