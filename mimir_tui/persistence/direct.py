@@ -224,12 +224,14 @@ def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
     items = []
     pending = []
     for i, column in enumerate(table.columns):
-        proc = column.type.dialect_impl(dialect).bind_processor(dialect)
+        impl = column.type.dialect_impl(dialect)
+        proc = impl.bind_processor(dialect)
         if proc is None:
             items.append(f"v{i}")
         else:
             env[f"p{i}"] = proc
             items.append(f"p{i}(v{i})")
+        if impl.result_processor(dialect, None) is not None:  # what row_builder leaves pending
             pending.append(f"    if v{i}.__class__ is Pending: v{i} = getattr(obj, {names[i]!r})")
     unpack = ", ".join(f"v{i}" for i in range(len(names)))
     source = "\n".join(

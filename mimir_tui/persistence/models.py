@@ -58,6 +58,8 @@ class _LazyState:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name != "_sa_instance_state" and "_sa_instance_state" not in self.__dict__:
+            if isinstance(self, _ConvertsOnRead):
+                materialize(self)  # SQLAlchemy's state (history, inspect) sees values
             type(self)._sa_class_manager.setup_instance(self)  # type: ignore[attr-defined]
         super().__setattr__(name, value)
 
@@ -149,8 +151,9 @@ def materialize(obj: Any) -> Any:
 
 
 class _ConvertsOnRead:
-    """What reads ``__dict__`` directly (equality, repr, ``dict(obj)``, pickling) sees converted
-    values. (Serialisation does too, through the model serializer of the model itself.)"""
+    """What reads ``__dict__`` directly (equality, repr, ``dict(obj)``, copies, pickling, and
+    SQLAlchemy's state, made on the first write) sees converted values. (Serialisation does
+    too, through the model serializer of the model itself.) ``vars(obj)`` does not."""
 
     _converted_on_read: tuple[ConvertOnRead, ...] = ()
 
@@ -173,6 +176,11 @@ class _ConvertsOnRead:
     def __getstate__(self) -> dict[Any, Any]:
         materialize(self)
         return super().__getstate__()  # type: ignore[misc]
+
+    def __copy__(self):  # type: ignore[no-untyped-def]
+        # A shallow copy shares the converted values, as a copy of any record does.
+        materialize(self)
+        return super().__copy__()  # type: ignore[misc]
 
 
 class ScheduledJob(_LazyState, SQLModel, table=True):
@@ -256,7 +264,7 @@ class JobExecutionRecord(_ConvertsOnRead, _LazyState, SQLModel, table=True):
     updated_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
 
     @model_serializer(mode="wrap")
-    def _serialize(self, handler: Any) -> Any:
+    def _serialize(self, handler):  # type: ignore[no-untyped-def]  # no return type: keeps the JSON schema
         return handler(materialize(self))
 
     def step_records(self) -> list["StepRecord"]:

@@ -93,20 +93,45 @@ def test_serialisation(backend: PersistenceBackend) -> None:
 
 
 def test_equality_repr_dict_copy_and_pickle(backend: PersistenceBackend) -> None:
-    record = saved(backend)
+    record = saved(backend)  # built in Python: every value converted
+    assert fresh(backend, record) == record
+    assert record == fresh(backend, record)
     assert fresh(backend, record) == fresh(backend, record)
     assert fresh(backend, record) == backend.get_execution(record.id)
     assert fresh(backend, record) != JobExecutionRecord(**{**fresh(backend, record).model_dump(), "context": {}})
-    assert "Ærøskøbing ✓" in repr(fresh(backend, record))
+    shown = repr(fresh(backend, record))
+    assert "PendingRow" not in shown and "context={'trigger': 'scheduler'" in shown
     assert dict(fresh(backend, record))["steps"] == STEPS
+    state = fresh(backend, record).__getstate__()["__dict__"]  # what pickle carries to another process
+    assert {k: state[k] for k in EXPECTED} == EXPECTED
     for clone in (copy.copy, copy.deepcopy, lambda r: r.model_copy(), lambda r: pickle.loads(pickle.dumps(r))):
         got = clone(fresh(backend, record))
         assert {name: getattr(got, name) for name in EXPECTED} == EXPECTED
-    # a deep copy edited in place leaves the original as it was
+    # a shallow copy shares the values (as a copy of any pydantic model does); a deep one does not
     original = fresh(backend, record)
-    clone = copy.deepcopy(original)
-    clone.context["params"]["batch"] = 8
-    assert original.context["params"]["batch"] == 7
+    copy.copy(original).context["params"]["batch"] = 8
+    assert original.context["params"]["batch"] == 8
+    copy.deepcopy(original).context["params"]["batch"] = 9
+    assert original.context["params"]["batch"] == 8
+
+
+def test_sqlalchemys_view_of_a_record(backend: PersistenceBackend) -> None:
+    """The first write gives a record SQLAlchemy's state; it holds values, never a pending row."""
+    from sqlalchemy import inspect
+    from sqlalchemy.orm import attributes
+
+    record = saved(backend)
+    got = fresh(backend, record)
+    got.status = "success"
+    assert inspect(got).attrs.context.value == CONTEXT
+    assert attributes.get_history(got, "status").deleted == ["failed"]
+    got.context = {"new": 1}
+    assert attributes.get_history(got, "context").deleted == [CONTEXT]
+
+
+def test_json_schema_of_serialised_records() -> None:
+    schema = JobExecutionRecord.model_json_schema(mode="serialization")
+    assert set(EXPECTED) <= set(schema["properties"])
 
 
 def test_saving_a_record_never_read(backend: PersistenceBackend) -> None:
