@@ -383,8 +383,12 @@ class SchedulingMixin:
     # -- the queue ------------------------------------------------------------------------
 
     def enqueue(self, request: RunRequest) -> RunRequest:
-        request.created_at = utcnow()
-        request.available_at = as_utc(request.available_at) or request.created_at
+        """Queue a run. Its times are the database's (as the schedulers' clocks are): a run
+        asked for from a machine whose clock is off is available at once all the same, unless
+        ``available_at`` was given."""
+        request.created_at = self.database_now()
+        given = "available_at" in request.model_fields_set and request.available_at is not None
+        request.available_at = as_utc(request.available_at) if given else request.created_at
         with self._write() as conn:  # type: ignore[attr-defined]
             conn.execute(insert(QUEUE), {c.name: getattr(request, c.name) for c in QUEUE.columns})
         return request

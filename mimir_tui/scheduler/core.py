@@ -30,7 +30,7 @@ from ..errors import MimirError, NotFound
 from ..persistence import FINISHED, JobExecutionRecord, RunRequest, ScheduledJob, Worker, new_id
 from ..persistence.backend import _model_factory
 from ..persistence.types import as_utc
-from .clock import SystemClock
+from .clock import DatabaseClock, SystemClock
 from .cron import CronSchedule
 
 log = logging.getLogger("mimir.scheduler")
@@ -263,7 +263,8 @@ class Scheduler:
             runner = PipelineRunner(backend, settings)
         self.runner = runner
         self.worker_id = worker_id or make_worker_id()
-        self.clock = clock or SystemClock()
+        # Schedules fall due on the database server's clock, shared by every instance.
+        self.clock = clock or DatabaseClock(backend)
         self.inline = inline  # run executions inside tick()/poll_queue() (tests)
         self._jobs: dict[str, _JobState] = {}
         self._signature: tuple[int, datetime | None] | None = None
@@ -289,6 +290,7 @@ class Scheduler:
 
     def register(self) -> None:
         """Register this instance, and recover what a crashed predecessor on this host left."""
+        self._sync_clock()
         register_worker(self.backend, self.worker_id, self._lease_now())
         host = socket.gethostname()
         crashed = [w["id"] for w in self.backend.list_workers() if w["id"] != self.worker_id and _crashed_here(w, host)]
@@ -377,6 +379,7 @@ class Scheduler:
             if self.clock.wait(self._stop, self.config.heartbeat_interval):
                 return
             try:
+                self._sync_clock()
                 self.beat()
             except Exception as exc:
                 log.error("heartbeat failed: %s", exc)
@@ -637,6 +640,10 @@ class Scheduler:
                         ", ".join(r.id for r in lost))
         self._suspects -= {r.id for r in lost}
         return lost
+
+    def _sync_clock(self) -> None:
+        if isinstance(self.clock, DatabaseClock):
+            self.clock.sync()
 
     def _lease_now(self) -> datetime:
         """The clock heartbeats are written and judged on: the database's (one clock for every

@@ -12,7 +12,7 @@ from sched_helpers import T0, add_pipelines, executions, fake_scheduler, ok_spec
 
 from mimir_tui.persistence import JobExecutionRecord, RunRequest, open_backend
 from mimir_tui.scheduler import jobs
-from mimir_tui.scheduler.clock import FakeClock
+from mimir_tui.scheduler.clock import DatabaseClock, FakeClock, SystemClock
 
 
 def _job(backend, **options):
@@ -209,3 +209,74 @@ def test_a_peer_in_another_pid_namespace_is_not_judged_by_its_pid(backend):
     workers = {w["id"]: w for w in backend.list_workers()}
     assert not core._crashed_here(workers["peer-other-ns"], host)
     assert core._crashed_here(workers["peer-same-ns"], host)
+
+
+class _OffClock(SystemClock):
+    """This machine's clock, off by ``skew`` (settable)."""
+
+    skew = timedelta(0)
+
+    def now(self):
+        return super().now() + self.skew
+
+
+class _OffDatabaseClock(DatabaseClock, _OffClock):
+    pass
+
+
+def test_the_schedulers_clock_is_the_databases(backend, caplog):
+    """A machine whose clock is 10 minutes slow measures the offset and runs on the database's
+    time; when its clock is stepped, the next measurement follows at once."""
+    clock = _OffDatabaseClock(backend)
+    clock.skew = -timedelta(minutes=10)
+    with caplog.at_level("WARNING", logger="mimir.scheduler"):
+        offset = clock.sync()
+    if backend.dialect == "sqlite":  # one machine, one clock: nothing to measure
+        assert offset == timedelta(0) and not caplog.records
+        return
+    assert abs(offset - timedelta(minutes=10)) < timedelta(seconds=1)
+    assert abs(clock.now() - backend.database_now()) < timedelta(seconds=1)
+    assert "clock is 600" in caplog.text and "behind the database server's" in caplog.text
+    for _ in range(3):
+        clock.sync()
+    assert abs(clock.now() - backend.database_now()) < timedelta(seconds=1)
+    clock.skew = timedelta(minutes=3)  # NTP steps this machine's clock: now 3 minutes fast
+    assert abs(clock.sync() + timedelta(minutes=3)) < timedelta(seconds=1)
+    assert abs(clock.now() - backend.database_now()) < timedelta(seconds=1)
+
+
+def test_an_instance_with_a_fast_clock_fires_on_the_databases_time(backend, backend_settings):
+    """Without the database's clock, an instance 10 minutes fast would fire 10 minutes early."""
+    add_pipelines(backend, ok_spec())
+    db_now = backend.database_now()
+    job = jobs.create_job(backend, name="every-second", pipeline="ok", cron_expr="* * * * * *",
+                           now=db_now - timedelta(seconds=3))
+    clock = _OffDatabaseClock(backend)
+    clock.skew = timedelta(minutes=10)
+    scheduler = fake_scheduler(backend, backend_settings, clock)
+    scheduler.register()  # measures the offset
+    report = scheduler.tick()
+    fired = [r.scheduled_for for r in report.claimed]
+    assert fired, "the job is due every second"
+    if backend.dialect != "sqlite":  # on SQLite the skewed clock is the database's too
+        assert all(f <= backend.database_now() for f in fired)
+        assert all(f >= db_now - timedelta(seconds=5) for f in fired)
+    assert {r.job_id for r in report.claimed} == {job.id}
+
+
+def test_a_run_asked_for_on_a_machine_with_a_fast_clock_is_available_at_once(backend):
+    from mimir_tui.persistence import utcnow
+
+    job = _job(backend)
+    request = RunRequest(job_id=job.id, pipeline=job.pipeline)
+    # Its default time as a machine 10 minutes fast would have made it (the field was not given).
+    request.__dict__["available_at"] = utcnow() + timedelta(minutes=10)
+    backend.enqueue(request)
+    db_now = backend.database_now()
+    assert request.available_at == request.created_at <= db_now
+    got = backend.claim_request("w", now=db_now)
+    assert got is not None and got[0].id == request.id
+    # A time given is kept (a retry's backoff).
+    later = backend.enqueue(RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=db_now + timedelta(hours=1)))
+    assert later.available_at == db_now + timedelta(hours=1)
+    assert backend.claim_request("w", now=backend.database_now()) is None
