@@ -75,6 +75,9 @@ class SchedulerSettings(_Section):
     stale_after: float = Field(30.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)
     misfire_grace: float = Field(60.0, ge=0)
+    # Seconds an instance whose run slots are all taken leaves a due fire to a peer that has
+    # free ones (load balancing); 0: never.
+    defer_when_busy: float = Field(5.0, ge=0)
 
     @model_validator(mode="after")
     def _beats_before_stale(self) -> "SchedulerSettings":

@@ -7,12 +7,23 @@ from typing import Any
 from .errors import MimirError
 
 
-def check_health(backend) -> dict[str, Any]:
-    """``{status, backend, database, latency_ms, size_bytes, row_counts, schema_version}``."""
+def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
+    """``{status, backend, database, latency_ms, size_bytes, row_counts, schema_version,
+    instances}``; ``instances``: the live scheduler instances (heartbeat within
+    ``stale_after`` seconds) and their load."""
     report: dict[str, Any] = {"backend": backend.backend, "database": backend.url}
     try:
         latency = backend.health()
         report.update(backend.stats())
+        now = backend.database_now()
+        report["instances"] = [
+            {
+                "id": w["id"], "host": w["host"], "pid": w["pid"], "version": w["version"], "status": w["status"],
+                "heartbeat_age_s": round((now - w["heartbeat_at"]).total_seconds(), 1),
+                "run_slots": w.get("capacity"), "runs": w.get("running"),
+            }
+            for w in backend.live_workers(stale_after=stale_after, now=now)
+        ]
     except MimirError as exc:
         report.update(status="unhealthy", error=str(exc))
         return report

@@ -19,7 +19,7 @@ def register(sub, common) -> None:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.settings  # a bad config is exit 2, not "unhealthy"
     try:
-        report = check_health(ctx.backend)
+        report = check_health(ctx.backend, stale_after=settings.scheduler.stale_after)
     except BadInput:  # e.g. a malformed connection_string: bad config, exit 2
         raise
     except MimirError as exc:
@@ -32,6 +32,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 print(f"{key:15} {report[key]}")
         for table, count in report.get("row_counts", {}).items():
             print(f"{'rows.' + table:15} {count}")
+        if "instances" in report:
+            print(f"{'instances':15} {len(report['instances'])} live")
+            for w in report["instances"]:
+                load = f"{w['runs']}/{w['run_slots']} run slots taken" if w["run_slots"] is not None else "runs inline"
+                print(f"  {w['id']}  {w['status']}, {load}, last beat {w['heartbeat_age_s']} s ago")
     if "error" in report:  # with --json too: the one line on stderr that names the problem
         print(f"mimir-tui: error: {report['error']}", file=sys.stderr)
     return 0 if report["status"] == "healthy" else 1

@@ -310,6 +310,9 @@ class Worker(_LazyState, SQLModel, table=True):
     # Kernel boot and pid namespace (schema version 6): a pid means something only to a process
     # with the same key, so two containers sharing a hostname never judge each other's pids.
     instance_key: Optional[str] = Field(default=None, max_length=128)
+    # Its run slots and how many are taken, as of its last heartbeat (schema version 7).
+    capacity: Optional[int] = None
+    running: Optional[int] = None
 
 
 class RunRequest(_LazyState, SQLModel, table=True):

@@ -220,13 +220,16 @@ class SchedulingMixin:
         return worker
 
     def heartbeat(self, worker_id: str, *, now: datetime | None = None, status: str | None = None,
-                  revive: bool = False) -> bool:
+                  revive: bool = False, load: tuple[int, int] | None = None) -> bool:
         """Refresh the heartbeat. False if the row is gone or was declared dead by a peer.
 
-        ``revive``: also bring back a row a peer declared dead (its runs stay interrupted)."""
+        ``revive``: also bring back a row a peer declared dead (its runs stay interrupted).
+        ``load``: (run slots, slots taken), for peers deciding who takes a fire."""
         values: dict[str, Any] = {"heartbeat_at": as_utc(now) or self.database_now()}
         if status is not None:
             values["status"] = status
+        if load is not None:
+            values["capacity"], values["running"] = load
         condition = WORKERS.c.id == worker_id
         if not revive:
             condition = and_(condition, WORKERS.c.status.in_(LIVE_WORKER))

@@ -98,13 +98,16 @@ def _crashed_here(worker: dict[str, Any], host: str) -> bool:
     return not _pid_alive(pid)
 
 
-def register_worker(backend: Any, worker_id: str, now: datetime | None = None) -> None:
+def register_worker(backend: Any, worker_id: str, now: datetime | None = None,
+                    load: tuple[int, int] | None = None) -> None:
     """Register ``worker_id`` as this process's worker (status running). ``now`` None: the
-    database's clock (see ``database_now``)."""
+    database's clock (see ``database_now``). ``load``: (run slots, slots taken)."""
     _LOCAL_WORKERS.add(worker_id)
+    capacity, running = load or (None, None)
     backend.register_worker(
         Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
-               started_at=now, heartbeat_at=now, instance_key=instance_key())
+               started_at=now, heartbeat_at=now, instance_key=instance_key(), capacity=capacity,
+               running=running)
     )
 
 
@@ -231,6 +234,12 @@ class _JobState:
     job: ScheduledJob
     schedule: CronSchedule
     next_fire: datetime
+    # Left to a peer with free run slots until then (see Scheduler._defer); None: not deferred.
+    deferred_until: datetime | None = None
+
+    @property
+    def wake_at(self) -> datetime:
+        return max(self.next_fire, self.deferred_until or self.next_fire)
 
 
 @dataclass
@@ -241,6 +250,7 @@ class TickReport:
     missed: list[JobExecutionRecord] = field(default_factory=list)
     lost: int = 0  # fires another instance had claimed first
     errors: int = 0  # jobs whose fire failed (tried again at the next tick)
+    deferred: int = 0  # due jobs left to a peer with free run slots, for now
 
 
 class Scheduler:
@@ -285,20 +295,22 @@ class Scheduler:
         # Fires claimed by a tick still in progress, not yet handed to the pool (a tick after
         # a downtime, or on a slow database, can outlast several heartbeats).
         self._claimed: set[str] = set()
+        self._unstarted: list | None = None  # the runs a tick has claimed, started when it ends
+        self._peer_room_seen: tuple[float, int] = (float("-inf"), 0)  # (time.monotonic(), free slots)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def register(self) -> None:
         """Register this instance, and recover what a crashed predecessor on this host left."""
         self._sync_clock()
-        register_worker(self.backend, self.worker_id, self._lease_now())
+        register_worker(self.backend, self.worker_id, self._lease_now(), load=self._load())
         host = socket.gethostname()
         crashed = [w["id"] for w in self.backend.list_workers() if w["id"] != self.worker_id and _crashed_here(w, host)]
         self._recover(crashed)
 
     def start(self) -> None:
-        self.register()
         self.pool = RunPool(self.config.max_concurrency)
+        self.register()
         for target, name in ((self._fire_loop, "mimir-fire"), (self._queue_loop, "mimir-queue"),
                              (self._heartbeat_loop, "mimir-heartbeat")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -355,7 +367,7 @@ class Scheduler:
             try:
                 report = self.tick()
                 now = self.clock.now()
-                soonest = min((s.next_fire for s in self._jobs.values()), default=None)
+                soonest = min((s.wake_at for s in self._jobs.values()), default=None)
                 if soonest is not None and not report.errors:
                     wait = min(wait, max(0.005, (soonest - now).total_seconds()))
                 # else: a fire that failed (the database is away) is tried again after
@@ -408,13 +420,14 @@ class Scheduler:
             except MimirError as exc:
                 log.error("job %s has an unusable schedule, skipped: %s", job.id, exc)
                 continue
+            deferred_until = None
             if old is not None and old.schedule == schedule:
-                next_fire = old.next_fire
+                next_fire, deferred_until = old.next_fire, old.deferred_until
             elif job.next_run is not None and old is None:
                 next_fire = as_utc(job.next_run)  # resume where the database says
             else:
                 next_fire = schedule.next_after(now)
-            jobs[job.id] = _JobState(job, schedule, next_fire)
+            jobs[job.id] = _JobState(job, schedule, next_fire, deferred_until)
         self._jobs = jobs
         return True
 
@@ -428,25 +441,28 @@ class Scheduler:
         # compete with the claims for the GIL and the write lock (bench/scheduler.py: 1,000
         # jobs due at once, fire lag p99 of seconds instead of a few hundred ms). For the same
         # reason the pool starts no queued run (a backlog of earlier fires) while claiming.
-        self._deferred = [] if self.pool is not None and not self.inline else None
-        if self._deferred is not None:
+        self._unstarted = [] if self.pool is not None and not self.inline else None
+        if self._unstarted is not None:
             self.pool.hold()  # type: ignore[union-attr]
         try:
             for state in sorted(self._jobs.values(), key=lambda s: (-s.job.priority, s.next_fire)):
                 if state.next_fire <= now and not self._draining.is_set():
+                    if self._defer(state, now, report.deferred):
+                        report.deferred += 1
+                        continue
                     try:
                         self._fire(state, now, report)
                     except Exception as exc:
                         log.error("could not fire job %s: %s", state.job.id, exc)
                         report.errors += 1
         finally:
-            deferred, self._deferred = self._deferred, None
+            unstarted, self._unstarted = self._unstarted, None
             # Stopping meanwhile: the claimed fires stay queued, and stop() marks them
             # interrupted (and queues their retries) once this tick has returned.
             if not self._draining.is_set():
-                for job, chain in deferred or ():
+                for job, chain in unstarted or ():
                     self._submit_chain(job, chain)
-            if deferred is not None:
+            if unstarted is not None:
                 self.pool.release()  # type: ignore[union-attr]
         return report
 
@@ -513,6 +529,7 @@ class Scheduler:
             ran = self._claim_and_run(job, run, now, report)
             owned = owned or bool(ran)
         state.next_fire = following or state.schedule.next_after(max(fires[-1], now))
+        state.deferred_until = None
         if owned:  # the instance that claimed writes the job's times; the others need not
             self.backend.set_job_schedule(
                 job.id, next_run=state.next_fire,
@@ -574,10 +591,10 @@ class Scheduler:
             # Even when a later claim failed (the database went away mid-tick): a claim that
             # landed is ours, and is run (or handed to the pool), never left queued.
             chains = [claimed[i::slots] for i in range(min(slots, len(claimed)))]
-            deferred = getattr(self, "_deferred", None)
+            unstarted = self._unstarted
             for chain in chains:
-                if deferred is not None:
-                    deferred.append((job, chain))  # started by tick() once the claims are done
+                if unstarted is not None:
+                    unstarted.append((job, chain))  # started by tick() once the claims are done
                 else:
                     self._submit_chain(job, chain)
         return claimed
@@ -602,7 +619,7 @@ class Scheduler:
     def beat(self, now: datetime | None = None) -> list[JobExecutionRecord]:
         """Heartbeat, then declare silent peers dead and retry their runs if allowed."""
         now = as_utc(now) or self._lease_now()
-        if not self.backend.heartbeat(self.worker_id, now=now):
+        if not self.backend.heartbeat(self.worker_id, now=now, load=self._load()):
             # A peer declared us dead (we stalled); our runs were interrupted. Come back.
             log.warning("instance %s was declared dead by a peer; re-registering", self.worker_id)
             if not self.backend.heartbeat(self.worker_id, now=now, status="running", revive=True):
@@ -640,6 +657,46 @@ class Scheduler:
                         ", ".join(r.id for r in lost))
         self._suspects -= {r.id for r in lost}
         return lost
+
+    def _load(self) -> tuple[int, int] | None:
+        """(run slots, slots taken) for the workers table; None without a pool."""
+        return (self.pool.size, self.pool.busy) if self.pool is not None else None
+
+    def _defer(self, state: _JobState, now: datetime, deferred: int) -> bool:
+        """Leave a due fire to a peer for now (load balancing): True when every run slot of
+        this instance is taken, live peers reported more free slots at their last heartbeats
+        than the ``deferred`` fires this tick has left them already, and the fire is younger
+        than ``scheduler.defer_when_busy`` (at most half the job's misfire grace). A fire no
+        peer took by then is claimed here like any other: deferring delays a fire by a few
+        seconds at most, and never loses one. Fires beyond the peers' free slots are claimed
+        at once, as before (a burst is shared by whoever claims first)."""
+        if self.pool is None:
+            return False
+        window = min(self.config.defer_when_busy, state.job.misfire_grace_seconds / 2)
+        if window <= 0 or (now - state.next_fire).total_seconds() >= window:
+            return False
+        if self.pool.free - len(self._unstarted or ()) > 0:
+            return False  # room here (less the runs this tick has claimed and not started)
+        if deferred >= self._peer_room():
+            return False
+        state.deferred_until = state.next_fire + timedelta(seconds=window)
+        log.debug("job %s: all %d run slots taken; fire %s left to a peer with room until %s", state.job.id,
+                  self.pool.size, state.next_fire.isoformat(), state.deferred_until.isoformat())
+        return True
+
+    def _peer_room(self) -> int:
+        """The free run slots live peers reported at their last heartbeats (read at most once
+        a second)."""
+        checked, room = self._peer_room_seen
+        if time.monotonic() - checked < 1.0:
+            return room
+        room = sum(
+            max(0, w["capacity"] - (w.get("running") or 0))
+            for w in self.backend.live_workers(stale_after=self.config.stale_after, now=self._lease_now())
+            if w["id"] != self.worker_id and w.get("capacity") is not None
+        )
+        self._peer_room_seen = (time.monotonic(), room)
+        return room
 
     def _sync_clock(self) -> None:
         if isinstance(self.clock, DatabaseClock):

@@ -85,7 +85,7 @@ class MimirApp(App):
             if self._backend is None:
                 self._backend = open_backend(self.settings)
                 self._start_watcher()
-            report = check_health(self._backend)
+            report = check_health(self._backend, stale_after=self.settings.scheduler.stale_after)
         except MimirError as exc:
             report = {"status": "unhealthy", "backend": self.settings.persistence.backend, "error": str(exc)}
         self.post_message(self.HealthReady(report))
