@@ -78,6 +78,8 @@ class SchedulerSettings(_Section):
     # Seconds an instance whose run slots are all taken leaves a due fire to a peer that has
     # free ones (load balancing); 0: never.
     defer_when_busy: float = Field(5.0, ge=0)
+    # The queues this instance fires and runs jobs of (a job's ``queue``; default "default").
+    queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
 
     @model_validator(mode="after")
     def _beats_before_stale(self) -> "SchedulerSettings":
@@ -89,6 +91,17 @@ class SchedulerSettings(_Section):
                 f"({self.heartbeat_interval:g} s)"
             )
         return self
+
+    @field_validator("queues")
+    @classmethod
+    def _queues(cls, value: list[str]) -> list[str]:
+        from .persistence.models import check_queue_name
+
+        for name in value:
+            check_queue_name(name)
+        if len(set(value)) != len(value):
+            raise ValueError(f"a queue is listed twice: {value}")
+        return value
 
     @field_validator("timezone")
     @classmethod

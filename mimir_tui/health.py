@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import MimirError
+from .scheduler.core import serves
 
 
 def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
@@ -16,14 +17,24 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
         latency = backend.health()
         report.update(backend.stats())
         now = backend.database_now()
+        live = backend.live_workers(stale_after=stale_after, now=now)
         report["instances"] = [
             {
                 "id": w["id"], "host": w["host"], "pid": w["pid"], "version": w["version"], "status": w["status"],
                 "heartbeat_age_s": round((now - w["heartbeat_at"]).total_seconds(), 1),
-                "run_slots": w.get("capacity"), "runs": w.get("running"),
+                "run_slots": w.get("capacity"), "runs": w.get("running"), "queues": sorted(serves(w)),
             }
-            for w in backend.live_workers(stale_after=stale_after, now=now)
+            for w in live
         ]
+        # Each queue with enabled jobs, and how many live instances serve it (0: nothing runs
+        # those jobs until an instance serving the queue starts).
+        queues: dict[str, dict[str, int]] = {}
+        for job in backend.list_jobs(enabled=True):
+            queues.setdefault(job.queue, {"jobs": 0, "instances": 0})["jobs"] += 1
+        for w in live:
+            for name in serves(w):
+                queues.setdefault(name, {"jobs": 0, "instances": 0})["instances"] += 1
+        report["queues"] = dict(sorted(queues.items()))
     except MimirError as exc:
         report.update(status="unhealthy", error=str(exc))
         return report

@@ -31,12 +31,14 @@ def _job_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--misfire-cap", metavar="N", type=int, default=None, help="most fires run by 'all' after a downtime")
     p.add_argument("--max-concurrent", metavar="N", type=int, default=None, help="runs of this job at once")
     p.add_argument("--priority", metavar="N", type=int, default=None, help="higher runs first")
+    p.add_argument("--queue", metavar="NAME", default=None,
+                   help="queue its runs go to: only instances serving it run them (default: default)")
 
 
 _OPTION_FIELDS = {
     "description": "description", "timeout": "timeout_seconds", "max_retries": "max_retries",
     "retry_backoff": "retry_backoff_seconds", "misfire": "misfire_policy", "misfire_grace": "misfire_grace_seconds",
-    "misfire_cap": "misfire_cap", "max_concurrent": "max_concurrent", "priority": "priority",
+    "misfire_cap": "misfire_cap", "max_concurrent": "max_concurrent", "priority": "priority", "queue": "queue",
 }
 
 
@@ -92,9 +94,9 @@ def register(sub, common) -> None:
 
 def _print_jobs(jobs) -> None:
     print_table(
-        [[j.id, j.name, j.pipeline, j.cron_expr, j.timezone, "yes" if j.enabled else "no", short_time(j.next_run),
-          short_time(j.last_run), j.last_result or "-"] for j in jobs],
-        ["ID", "NAME", "PIPELINE", "CRON", "TZ", "ENABLED", "NEXT RUN", "LAST RUN", "LAST RESULT"],
+        [[j.id, j.name, j.pipeline, j.cron_expr, j.timezone, j.queue, "yes" if j.enabled else "no",
+          short_time(j.next_run), short_time(j.last_run), j.last_result or "-"] for j in jobs],
+        ["ID", "NAME", "PIPELINE", "CRON", "TZ", "QUEUE", "ENABLED", "NEXT RUN", "LAST RUN", "LAST RESULT"],
     )
 
 

@@ -7,6 +7,7 @@ the migration that adds it (``migrations/versions/0002_mimir_columns.py``).
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime
 from enum import Enum
@@ -33,6 +34,17 @@ class Status(str, Enum):
     timed_out = "timed_out"
     interrupted = "interrupted"
     missed = "missed"
+
+
+DEFAULT_QUEUE = "default"
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def check_queue_name(name: Any) -> str:
+    """A queue name as given, or ValueError saying what is wrong with it."""
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        raise ValueError(f"queue name {name!r}: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+    return name
 
 
 FINISHED = frozenset({"success", "failed", "cancelled", "timed_out", "interrupted", "missed"})
@@ -208,6 +220,8 @@ class ScheduledJob(_LazyState, SQLModel, table=True):
     misfire_cap: int = 10
     max_concurrent: int = 1
     priority: int = 0
+    # The queue its runs go to: only instances serving it fire and run them (schema version 8).
+    queue: str = Field(default=DEFAULT_QUEUE, max_length=64)
 
 
 class PipelineConfig(_LazyState, SQLModel, table=True):
@@ -313,6 +327,9 @@ class Worker(_LazyState, SQLModel, table=True):
     # Its run slots and how many are taken, as of its last heartbeat (schema version 7).
     capacity: Optional[int] = None
     running: Optional[int] = None
+    # The queues it serves, comma-separated (schema version 8); None: none (a command that
+    # runs one execution itself).
+    queues: Optional[str] = Field(default=None, max_length=1024)
 
 
 class RunRequest(_LazyState, SQLModel, table=True):
@@ -342,6 +359,7 @@ class RunRequest(_LazyState, SQLModel, table=True):
     execution_id: str = Field(default_factory=new_id, max_length=64)
     scheduled_for: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     requested_by: Optional[str] = Field(default=None, max_length=255)
+    queue: str = Field(default=DEFAULT_QUEUE, max_length=64)  # its job's (schema version 8)
 
 
 MODELS = (ScheduledJob, PipelineConfig, JobExecutionRecord, Worker, RunRequest)

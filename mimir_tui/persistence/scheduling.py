@@ -10,7 +10,7 @@ stale-run recovery, and the run queue. Mixed into :class:`PersistenceBackend`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Table, and_, case, delete, func, insert, literal, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
@@ -406,29 +406,40 @@ class SchedulingMixin:
             return [_request(dict(r)) for r in rows]
 
     def claim_request(
-        self, worker_id: str, *, now: datetime | None = None, request_id: str | None = None
+        self, worker_id: str, *, now: datetime | None = None, request_id: str | None = None,
+        queues: Iterable[str] | None = None,
     ) -> tuple[RunRequest, JobExecutionRecord] | None:
         """Take the most urgent available request (or the one named) and turn it into a
-        ``running`` execution owned by ``worker_id``, in one transaction. None: nothing to do."""
+        ``running`` execution owned by ``worker_id``, in one transaction. None: nothing to do.
+        ``queues``: take only a request of one of these (None: of any)."""
         now = as_utc(now) or utcnow()
         order = (QUEUE.c.priority.desc(), QUEUE.c.available_at, QUEUE.c.id)
+        names = None if queues is None else sorted(queues)
+        if names == []:
+            return None
         if request_id is not None:
             query = select(QUEUE).where(QUEUE.c.id == request_id)
         elif self.dialect == "mysql":  # type: ignore[attr-defined]
-            return self._claim_request_mysql(worker_id, now, order)
+            return self._claim_request_mysql(worker_id, now, order, names)
         else:
             if getattr(self, "_direct", None) is not None and not self._direct.read(  # type: ignore[attr-defined]
-                f"SELECT 1 FROM {QUEUE.name} WHERE available_at <= ? LIMIT 1", (sqlite_datetime_text(now),)
+                f"SELECT 1 FROM {QUEUE.name} WHERE available_at <= ?"
+                + ("" if names is None else f" AND queue IN ({', '.join('?' * len(names))})") + " LIMIT 1",
+                (sqlite_datetime_text(now), *(names or ())),
             ):
                 # SQLite: an empty queue (every poll, twice a second, when idle) costs a read,
                 # not the database's one write lock.
                 return None
-            query = select(QUEUE).where(QUEUE.c.available_at <= now).order_by(*order).limit(1)
+            query = select(QUEUE).where(QUEUE.c.available_at <= now)
+            if names is not None:
+                query = query.where(QUEUE.c.queue.in_(names))
+            query = query.order_by(*order).limit(1)
         if self.dialect != "sqlite":  # type: ignore[attr-defined]
             query = query.with_for_update(skip_locked=True)
         return self._claim_request_with(query, worker_id, now)
 
-    def _claim_request_mysql(self, worker_id: str, now: datetime, order: tuple) -> tuple[RunRequest, JobExecutionRecord] | None:
+    def _claim_request_mysql(self, worker_id: str, now: datetime, order: tuple,
+                             names: list[str] | None) -> tuple[RunRequest, JobExecutionRecord] | None:
         """InnoDB locks every row a locking read examines: ``ORDER BY ... LIMIT 1 FOR UPDATE``
         sorts the whole queue and so locks all of it, and every other claimer, skipping locked
         rows, finds the queue empty. So: read the most urgent ids without locks, then lock them
@@ -436,6 +447,8 @@ class SchedulingMixin:
         tried: list[str] = []
         for _ in range(5):
             query = select(QUEUE.c.id).where(QUEUE.c.available_at <= now)
+            if names is not None:
+                query = query.where(QUEUE.c.queue.in_(names))
             if tried:
                 query = query.where(QUEUE.c.id.notin_(tried))
             with self._read() as conn:  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .. import __version__
 from ..errors import MimirError, NotFound
@@ -98,16 +98,22 @@ def _crashed_here(worker: dict[str, Any], host: str) -> bool:
     return not _pid_alive(pid)
 
 
+def serves(worker: dict[str, Any]) -> set[str]:
+    """The queues a row of the workers table serves."""
+    return set(filter(None, (worker.get("queues") or "").split(",")))
+
+
 def register_worker(backend: Any, worker_id: str, now: datetime | None = None,
-                    load: tuple[int, int] | None = None) -> None:
+                    load: tuple[int, int] | None = None, queues: Iterable[str] = ()) -> None:
     """Register ``worker_id`` as this process's worker (status running). ``now`` None: the
-    database's clock (see ``database_now``). ``load``: (run slots, slots taken)."""
+    database's clock (see ``database_now``). ``load``: (run slots, slots taken); ``queues``:
+    those it serves (none for a command that runs one execution itself)."""
     _LOCAL_WORKERS.add(worker_id)
     capacity, running = load or (None, None)
     backend.register_worker(
         Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
                started_at=now, heartbeat_at=now, instance_key=instance_key(), capacity=capacity,
-               running=running)
+               running=running, queues=",".join(sorted(queues)) or None)
     )
 
 
@@ -263,6 +269,7 @@ class Scheduler:
         worker_id: str | None = None,
         clock: Any = None,
         inline: bool = False,
+        queues: Iterable[str] | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings
@@ -276,6 +283,8 @@ class Scheduler:
         # Schedules fall due on the database server's clock, shared by every instance.
         self.clock = clock or DatabaseClock(backend)
         self.inline = inline  # run executions inside tick()/poll_queue() (tests)
+        # The queues whose jobs this instance fires and whose queued runs it claims.
+        self.queues: frozenset[str] = frozenset(self.config.queues if queues is None else queues)
         self._jobs: dict[str, _JobState] = {}
         self._signature: tuple[int, datetime | None] | None = None
         self._refreshed_at = float("-inf")  # time.monotonic() of the last full reload
@@ -296,14 +305,16 @@ class Scheduler:
         # a downtime, or on a slow database, can outlast several heartbeats).
         self._claimed: set[str] = set()
         self._unstarted: list | None = None  # the runs a tick has claimed, started when it ends
-        self._peer_room_seen: tuple[float, int] = (float("-inf"), 0)  # (time.monotonic(), free slots)
+        # (time.monotonic(), [(queues, free run slots) of each live peer]) as last read
+        self._peers_seen: tuple[float, list[tuple[set[str], int]]] = (float("-inf"), [])
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def register(self) -> None:
         """Register this instance, and recover what a crashed predecessor on this host left."""
         self._sync_clock()
-        register_worker(self.backend, self.worker_id, self._lease_now(), load=self._load())
+        register_worker(self.backend, self.worker_id, self._lease_now(), load=self._load(),
+                        queues=self.queues)
         host = socket.gethostname()
         crashed = [w["id"] for w in self.backend.list_workers() if w["id"] != self.worker_id and _crashed_here(w, host)]
         self._recover(crashed)
@@ -411,6 +422,8 @@ class Scheduler:
         now = self.clock.now()
         jobs: dict[str, _JobState] = {}
         for job in self.backend.list_jobs(enabled=True):
+            if job.queue not in self.queues:
+                continue  # another queue's: the instances serving it fire it
             old = self._jobs.get(job.id)
             try:
                 if old is not None and (old.job.cron_expr, old.job.timezone) == (job.cron_expr, job.timezone):
@@ -603,7 +616,7 @@ class Scheduler:
         """Claim queued runs while this instance has room; returns how many."""
         claimed = 0
         while not self._draining.is_set() and (self.inline or (self.pool and self.pool.free > 0)):
-            got = self.backend.claim_request(self.worker_id, now=as_utc(now) or self.clock.now())
+            got = self.backend.claim_request(self.worker_id, now=as_utc(now) or self.clock.now(), queues=self.queues)
             if got is None:
                 break
             request, record = got
@@ -677,26 +690,25 @@ class Scheduler:
             return False
         if self.pool.free - len(self._unstarted or ()) > 0:
             return False  # room here (less the runs this tick has claimed and not started)
-        if deferred >= self._peer_room():
+        if deferred >= self._peer_room(state.job.queue):
             return False
         state.deferred_until = state.next_fire + timedelta(seconds=window)
         log.debug("job %s: all %d run slots taken; fire %s left to a peer with room until %s", state.job.id,
                   self.pool.size, state.next_fire.isoformat(), state.deferred_until.isoformat())
         return True
 
-    def _peer_room(self) -> int:
-        """The free run slots live peers reported at their last heartbeats (read at most once
-        a second)."""
-        checked, room = self._peer_room_seen
-        if time.monotonic() - checked < 1.0:
-            return room
-        room = sum(
-            max(0, w["capacity"] - (w.get("running") or 0))
-            for w in self.backend.live_workers(stale_after=self.config.stale_after, now=self._lease_now())
-            if w["id"] != self.worker_id and w.get("capacity") is not None
-        )
-        self._peer_room_seen = (time.monotonic(), room)
-        return room
+    def _peer_room(self, queue: str) -> int:
+        """The free run slots that live peers serving ``queue`` reported at their last
+        heartbeats (the workers table is read at most once a second)."""
+        checked, peers = self._peers_seen
+        if time.monotonic() - checked >= 1.0:
+            peers = [
+                (serves(w), max(0, w["capacity"] - (w.get("running") or 0)))
+                for w in self.backend.live_workers(stale_after=self.config.stale_after, now=self._lease_now())
+                if w["id"] != self.worker_id and w.get("capacity") is not None
+            ]
+            self._peers_seen = (time.monotonic(), peers)
+        return sum(room for queues, room in peers if queue in queues)
 
     def _sync_clock(self) -> None:
         if isinstance(self.clock, DatabaseClock):
@@ -851,6 +863,7 @@ class Scheduler:
             job_id=job.id, pipeline=job.pipeline, priority=job.priority, triggered_by="retry",
             attempt=record.attempt + 1, available_at=self.clock.now() + timedelta(seconds=delay),
             scheduled_for=record.scheduled_for or self._fires_of.get(record.id), requested_by=f"retry of {record.id}",
+            queue=job.queue,
         )
         try:
             self.backend.enqueue(request)

@@ -13,13 +13,14 @@ from typing import Any
 
 from ..errors import BadInput, NotFound
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
+from ..persistence.models import check_queue_name
 from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
 EDITABLE = {
     "name", "pipeline", "cron_expr", "timezone", "description", "timeout_seconds", "max_retries",
     "retry_backoff_seconds", "misfire_policy", "misfire_grace_seconds", "misfire_cap", "max_concurrent",
-    "priority", "enabled",
+    "priority", "enabled", "queue",
 }
 
 
@@ -49,6 +50,10 @@ def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
         raise BadInput(f"job {job.id!r}: name is empty")
     job.cron_expr = validate_cron(job.cron_expr)
     zone(job.timezone or "UTC")
+    try:
+        check_queue_name(job.queue)
+    except ValueError as exc:
+        raise BadInput(f"job {job.id!r}: {exc}") from None
     if job.misfire_policy not in {p.value for p in MisfirePolicy}:
         raise BadInput(f"job {job.id!r}: misfire_policy {job.misfire_policy!r} is not one of skip, once, all")
     for key, low, high in _INT_RANGES:
@@ -136,7 +141,7 @@ def run_job_now(backend: Any, job_id: str, *, triggered_by: str = "manual", requ
     job = backend.get_job(job_id)
     request = RunRequest(
         job_id=job.id, pipeline=job.pipeline, priority=job.priority if priority is None else priority,
-        triggered_by=triggered_by, requested_by=requested_by,
+        triggered_by=triggered_by, requested_by=requested_by, queue=job.queue,
     )
     return backend.enqueue(request)
 
@@ -186,8 +191,11 @@ def wait_for_run(
 
     deadline = None if timeout is None else time.monotonic() + timeout
     started = time.monotonic()
-    live = backend.live_workers(stale_after=settings.scheduler.stale_after)
-    grace = claim_after if live else 0.0
+    from .core import serves
+
+    live = [w for w in backend.live_workers(stale_after=settings.scheduler.stale_after)
+            if request.queue in serves(w)]
+    grace = claim_after if live else 0.0  # nobody serves its queue: run it here at once
     while True:
         try:
             record = backend.get_execution(request.execution_id)
@@ -201,7 +209,7 @@ def wait_for_run(
         elif time.monotonic() - started >= grace:
             from .core import Scheduler, worker_session
 
-            scheduler = Scheduler(backend, settings, inline=True)
+            scheduler = Scheduler(backend, settings, inline=True, queues=())  # runs this one request only
             with worker_session(backend, settings, scheduler=scheduler):
                 got = backend.claim_request(scheduler.worker_id, request_id=request.id)
                 if got is not None:

@@ -194,3 +194,14 @@ def test_run_wait_exit_codes_in_a_real_process(run_cli, cfg):
     proc = run_cli("jobs", "add", "--name", "n", "--pipeline", "ok", "--cron", "* * * * * * *", "--config", str(cfg))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "7 fields" in proc.stderr
+
+
+def test_queue_option(capsys, cfg):
+    job = add(capsys, cfg, "--id", "render", "--queue", "gpu")
+    assert job["queue"] == "gpu"
+    code, out, _ = run(capsys, cfg, "jobs", "list")
+    assert code == 0 and "QUEUE" in out.splitlines()[0] and " gpu " in out
+    code, out, err = run(capsys, cfg, "jobs", "edit", "render", "--queue", "gpu,cpu")
+    assert code == 2 and len(errors(err)) == 1 and "queue name 'gpu,cpu'" in err
+    code, out, _ = run(capsys, cfg, "jobs", "edit", "render", "--queue", "default", "--json")
+    assert code == 0 and json.loads(out)["queue"] == "default"
