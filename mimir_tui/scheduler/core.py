@@ -690,7 +690,12 @@ class Scheduler:
             return False
         if self.pool.free - len(self._unstarted or ()) > 0:
             return False  # room here (less the runs this tick has claimed and not started)
-        if deferred >= self._peer_room(state.job.queue):
+        try:
+            room = self._peer_room(state.job.queue)
+        except MimirError as exc:  # the peers' load cannot be read: fire here, as without peers
+            log.warning("could not read the other instances' load: %s", exc)
+            return False
+        if deferred >= room:
             return False
         state.deferred_until = state.next_fire + timedelta(seconds=window)
         log.debug("job %s: all %d run slots taken; fire %s left to a peer with room until %s", state.job.id,
@@ -698,14 +703,15 @@ class Scheduler:
         return True
 
     def _peer_room(self, queue: str) -> int:
-        """The free run slots that live peers serving ``queue`` reported at their last
-        heartbeats (the workers table is read at most once a second)."""
+        """The free run slots that running peers serving ``queue`` reported at their last
+        heartbeats (the workers table is read at most once a second). A peer that is stopping
+        counts for nothing: it claims no more fires."""
         checked, peers = self._peers_seen
         if time.monotonic() - checked >= 1.0:
             peers = [
                 (serves(w), max(0, w["capacity"] - (w.get("running") or 0)))
                 for w in self.backend.live_workers(stale_after=self.config.stale_after, now=self._lease_now())
-                if w["id"] != self.worker_id and w.get("capacity") is not None
+                if w["id"] != self.worker_id and w["status"] == "running" and w.get("capacity") is not None
             ]
             self._peers_seen = (time.monotonic(), peers)
         return sum(room for queues, room in peers if queue in queues)

@@ -98,7 +98,7 @@ def create_job(
         timezone=timezone or "UTC", enabled=enabled, **options,
     )
     _check(job, backend, require_pipeline=require_pipeline)
-    job.next_run = schedule_of(job).next_after(as_utc(now) or utcnow()) if enabled else None
+    job.next_run = schedule_of(job).next_after(as_utc(now) or backend.database_now()) if enabled else None
     return backend.save_job(job)
 
 
@@ -115,7 +115,7 @@ def update_job(backend: Any, job_id: str, *, now: datetime | None = None, requir
     fields = set(changes)
     if (job.cron_expr, job.timezone, job.enabled) != before or (job.enabled and job.next_run is None):
         # Disabling clears next_run; enabling (or a new schedule) recomputes it from now.
-        job.next_run = schedule_of(job).next_after(as_utc(now) or utcnow()) if job.enabled else None
+        job.next_run = schedule_of(job).next_after(as_utc(now) or backend.database_now()) if job.enabled else None
         fields.add("next_run")
     # Only what this edit changed: the scheduler may have written next_run (and last_run,
     # last_result) since the job was loaded.

@@ -21,8 +21,6 @@ from mimir_tui.commands import to_jsonable
 from mimir_tui.persistence import JobExecutionRecord, PersistenceBackend, ScheduledJob, open_backend
 from mimir_tui.persistence.models import PendingRow
 
-from conftest import make_settings
-
 UTC = timezone.utc
 T0 = datetime(2024, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
 CONTEXT = {"trigger": "scheduler", "params": {"batch": 7, "name": "Ærøskøbing ✓"}, "list": [1, 2.5, None, True]}
@@ -158,9 +156,12 @@ def test_edits_in_place_and_assignments_are_saved(backend: PersistenceBackend) -
     assert again.end_time == T0 + timedelta(minutes=1)
 
 
-def test_a_record_read_from_sqlite_saves_into_any_backend(backend: PersistenceBackend, tmp_path: Path) -> None:
+def test_a_record_read_from_sqlite_saves_into_any_backend(backend: PersistenceBackend, sqlite_settings,
+                                                         tmp_path: Path) -> None:
     """What a copy between databases does (``migrate --to``): read on SQLite, save elsewhere."""
-    source = open_backend(make_settings(tmp_path / "source"))
+    settings = sqlite_settings.model_copy(deep=True)
+    settings.persistence.database_path = str(tmp_path / "source" / "mimir.db")
+    source = open_backend(settings)
     try:
         record = saved(source)
         got = fresh(source, record)

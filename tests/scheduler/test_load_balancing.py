@@ -139,3 +139,47 @@ def test_a_burst_is_left_to_peers_only_up_to_their_free_slots(backend, backend_s
     assert (len(report.claimed), report.deferred) == (1, 2)
     blocker.set()
     shut(busy)
+
+
+def test_a_draining_peer_is_no_room(backend, backend_settings, blocker):
+    """A peer shutting down (``stopping``, waiting out its grace) still heartbeats its free
+    slots but claims no more fires: the busy instance claims at once."""
+    import time
+
+    job(backend)
+    clock = FakeClock(FIRE - timedelta(seconds=1))
+    busy = instance(backend, backend_settings, clock, "busy", slots=1, busy=1, release=blocker)
+    peer = instance(backend, backend_settings, clock, "peer", slots=4, busy=1, release=blocker)
+    stopper = threading.Thread(target=peer.stop, kwargs={"grace": 20}, daemon=True)
+    stopper.start()  # SIGTERM: it drains, waiting for its one run
+    deadline = time.monotonic() + 5
+    while {w["id"]: w["status"] for w in backend.list_workers()}["peer"] != "stopping":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    peer.beat()  # what its heartbeat thread does meanwhile
+    clock.set(FIRE + timedelta(seconds=1))
+    report = busy.tick()
+    assert report.deferred == 0 and [r.scheduled_for for r in report.claimed] == [FIRE]
+    blocker.set()
+    stopper.join(10)
+    shut(busy)
+
+
+def test_a_failed_read_of_the_peers_load_fires_here(backend, backend_settings, blocker, monkeypatch):
+    from mimir_tui.errors import PersistenceError
+
+    add_pipelines(backend, ok_spec())
+    a = jobs.create_job(backend, name="a", pipeline="ok", cron_expr="* * * * *", now=T0, priority=5)
+    b = jobs.create_job(backend, name="b", pipeline="ok", cron_expr="* * * * *", now=T0, misfire_grace_seconds=0)
+    clock = FakeClock(FIRE - timedelta(seconds=1))
+    busy = instance(backend, backend_settings, clock, "busy", slots=1, busy=1, release=blocker)
+
+    def down(*args, **kwargs):
+        raise PersistenceError("list_workers failed: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(backend, "live_workers", down)
+    clock.set(FIRE + timedelta(seconds=1))
+    report = busy.tick()
+    assert {r.job_id for r in report.claimed} == {a.id, b.id} and report.errors == 0
+    blocker.set()
+    shut(busy)

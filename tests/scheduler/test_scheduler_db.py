@@ -280,3 +280,22 @@ def test_a_run_asked_for_on_a_machine_with_a_fast_clock_is_available_at_once(bac
     later = backend.enqueue(RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=db_now + timedelta(hours=1)))
     assert later.available_at == db_now + timedelta(hours=1)
     assert backend.claim_request("w", now=backend.database_now()) is None
+
+
+def test_a_job_created_on_a_machine_with_a_slow_clock_starts_on_the_databases_time(backend, backend_settings,
+                                                                                  monkeypatch):
+    """Its first next_run comes from the database's clock, as the schedulers' fires do: no
+    fires dated before the job existed (from a slow machine), none skipped (from a fast one)."""
+    from mimir_tui.scheduler.core import Scheduler
+
+    add_pipelines(backend, ok_spec())
+    monkeypatch.setattr(jobs, "utcnow", lambda: backend.database_now() - timedelta(minutes=10))
+    created = backend.database_now()
+    job = jobs.create_job(backend, name="every-minute", pipeline="ok", cron_expr="* * * * *")
+    assert job.next_run > created
+    scheduler = Scheduler(backend, backend_settings, inline=True)
+    scheduler.register()
+    report = scheduler.tick()
+    assert [r for r in report.missed + report.claimed if r.scheduled_for < created] == []
+    edited = jobs.update_job(backend, job.id, cron_expr="*/2 * * * *")
+    assert edited.next_run > created
