@@ -217,6 +217,20 @@ class _Stop:
             self.event.set()
 
 
+_plugin_slots: dict[int, threading.BoundedSemaphore] = {}
+_plugin_slots_guard = threading.Lock()
+
+
+def plugin_slots(size: int) -> threading.BoundedSemaphore:
+    """The process's slots for plugin steps running at once (``plugins.max_concurrency``),
+    shared by every runner with that setting."""
+    with _plugin_slots_guard:
+        slots = _plugin_slots.get(size)
+        if slots is None:
+            slots = _plugin_slots[size] = threading.BoundedSemaphore(size)
+        return slots
+
+
 class _Outcome(Exception):
     """How a step ended when it did not succeed: status and message."""
 
@@ -572,6 +586,69 @@ class PipelineRunner:
             result = await result
         return result
 
+    async def _take_slot(self, slots: threading.BoundedSemaphore, stop: "_Stop", deadline: float | None,
+                         pipeline_timeout: float | None, exec_log: "ExecutionLog", step: Any, index: int) -> None:
+        """Wait for a plugin slot (``plugins.max_concurrency`` steps at once in this process),
+        as long as the run is not stopped and its pipeline timeout allows."""
+        if slots.acquire(blocking=False):
+            return
+        exec_log.write("INFO", f"waiting for a plugin slot (plugins.max_concurrency "
+                               f"{self.settings.plugins.max_concurrency})", step=step.name, plugin=step.plugin)
+        while not slots.acquire(blocking=False):
+            if stop.event.is_set():
+                raise _Outcome(Status.cancelled.value, stop.reason)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
+                                                       f" (waiting for a plugin slot)")
+            try:
+                await asyncio.wait_for(stop.event.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _call_plugin(self, plugin_cls: Any, config: Any, record: JobExecutionRecord, spec: PipelineSpec,
+                           step: Any, context: dict, exec_log: "ExecutionLog", stop: "_Stop", step_timeout: float,
+                           deadline: float | None, pipeline_timeout: float | None) -> Any:
+        """Run one step's plugin within its time limit: its result, or an _Outcome raised."""
+        from .registry import StepCancelled, StepTimedOut
+
+        remaining = deadline - time.monotonic() if deadline is not None else None
+        limit = step_timeout if remaining is None else min(step_timeout, remaining)
+        ctx = StepContext(
+            execution_id=record.id, pipeline=spec.name, step_name=step.name, context=dict(context),
+            settings=self.settings, timeout=limit,
+            log=lambda level, message, _s=step: exec_log.write(level, message, step=_s.name, plugin=_s.plugin),
+        )
+        task = asyncio.create_task(self._call(plugin_cls, config, ctx))
+        stop_wait = asyncio.create_task(stop.event.wait())
+        try:
+            done, _ = await asyncio.wait({task, stop_wait}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+        if task in done:
+            try:
+                result = task.result()
+            except StepTimedOut as exc:
+                raise _Outcome(Status.timed_out.value, _describe_exception(exc)) from None
+            except StepCancelled as exc:
+                raise _Outcome(Status.cancelled.value, stop.reason or _describe_exception(exc)) from None
+            except Exception as exc:
+                raise _Outcome(Status.failed.value, _describe_exception(exc)) from None
+        else:
+            ctx.cancel_event.set()
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.stop_grace)
+            if not task.done():
+                exec_log.write("WARNING", "the plugin did not stop when asked; abandoned",
+                               step=step.name, plugin=step.plugin)
+            else:
+                task.exception() if not task.cancelled() else None  # retrieve: no "never retrieved" noise
+            if stop.event.is_set():
+                raise _Outcome(Status.cancelled.value, stop.reason)
+            if remaining is not None and remaining <= step_timeout:
+                raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}")
+            raise _Outcome(Status.timed_out.value, f"timed out after {_fmt_seconds(step_timeout)}")
+        return result
+
     async def _run_steps(
         self,
         spec: PipelineSpec,
@@ -584,8 +661,6 @@ class PipelineRunner:
         on_step: OnStep | None,
     ) -> tuple[str, str | None]:
         """Run every step; return the run's (status, error)."""
-        from .registry import StepCancelled, StepTimedOut
-
         max_chars = self.settings.pipelines.summary_max_chars
         environ = os.environ if self.environ is None else self.environ
         deadline = time.monotonic() + pipeline_timeout if pipeline_timeout else None
@@ -634,41 +709,13 @@ class PipelineRunner:
                 except ValidationError as exc:
                     raise _Outcome(Status.failed.value, _describe_validation(exc)) from None
 
-                limit = step_timeout if remaining is None else min(step_timeout, remaining)
-                ctx = StepContext(
-                    execution_id=record.id, pipeline=spec.name, step_name=step.name, context=dict(context),
-                    settings=self.settings, timeout=limit,
-                    log=lambda level, message, _s=step: exec_log.write(level, message, step=_s.name, plugin=_s.plugin),
-                )
-                task = asyncio.create_task(self._call(plugin_cls, config, ctx))
-                stop_wait = asyncio.create_task(stop.event.wait())
+                slots = plugin_slots(self.settings.plugins.max_concurrency)
+                await self._take_slot(slots, stop, deadline, pipeline_timeout, exec_log, step, index)
                 try:
-                    done, _ = await asyncio.wait({task, stop_wait}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+                    result = await self._call_plugin(plugin_cls, config, record, spec, step, context, exec_log,
+                                                     stop, step_timeout, deadline, pipeline_timeout)
                 finally:
-                    stop_wait.cancel()
-                if task in done:
-                    try:
-                        result = task.result()
-                    except StepTimedOut as exc:
-                        raise _Outcome(Status.timed_out.value, _describe_exception(exc)) from None
-                    except StepCancelled as exc:
-                        raise _Outcome(Status.cancelled.value, stop.reason or _describe_exception(exc)) from None
-                    except Exception as exc:
-                        raise _Outcome(Status.failed.value, _describe_exception(exc)) from None
-                else:
-                    ctx.cancel_event.set()
-                    task.cancel()
-                    await asyncio.wait({task}, timeout=self.stop_grace)
-                    if not task.done():
-                        exec_log.write("WARNING", "the plugin did not stop when asked; abandoned",
-                                       step=step.name, plugin=step.plugin)
-                    else:
-                        task.exception() if not task.cancelled() else None  # retrieve: no "never retrieved" noise
-                    if stop.event.is_set():
-                        raise _Outcome(Status.cancelled.value, stop.reason)
-                    if remaining is not None and remaining <= step_timeout:
-                        raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}")
-                    raise _Outcome(Status.timed_out.value, f"timed out after {_fmt_seconds(step_timeout)}")
+                    slots.release()  # a plugin abandoned after a timeout no longer counts either
             except _Outcome as outcome:
                 failure = outcome
 

@@ -403,3 +403,65 @@ def test_secret_key_detection():
     masked = mask_secrets({"a": {"password": "p", "list": [{"secret": "s", "n": 1}]}, "max_tokens": 5})
     assert masked == {"a": {"password": "***", "list": [{"secret": "***", "n": 1}]}, "max_tokens": 5}
     assert summarize({"token": "t" * 10}, 100) == {"token": "***"}
+
+
+# -- plugins.max_concurrency ----------------------------------------------------------------------
+
+ONE_SLEEP = """
+name: nap
+steps:
+  - {name: nap, plugin: Test.sleep, config: {seconds: 0.4}}
+"""
+
+
+def test_plugin_steps_at_once_are_limited_by_plugins_max_concurrency(store, settings, registry):
+    """Three runs at once with one plugin slot: their plugins run one after another, never side
+    by side; the runs that waited say so in their logs."""
+    import asyncio
+
+    from mimir_tui.pipelines.registry import Plugin, PluginConfig
+
+    spans: list[tuple[float, float]] = []
+
+    class Gauge(Plugin):
+        type, name = "Test", "gauge"
+
+        class Config(PluginConfig):
+            seconds: float
+
+        async def execute(self, config, ctx):
+            entered = time.monotonic()
+            await asyncio.sleep(config.seconds)
+            spans.append((entered, time.monotonic()))
+
+    registry.register(Gauge)
+    settings.plugins.max_concurrency = 1
+    runner = PipelineRunner(store, settings, registry)
+    spec = spec_of("name: gauge\nsteps:\n  - {name: g, plugin: Test.gauge, config: {seconds: 0.3}}\n")
+    runs = [_in_thread(lambda i=i: runner.run(spec, execution_id=f"gauge-{i}")) for i in range(3)]
+    for thread, _ in runs:
+        thread.join(15)
+    records = [box["result"] for _, box in runs]
+    assert [r.status for r in records] == ["success"] * 3
+    spans.sort()
+    assert len(spans) == 3 and all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+    waited = [r.id for r in records if "waiting for a plugin slot" in runner.log_path(r.id).read_text()]
+    assert len(waited) == 2
+
+
+def test_a_run_waiting_for_a_plugin_slot_can_be_cancelled(store, settings, registry):
+    settings.plugins.max_concurrency = 1
+    runner = PipelineRunner(store, settings, registry)
+    hold = threading.Event()
+    holder, _ = _in_thread(lambda: runner.run(spec_of(SLOW), execution_id="holder", cancel_event=hold))
+    _wait_for(lambda: len(store.get_execution("holder").steps or []) == 2)  # in its 20 s sleep
+    stop = threading.Event()
+    stop.reason = "cancelled: asked while it waited"
+    waiter, box = _in_thread(lambda: runner.run(spec_of(ONE_SLEEP), execution_id="waiter", cancel_event=stop))
+    _wait_for(lambda: "waiting for a plugin slot" in runner.log_path("waiter").read_text()
+              if runner.log_path("waiter").exists() else False)
+    stop.set()
+    waiter.join(5)
+    assert box["result"].status == "cancelled" and box["result"].error == "cancelled: asked while it waited"
+    hold.set()
+    holder.join(5)
