@@ -26,14 +26,21 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
             }
             for w in live
         ]
-        # Each queue with enabled jobs, and how many live instances serve it (0: nothing runs
-        # those jobs until an instance serving the queue starts).
+        # Each queue with enabled jobs or queued runs, and how many running instances serve it
+        # (0: nothing runs them until an instance serving the queue starts).
         queues: dict[str, dict[str, int]] = {}
+
+        def entry(name: str) -> dict[str, int]:
+            return queues.setdefault(name, {"jobs": 0, "queued": 0, "instances": 0})
+
         for job in backend.list_jobs(enabled=True):
-            queues.setdefault(job.queue, {"jobs": 0, "instances": 0})["jobs"] += 1
+            entry(job.queue)["jobs"] += 1
+        for request in backend.list_queue():
+            entry(request.queue)["queued"] += 1
         for w in live:
-            for name in serves(w):
-                queues.setdefault(name, {"jobs": 0, "instances": 0})["instances"] += 1
+            if w["status"] == "running":  # a stopping instance takes no more work
+                for name in serves(w):
+                    entry(name)["instances"] += 1
         report["queues"] = dict(sorted(queues.items()))
     except MimirError as exc:
         report.update(status="unhealthy", error=str(exc))

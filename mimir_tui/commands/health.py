@@ -39,8 +39,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 served = f", queues {','.join(w['queues'])}" if w["queues"] else ""
                 print(f"  {w['id']}  {w['status']}, {load}{served}, last beat {w['heartbeat_age_s']} s ago")
         for name, q in report.get("queues", {}).items():
-            note = "  (no live instance serves it: its jobs do not run)" if q["jobs"] and not q["instances"] else ""
-            print(f"{'queue.' + name:15} {q['jobs']} enabled job(s), {q['instances']} instance(s){note}")
+            idle = (q["jobs"] or q["queued"]) and not q["instances"]
+            note = "  (no running instance serves it: nothing runs these)" if idle else ""
+            print(f"{'queue.' + name:15} {q['jobs']} enabled job(s), {q['queued']} queued run(s), "
+                  f"{q['instances']} instance(s){note}")
     if "error" in report:  # with --json too: the one line on stderr that names the problem
         print(f"mimir-tui: error: {report['error']}", file=sys.stderr)
     return 0 if report["status"] == "healthy" else 1

@@ -31,7 +31,7 @@ from ..errors import Conflict, MimirError, NotFound, PersistenceError
 from . import direct
 from .engine import WRITE, display_url, restrict_file_modes, scrub
 from .metrics import OperationMetrics
-from .scheduling import SchedulingMixin
+from .scheduling import QUEUE, SchedulingMixin
 from .models import FINISHED, JobExecutionRecord, PipelineConfig, RunRequest, ScheduledJob
 from .types import as_utc, sqlite_datetime_text, utcnow
 
@@ -206,7 +206,9 @@ class PersistenceBackend(SchedulingMixin):
 
     @_operation("save_job")
     def save_job(self, job: ScheduledJob) -> ScheduledJob:
-        now = utcnow()
+        # The database's clock: the schedulers see an edit by the latest updated_at, which a
+        # machine whose clock runs slow would otherwise write in the past.
+        now = self.database_now()
         job.created_at = as_utc(job.created_at) or now
         job.updated_at = now
         try:
@@ -248,8 +250,9 @@ class PersistenceBackend(SchedulingMixin):
         not put back the older values. ``fields`` limits the write to those columns; give it
         whenever the job was loaded earlier, so that ``next_run`` (which the scheduler also
         writes) is written only if the caller changed it. Without ``fields`` every other
-        column is written, ``next_run`` included."""
-        job.updated_at = utcnow()
+        column is written, ``next_run`` included. A new ``queue`` moves the job's queued runs
+        with it (in the same transaction)."""
+        job.updated_at = self.database_now()  # see save_job
         values = _values(job, JOBS)
         for key in ("id", "created_at", *SCHEDULER_OWNED):
             values.pop(key)
@@ -264,6 +267,8 @@ class PersistenceBackend(SchedulingMixin):
             values = {k: v for k, v in values.items() if k in wanted or k == "updated_at"}
         with self._write() as conn:
             result = conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(**values))
+            if result.rowcount and "queue" in values:
+                conn.execute(update(QUEUE).where(QUEUE.c.job_id == job.id).values(queue=values["queue"]))
         if result.rowcount == 0:
             raise NotFound(f"job {job.id!r} not found")
         return job

@@ -393,6 +393,15 @@ class SchedulingMixin:
         given = "available_at" in request.model_fields_set and request.available_at is not None
         request.available_at = as_utc(request.available_at) if given else request.created_at
         with self._write() as conn:  # type: ignore[attr-defined]
+            if request.job_id is not None:
+                # The job's queue as it is now (the row locked: an edit moving the job to another
+                # queue, which moves its queued runs, comes wholly before or after this insert).
+                query = select(JOBS.c.queue).where(JOBS.c.id == request.job_id)
+                if self.dialect != "sqlite":  # type: ignore[attr-defined]
+                    query = query.with_for_update()
+                queue = conn.execute(query).scalar()
+                if queue is not None:
+                    request.queue = queue
             conn.execute(insert(QUEUE), {c.name: getattr(request, c.name) for c in QUEUE.columns})
         return request
 

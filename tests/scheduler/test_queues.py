@@ -126,7 +126,8 @@ def test_health_shows_queues_and_who_serves_them(backend, backend_settings):
     two_jobs(backend)
     fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="cpu-service").register()
     report = check_health(backend, stale_after=10 ** 9)  # the fake clock's heartbeat counts as live
-    assert report["queues"] == {"default": {"jobs": 1, "instances": 1}, "gpu": {"jobs": 1, "instances": 0}}
+    assert report["queues"] == {"default": {"jobs": 1, "queued": 0, "instances": 1},
+                                "gpu": {"jobs": 1, "queued": 0, "instances": 0}}
     (instance,) = report["instances"]
     assert instance["queues"] == ["default"]
 
@@ -137,3 +138,74 @@ def test_requests_made_before_queues_existed_are_in_the_default_queue(backend):
     backend.enqueue(RunRequest(job_id=job.id, pipeline="ok"))
     assert [r.queue for r in backend.list_queue()] == ["default"]
     assert job.queue == "default"
+
+
+# -- a job moved to another queue --------------------------------------------------------------
+
+
+def test_a_queued_run_moves_with_its_job(backend, backend_settings):
+    add_pipelines(backend, ok_spec())
+    job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=T0, queue="gpu")
+    request = jobs.run_job_now(backend, job.id)
+    jobs.update_job(backend, job.id, queue="default")  # no GPU machine any more
+    assert [r.queue for r in backend.list_queue()] == ["default"]
+    plain = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="plain")
+    assert plain.poll_queue(backend.database_now()) == 1
+    assert backend.get_execution(request.execution_id).worker_id == "plain"
+    # and the other way: moved away, it is not claimed by the instance it left
+    jobs.run_job_now(backend, job.id)
+    jobs.update_job(backend, job.id, queue="gpu")
+    assert plain.poll_queue(backend.database_now()) == 0
+
+
+class _MovingRunner:
+    """Moves the job to another queue while its run is under way."""
+
+    def __init__(self, real, backend, job_id, queue):
+        self.real, self.backend, self.job_id, self.queue = real, backend, job_id, queue
+
+    def run(self, pipeline, **kw):
+        jobs.update_job(self.backend, self.job_id, queue=self.queue)
+        return self.real.run(pipeline, **kw)
+
+
+def test_a_retry_goes_to_the_queue_its_job_is_in_now(backend, backend_settings):
+    from mimir_tui.pipelines.runner import PipelineRunner
+
+    add_pipelines(backend, bad_spec())
+    job = jobs.create_job(backend, name="flaky", pipeline="bad", cron_expr="* * * * *", now=T0,
+                          max_retries=1, retry_backoff_seconds=0)
+    runner = _MovingRunner(PipelineRunner(backend, backend_settings), backend, job.id, "gpu")
+    plain = fake_scheduler(backend, backend_settings, FakeClock(FIRE), worker_id="plain", runner=runner)
+    plain.tick()
+    (retry,) = backend.list_queue()
+    assert retry.queue == "gpu"
+    assert plain.poll_queue(backend.database_now() + timedelta(seconds=5)) == 0
+
+
+def test_a_queue_move_is_seen_at_the_next_refresh(backend, backend_settings):
+    add_pipelines(backend, ok_spec())
+    a = jobs.create_job(backend, name="a", pipeline="ok", cron_expr="* * * * *", now=T0)
+    jobs.create_job(backend, name="b", pipeline="ok", cron_expr="* * * * *", now=T0)
+    plain = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="plain")
+    gpu_box = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="gpu-box", queues=["gpu"])
+    plain.refresh_jobs()
+    gpu_box.refresh_jobs()
+    assert a.id in plain._jobs and not gpu_box._jobs
+    jobs.update_job(backend, a.id, queue="gpu")
+    plain.refresh_jobs()
+    gpu_box.refresh_jobs()
+    assert a.id not in plain._jobs and set(gpu_box._jobs) == {a.id}
+
+
+def test_health_counts_queued_runs_and_only_running_instances(backend, backend_settings):
+    add_pipelines(backend, ok_spec())
+    job = jobs.create_job(backend, name="g", pipeline="ok", cron_expr="* * * * *", now=T0, queue="gpu", enabled=False)
+    jobs.run_job_now(backend, job.id)  # a manual run of a disabled gpu job
+    fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="cpu").register()
+    gpu_box = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="gpu-box", queues=["gpu"])
+    gpu_box.register()
+    backend.heartbeat("gpu-box", status="stopping")  # draining: serves nothing any more
+    report = check_health(backend, stale_after=10 ** 9)
+    assert report["queues"] == {"default": {"jobs": 0, "queued": 0, "instances": 1},
+                                "gpu": {"jobs": 0, "queued": 1, "instances": 0}}
