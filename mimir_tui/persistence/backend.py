@@ -152,7 +152,7 @@ class PersistenceBackend(SchedulingMixin):
         self._write_lock: direct.FairLock | None = None
         if self.dialect == "sqlite":
             self._direct = direct.Connections(engine, settings.pool_size)
-            self._write_lock = direct.write_lock(settings.database_path)
+            self._write_lock = direct.write_lock(settings.database_path, settings.busy_timeout_ms)
             self._sqlite_sql: dict[Any, str] = {}
             self._execution_params = direct.bind_params(EXECUTIONS, engine.dialect)
             self._execution_rows = direct.row_builder(JobExecutionRecord, EXECUTIONS, engine.dialect)
@@ -554,6 +554,8 @@ class PersistenceBackend(SchedulingMixin):
                     batches += 1
                     if removed < size:
                         break
+                    if lock.between_processes is not None:
+                        time.sleep(0.002)  # a writer of another Mimir process (it polls) gets in now
                     if batches % 4 == 0:
                         with lock:  # a writer waits for this or for a batch, never both
                             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

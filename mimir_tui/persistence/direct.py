@@ -18,7 +18,8 @@ execution, listing and reading executions, retention) the backend uses this modu
 Writes from one process to one database file take a FIFO lock first (:func:`write_lock`):
 SQLite lets one writer in at a time, and a writer that finds the lock taken polls with
 growing sleeps (up to 100 ms apart). Queued on a fair lock instead, a writer of this process
-gets in right after the transaction ahead of it, however busy the others are.
+gets in right after the transaction ahead of it, however busy the others are. Writers of
+other Mimir processes queue on a lock file beside the database (:class:`ProcessWriteLock`).
 """
 
 from __future__ import annotations
@@ -26,21 +27,81 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Sequence
 
 from sqlalchemy import Engine, Table
+
+from ..errors import PersistenceError
 from sqlalchemy.orm import configure_mappers
 
 from .models import PendingRow, convert_on_read
 
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: no cross-process intent, all else works
+    fcntl = None  # type: ignore[assignment]
+
+
+class ProcessWriteLock:
+    """``<database>-mimir.lock``: the write lock between Mimir processes (an exclusive
+    ``flock``), taken by a process's write lock (:class:`FairLock`) on top of its own.
+
+    SQLite gives a writer that finds the database locked no turn: it sleeps and tries again,
+    up to 100 ms apart, so a retention run that commits a batch and begins the next at once
+    nearly always wins, and a writer in another process can wait many batches. Mimir's writers
+    of every process queue here instead: a waiter tries every millisecond, and a retention run
+    pauses a moment between two batches, so a writer waits about one batch at most. Writers
+    that are not Mimir's (the sqlite3 shell) still meet SQLite's own lock only."""
+
+    def __init__(self, database_path: str, timeout: float = 5.0) -> None:
+        self.path = f"{database_path}-mimir.lock"
+        self.timeout = timeout  # seconds: the longest busy_timeout of the backends (see write_lock)
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            return
+        if self._pid != os.getpid():  # a forked child: its parent's open file shares its locks
+            self._fd, self._pid = None, os.getpid()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise PersistenceError(
+                            f"database is locked: another Mimir process has held its write lock for "
+                            f"over {self.timeout:g} s ({self.path})"
+                        ) from None
+                    time.sleep(0.001)
+        except OSError:  # the lock file cannot be made (a read-only folder): SQLite's lock alone
+            return
+
+    def release(self) -> None:
+        if fcntl is None or self._fd is None or self._pid != os.getpid():
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+
+
 class FairLock:
     """A re-entrant lock handed to its waiters in arrival order (``threading.Lock`` is not:
-    a thread that releases it and asks again at once usually gets it back)."""
+    a thread that releases it and asks again at once usually gets it back). With
+    ``between_processes``, its owner also holds that :class:`ProcessWriteLock`."""
 
-    def __init__(self) -> None:
+    def __init__(self, between_processes: ProcessWriteLock | None = None) -> None:
+        self.between_processes = between_processes
         self._mutex = threading.Lock()
         self._waiters: deque[threading.Lock] = deque()
         self._owner: int | None = None
@@ -55,6 +116,16 @@ class FairLock:
             if self._owner == me:
                 self._depth += 1
                 return
+        self._acquire(me)
+        if self.between_processes is not None:
+            try:
+                self.between_processes.acquire()
+            except BaseException:
+                self.release()
+                raise
+
+    def _acquire(self, me: int) -> None:
+        with self._mutex:
             if self._owner is None and not self._waiters:
                 self._owner, self._depth = me, 1
                 return
@@ -83,6 +154,8 @@ class FairLock:
             self._depth -= 1
             if self._depth:
                 return
+            if self.between_processes is not None and self._owner == threading.get_ident():
+                self.between_processes.release()
             self._owner = None
             if self._waiters:
                 # Hand over: marked taken until the next owner sets itself, so no one jumps in.
@@ -101,13 +174,16 @@ _write_locks: dict[str, FairLock] = {}
 _write_locks_guard = threading.Lock()
 
 
-def write_lock(database_path: str) -> FairLock:
-    """The lock this process's writers of ``database_path`` queue on."""
+def write_lock(database_path: str, timeout_ms: int = 5000) -> FairLock:
+    """The lock this process's writers of ``database_path`` queue on (and, through it, those
+    of other Mimir processes); ``timeout_ms``: how long a writer waits for another process."""
     key = os.path.realpath(database_path)
     with _write_locks_guard:
         lock = _write_locks.get(key)
         if lock is None:
-            lock = _write_locks[key] = FairLock()
+            lock = _write_locks[key] = FairLock(ProcessWriteLock(key, timeout_ms / 1000))
+        elif lock.between_processes is not None:
+            lock.between_processes.timeout = max(lock.between_processes.timeout, timeout_ms / 1000)
         return lock
 
 
