@@ -539,10 +539,11 @@ class PersistenceBackend(SchedulingMixin):
         params = [sqlite_datetime_text(cutoff), *UNFINISHED, size]
         lock = self._write_lock
         total = batches = 0
-        conn = self._direct.acquire()
-        with lock:
+        with lock._mutex:  # this process's own counter: no need to wait for other processes
             lock.deferring += 1
+        conn = None
         try:
+            conn = self._direct.acquire()
             with direct.autocheckpoint_off(conn):
                 while True:
                     with lock:
@@ -562,13 +563,17 @@ class PersistenceBackend(SchedulingMixin):
                     size = self._next_batch_size(size, elapsed)
                     params[-1] = size
         finally:
-            with lock:  # the backlog: before the writers checkpoint again (they would copy it)
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    pass
-                lock.deferring -= 1
-            self._direct.release(conn)
+            try:
+                if conn is not None:
+                    with lock:  # the backlog: before the writers checkpoint again (they would copy it)
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except (sqlite3.Error, PersistenceError):  # the writers' own checkpoints take it over
+                pass
+            finally:
+                with lock._mutex:
+                    lock.deferring -= 1
+                if conn is not None:
+                    self._direct.release(conn)
         return total
 
     def _next_batch_size(self, size: int, elapsed: float) -> int:

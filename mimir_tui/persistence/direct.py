@@ -174,6 +174,28 @@ _write_locks: dict[str, FairLock] = {}
 _write_locks_guard = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child starts with no writer of its own: every write lock it inherited is reset
+    (the parent's threads that held or awaited one do not exist here), and the parent's lock
+    file descriptors are closed, for a flock belongs to the open file: a child keeping it
+    would keep the parent's lock alive after the parent died."""
+    global _write_locks_guard
+    _write_locks_guard = threading.Lock()
+    for lock in _write_locks.values():
+        lock._mutex, lock._waiters, lock._owner, lock._depth, lock.deferring = threading.Lock(), deque(), None, 0, 0
+        between = lock.between_processes
+        if between is not None and between._fd is not None:
+            try:
+                os.close(between._fd)
+            except OSError:
+                pass
+            between._fd, between._pid = None, os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def write_lock(database_path: str, timeout_ms: int = 5000) -> FairLock:
     """The lock this process's writers of ``database_path`` queue on (and, through it, those
     of other Mimir processes); ``timeout_ms``: how long a writer waits for another process."""
