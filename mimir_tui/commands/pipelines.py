@@ -179,11 +179,14 @@ def _resolve(ctx: Context, args: argparse.Namespace, registry):
 
 def run_run(ctx: Context, args: argparse.Namespace) -> int:
     from ..pipelines.runner import PipelineRunner
+    from ..scheduler.clock import DatabaseClock
     from ..scheduler.core import worker_session
 
     registry = _registry(ctx)
     spec = _resolve(ctx, args, registry)
-    runner = PipelineRunner(ctx.backend, ctx.settings, registry)
+    clock = DatabaseClock(ctx.backend)  # the record's times on the clock the schedulers use
+    clock.sync()
+    runner = PipelineRunner(ctx.backend, ctx.settings, registry, clock=clock)
     out = sys.stderr if args.json else sys.stdout
     total = len(spec.steps)
     counter = {"n": 0}

@@ -153,8 +153,9 @@ class ExecutionLog:
     ``{timestamp, level, message, step_name, plugin}``). Thread-safe; secrets masked."""
 
     def __init__(self, path: Path, *, fmt: str = "text", secrets: SecretMasker | None = None,
-                 execution_id: str = "") -> None:
+                 execution_id: str = "", now: Callable[[], datetime] = utcnow) -> None:
         self.path = path
+        self.now = now
         self.fmt = fmt
         self.secrets = secrets or SecretMasker()
         self.execution_id = execution_id
@@ -170,7 +171,7 @@ class ExecutionLog:
         level = str(level).upper()
         level = "WARNING" if level == "WARN" else level if level in _LEVELS else "INFO"
         message = self.secrets.mask(str(message))
-        now = utcnow()
+        now = self.now()
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
         if self.fmt == "json":
             line = json.dumps({
@@ -310,7 +311,7 @@ class PipelineRunner:
     stop_grace: float = 0.5
 
     def __init__(self, backend: Any, settings: Any, registry: PluginRegistry | None = None, *,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, clock: Any = None) -> None:
         if registry is None:
             from .registry import default_registry
 
@@ -319,6 +320,9 @@ class PipelineRunner:
         self.settings = settings
         self.registry = registry
         self.environ = environ
+        # The times of records and logs: this machine's clock, or the one the scheduler fires
+        # on (the database server's), so that runs from every machine sort together.
+        self.now: Callable[[], datetime] = clock.now if clock is not None else utcnow
 
     # -- resolving ------------------------------------------------------------------------
 
@@ -386,7 +390,7 @@ class PipelineRunner:
         a failed execution instead, so the operator sees it in the history. If the record
         ``execution_id`` exists already and has finished, it is returned untouched."""
         exec_id = execution_id or new_id()
-        started = utcnow()
+        started = self.now()
         ref_name = pipeline.name if isinstance(pipeline, PipelineSpec) else str(pipeline)
 
         if execution_id is not None:
@@ -406,12 +410,13 @@ class PipelineRunner:
             if job_id is None and execution_id is None:
                 raise
             record = JobExecutionRecord(
-                id=exec_id, job_id=job_id, pipeline=ref_name[:255], start_time=started, end_time=utcnow(),
+                id=exec_id, job_id=job_id, pipeline=ref_name[:255], start_time=started, end_time=self.now(),
                 duration=0, status=Status.failed.value, error=f"pipeline {ref_name!r} cannot run: {exc}",
                 context={}, steps=[], triggered_by=triggered_by, scheduled_for=scheduled_for, attempt=attempt,
                 worker_id=worker_id,
             )
-            exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, execution_id=exec_id)
+            exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, execution_id=exec_id,
+                                    now=self.now)
             exec_log.write("ERROR", record.error or "")
             exec_log.close()
             return await self._save_final(record)
@@ -430,7 +435,7 @@ class PipelineRunner:
 
         secrets = SecretMasker()
         exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, secrets=secrets,
-                                execution_id=exec_id)
+                                execution_id=exec_id, now=self.now)
         stop = _Stop()
         watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel_event, stop, exec_log))
         limits = [t for t in (spec.timeout, timeout) if t]
@@ -454,7 +459,7 @@ class PipelineRunner:
 
         record.status = status
         record.error = secrets.mask(error) if error else None
-        record.end_time = utcnow()
+        record.end_time = self.now()
         record.duration = int((record.end_time - as_utc(record.start_time)).total_seconds() * 1000)
         max_chars = self.settings.pipelines.summary_max_chars
         record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
@@ -557,7 +562,7 @@ class PipelineRunner:
             step = StepRecord.model_validate(steps[-1])
             step.status = status
             step.error = message
-            step.end_time = utcnow()
+            step.end_time = self.now()
             step.duration = int((step.end_time - as_utc(step.start_time)).total_seconds() * 1000) if step.start_time else None
             steps[-1] = step.to_json()
             record.steps = steps
@@ -681,7 +686,7 @@ class PipelineRunner:
                     f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)} (before step {index} ({step.name}))"
                 )
             step_timeout = step.timeout or self.settings.plugins.timeout
-            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=utcnow(), status=Status.running.value)
+            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=self.now(), status=Status.running.value)
             record.steps = list(record.steps or []) + [srec.to_json()]
             exec_log.write("INFO", f"step {index}/{total} started", step=step.name, plugin=step.plugin)
 
@@ -719,7 +724,7 @@ class PipelineRunner:
             except _Outcome as outcome:
                 failure = outcome
 
-            srec.end_time = utcnow()
+            srec.end_time = self.now()
             srec.duration = int((srec.end_time - srec.start_time).total_seconds() * 1000)
             if failure is None:
                 srec.status = Status.success.value

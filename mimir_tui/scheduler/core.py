@@ -274,14 +274,15 @@ class Scheduler:
         self.backend = backend
         self.settings = settings
         self.config = settings.scheduler
+        # Schedules fall due on the database server's clock, shared by every instance.
+        self.clock = clock or DatabaseClock(backend)
         if runner is None:
             from ..pipelines.runner import PipelineRunner
 
-            runner = PipelineRunner(backend, settings)
+            # Its records' times on that clock too (a test's fake clock stays the scheduler's).
+            runner = PipelineRunner(backend, settings, clock=self.clock if isinstance(self.clock, DatabaseClock) else None)
         self.runner = runner
         self.worker_id = worker_id or make_worker_id()
-        # Schedules fall due on the database server's clock, shared by every instance.
-        self.clock = clock or DatabaseClock(backend)
         self.inline = inline  # run executions inside tick()/poll_queue() (tests)
         # The queues whose jobs this instance fires and whose queued runs it claims.
         self.queues: frozenset[str] = frozenset(self.config.queues if queues is None else queues)

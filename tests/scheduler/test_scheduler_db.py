@@ -299,3 +299,34 @@ def test_a_job_created_on_a_machine_with_a_slow_clock_starts_on_the_databases_ti
     assert [r for r in report.missed + report.claimed if r.scheduled_for < created] == []
     edited = jobs.update_job(backend, job.id, cron_expr="*/2 * * * *")
     assert edited.next_run > created
+
+
+def test_runs_on_a_machine_with_a_slow_clock_are_recorded_on_the_databases_time(backend, backend_settings,
+                                                                             monkeypatch):
+    """A run's start, end and step times, and its log lines, come from the clock the schedulers
+    fire on: the history of runs from several machines sorts as they happened."""
+    from mimir_tui.pipelines import runner as runner_module
+    from mimir_tui.scheduler.core import Scheduler
+
+    if backend.dialect != "sqlite":  # this machine's clock, as the runner would read it, 10 min slow
+        real = runner_module.utcnow
+        monkeypatch.setattr(runner_module, "utcnow", lambda: real() - timedelta(minutes=10))
+
+    add_pipelines(backend, ok_spec())
+    job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *")
+    clock = _OffDatabaseClock(backend)
+    if backend.dialect != "sqlite":  # on SQLite this machine's clock is the database's
+        clock.skew = -timedelta(minutes=10)
+    scheduler = Scheduler(backend, backend_settings, clock=clock, inline=True, worker_id="slow-machine")
+    scheduler.register()  # measures the offset
+    request = jobs.run_job_now(backend, job.id)
+    assert scheduler.poll_queue() == 1
+    record = backend.get_execution(request.execution_id)
+    db_now = backend.database_now()
+    if backend.dialect != "sqlite":
+        assert abs(record.start_time - db_now) < timedelta(seconds=5)
+        assert abs(record.step_records()[0].start_time - db_now) < timedelta(seconds=5)
+        log_text = scheduler.runner.log_path(record.id).read_text()
+        assert db_now.strftime("%Y-%m-%dT%H:%M") in log_text or (db_now - timedelta(minutes=1)).strftime(
+            "%Y-%m-%dT%H:%M") in log_text
+    assert record.status == "success" and 0 <= record.duration < 5000
