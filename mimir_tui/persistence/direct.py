@@ -33,16 +33,15 @@ from contextlib import contextmanager
 from typing import Any, Callable, Sequence
 
 from sqlalchemy import Engine, Table
-
-from ..errors import PersistenceError
 from sqlalchemy.orm import configure_mappers
 
+from ..errors import PersistenceError
 from .models import PendingRow, convert_on_read
 
 
 try:
     import fcntl
-except ImportError:  # pragma: no cover - not on Windows: no cross-process intent, all else works
+except ImportError:  # pragma: no cover - Windows: other processes' writers meet SQLite's lock alone
     fcntl = None  # type: ignore[assignment]
 
 
