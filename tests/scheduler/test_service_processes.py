@@ -216,3 +216,44 @@ def test_sigterm_interrupts_a_run_longer_than_the_grace(tmp_path, services):
         assert "received SIGTERM" in log and "stopped" in log
     finally:
         backend.close()
+
+
+def test_queues_route_jobs_to_the_services_that_serve_them(tmp_path, services, server_settings):
+    """Two services on PostgreSQL, one serving the default queue and one serving gpu: each
+    every-second job, and a manual run of the gpu job, run only on the service of its queue;
+    health shows each queue served by one instance."""
+    import json
+    import subprocess
+
+    from sched_helpers import cli_command
+
+    pg = server_settings("postgres")
+    persistence = {"backend": "postgres", "connection_string": pg.persistence.connection_string}
+    cpu_cfg = write_config(tmp_path / "cpu", persistence=persistence)
+    gpu_cfg = write_config(tmp_path / "gpu", persistence=persistence, scheduler={"queues": ["gpu"]})
+    backend = open_backend(config_settings(cpu_cfg))
+    try:
+        add_pipelines(backend, ok_spec())
+        cpu_proc, gpu_proc = services.start(cpu_cfg, tag="cpu"), services.start(gpu_cfg, tag="gpu")
+        wait_until(lambda: registered(backend, cpu_proc) and registered(backend, gpu_proc), 30,
+                   what="both services to register")
+        workers = {w["pid"]: w["id"] for w in backend.list_workers()}
+        cpu_id, gpu_id = workers[cpu_proc.pid], workers[gpu_proc.pid]
+        plain = jobs.create_job(backend, name="plain", pipeline="ok", cron_expr="* * * * * *", job_id="plain")
+        render = jobs.create_job(backend, name="render", pipeline="ok", cron_expr="* * * * * *", job_id="render",
+                                 queue="gpu")
+        manual = jobs.run_job_now(backend, render.id)
+        time.sleep(5)
+        health = subprocess.run([*cli_command(), "health", "--json", "--config", str(cpu_cfg)],
+                                capture_output=True, text=True, timeout=60)
+        for proc in (cpu_proc, gpu_proc):
+            assert services.terminate(proc)[0] == 0, services.output(proc)
+        ran = {job.id: {r.worker_id for r in backend.list_executions(job.id, 1000) if r.status == "success"}
+               for job in (plain, render)}
+        assert ran == {"plain": {cpu_id}, "render": {gpu_id}}, ran
+        assert backend.get_execution(manual.execution_id).worker_id == gpu_id
+        queues = json.loads(health.stdout)["queues"]
+        assert queues == {"default": {"jobs": 1, "queued": 0, "instances": 1},
+                          "gpu": {"jobs": 1, "queued": 0, "instances": 1}}, queues
+    finally:
+        backend.close()
