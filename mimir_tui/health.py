@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import MimirError
-from .scheduler.core import serves
+from .persistence.models import serves
 
 
 def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:

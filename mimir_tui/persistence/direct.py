@@ -314,22 +314,19 @@ def upsert_sql(table: Table, key: str, keep: Sequence[str] = ()) -> str:
 def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
     """``obj`` -> the tuple of its column values as SQLAlchemy would bind them, in column order.
 
-    Generated like :func:`row_builder`: it runs once per save. A value still pending (a record
-    read by :func:`row_builder` whose attribute was never read) is converted first."""
+    Generated like :func:`row_builder`: it runs once per save. (A record read by
+    :func:`row_builder` holds no pending value by then: the save's first write to it, of
+    ``updated_at``, converted them all; see ``models._LazyState``.)"""
     names = [c.name for c in table.columns]
-    env: dict[str, Any] = {"getattr": getattr, "Pending": PendingRow}
+    env: dict[str, Any] = {"getattr": getattr}
     items = []
-    pending = []
     for i, column in enumerate(table.columns):
-        impl = column.type.dialect_impl(dialect)
-        proc = impl.bind_processor(dialect)
+        proc = column.type.dialect_impl(dialect).bind_processor(dialect)
         if proc is None:
             items.append(f"v{i}")
         else:
             env[f"p{i}"] = proc
             items.append(f"p{i}(v{i})")
-        if impl.result_processor(dialect, None) is not None:  # what row_builder leaves pending
-            pending.append(f"    if v{i}.__class__ is Pending: v{i} = getattr(obj, {names[i]!r})")
     unpack = ", ".join(f"v{i}" for i in range(len(names)))
     source = "\n".join(
         [
@@ -339,7 +336,6 @@ def bind_params(table: Table, dialect: Any) -> Callable[[Any], tuple]:
             f"        ({unpack},) = ({', '.join(f'd[{n!r}]' for n in names)},)",
             "    except KeyError:  # not loaded (expired, deferred): through the attributes",
             f"        ({unpack},) = ({', '.join(f'getattr(obj, {n!r})' for n in names)},)",
-            *pending,
             f"    return ({', '.join(items)},)",
         ]
     )

@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import MimirError, NotFound
 from ..persistence import FINISHED, JobExecutionRecord, RunRequest, ScheduledJob, Worker, new_id
 from ..persistence.backend import _model_factory
+from ..persistence.models import queues_text, serves
 from ..persistence.types import as_utc
 from .clock import DatabaseClock, SystemClock
 from .cron import CronSchedule
@@ -98,11 +99,6 @@ def _crashed_here(worker: dict[str, Any], host: str) -> bool:
     return not _pid_alive(pid)
 
 
-def serves(worker: dict[str, Any]) -> set[str]:
-    """The queues a row of the workers table serves."""
-    return set(filter(None, (worker.get("queues") or "").split(",")))
-
-
 def register_worker(backend: Any, worker_id: str, now: datetime | None = None,
                     load: tuple[int, int] | None = None, queues: Iterable[str] = ()) -> None:
     """Register ``worker_id`` as this process's worker (status running). ``now`` None: the
@@ -113,7 +109,7 @@ def register_worker(backend: Any, worker_id: str, now: datetime | None = None,
     backend.register_worker(
         Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
                started_at=now, heartbeat_at=now, instance_key=instance_key(), capacity=capacity,
-               running=running, queues=",".join(sorted(queues)) or None)
+               running=running, queues=queues_text(queues))
     )
 
 

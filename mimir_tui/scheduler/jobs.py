@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import BadInput, NotFound
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
-from ..persistence.models import check_queue_name
+from ..persistence.models import check_queue_name, serves
 from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
@@ -191,8 +191,6 @@ def wait_for_run(
 
     deadline = None if timeout is None else time.monotonic() + timeout
     started = time.monotonic()
-    from .core import serves
-
     live = [w for w in backend.live_workers(stale_after=settings.scheduler.stale_after)
             if request.queue in serves(w)]
     grace = claim_after if live else 0.0  # nobody serves its queue: run it here at once

@@ -86,6 +86,14 @@ OP_KEYS["lower"] = OP_KEYS["strip"] = OP_KEYS["upper"]
 SHOWN = {"all_matches": "all"}
 
 
+def _canonical(value: Any, aliases: dict[str, str]) -> Any:
+    """A name as written (any case, spaces around) -> the one the plugin uses."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return aliases.get(value, value)
+    return value
+
+
 class Operation(PluginConfig):
     """One operation and its keys."""
 
@@ -117,26 +125,17 @@ class Operation(PluginConfig):
     @field_validator("operation", mode="before")
     @classmethod
     def _op_name(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            return OP_ALIASES.get(value, value)
-        return value
+        return _canonical(value, OP_ALIASES)
 
     @field_validator("op", mode="before")
     @classmethod
     def _filter_op(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            return FILTER_ALIASES.get(value, value)
-        return value
+        return _canonical(value, FILTER_ALIASES)
 
     @field_validator("function", mode="before")
     @classmethod
     def _function(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            return {"mean": "avg", "average": "avg", "total": "sum"}.get(value, value)
-        return value
+        return _canonical(value, {"mean": "avg", "average": "avg", "total": "sum"})
 
     @model_validator(mode="after")
     def _check(self) -> "Operation":
