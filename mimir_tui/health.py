@@ -17,7 +17,7 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
         latency = backend.health()
         report.update(backend.stats())
         now = backend.database_now()
-        live = backend.live_workers(stale_after=stale_after, now=now)
+        live = backend.workers.live_workers(stale_after=stale_after, now=now)
         report["instances"] = [
             {
                 "id": w["id"], "host": w["host"], "pid": w["pid"], "version": w["version"], "status": w["status"],
@@ -35,7 +35,7 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
 
         for job in backend.list_jobs(enabled=True):
             entry(job.queue)["jobs"] += 1
-        for request in backend.list_queue():
+        for request in backend.runs.list_queue():
             entry(request.queue)["queued"] += 1
         for w in live:
             if w["status"] == "running":  # a stopping instance takes no more work

@@ -58,7 +58,7 @@ class Service:
         if removed:
             log.info("retention: removed %d executions older than %d days", removed, days)
         # Stopped and dead instances are kept as long as the history that names them.
-        self.backend.prune_workers(older_than=cutoff)
+        self.backend.workers.prune_workers(older_than=cutoff)
         return removed
 
     def _retention_loop(self) -> None:

@@ -13,8 +13,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Optional
 
-from pydantic import BaseModel, model_serializer
-from sqlalchemy import Column, ForeignKey, Index, String
+from pydantic import BaseModel
+from sqlalchemy import Column, ForeignKey, Index, String, Table
 from sqlmodel import Field, SQLModel
 
 from .types import JSONText, LongText, UTCDateTime, as_utc, utcnow
@@ -73,141 +73,8 @@ class MisfirePolicy(str, Enum):
     all = "all"
 
 
-class _LazyState:
-    """Rows read from the database become instances without SQLAlchemy's per-object state
-    (a third of the cost of reading a row); it is made on the first attribute write, which
-    is the only thing that needs it here (Mimir uses Core, never an ORM session)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name != "_sa_instance_state" and "_sa_instance_state" not in self.__dict__:
-            if isinstance(self, _ConvertsOnRead):
-                materialize(self)  # SQLAlchemy's state (history, inspect) sees values
-            type(self)._sa_class_manager.setup_instance(self)  # type: ignore[attr-defined]
-        super().__setattr__(name, value)
-
-
-class PendingRow(tuple):
-    """``(row, converters)``: a row as the database returned it, for the attributes of an
-    instance that are converted on first read (see :class:`ConvertOnRead`). Immutable, so
-    copies of an instance share it."""
-
-    __slots__ = ()
-
-    def __copy__(self) -> "PendingRow":
-        return self
-
-    def __deepcopy__(self, memo: dict) -> "PendingRow":
-        return self
-
-
-class ConvertOnRead:
-    """The class attribute of a column whose value an instance may still hold unconverted.
-
-    A page of executions read on SQLite keeps the timestamps, the JSON context and steps and
-    the flags as the database returned them (a :class:`PendingRow` in the instance's
-    ``__dict__``), because converting them is most of the cost of a read and most readers
-    (the dashboard's history, ``executions list``) look at a few of them. The first read of
-    such an attribute converts it and keeps the result in the instance. Writes, class-level
-    access (``JobExecutionRecord.context`` in a query) and unloaded attributes go to
-    SQLAlchemy's attribute as before. (Two threads reading one fresh instance at the same
-    moment may each convert a value; the instance keeps one of the two equal results.)
-    """
-
-    __slots__ = ("attr", "key", "index")
-
-    def __init__(self, attr: Any, index: int) -> None:
-        self.attr = attr  # SQLAlchemy's InstrumentedAttribute
-        self.key = attr.key
-        self.index = index  # the column's position in the rows of the PendingRow
-
-    def __get__(self, obj: Any, owner: Any = None) -> Any:
-        if obj is None:
-            return self.attr
-        values = obj.__dict__
-        try:
-            value = values[self.key]
-        except KeyError:  # not loaded: SQLAlchemy's business
-            return self.attr.__get__(obj, owner)
-        if value.__class__ is PendingRow:
-            value = values[self.key] = _convert(value, self.index)
-        return value
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        self.attr.__set__(obj, value)
-
-    def __delete__(self, obj: Any) -> None:
-        self.attr.__delete__(obj)
-
-
-def _convert(pending: PendingRow, index: int) -> Any:
-    row, converters = pending
-    raw = row[index]
-    return None if raw is None else converters[index](raw)
-
-
-def convert_on_read(model: type, columns: list[tuple[str, int]]) -> None:
-    """Let ``model`` instances hold these columns as a :class:`PendingRow` (name, position in
-    the row). Idempotent; the model must be one of those that takes :class:`_ConvertsOnRead`."""
-    if not issubclass(model, _ConvertsOnRead):
-        raise TypeError(f"{model.__name__} does not convert values on read")
-    if [(d.key, d.index) for d in model._converted_on_read] == list(columns):
-        return  # every backend opened installs the same
-    installed = []
-    for name, index in columns:
-        current = model.__dict__[name]
-        attr = current.attr if isinstance(current, ConvertOnRead) else current
-        descriptor = ConvertOnRead(attr, index)
-        type.__setattr__(model, name, descriptor)  # not DeclarativeMeta's: this is no new column
-        installed.append(descriptor)
-    type.__setattr__(model, "_converted_on_read", tuple(installed))
-
-
-def materialize(obj: Any) -> Any:
-    """Convert every value of ``obj`` still pending; returns ``obj``."""
-    values = obj.__dict__
-    for descriptor in type(obj)._converted_on_read:
-        value = values.get(descriptor.key)
-        if value.__class__ is PendingRow:
-            values[descriptor.key] = _convert(value, descriptor.index)
-    return obj
-
-
-class _ConvertsOnRead:
-    """What reads ``__dict__`` directly (equality, repr, ``dict(obj)``, copies, pickling, and
-    SQLAlchemy's state, made on the first write) sees converted values. (Serialisation does
-    too, through the model serializer of the model itself.) ``vars(obj)`` does not."""
-
-    _converted_on_read: tuple[ConvertOnRead, ...] = ()
-
-    def __eq__(self, other: object) -> bool:
-        materialize(self)
-        if isinstance(other, _ConvertsOnRead):
-            materialize(other)
-        return super().__eq__(other)  # type: ignore[misc]
-
-    __hash__ = None  # type: ignore[assignment]  # as pydantic models: mutable, unhashable
-
-    def __repr_args__(self):  # type: ignore[no-untyped-def]
-        materialize(self)
-        return super().__repr_args__()  # type: ignore[misc]
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        materialize(self)
-        return super().__iter__()  # type: ignore[misc]
-
-    def __getstate__(self) -> dict[Any, Any]:
-        materialize(self)
-        return super().__getstate__()  # type: ignore[misc]
-
-    def __copy__(self):  # type: ignore[no-untyped-def]
-        # A shallow copy shares the converted values, as a copy of any record does.
-        materialize(self)
-        return super().__copy__()  # type: ignore[misc]
-
-
-class ScheduledJob(_LazyState, SQLModel, table=True):
-    __tablename__ = "scheduled_jobs"
-    __table_args__ = (Index("idx_scheduled_jobs_enabled_next_run", "enabled", "next_run"),)
+class ScheduledJob(SQLModel):
+    """A job: a pipeline on a cron schedule (table ``scheduled_jobs``)."""
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=255)
     name: str = Field(max_length=255)
@@ -234,8 +101,8 @@ class ScheduledJob(_LazyState, SQLModel, table=True):
     queue: str = Field(default=DEFAULT_QUEUE, max_length=64)
 
 
-class PipelineConfig(_LazyState, SQLModel, table=True):
-    __tablename__ = "pipelines"
+class PipelineConfig(SQLModel):
+    """A pipeline definition as stored (table ``pipelines``)."""
 
     name: str = Field(primary_key=True, max_length=255)
     description: Optional[str] = Field(default=None, sa_type=LongText)
@@ -249,18 +116,8 @@ class PipelineConfig(_LazyState, SQLModel, table=True):
     load_error: Optional[str] = Field(default=None, sa_type=LongText)
 
 
-class JobExecutionRecord(_ConvertsOnRead, _LazyState, SQLModel, table=True):
-    __tablename__ = "job_executions"
-    __table_args__ = (
-        # With id last, newest-first pages (ORDER BY start_time DESC, id DESC) read the index
-        # in order: no sort step (schema version 4).
-        Index("idx_job_executions_job_id_start_time_id", "job_id", "start_time", "id"),
-        Index("idx_job_executions_start_time_id", "start_time", "id"),
-        Index("idx_job_executions_status", "status"),
-        # Counting a job's queued/running runs reads only those rows (schema version 5).
-        Index("idx_job_executions_job_id_status", "job_id", "status"),
-        Index("ux_job_executions_run_key", "job_id", "scheduled_for", unique=True),
-    )
+class JobExecutionRecord(SQLModel):
+    """One run of a pipeline, with its steps (table ``job_executions``)."""
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     # NULL for a pipeline run outside any job (``mimir-tui pipelines run``).
@@ -286,10 +143,6 @@ class JobExecutionRecord(_ConvertsOnRead, _LazyState, SQLModel, table=True):
     worker_id: Optional[str] = Field(default=None, max_length=128)
     cancel_requested: bool = False
     updated_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-
-    @model_serializer(mode="wrap")
-    def _serialize(self, handler):  # type: ignore[no-untyped-def]  # no return type: keeps the JSON schema
-        return handler(materialize(self))
 
     def step_records(self) -> list["StepRecord"]:
         return [StepRecord.model_validate(s) for s in (self.steps or [])]
@@ -318,18 +171,17 @@ class StepRecord(BaseModel):
 
 
 
-class Worker(_LazyState, SQLModel, table=True):
-    """An instance of Mimir that fires schedules and claims queued runs (schema version 3)."""
-
-    __tablename__ = "workers"
-    __table_args__ = (Index("idx_workers_heartbeat_at", "heartbeat_at"),)
+class Worker(SQLModel):
+    """An instance of Mimir that fires schedules and claims queued runs (table ``workers``, schema
+    version 3)."""
 
     id: str = Field(primary_key=True, max_length=128)
     host: str = Field(max_length=255)
     pid: int
     version: str = Field(max_length=32)
-    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
-    heartbeat_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # None when registered: the database's clock sets them (register_worker).
+    started_at: Optional[datetime] = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    heartbeat_at: Optional[datetime] = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     status: str = Field(default="running", max_length=16)  # running, stopping, stopped, dead
     # Kernel boot and pid namespace (schema version 6): a pid means something only to a process
     # with the same key, so two containers sharing a hostname never judge each other's pids.
@@ -342,15 +194,12 @@ class Worker(_LazyState, SQLModel, table=True):
     queues: Optional[str] = Field(default=None, max_length=1024)
 
 
-class RunRequest(_LazyState, SQLModel, table=True):
-    """A run waiting in the queue: manual runs and retries (schema version 3).
+class RunRequest(SQLModel):
+    """A run waiting in the queue: manual runs and retries (table ``run_queue``, schema version 3).
 
     Any instance claims it (SKIP LOCKED on PostgreSQL/MariaDB, BEGIN IMMEDIATE on SQLite);
     claiming deletes the request and creates its execution, with the id chosen at enqueue time
     (so whoever enqueued can follow it)."""
-
-    __tablename__ = "run_queue"
-    __table_args__ = (Index("idx_run_queue_claim", "priority", "available_at"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     job_id: Optional[str] = Field(
@@ -371,5 +220,51 @@ class RunRequest(_LazyState, SQLModel, table=True):
     requested_by: Optional[str] = Field(default=None, max_length=255)
     queue: str = Field(default=DEFAULT_QUEUE, max_length=64)  # its job's (schema version 8)
 
+
+# -- the tables ----------------------------------------------------------------------------
+# The records above are plain pydantic models (SQLModel without ``table=True``): built from a
+# row with ``model_construct`` they cost a few microseconds, and nothing reads or writes them
+# through SQLAlchemy's ORM (Mimir runs Core statements). Each table is declared by a model that
+# inherits the record's fields, SQLModel's pattern for "data model + table model".
+
+
+class ScheduledJobTable(ScheduledJob, table=True):
+    __tablename__ = "scheduled_jobs"
+    __table_args__ = (Index("idx_scheduled_jobs_enabled_next_run", "enabled", "next_run"),)
+
+
+class PipelineTable(PipelineConfig, table=True):
+    __tablename__ = "pipelines"
+
+
+class JobExecutionTable(JobExecutionRecord, table=True):
+    __tablename__ = "job_executions"
+    __table_args__ = (
+        # With id last, newest-first pages (ORDER BY start_time DESC, id DESC) read the index
+        # in order: no sort step (schema version 4).
+        Index("idx_job_executions_job_id_start_time_id", "job_id", "start_time", "id"),
+        Index("idx_job_executions_start_time_id", "start_time", "id"),
+        Index("idx_job_executions_status", "status"),
+        # Counting a job's queued/running runs reads only those rows (schema version 5).
+        Index("idx_job_executions_job_id_status", "job_id", "status"),
+        Index("ux_job_executions_run_key", "job_id", "scheduled_for", unique=True),
+    )
+
+
+class WorkerTable(Worker, table=True):
+    __tablename__ = "workers"
+    __table_args__ = (Index("idx_workers_heartbeat_at", "heartbeat_at"),)
+
+
+class RunRequestTable(RunRequest, table=True):
+    __tablename__ = "run_queue"
+    __table_args__ = (Index("idx_run_queue_claim", "priority", "available_at"),)
+
+
+JOBS: Table = ScheduledJobTable.__table__  # type: ignore[attr-defined]
+PIPELINES: Table = PipelineTable.__table__  # type: ignore[attr-defined]
+EXECUTIONS: Table = JobExecutionTable.__table__  # type: ignore[attr-defined]
+WORKERS: Table = WorkerTable.__table__  # type: ignore[attr-defined]
+QUEUE: Table = RunRequestTable.__table__  # type: ignore[attr-defined]
 
 MODELS = (ScheduledJob, PipelineConfig, JobExecutionRecord, Worker, RunRequest)

@@ -520,16 +520,7 @@ class PipelineRunner:
         return record
 
     def _cancel_requested(self, execution_id: str) -> bool:
-        """One indexed read of one column (cheap enough to poll a few times a second)."""
-        from sqlalchemy import select
-
-        from ..persistence.backend import EXECUTIONS
-
-        with self.backend.engine.connect() as conn:
-            value = conn.execute(
-                select(EXECUTIONS.c.cancel_requested).where(EXECUTIONS.c.id == execution_id)
-            ).scalar()
-        return bool(value)
+        return self.backend.executions.cancel_requested(execution_id)
 
     async def _watch_cancel(self, execution_id: str, cancel_event: threading.Event | None, stop: _Stop,
                             exec_log: ExecutionLog) -> None:

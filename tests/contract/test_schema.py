@@ -244,7 +244,7 @@ def test_sqlite_count_running_uses_the_job_status_index(sqlite_settings: Setting
             conn.exec_driver_sql("ANALYZE")
         job = jobs[-1]
         sqlite_statements.clear()
-        assert store.count_running(job.id) == 1
+        assert store.executions.count_running(job.id) == 1
         selects = [s for s in sqlite_statements if s.lstrip().upper().startswith("SELECT") and "job_executions" in s]
         assert len(selects) == 1, sqlite_statements
         sql = selects[0]

@@ -1,6 +1,6 @@
-"""The write lock between Mimir processes on one SQLite file (``<database>-mimir.lock``): a
-writer of this process waits for another process's writer to finish, and gives up after the
-busy timeout with one line, writing nothing."""
+"""The write gate of a SQLite file (``<database>-mimir.lock``): a writer waits for another
+process's or thread's writer to finish, and gives up after the busy timeout with one line,
+writing nothing; SQLite's own "database is locked" never reaches a user."""
 
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ from mimir_tui.persistence import JobExecutionRecord, open_backend
 
 HOLDER = """
 import sys, time
-from mimir_tui.persistence import direct
-lock = direct.write_lock(sys.argv[1])
-lock.acquire()
-print("held", flush=True)
-time.sleep(float(sys.argv[2]))
-print(repr(time.time()), flush=True)  # the moment it lets go
-lock.release()
+from mimir_tui.persistence.gate import write_gate
+with write_gate(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+    print(repr(time.time()), flush=True)  # the moment it lets go
 """
 
 
@@ -56,7 +54,7 @@ def test_it_gives_up_after_the_busy_timeout_and_writes_nothing(sqlite_settings) 
     try:
         holder = hold_in_another_process(sqlite_settings.persistence.database_path, 3)
         try:
-            with pytest.raises(PersistenceError, match="another Mimir process has held its write lock") as err:
+            with pytest.raises(PersistenceError, match="another Mimir writer has held it") as err:
                 backend.save_execution(JobExecutionRecord(pipeline="p", status="success"))
             assert "\n" not in str(err.value)
         finally:
@@ -70,7 +68,7 @@ def test_it_gives_up_after_the_busy_timeout_and_writes_nothing(sqlite_settings) 
 
 
 def test_a_retention_run_stopped_by_the_timeout_leaves_the_process_as_it_found_it(tmp_path) -> None:
-    """Its writers checkpoint again, and its connection goes back to the pool."""
+    """The gate leaves bulk mode, and the next write goes through."""
     import fcntl
     import threading
     from datetime import datetime, timedelta, timezone
@@ -83,8 +81,8 @@ def test_a_retention_run_stopped_by_the_timeout_leaves_the_process_as_it_found_i
         old = datetime.now(timezone.utc) - timedelta(days=100)
         for _ in range(3000):
             backend.save_execution(JobExecutionRecord(pipeline="p", status="success", start_time=old))
-        backend.delete_batch_target_s = 0.0005  # many small batches
-        lock, out = backend._write_lock, {}
+        backend.executions.delete_batch_target_s = 0.0005  # many small batches
+        gate, out = backend.db.gate, {}
 
         def run() -> None:
             try:
@@ -94,7 +92,7 @@ def test_a_retention_run_stopped_by_the_timeout_leaves_the_process_as_it_found_i
 
         thread = threading.Thread(target=run)
         thread.start()
-        while lock.deferring == 0 and thread.is_alive():
+        while not gate.bulk_active and thread.is_alive():
             time.sleep(0.0005)
         fd = os.open(os.path.realpath(path) + "-mimir.lock", os.O_RDWR)  # another process, as it were
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -102,9 +100,9 @@ def test_a_retention_run_stopped_by_the_timeout_leaves_the_process_as_it_found_i
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
         thread.join(10)
-        assert "another Mimir process" in str(out.get("error"))
-        assert lock.deferring == 0
-        assert len(backend._direct._idle) == 1
+        assert "another Mimir writer" in str(out.get("error"))
+        assert not gate.bulk_active
+        backend.save_execution(JobExecutionRecord(pipeline="p", status="success"))  # writes as before
     finally:
         backend.close()
 
@@ -112,13 +110,14 @@ def test_a_retention_run_stopped_by_the_timeout_leaves_the_process_as_it_found_i
 FORKING_PARENT = """
 import multiprocessing, os, signal, sys, time
 from mimir_tui.config import PersistenceSettings
-from mimir_tui.persistence import JobExecutionRecord, direct, open_backend
+from mimir_tui.persistence import JobExecutionRecord, open_backend
+from mimir_tui.persistence.gate import write_gate
 backend = open_backend(PersistenceSettings(database_path=sys.argv[1]))
 backend.save_execution(JobExecutionRecord(pipeline="p", status="success"))  # the lock file is open
 child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
 child.start()
 print(child.pid, flush=True)
-direct.write_lock(sys.argv[1]).acquire()
+write_gate(sys.argv[1]).__enter__()
 os.kill(os.getpid(), signal.SIGKILL)  # dies holding the lock; its forked child lives on
 """
 
@@ -145,14 +144,14 @@ def test_a_child_forked_while_a_thread_holds_the_write_lock_can_write(sqlite_set
     import multiprocessing
     import threading
 
-    from mimir_tui.persistence import direct
+    from mimir_tui.persistence.gate import write_gate
 
     backend = open_backend(sqlite_settings)
     path = sqlite_settings.persistence.database_path
     held, done = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with direct.write_lock(path):
+        with write_gate(path):
             held.set()
             done.wait(10)
 
@@ -178,3 +177,54 @@ def _child_writes(path: str) -> None:
     child_backend = open_backend(PersistenceSettings(database_path=path))
     child_backend.save_execution(JobExecutionRecord(pipeline="child", status="success"))
     child_backend.close()
+
+
+def test_a_writer_waits_for_another_thread_of_its_process(sqlite_settings) -> None:
+    """One gate for threads and processes alike: each thread locks through a descriptor of its
+    own, so two threads of one process exclude each other as two processes do."""
+    import threading
+
+    from mimir_tui.persistence.gate import write_gate
+
+    backend = open_backend(sqlite_settings)
+    path = sqlite_settings.persistence.database_path
+    held, let_go = threading.Event(), []
+
+    def hold() -> None:
+        with write_gate(path):
+            held.set()
+            time.sleep(0.3)
+            let_go.append(time.monotonic())
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(5)
+    try:
+        backend.save_execution(JobExecutionRecord(pipeline="p", status="success"))
+        saved_at = time.monotonic()
+        thread.join(5)
+        assert let_go and saved_at >= let_go[0], "the save went in while another thread held the gate"
+    finally:
+        thread.join(5)
+        backend.close()
+
+
+def test_database_is_locked_never_reaches_a_user(sqlite_settings) -> None:
+    """A program that is not Mimir (the sqlite3 shell) holds SQLite's own write lock past the
+    busy timeout: the error names what happened in Mimir's words, and nothing is written."""
+    import sqlite3
+
+    sqlite_settings.persistence.busy_timeout_ms = 200
+    backend = open_backend(sqlite_settings)
+    outsider = sqlite3.connect(sqlite_settings.persistence.database_path, isolation_level=None)
+    try:
+        outsider.execute("BEGIN IMMEDIATE")
+        with pytest.raises(PersistenceError) as err:
+            backend.save_execution(JobExecutionRecord(pipeline="p", status="success"))
+        message = str(err.value)
+        assert "database is locked" not in message and "locked by another program" in message, message
+        outsider.execute("ROLLBACK")
+        assert backend.list_executions(None, 10) == []
+    finally:
+        outsider.close()
+        backend.close()

@@ -130,7 +130,7 @@ def test_run_queues_a_request(capsys, cfg):
     queued = json.loads(out)
     assert queued["job_id"] == "j" and queued["execution_id"]
     with open_backend(config_settings(cfg)) as store:
-        assert [(r.id, r.triggered_by) for r in store.list_queue()] == [(queued["queued"], "manual")]
+        assert [(r.id, r.triggered_by) for r in store.runs.list_queue()] == [(queued["queued"], "manual")]
 
 
 def test_run_wait_without_a_service_runs_it_here(capsys, cfg):
@@ -148,8 +148,8 @@ def test_run_wait_without_a_service_runs_it_here(capsys, cfg):
     assert code == 1
     assert "failed" in out and "does not exist" in out
     with open_backend(config_settings(cfg)) as store:
-        assert store.list_queue() == []
-        workers = store.list_workers()
+        assert store.runs.list_queue() == []
+        workers = store.workers.list_workers()
         assert workers and {w["status"] for w in workers} == {"stopped"}
         assert store.get_job("broken").last_result == "failed"
 

@@ -50,7 +50,7 @@ def test_a_busy_instance_leaves_the_fire_to_a_peer_with_room(backend, backend_se
     clock = FakeClock(FIRE - timedelta(seconds=1))  # the instances register just before the fire
     busy = instance(backend, backend_settings, clock, "busy", slots=1, busy=1, release=blocker)
     idle = instance(backend, backend_settings, clock, "idle", slots=2, busy=0, release=blocker)
-    loads = {w["id"]: (w["capacity"], w["running"]) for w in backend.list_workers()}
+    loads = {w["id"]: (w["capacity"], w["running"]) for w in backend.workers.list_workers()}
     assert loads == {"busy": (1, 1), "idle": (2, 0)}
 
     clock.set(FIRE + timedelta(seconds=1))
@@ -153,7 +153,7 @@ def test_a_draining_peer_is_no_room(backend, backend_settings, blocker):
     stopper = threading.Thread(target=peer.stop, kwargs={"grace": 20}, daemon=True)
     stopper.start()  # SIGTERM: it drains, waiting for its one run
     deadline = time.monotonic() + 5
-    while {w["id"]: w["status"] for w in backend.list_workers()}["peer"] != "stopping":
+    while {w["id"]: w["status"] for w in backend.workers.list_workers()}["peer"] != "stopping":
         assert time.monotonic() < deadline
         time.sleep(0.01)
     peer.beat()  # what its heartbeat thread does meanwhile
@@ -177,7 +177,7 @@ def test_a_failed_read_of_the_peers_load_fires_here(backend, backend_settings, b
     def down(*args, **kwargs):
         raise PersistenceError("list_workers failed: server closed the connection unexpectedly")
 
-    monkeypatch.setattr(backend, "live_workers", down)
+    monkeypatch.setattr(backend.workers, "live_workers", down)
     clock.set(FIRE + timedelta(seconds=1))
     report = busy.tick()
     assert {r.job_id for r in report.claimed} == {a.id, b.id} and report.errors == 0

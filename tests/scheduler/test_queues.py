@@ -46,13 +46,13 @@ def test_queued_runs_are_claimed_by_an_instance_serving_their_queue(backend, bac
     plain = fake_scheduler(backend, backend_settings, clock, worker_id="plain")
     now = backend.database_now()  # queued runs carry the database's time
     assert plain.poll_queue(now) == 0
-    assert backend.claim_request("x", queues=[]) is None  # serves nothing: takes nothing
+    assert backend.runs.claim_request("x", queues=[]) is None  # serves nothing: takes nothing
     gpu_box = fake_scheduler(backend, backend_settings, clock, worker_id="gpu-box", queues=["gpu"])
     assert gpu_box.poll_queue(now) == 1
     assert backend.get_execution(request.execution_id).worker_id == "gpu-box"
     # Any queue, when none is named (the command that claims its own request by id does so).
     jobs.run_job_now(backend, cpu.id)
-    assert backend.claim_request("any") is not None
+    assert backend.runs.claim_request("any") is not None
 
 
 def test_a_retry_stays_in_its_jobs_queue(backend, backend_settings):
@@ -62,7 +62,7 @@ def test_a_retry_stays_in_its_jobs_queue(backend, backend_settings):
     clock = FakeClock(FIRE)
     gpu_box = fake_scheduler(backend, backend_settings, clock, worker_id="gpu-box", queues=["gpu"])
     gpu_box.tick()
-    (retry,) = backend.list_queue()
+    (retry,) = backend.runs.list_queue()
     assert (retry.triggered_by, retry.queue) == ("retry", "gpu")
 
 
@@ -135,8 +135,8 @@ def test_health_shows_queues_and_who_serves_them(backend, backend_settings):
 def test_requests_made_before_queues_existed_are_in_the_default_queue(backend):
     add_pipelines(backend, ok_spec())
     job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="* * * * *")
-    backend.enqueue(RunRequest(job_id=job.id, pipeline="ok"))
-    assert [r.queue for r in backend.list_queue()] == ["default"]
+    backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok"))
+    assert [r.queue for r in backend.runs.list_queue()] == ["default"]
     assert job.queue == "default"
 
 
@@ -148,7 +148,7 @@ def test_a_queued_run_moves_with_its_job(backend, backend_settings):
     job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=T0, queue="gpu")
     request = jobs.run_job_now(backend, job.id)
     jobs.update_job(backend, job.id, queue="default")  # no GPU machine any more
-    assert [r.queue for r in backend.list_queue()] == ["default"]
+    assert [r.queue for r in backend.runs.list_queue()] == ["default"]
     plain = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="plain")
     assert plain.poll_queue(backend.database_now()) == 1
     assert backend.get_execution(request.execution_id).worker_id == "plain"
@@ -178,7 +178,7 @@ def test_a_retry_goes_to_the_queue_its_job_is_in_now(backend, backend_settings):
     runner = _MovingRunner(PipelineRunner(backend, backend_settings), backend, job.id, "gpu")
     plain = fake_scheduler(backend, backend_settings, FakeClock(FIRE), worker_id="plain", runner=runner)
     plain.tick()
-    (retry,) = backend.list_queue()
+    (retry,) = backend.runs.list_queue()
     assert retry.queue == "gpu"
     assert plain.poll_queue(backend.database_now() + timedelta(seconds=5)) == 0
 
@@ -205,7 +205,7 @@ def test_health_counts_queued_runs_and_only_running_instances(backend, backend_s
     fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="cpu").register()
     gpu_box = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="gpu-box", queues=["gpu"])
     gpu_box.register()
-    backend.heartbeat("gpu-box", status="stopping")  # draining: serves nothing any more
+    backend.workers.heartbeat("gpu-box", status="stopping")  # draining: serves nothing any more
     report = check_health(backend, stale_after=10 ** 9)
     assert report["queues"] == {"default": {"jobs": 0, "queued": 0, "instances": 1},
                                 "gpu": {"jobs": 0, "queued": 1, "instances": 0}}

@@ -41,10 +41,10 @@ def _row(backend, job, worker_id, status="running", scheduled_for=None):
 
 
 def _worker(backend, worker_id, status="running"):
-    backend.register_worker(Worker(id=worker_id, host="elsewhere", pid=1, version="t", started_at=utcnow(),
+    backend.workers.register_worker(Worker(id=worker_id, host="elsewhere", pid=1, version="t", started_at=utcnow(),
                                    heartbeat_at=utcnow()))
     if status != "running":
-        backend.heartbeat(worker_id, status=status, revive=True)
+        backend.workers.heartbeat(worker_id, status=status, revive=True)
 
 
 # -- the sweep (item 1b, 3) ----------------------------------------------------------------------
@@ -67,20 +67,20 @@ def test_runs_that_no_live_worker_owns_are_swept_and_retried(backend, backend_se
     scheduler.register()
 
     clock.set(now + timedelta(seconds=stale - 5))
-    backend.heartbeat("live", now=clock.now())
+    backend.workers.heartbeat("live", now=clock.now())
     assert scheduler.beat() == [], "not yet stale"
-    assert backend.count_running(job.id) == 5
+    assert backend.executions.count_running(job.id) == 5
 
     clock.set(now + timedelta(seconds=stale + 5))
-    backend.heartbeat("live", now=clock.now())
+    backend.workers.heartbeat("live", now=clock.now())
     swept = scheduler.beat()
     assert sorted(r.id for r in swept) == sorted(r.id for r in (no_owner, unknown, of_dead, of_stopped))
     for record in (no_owner, unknown, of_dead, of_stopped):
         after = backend.get_execution(record.id)
         assert after.status == "interrupted" and "no live instance" in after.error
     assert backend.get_execution(of_live.id).status == "running", "a live worker's run is never touched"
-    assert backend.count_running(job.id) == 1
-    assert sorted((r.triggered_by, r.attempt) for r in backend.list_queue()) == [("retry", 2)] * 4
+    assert backend.executions.count_running(job.id) == 1
+    assert sorted((r.triggered_by, r.attempt) for r in backend.runs.list_queue()) == [("retry", 2)] * 4
     assert scheduler.beat() == [], "swept once"
 
 
@@ -104,7 +104,7 @@ def test_interrupt_runs_returns_only_the_rows_it_changed(backend):
 
     event.listen(backend.engine, "before_cursor_execute", before)
     try:
-        interrupted = backend.interrupt_runs(["w"], "interrupted: test")
+        interrupted = backend.executions.interrupt_runs(["w"], "interrupted: test")
     finally:
         event.remove(backend.engine, "before_cursor_execute", before)
     assert done
@@ -119,7 +119,7 @@ def test_a_conditional_save_never_overwrites_a_finished_run(backend):
     record.steps = [{"step_name": "a"}]
     assert backend.save_execution(record, only_unfinished=True) is True
     assert backend.get_execution(record.id).steps == [{"step_name": "a"}]
-    assert [r.id for r in backend.interrupt_runs(["w"], "interrupted: reaped")] == [record.id]
+    assert [r.id for r in backend.executions.interrupt_runs(["w"], "interrupted: reaped")] == [record.id]
 
     record.status = "success"
     assert backend.save_execution(record, only_unfinished=True) is False
@@ -153,7 +153,7 @@ def test_a_run_ended_by_another_instance_stops_and_keeps_that_end(sqlite_setting
                     pass
                 time.sleep(0.05)
             time.sleep(0.4)
-            backend.interrupt_runs(["w-old"], "interrupted: the instance running it stopped heartbeating")
+            backend.executions.interrupt_runs(["w-old"], "interrupted: the instance running it stopped heartbeating")
 
         thread = threading.Thread(target=reaper)
         thread.start()
@@ -190,7 +190,7 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
             original = scheduler.runner._save_final
 
             async def late_final(record):
-                interrupted = backend.interrupt_runs(["slowpoke"], "interrupted: reaped")
+                interrupted = backend.executions.interrupt_runs(["slowpoke"], "interrupted: reaped")
                 for r in interrupted:
                     scheduler._maybe_retry(r)
                 return await original(record)
@@ -202,13 +202,13 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
                 del scheduler.runner._save_final
 
         scheduler.runner.run = run_then_get_reaped
-        backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", available_at=T0))
+        backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok", available_at=T0))
         assert scheduler.poll_queue() == 2  # the run, then the reaper's retry of it
         rows = sorted(executions(backend, job.id), key=lambda r: r.attempt)
         assert [(r.status, r.attempt, r.triggered_by) for r in rows] == [
             ("interrupted", 1, "manual"), ("success", 2, "retry")]
         assert rows[0].error == "interrupted: reaped"
-        assert backend.list_queue() == [], "no second retry"
+        assert backend.runs.list_queue() == [], "no second retry"
     finally:
         backend.close()
 
@@ -220,7 +220,7 @@ def test_fires_claimed_before_a_failing_claim_still_run(store, sqlite_settings, 
     job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(),
                           misfire_policy="all", misfire_cap=3, misfire_grace_seconds=10)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
-    real = store.claim_fire
+    real = store.runs.claim_fire
     calls: list[int] = []
 
     def flaky(record):
@@ -229,16 +229,16 @@ def test_fires_claimed_before_a_failing_claim_still_run(store, sqlite_settings, 
             raise PersistenceError("claim_fire failed: database is locked")
         return real(record)
 
-    store.claim_fire = flaky
+    store.runs.claim_fire = flaky
     try:
         clock.set(T0 + timedelta(minutes=3, seconds=30))
         report = scheduler.tick()
     finally:
-        del store.claim_fire
+        del store.runs.claim_fire
     assert report.errors == 1
     rows = executions(store, job.id)
     assert [r.status for r in rows if r.status != "missed"] == ["success"], "the landed claim ran"
-    assert store.count_running(job.id) == 0
+    assert store.executions.count_running(job.id) == 0
 
 
 def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_settings, clock):
@@ -249,7 +249,7 @@ def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_s
     # A fire claimed, never handed to the pool; a run whose end could not be saved.
     lost_fire = JobExecutionRecord(job_id=job.id, pipeline="ok", start_time=T0, status="queued",
                                    triggered_by="scheduler", scheduled_for=T0, worker_id="me", context={}, steps=[])
-    assert store.claim_fire(lost_fire)
+    assert store.runs.claim_fire(lost_fire)
     stuck = _row(store, job, "me")
     tracked = _row(store, job, "me")
     scheduler._cancel[tracked.id] = threading.Event()  # being executed here
@@ -261,7 +261,7 @@ def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_s
         after = store.get_execution(record.id)
         assert after.status == "interrupted" and "no longer running it" in after.error
     assert store.get_execution(tracked.id).status == "running"
-    assert [(r.triggered_by, r.attempt) for r in store.list_queue()] == [("retry", 2)] * 2
+    assert [(r.triggered_by, r.attempt) for r in store.runs.list_queue()] == [("retry", 2)] * 2
 
 
 def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, clock, monkeypatch):
@@ -289,8 +289,8 @@ def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, c
     scheduler.beat()
     scheduler.beat()
     assert store.get_execution(row.id).status == "interrupted"
-    assert store.count_running(job.id) == 0
-    assert [(r.triggered_by, r.attempt) for r in store.list_queue()] == [("retry", 2)]
+    assert store.executions.count_running(job.id) == 0
+    assert [(r.triggered_by, r.attempt) for r in store.runs.list_queue()] == [("retry", 2)]
 
 
 async def _no_sleep(seconds):
@@ -306,12 +306,12 @@ def test_worker_session_registers_heartbeats_and_stops(sqlite_settings):
     backend = open_backend(sqlite_settings)
     try:
         with worker_session(backend, sqlite_settings) as worker_id:
-            first = {w["id"]: w for w in backend.list_workers()}[worker_id]
+            first = {w["id"]: w for w in backend.workers.list_workers()}[worker_id]
             assert first["status"] == "running" and first["pid"] == os.getpid()
             time.sleep(0.3)
-            later = {w["id"]: w for w in backend.list_workers()}[worker_id]
+            later = {w["id"]: w for w in backend.workers.list_workers()}[worker_id]
             assert later["heartbeat_at"] > first["heartbeat_at"]
-        assert {w["id"]: w for w in backend.list_workers()}[worker_id]["status"] == "stopped"
+        assert {w["id"]: w for w in backend.workers.list_workers()}[worker_id]["status"] == "stopped"
     finally:
         backend.close()
 
@@ -347,7 +347,7 @@ def test_a_killed_pipelines_run_is_recovered(tmp_path):
     proc, backend, settings, row = _start_run(tmp_path)
     try:
         assert row.worker_id, "pipelines run owns its run as a worker"
-        workers = {w["id"]: w for w in backend.list_workers()}
+        workers = {w["id"]: w for w in backend.workers.list_workers()}
         assert workers[row.worker_id]["status"] == "running" and workers[row.worker_id]["pid"] == proc.pid
         proc.kill()
         proc.wait(timeout=10)
@@ -370,7 +370,7 @@ def test_sighup_ends_pipelines_run_cleanly(tmp_path):
         assert proc.wait(timeout=15) == 1
         after = backend.get_execution(row.id)
         assert after.status == "cancelled" and "SIGHUP" in after.error
-        assert {w["id"]: w for w in backend.list_workers()}[row.worker_id]["status"] == "stopped"
+        assert {w["id"]: w for w in backend.workers.list_workers()}[row.worker_id]["status"] == "stopped"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -385,7 +385,7 @@ def test_fires_claimed_by_a_long_tick_are_not_reconciled_away(store, sqlite_sett
     scheduler.register()
     pending = JobExecutionRecord(job_id=job.id, pipeline="ok", start_time=T0, status="queued",
                                  triggered_by="scheduler", scheduled_for=T0, worker_id="me", context={}, steps=[])
-    assert store.claim_fire(pending)
+    assert store.runs.claim_fire(pending)
     scheduler._claimed.add(pending.id)  # what _fire does right after its claim lands
 
     assert scheduler.beat() == [] and scheduler.beat() == [] and scheduler.beat() == []

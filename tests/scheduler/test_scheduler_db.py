@@ -29,19 +29,19 @@ def _fire(job, when, worker="w", status="queued"):
 def test_claim_fire_is_exactly_once_per_run_key(backend):
     job = _job(backend)
     fire = T0 + timedelta(minutes=1)
-    assert backend.claim_fire(_fire(job, fire, "a")) is True
-    assert backend.claim_fire(_fire(job, fire, "b")) is False
-    assert backend.claim_fire(_fire(job, fire + timedelta(microseconds=1), "b")) is True, "another instant"
+    assert backend.runs.claim_fire(_fire(job, fire, "a")) is True
+    assert backend.runs.claim_fire(_fire(job, fire, "b")) is False
+    assert backend.runs.claim_fire(_fire(job, fire + timedelta(microseconds=1), "b")) is True, "another instant"
     rows = executions(backend, job.id)
     assert [(r.scheduled_for, r.worker_id) for r in rows] == [(fire, "a"), (fire + timedelta(microseconds=1), "b")]
     # Many at once (the missed fires of a downtime): only the new ones land, nothing raises.
     batch = [_fire(job, fire + timedelta(minutes=i), "c", "missed") for i in range(5)]
-    landed = backend.claim_fires(batch)
+    landed = backend.runs.claim_fires(batch)
     assert [r.scheduled_for for r in landed] == [fire + timedelta(minutes=i) for i in range(1, 5)]
-    assert backend.claim_fires(batch) == []
+    assert backend.runs.claim_fires(batch) == []
     assert len(executions(backend, job.id)) == 6
     with pytest.raises(ValueError):
-        backend.claim_fire(JobExecutionRecord(job_id=job.id, pipeline="ok", context={}, steps=[]))
+        backend.runs.claim_fire(JobExecutionRecord(job_id=job.id, pipeline="ok", context={}, steps=[]))
 
 
 def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend):
@@ -50,7 +50,7 @@ def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend):
     job = _job(backend)
     jobs.delete_job(backend, job.id)
     with pytest.raises(PersistenceError):
-        backend.claim_fire(_fire(job, T0))
+        backend.runs.claim_fire(_fire(job, T0))
 
 
 def test_the_queue_gives_the_highest_priority_first_then_the_oldest(backend):
@@ -58,32 +58,32 @@ def test_the_queue_gives_the_highest_priority_first_then_the_oldest(backend):
     made = {}
     for name, priority, offset in (("old-low", 0, 0), ("new-high", 5, 2), ("old-high", 5, 1), ("mid", 1, 0),
                                    ("future", 9, 60)):
-        made[name] = backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=priority,
+        made[name] = backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=priority,
                                                 available_at=T0 + timedelta(seconds=offset), requested_by=name))
     now = T0 + timedelta(seconds=10)
     order = []
-    while (got := backend.claim_request("w", now=now)) is not None:
+    while (got := backend.runs.claim_request("w", now=now)) is not None:
         request, execution = got
         order.append(request.requested_by)
         assert execution.id == request.execution_id
         assert (execution.status, execution.worker_id, execution.triggered_by) == ("running", "w", "manual")
     assert order == ["old-high", "new-high", "mid", "old-low"], "a request not yet available waits"
-    assert [r.requested_by for r in backend.list_queue()] == ["future"]
-    assert backend.claim_request("w", now=T0 + timedelta(seconds=60))[0].requested_by == "future"
-    assert backend.list_queue() == []
+    assert [r.requested_by for r in backend.runs.list_queue()] == ["future"]
+    assert backend.runs.claim_request("w", now=T0 + timedelta(seconds=60))[0].requested_by == "future"
+    assert backend.runs.list_queue() == []
     for name in order:
         assert backend.get_execution(made[name].execution_id).status == "running"
 
 
 def test_claim_request_by_id_takes_that_one_once(backend):
     job = _job(backend, enabled=False)
-    urgent = backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=9))
-    mine = backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=0, attempt=3, triggered_by="retry"))
-    request, execution = backend.claim_request("cli", request_id=mine.id)
+    urgent = backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=9))
+    mine = backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=0, attempt=3, triggered_by="retry"))
+    request, execution = backend.runs.claim_request("cli", request_id=mine.id)
     assert request.id == mine.id and execution.id == mine.execution_id
     assert (execution.attempt, execution.triggered_by, execution.worker_id) == (3, "retry", "cli")
-    assert backend.claim_request("other", request_id=mine.id) is None, "claimed already"
-    assert [r.id for r in backend.list_queue()] == [urgent.id]
+    assert backend.runs.claim_request("other", request_id=mine.id) is None, "claimed already"
+    assert [r.id for r in backend.runs.list_queue()] == [urgent.id]
 
 
 def _claim_all(settings, worker: str, out: list, errors: list, barrier: threading.Barrier) -> None:
@@ -91,7 +91,7 @@ def _claim_all(settings, worker: str, out: list, errors: list, barrier: threadin
     try:
         barrier.wait()
         while True:
-            got = backend.claim_request(worker)
+            got = backend.runs.claim_request(worker)
             if got is None:
                 return
             out.append(got[0].id)
@@ -106,7 +106,7 @@ def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(b
     twice, none is lost, and nobody gets an error."""
     job = _job(backend, enabled=False)
     n, threads = 120, 4
-    ids = {backend.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=i % 3)).id for i in range(n)}
+    ids = {backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=i % 3)).id for i in range(n)}
     claimed: list[list[str]] = [[] for _ in range(threads)]
     errors: list[str] = []
     barrier = threading.Barrier(threads)
@@ -120,7 +120,7 @@ def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(b
     everything = [i for part in claimed for i in part]
     assert len(everything) == n and set(everything) == ids
     assert sum(1 for part in claimed if part) >= 2, "the work was shared"
-    assert backend.list_queue() == []
+    assert backend.runs.list_queue() == []
     rows = [r for r in backend.list_executions(job.id, 1000)]
     assert len(rows) == n and {r.status for r in rows} == {"running"}
 
@@ -174,7 +174,7 @@ def test_heartbeats_use_the_database_clock(backend, monkeypatch):
     does not take a live peer for dead (nor look dead itself)."""
     from datetime import timedelta
 
-    from mimir_tui.persistence import Worker, scheduling, utcnow
+    from mimir_tui.persistence import Worker, db, utcnow, workers
 
     db_now = backend.database_now()
     assert db_now.tzinfo is not None
@@ -182,13 +182,14 @@ def test_heartbeats_use_the_database_clock(backend, monkeypatch):
     if backend.dialect == "sqlite":
         return  # one machine, one clock: database_now is this machine's
     # This machine's clock now runs 10 minutes slow.
-    real = scheduling.utcnow
-    monkeypatch.setattr(scheduling, "utcnow", lambda: real() - timedelta(minutes=10))
-    backend.register_worker(Worker(id="w-slow-clock", host="h", pid=1, version="t"))
-    assert backend.heartbeat("w-slow-clock")
-    row = next(w for w in backend.list_workers() if w["id"] == "w-slow-clock")
+    real = utcnow
+    for module in (workers, db):
+        monkeypatch.setattr(module, "utcnow", lambda: real() - timedelta(minutes=10), raising=False)
+    backend.workers.register_worker(Worker(id="w-slow-clock", host="h", pid=1, version="t"))
+    assert backend.workers.heartbeat("w-slow-clock")
+    row = next(w for w in backend.workers.list_workers() if w["id"] == "w-slow-clock")
     assert abs(row["heartbeat_at"] - db_now) < timedelta(seconds=5)
-    dead, _ = backend.reap_stale_workers(stale_after=30)
+    dead, _ = backend.workers.reap_stale_workers(stale_after=30)
     assert "w-slow-clock" not in dead
 
 
@@ -202,11 +203,11 @@ def test_a_peer_in_another_pid_namespace_is_not_judged_by_its_pid(backend):
 
     host = socket.gethostname()
     free_pid = 2 ** 22 + 12345  # above pid_max: no such process here
-    backend.register_worker(Worker(id="peer-other-ns", host=host, pid=free_pid, version="t",
+    backend.workers.register_worker(Worker(id="peer-other-ns", host=host, pid=free_pid, version="t",
                                    instance_key="another-boot:4026531999"))
-    backend.register_worker(Worker(id="peer-same-ns", host=host, pid=free_pid, version="t",
+    backend.workers.register_worker(Worker(id="peer-same-ns", host=host, pid=free_pid, version="t",
                                    instance_key=core.instance_key()))
-    workers = {w["id"]: w for w in backend.list_workers()}
+    workers = {w["id"]: w for w in backend.workers.list_workers()}
     assert not core._crashed_here(workers["peer-other-ns"], host)
     assert core._crashed_here(workers["peer-same-ns"], host)
 
@@ -274,15 +275,15 @@ def test_a_run_asked_for_on_a_machine_with_a_fast_clock_is_available_at_once(bac
     request = RunRequest(job_id=job.id, pipeline=job.pipeline)
     # Its default time as a machine 10 minutes fast would have made it (the field was not given).
     request.__dict__["available_at"] = utcnow() + timedelta(minutes=10)
-    backend.enqueue(request)
+    backend.runs.enqueue(request)
     db_now = backend.database_now()
     assert request.available_at == request.created_at <= db_now
-    got = backend.claim_request("w", now=db_now)
+    got = backend.runs.claim_request("w", now=db_now)
     assert got is not None and got[0].id == request.id
     # A time given is kept (a retry's backoff).
-    later = backend.enqueue(RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=db_now + timedelta(hours=1)))
+    later = backend.runs.enqueue(RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=db_now + timedelta(hours=1)))
     assert later.available_at == db_now + timedelta(hours=1)
-    assert backend.claim_request("w", now=backend.database_now()) is None
+    assert backend.runs.claim_request("w", now=backend.database_now()) is None
 
 
 def test_a_job_created_on_a_machine_with_a_slow_clock_starts_on_the_databases_time(backend, backend_settings,

@@ -183,9 +183,9 @@ def test_edits_by_anyone_are_picked_up_through_the_signature(store, sqlite_setti
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     assert scheduler.refresh_jobs() is True
     assert scheduler.refresh_jobs() is False, "nothing changed: no reload"
-    signature = store.jobs_signature()
-    store.set_job_schedule(job.id, next_run=T0 + timedelta(minutes=1), last_run=T0, last_result="success")
-    assert store.jobs_signature() == signature, "the scheduler's own bookkeeping is not an edit"
+    signature = store.jobs.signature()
+    store.jobs.set_schedule(job.id, next_run=T0 + timedelta(minutes=1), last_run=T0, last_result="success")
+    assert store.jobs.signature() == signature, "the scheduler's own bookkeeping is not an edit"
 
     # Another process (the CLI) edits the schedule: the next tick sees it.
     jobs.update_job(store, job.id, cron_expr="*/5 * * * *", now=clock.now())
@@ -223,7 +223,7 @@ def test_next_run_is_stored_in_utc_and_follows_enable_and_disable(backend, clock
     assert jobs.disable_job(backend, job.id).next_run is None
     assert backend.get_job(job.id).next_run is None
     # The scheduler's bookkeeping, racing with the disable, does not bring next_run back.
-    backend.set_job_schedule(job.id, next_run=datetime(2026, 1, 5, 14, 0, tzinfo=UTC), last_result="success")
+    backend.jobs.set_schedule(job.id, next_run=datetime(2026, 1, 5, 14, 0, tzinfo=UTC), last_result="success")
     assert backend.get_job(job.id).next_run is None
     assert backend.get_job(job.id).last_result == "success"
 
@@ -237,20 +237,20 @@ def test_next_run_is_stored_in_utc_and_follows_enable_and_disable(backend, clock
 def test_one_job_failing_to_fire_does_not_hold_up_the_others(store, sqlite_settings, clock, monkeypatch):
     broken = every_minute(store, clock, misfire_grace_seconds=60)
     fine = every_minute(store, clock, misfire_grace_seconds=60)
-    real = store.count_running
+    real = store.executions.count_running
 
     def flaky(job_id):
         if job_id == broken.id:
             raise PersistenceError("count_running failed: database is locked")
         return real(job_id)
 
-    monkeypatch.setattr(store, "count_running", flaky)
+    monkeypatch.setattr(store.executions, "count_running", flaky)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     clock.set(T0 + timedelta(minutes=1))
     scheduler.tick()
     assert [r.status for r in executions(store, fine.id)] == ["success"]
     assert executions(store, broken.id) == []
-    monkeypatch.setattr(store, "count_running", real)
+    monkeypatch.setattr(store.executions, "count_running", real)
     clock.advance(5)
     scheduler.tick()  # the failed fire is tried again, still within its grace
     assert [(r.scheduled_for, r.status) for r in executions(store, broken.id)] == [(T0 + timedelta(minutes=1), "success")]
@@ -268,7 +268,7 @@ def test_a_failing_run_is_retried_with_exponential_backoff_then_stops(store, sql
     scheduler.tick()
 
     def queue():
-        return [(r.triggered_by, r.attempt, r.available_at, r.scheduled_for) for r in store.list_queue()]
+        return [(r.triggered_by, r.attempt, r.available_at, r.scheduled_for) for r in store.runs.list_queue()]
 
     assert queue() == [("retry", 2, fire + timedelta(seconds=10), fire)]
     assert scheduler.poll_queue() == 0, "not before its time"
@@ -293,7 +293,7 @@ def test_no_retry_without_max_retries_nor_after_success(store, sqlite_settings, 
                               max_retries=3)
     clock.set(T0 + timedelta(hours=1))
     fake_scheduler(store, sqlite_settings, clock).tick()
-    assert store.list_queue() == []
+    assert store.runs.list_queue() == []
     assert [r.status for r in executions(store, failing.id)] == ["failed"]
     assert [r.status for r in executions(store, passing.id)] == ["success"]
 
@@ -319,8 +319,8 @@ def test_manual_runs_are_claimed_by_priority(store, sqlite_settings, clock):
 
 
 def _running_execution(backend, job, worker_id: str, now: datetime) -> JobExecutionRecord:
-    request = backend.enqueue(RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=now))
-    got = backend.claim_request(worker_id, now=now, request_id=request.id)
+    request = backend.runs.enqueue(RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=now))
+    got = backend.runs.claim_request(worker_id, now=now, request_id=request.id)
     assert got is not None
     return got[1]
 
@@ -351,16 +351,16 @@ def test_a_stale_worker_runs_become_interrupted_and_are_retried(backend, backend
     after = backend.get_execution(run_b.id)
     assert after.status == "interrupted" and "stopped heartbeating" in after.error
     assert backend.get_execution(run_a.id).status == "running", "a live worker's runs are never touched"
-    workers = {w["id"]: w["status"] for w in backend.list_workers()}
+    workers = {w["id"]: w["status"] for w in backend.workers.list_workers()}
     assert workers == {"A": "running", "B": "dead"}
-    retry = backend.list_queue()
+    retry = backend.runs.list_queue()
     assert [(r.triggered_by, r.attempt, r.requested_by) for r in retry] == [("retry", 2, f"retry of {run_b.id}")]
     assert retry[0].available_at == clock.now() + timedelta(seconds=5)
 
     # B was only stalled: its next heartbeat brings it back (its run stays interrupted).
     b.clock.set(clock.now())
     b.beat()
-    assert {w["id"]: w["status"] for w in backend.list_workers()}["B"] == "running"
+    assert {w["id"]: w["status"] for w in backend.workers.list_workers()}["B"] == "running"
     assert backend.get_execution(run_b.id).status == "interrupted"
 
 
@@ -374,8 +374,8 @@ def test_a_worker_that_heartbeats_just_before_the_reap_keeps_its_runs(backend, b
 
     add_pipelines(backend, ok_spec())
     job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now())
-    backend.register_worker(Worker(id="A", host="h", pid=1, version="t", started_at=T0, heartbeat_at=T0))
-    backend.register_worker(Worker(id="B", host="h", pid=2, version="t", started_at=T0, heartbeat_at=T0))
+    backend.workers.register_worker(Worker(id="A", host="h", pid=1, version="t", started_at=T0, heartbeat_at=T0))
+    backend.workers.register_worker(Worker(id="B", host="h", pid=2, version="t", started_at=T0, heartbeat_at=T0))
     run_b = _running_execution(backend, job, "B", T0)
     now = T0 + timedelta(seconds=100)
     results: dict[str, object] = {}
@@ -388,7 +388,7 @@ def test_a_worker_that_heartbeats_just_before_the_reap_keeps_its_runs(backend, b
                 and "beat" not in results:
             import threading
 
-            thread = threading.Thread(target=lambda: results.__setitem__("beat", other.heartbeat("B", now=now)))
+            thread = threading.Thread(target=lambda: results.__setitem__("beat", other.workers.heartbeat("B", now=now)))
             thread.start()
             thread.join(timeout=0.5 if backend.dialect == "sqlite" else 10)
             results["beat_done_first"] = not thread.is_alive()
@@ -396,13 +396,13 @@ def test_a_worker_that_heartbeats_just_before_the_reap_keeps_its_runs(backend, b
 
     event.listen(backend.engine, "before_cursor_execute", before)
     try:
-        dead, interrupted = backend.reap_stale_workers(stale_after=30, now=now)
+        dead, interrupted = backend.workers.reap_stale_workers(stale_after=30, now=now)
     finally:
         event.remove(backend.engine, "before_cursor_execute", before)
     assert "thread" in results, "the reaper never tried to mark B dead (was B's heartbeat stale on the test clock?)"
     results["thread"].join(timeout=10)  # type: ignore[union-attr]
     other.close()
-    status_b = {w["id"]: w["status"] for w in backend.list_workers()}["B"]
+    status_b = {w["id"]: w["status"] for w in backend.workers.list_workers()}["B"]
     run_status = backend.get_execution(run_b.id).status
     if backend.dialect == "sqlite":
         assert results["beat_done_first"] is False and results["beat"] is False
@@ -422,21 +422,21 @@ def test_a_restart_recovers_its_own_hosts_dead_instance_at_once(store, sqlite_se
                           retry_backoff_seconds=0)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    store.register_worker(Worker(id="old", host=socket.gethostname(), pid=gone.pid, version="t",
+    store.workers.register_worker(Worker(id="old", host=socket.gethostname(), pid=gone.pid, version="t",
                                  started_at=clock.now(), heartbeat_at=clock.now()))
     run = _running_execution(store, job, "old", clock.now())
     # A container restarted with the same hostname runs the service under the same pid again:
     # a row with our pid that this process did not register is a dead predecessor's.
-    store.register_worker(Worker(id="same-pid", host=socket.gethostname(), pid=os.getpid(), version="t",
+    store.workers.register_worker(Worker(id="same-pid", host=socket.gethostname(), pid=os.getpid(), version="t",
                                  started_at=clock.now(), heartbeat_at=clock.now()))
     same_pid_run = _running_execution(store, job, "same-pid", clock.now())
     alive = Worker(id="peer", host=socket.gethostname(), pid=os.getppid(), version="t",
                    started_at=clock.now(), heartbeat_at=clock.now())
-    store.register_worker(alive)
+    store.workers.register_worker(alive)
     peer_run = _running_execution(store, job, "peer", clock.now())
     elsewhere = Worker(id="elsewhere", host="another-host", pid=gone.pid, version="t",
                        started_at=clock.now(), heartbeat_at=clock.now())
-    store.register_worker(elsewhere)
+    store.workers.register_worker(elsewhere)
     elsewhere_run = _running_execution(store, job, "elsewhere", clock.now())
 
     scheduler = fake_scheduler(store, sqlite_settings, clock, worker_id="new")
@@ -445,10 +445,10 @@ def test_a_restart_recovers_its_own_hosts_dead_instance_at_once(store, sqlite_se
     assert store.get_execution(same_pid_run.id).status == "interrupted"
     assert store.get_execution(peer_run.id).status == "running", "a live process on this host"
     assert store.get_execution(elsewhere_run.id).status == "running", "another host: only its heartbeat tells"
-    assert sorted((r.triggered_by, r.attempt) for r in store.list_queue()) == [("retry", 2), ("retry", 2)]
+    assert sorted((r.triggered_by, r.attempt) for r in store.runs.list_queue()) == [("retry", 2), ("retry", 2)]
     # Another instance of this same process (tests, an in-process scheduler) is not a predecessor.
     fake_scheduler(store, sqlite_settings, clock, worker_id="sibling").register()
-    assert {w["id"]: w["status"] for w in store.list_workers()}["new"] == "running"
+    assert {w["id"]: w["status"] for w in store.workers.list_workers()}["new"] == "running"
     assert scheduler.poll_queue() == 2
     retried = [r for r in executions(store, job.id) if r.attempt == 2]
     assert [(r.status, r.worker_id) for r in retried] == [("success", "new"), ("success", "new")]
@@ -483,8 +483,8 @@ def test_stop_marks_unfinished_runs_interrupted_and_queues_their_retries(sqlite_
         assert backend.get_execution(quick_req.execution_id).status == "success", "finished within the grace"
         stopped = backend.get_execution(slow_req.execution_id)
         assert stopped.status == "interrupted" and stopped.error == STOPPED_REASON
-        assert [(r.triggered_by, r.attempt, r.job_id) for r in backend.list_queue()] == [("retry", 2, slow.id)]
-        assert {w["id"]: w["status"] for w in backend.list_workers()}[scheduler.worker_id] == "stopped"
+        assert [(r.triggered_by, r.attempt, r.job_id) for r in backend.runs.list_queue()] == [("retry", 2, slow.id)]
+        assert {w["id"]: w["status"] for w in backend.workers.list_workers()}[scheduler.worker_id] == "stopped"
         # It stays interrupted: nothing overwrites it later.
         time.sleep(1.0)
         assert backend.get_execution(slow_req.execution_id).status == "interrupted"
@@ -580,4 +580,4 @@ def test_a_job_timeout_stops_the_run_and_counts_as_a_failure_to_retry(store, sql
     assert time.monotonic() - started < 5
     [row] = executions(store, job.id)
     assert row.status == "timed_out" and "timed out" in row.error
-    assert [(r.triggered_by, r.attempt) for r in store.list_queue()] == [("retry", 2)]
+    assert [(r.triggered_by, r.attempt) for r in store.runs.list_queue()] == [("retry", 2)]

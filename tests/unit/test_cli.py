@@ -70,10 +70,10 @@ def test_health_lists_live_instances_and_their_load(capsys, config_file: Path) -
     from mimir_tui.persistence import Worker, utcnow
 
     with open_backend(load_settings(str(config_file))) as store:
-        store.register_worker(Worker(id="host-a:1", host="host-a", pid=1, version="t", capacity=4, running=3))
-        store.register_worker(Worker(id="host-b:2", host="host-b", pid=2, version="t"))  # runs inline
+        store.workers.register_worker(Worker(id="host-a:1", host="host-a", pid=1, version="t", capacity=4, running=3))
+        store.workers.register_worker(Worker(id="host-b:2", host="host-b", pid=2, version="t"))  # runs inline
         old = utcnow() - timedelta(minutes=5)  # silent for 5 minutes: not live
-        store.register_worker(Worker(id="host-c:3", host="host-c", pid=3, version="t", started_at=old,
+        store.workers.register_worker(Worker(id="host-c:3", host="host-c", pid=3, version="t", started_at=old,
                                      heartbeat_at=old))
     code, out, _ = run(capsys, "health", "--json", "--config", str(config_file))
     assert code == 0

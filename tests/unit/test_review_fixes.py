@@ -78,7 +78,7 @@ def test_cancel_a_run_still_in_the_queue(store, capsys):
     from mimir_tui.persistence import open_backend
 
     with open_backend(load_settings()) as backend:
-        assert backend.list_queue() == []
+        assert backend.runs.list_queue() == []
 
 
 def test_config_errors_and_config_show_mask_secrets(tmp_path, capsys):

@@ -1,0 +1,322 @@
+"""The database handle the stores share: the engine, what differs between the dialects, the
+SQLite write gate, and two ways to run a statement.
+
+- :meth:`Database.read` / :meth:`Database.write` give a SQLAlchemy ``Connection`` (a write one
+  in a transaction, ``BEGIN IMMEDIATE`` on SQLite behind the write gate). Most operations use
+  these.
+- :meth:`Database.prepare` compiles a Core statement once for this dialect (a
+  :class:`Prepared`), and :meth:`Database.fetch` / :meth:`Database.raw_write` run such
+  statements on the driver's own connection. SQLAlchemy's execution costs some hundreds of
+  microseconds a call, several times what SQLite spends saving one execution or reading a page
+  of fifty, so the calls that run all the time (saving executions, claiming fires, pages of
+  history) take this way, on every backend alike. Values go through the same bind and result
+  processors SQLAlchemy would use (taken from the column types), so both ways write and read
+  the same values.
+
+Each statement is written once, in Core; what differs between the dialects is decided by the
+flags of :class:`Dialect` (as APScheduler 4's SQLAlchemy data store does), not by SQL strings of
+our own.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+from sqlalchemy import Connection, Engine, literal, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql import ClauseElement
+
+from ..config import PersistenceSettings
+from ..errors import MimirError, NotFound, PersistenceError
+from .engine import WRITE, display_url, scrub
+from .gate import WriteGate, write_gate
+from .metrics import OperationMetrics
+from .types import as_utc, utcnow
+
+log = logging.getLogger("mimir.persistence")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the databases, decided once."""
+
+    name: str  # sqlite, postgresql, mysql
+    #: INSERT ... ON CONFLICT DO UPDATE/NOTHING with a WHERE (SQLite, PostgreSQL); MySQL has
+    #: ON DUPLICATE KEY UPDATE without a condition, so it updates, then inserts if it must.
+    upsert: bool
+    #: SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL, MariaDB); SQLite has one writer anyway.
+    skip_locked: bool
+    #: The database's clock can differ from this machine's (a server elsewhere).
+    server_clock: bool
+
+    @classmethod
+    def of(cls, name: str) -> "Dialect":
+        return cls(
+            name=name,
+            upsert=name in ("sqlite", "postgresql"),
+            skip_locked=name in ("postgresql", "mysql"),
+            server_clock=name != "sqlite",
+        )
+
+
+def operation(name: str) -> Callable[[F], F]:
+    """Count and time a store method in its database's metrics; turn driver errors into one-line
+    :class:`PersistenceError` (no password). The method's object has a ``db`` attribute."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(self: Any, *args: Any, **kwargs: Any) -> Any:
+            db: Database = self.db
+            start = time.perf_counter()
+            ok = False
+            try:
+                result = fn(self, *args, **kwargs)
+                ok = True
+                return result
+            except MimirError as exc:
+                ok = isinstance(exc, NotFound)  # a lookup that finds nothing is not a failure
+                if not ok:
+                    log.warning("persistence operation %s failed: %s", name, exc)
+                raise
+            except Exception as exc:
+                if not db.is_database_error(exc):
+                    raise
+                message = db.describe(exc)
+                log.error("persistence operation %s failed: %s", name, message)
+                raise PersistenceError(f"{name} failed: {message}") from None
+            finally:
+                db.metrics.record(name, time.perf_counter() - start, ok)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def one_of(column: Any, values: Sequence[Any]) -> Any:
+    """``column IN (values)`` for a prepared statement: fixed values, one parameter each (a
+    plain ``in_(values)`` is an "expanding" parameter that only SQLAlchemy's execution renders)."""
+    return column.in_([literal(v, column.type) for v in values])
+
+
+class Prepared:
+    """A Core statement compiled once for one dialect, run on a driver connection.
+
+    ``params(values)`` turns a mapping of bind names to Python values into what the driver
+    takes (in order for positional paramstyles); ``rows(cursor)`` the result rows into tuples
+    of Python values, in the order of the statement's selected columns."""
+
+    def __init__(self, statement: ClauseElement, engine: Engine, column_keys: Sequence[str] | None = None) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
+        self.sql = compiled.string
+        binds = compiled.binds
+        order = compiled.positiontup if dialect.positional else list(binds)
+        self._names = list(order or ())
+        self._positional = dialect.positional
+        self._binds = [
+            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self._names
+        ]
+        # Values fixed in the statement (``literal()``s: see :func:`one_of`).
+        self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
+        selected = getattr(statement, "selected_columns", None)
+        self.columns = [c.key for c in selected] if selected is not None else []
+        converters = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected or ()]
+        self._converters = converters if any(converters) else None
+
+    def params(self, values: dict[str, Any] | None = None) -> Any:
+        given = values or {}
+        out = []
+        for name, proc in self._binds:
+            value = given[name] if name in given else self._fixed.get(name)
+            out.append(proc(value) if proc is not None and value is not None else value)
+        if self._positional:
+            return tuple(out)
+        return dict(zip(self._names, out))
+
+    def convert(self, rows: list[Any]) -> list[tuple]:
+        converters = self._converters
+        if converters is None:
+            return [tuple(r) for r in rows]
+        return [
+            tuple(v if c is None or v is None else c(v) for v, c in zip(row, converters)) for row in rows
+        ]
+
+
+class Database:
+    """One database: its engine, dialect flags, write gate, metrics and prepared statements."""
+
+    def __init__(self, engine: Engine, settings: PersistenceSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.dialect = Dialect.of(engine.dialect.name)
+        self.url = display_url(settings)
+        self.metrics = OperationMetrics()
+        self._write_engine = engine.execution_options(**WRITE)
+        self._dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
+        self._dbapi_integrity_error: type[BaseException] = engine.dialect.loaded_dbapi.IntegrityError
+        self.gate: WriteGate | None = None
+        if self.dialect.name == "sqlite":
+            self.gate = write_gate(settings.database_path, settings.busy_timeout_ms)
+        self._prepared: dict[Any, Prepared] = {}
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []  # SQLite: driver connections kept between calls
+        self._keep = max(1, settings.pool_size)
+
+    # -- SQLAlchemy connections ---------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite, behind the gate), committed on success."""
+        if self.gate is None:
+            with self._write_engine.begin() as conn:
+                yield conn
+            return
+        with self.gate, self._write_engine.begin() as conn:
+            yield conn
+
+    # -- prepared statements on driver connections -------------------------------------
+
+    def prepare(self, key: Any, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None) -> Prepared:
+        """The statement ``build()`` makes, compiled once for this database under ``key``."""
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = Prepared(build(), self.engine, column_keys)
+        return prepared
+
+    def fetch(self, prepared: Prepared, values: dict[str, Any] | None = None, *, convert: bool = True) -> list[Any]:
+        """Run a prepared SELECT; rows as tuples of Python values (``convert=False``: as the
+        driver returned them, for the lean rows of :mod:`.rows`)."""
+        conn = self._acquire()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(prepared.sql, prepared.params(values))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        finally:
+            self._release(conn, rollback=True)
+        return prepared.convert(rows) if convert else rows
+
+    @contextmanager
+    def raw_write(self) -> Iterator["RawTransaction"]:
+        """A write transaction on a driver connection (behind the gate on SQLite)."""
+        if self.gate is not None:
+            with self.gate:
+                yield from self._raw_transaction("BEGIN IMMEDIATE")
+        else:
+            yield from self._raw_transaction(None)
+
+    def _raw_transaction(self, begin: str | None) -> Iterator["RawTransaction"]:
+        conn = self._acquire()
+        cursor = conn.cursor()
+        try:
+            if begin:
+                cursor.execute(begin)
+            yield RawTransaction(cursor)
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                pass
+            raise
+        finally:
+            cursor.close()
+            self._release(conn)
+
+    def _acquire(self) -> Any:
+        if self.dialect.name == "sqlite":
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop()
+            fairy = self.engine.raw_connection()  # runs the engine's connect listeners
+            conn = fairy.dbapi_connection
+            fairy.detach()  # ours from now on: kept in self._idle, closed by close()
+            return conn
+        return self.engine.raw_connection()  # the pool's (pre-ping, recycle); close() returns it
+
+    def _release(self, conn: Any, rollback: bool = False) -> None:
+        if self.dialect.name != "sqlite":
+            if rollback:
+                try:
+                    conn.rollback()  # a read leaves no transaction open
+                except Exception:
+                    pass
+            conn.close()
+            return
+        if conn.in_transaction:  # a failed call that could not roll back: do not reuse
+            conn.close()
+            return
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    # -- errors, clock, lifecycle ------------------------------------------------------
+
+    def is_database_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, (SQLAlchemyError, self._dbapi_error))
+
+    def is_integrity_error(self, exc: BaseException) -> bool:
+        """A constraint said no (a duplicate key, a missing foreign key), on either path."""
+        return isinstance(exc, (IntegrityError, self._dbapi_integrity_error))
+
+    def describe(self, exc: BaseException) -> str:
+        orig = getattr(exc, "orig", None) or exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if "database is locked" in first:
+            first = (f"the database stayed locked by another program for over "
+                     f"{self.settings.busy_timeout_ms / 1000:g} s")
+        return scrub(first, self.settings)
+
+    def now(self) -> datetime:
+        """The database server's clock, in UTC (SQLite: this machine's)."""
+        if not self.dialect.server_clock:
+            return utcnow()
+        sql = "SELECT CURRENT_TIMESTAMP" if self.dialect.name == "postgresql" else "SELECT UTC_TIMESTAMP(6)"
+        with self.read() as conn:
+            value = conn.execute(text(sql)).scalar()
+        return as_utc(value)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._keep = 0
+        for conn in idle:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self.engine.dispose()
+
+
+class RawTransaction:
+    """The cursor of a :meth:`Database.raw_write` transaction."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, prepared: Prepared, values: dict[str, Any] | None = None) -> int:
+        """Run a prepared statement; returns the rows it changed."""
+        self.cursor.execute(prepared.sql, prepared.params(values))
+        return self.cursor.rowcount
+
+    def fetch(self, prepared: Prepared, values: dict[str, Any] | None = None) -> list[tuple]:
+        self.cursor.execute(prepared.sql, prepared.params(values))
+        return prepared.convert(self.cursor.fetchall())

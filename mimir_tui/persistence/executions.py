@@ -1,0 +1,379 @@
+"""Execution history: saving runs as they go, reading them whole or as pages, cancelling,
+interrupting what a dead instance left, and retention."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from datetime import datetime, timedelta
+from typing import Any, Sequence
+
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..errors import Conflict, NotFound, PersistenceError
+from .db import Database, one_of, operation
+from .jobs import values_of
+from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status
+from .rows import ExecutionRow
+from .types import as_utc, utcnow
+
+#: Executions still in flight: never removed by retention, interrupted when their owner dies.
+UNFINISHED = (Status.queued.value, Status.running.value)
+LIVE_WORKER = ("running", "stopping")
+
+COLUMNS = [c.name for c in EXECUTIONS.columns]
+#: ``save``: every column is written but these (``cancel_requested`` belongs to whoever asked).
+SAVED = [name for name in COLUMNS if name not in ("id", "cancel_requested")]
+
+
+def _records(rows: list[tuple]) -> list[JobExecutionRecord]:
+    construct = JobExecutionRecord.model_construct
+    return [construct(**dict(zip(COLUMNS, row))) for row in rows]
+
+
+class ExecutionStore:
+    """``job_executions``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        #: Retention batches are sized to hold the write lock about this long each (commit
+        #: included), so a concurrent writer waits about that long at most.
+        self.delete_batch_target_s = 0.08
+
+    # -- writing a run as it goes ------------------------------------------------------
+
+    @operation("save_execution")
+    def save(self, execution: JobExecutionRecord, *, only_unfinished: bool = False) -> Any:
+        """Insert the record, or replace it if its id exists (the engine saves a run as it goes).
+
+        ``cancel_requested`` is never cleared by a save: it belongs to whoever asked to cancel.
+
+        ``only_unfinished``: replace the stored row only while it is still ``queued`` or
+        ``running`` (a run must not overwrite the end another instance gave it, e.g. a reaper's
+        ``interrupted`` whose retry is queued already); returns True if the record was written,
+        False if the row had finished. Without it, returns the record.
+        """
+        execution.updated_at = utcnow()
+        values = values_of(execution, EXECUTIONS)
+        try:
+            with self.db.raw_write() as tx:
+                if self.db.dialect.upsert:
+                    applied = tx.execute(self._upsert(only_unfinished), values) != 0
+                else:  # MySQL: update, else insert
+                    applied = True
+                    if tx.execute(self._update(only_unfinished), values) == 0:
+                        exists = only_unfinished and bool(tx.fetch(self._exists(), values))
+                        if exists:
+                            applied = False  # the row has finished: left as it is
+                        else:
+                            tx.execute(self._insert(), values)
+        except Exception as exc:
+            if self.db.is_integrity_error(exc):
+                raise Conflict(self._integrity_message(exc, execution)) from None
+            if isinstance(exc, (TypeError, ValueError, AttributeError)):  # a value no column takes
+                raise PersistenceError(f"save_execution failed: {exc}") from None
+            raise
+        return applied if only_unfinished else execution
+
+    def _upsert(self, only_unfinished: bool) -> Any:
+        def build() -> Any:
+            make = postgresql.insert if self.db.dialect.name == "postgresql" else sqlite.insert
+            stmt = make(EXECUTIONS)
+            return stmt.on_conflict_do_update(
+                index_elements=[EXECUTIONS.c.id],
+                set_={name: stmt.excluded[name] for name in SAVED},
+                where=one_of(EXECUTIONS.c.status, UNFINISHED) if only_unfinished else None,
+            )
+
+        return self.db.prepare(("save_execution", only_unfinished), build, COLUMNS)
+
+    def _update(self, only_unfinished: bool) -> Any:
+        def build() -> Any:
+            condition = EXECUTIONS.c.id == bindparam("id")
+            if only_unfinished:
+                condition = and_(condition, one_of(EXECUTIONS.c.status, UNFINISHED))
+            return update(EXECUTIONS).where(condition).values(
+                {name: bindparam(name, type_=EXECUTIONS.c[name].type) for name in SAVED})
+
+        return self.db.prepare(("update_execution", only_unfinished), build)
+
+    def _insert(self) -> Any:
+        return self.db.prepare("insert_execution", lambda: insert(EXECUTIONS), COLUMNS)
+
+    def _exists(self) -> Any:
+        return self.db.prepare("execution_exists", lambda: select(EXECUTIONS.c.id).where(
+            EXECUTIONS.c.id == bindparam("id")))
+
+    def _integrity_message(self, exc: BaseException, execution: JobExecutionRecord) -> str:
+        message = self.db.describe(exc)
+        lowered = message.lower()
+        if "foreign key" in lowered:
+            return f"execution {execution.id!r}: job {execution.job_id!r} does not exist"
+        if "scheduled_for" in lowered or "run_key" in lowered or "duplicate" in lowered or "unique" in lowered:
+            return (
+                f"execution {execution.id!r}: job {execution.job_id!r} already has a run scheduled for "
+                f"{execution.scheduled_for.isoformat() if execution.scheduled_for else None}"
+            )
+        return f"execution {execution.id!r}: {message}"
+
+    # -- reading -----------------------------------------------------------------------
+
+    @operation("get_execution")
+    def get(self, execution_id: str) -> JobExecutionRecord:
+        prepared = self.db.prepare("get_execution", lambda: select(EXECUTIONS).where(
+            EXECUTIONS.c.id == bindparam("id")))
+        rows = self.db.fetch(prepared, {"id": execution_id})
+        if not rows:
+            raise NotFound(f"execution {execution_id!r} not found")
+        return _records(rows)[0]
+
+    @operation("list_executions")
+    def list(
+        self,
+        job_id: str | None = None,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[JobExecutionRecord]:
+        """Whole records, newest first. ``job_id`` None lists every job's. ``before`` is a
+        keyset cursor ``(start_time, id)`` of the last row of the previous page: paging a
+        million rows stays as fast as the first page."""
+        found = self._history(EXECUTIONS.columns, "list", job_id, limit, status, before, convert=True)
+        return _records(found)
+
+    @operation("page_executions")
+    def page(
+        self,
+        job_id: str | None = None,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[ExecutionRow]:
+        """Lean rows of the history (everything but the context), newest first; the same
+        filters and cursor as :meth:`list`."""
+        columns = [EXECUTIONS.c[name] for name in ExecutionRow.COLUMNS]
+        return [ExecutionRow(r) for r in self._history(columns, "page", job_id, limit, status, before, convert=False)]
+
+    def _history(self, columns: Any, kind: str, job_id: str | None, limit: int,
+                 status: str | Sequence[str] | None, before: tuple[datetime, str] | None, *,
+                 convert: bool) -> list[Any]:
+        statuses = None if status is None else ([status] if isinstance(status, str) else list(status))
+        if statuses == []:
+            return []  # IN () matches nothing
+        shape = (kind, job_id is not None, None if statuses is None else len(statuses), before is not None)
+
+        def build() -> Any:
+            query = select(*columns)
+            if job_id is not None:
+                query = query.where(EXECUTIONS.c.job_id == bindparam("job_id"))
+            if statuses is not None:
+                query = query.where(EXECUTIONS.c.status.in_([bindparam(f"s{i}") for i in range(len(statuses))]))
+            if before is not None:
+                start, last = bindparam("start", type_=EXECUTIONS.c.start_time.type), bindparam("last")
+                query = query.where(or_(EXECUTIONS.c.start_time < start,
+                                        and_(EXECUTIONS.c.start_time == start, EXECUTIONS.c.id < last)))
+            return query.order_by(EXECUTIONS.c.start_time.desc(), EXECUTIONS.c.id.desc()).limit(bindparam("limit"))
+
+        values: dict[str, Any] = {"job_id": job_id, "limit": max(0, int(limit))}
+        for i, value in enumerate(statuses or ()):
+            values[f"s{i}"] = value
+        if before is not None:
+            values["start"], values["last"] = as_utc(before[0]), before[1]
+        return self.db.fetch(self.db.prepare(shape, build), values, convert=convert)
+
+    @operation("count_running")
+    def count_running(self, job_id: str) -> int:
+        """Executions of the job that are queued or running, on any instance."""
+        prepared = self.db.prepare("count_running", lambda: select(func.count()).where(
+            and_(EXECUTIONS.c.job_id == bindparam("job_id"), one_of(EXECUTIONS.c.status, UNFINISHED))))
+        return int(self.db.fetch(prepared, {"job_id": job_id})[0][0])
+
+    @operation("cancel_requested")
+    def cancel_requested(self, execution_id: str) -> bool:
+        """Whether someone asked to cancel the run: one indexed read of one column, cheap
+        enough to poll a few times a second."""
+        prepared = self.db.prepare("cancel_requested", lambda: select(EXECUTIONS.c.cancel_requested).where(
+            EXECUTIONS.c.id == bindparam("id")))
+        rows = self.db.fetch(prepared, {"id": execution_id})
+        return bool(rows and rows[0][0])
+
+    # -- cancelling --------------------------------------------------------------------
+
+    @operation("request_cancel")
+    def request_cancel(self, execution_id: str) -> JobExecutionRecord:
+        """Ask the process running an execution to stop it; it records ``cancelled``.
+
+        A run still waiting in the queue (``jobs run`` printed its execution id) is taken out of
+        the queue and recorded ``cancelled`` at once."""
+        for _ in range(2):  # a second look if an instance claims the queued run meanwhile
+            with self.db.write() as conn:
+                row = conn.execute(select(EXECUTIONS.c.status).where(EXECUTIONS.c.id == execution_id)).first()
+                if row is not None:
+                    if row.status in FINISHED:
+                        raise Conflict(f"execution {execution_id!r} has already finished ({row.status})")
+                    conn.execute(
+                        update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(cancel_requested=True)
+                    )
+                    break
+                queued = conn.execute(select(QUEUE).where(QUEUE.c.execution_id == execution_id)).mappings().first()
+                if queued is None:
+                    raise NotFound(f"execution {execution_id!r} not found")
+                if conn.execute(delete(QUEUE).where(QUEUE.c.id == queued["id"])).rowcount == 0:
+                    continue  # claimed meanwhile: its execution row exists now; cancel that
+                now = utcnow()
+                record = JobExecutionRecord(
+                    id=execution_id, job_id=queued["job_id"], pipeline=queued["pipeline"], start_time=now,
+                    end_time=now, duration=0, status=Status.cancelled.value,
+                    error="cancelled while waiting in the queue", triggered_by=queued["triggered_by"],
+                    attempt=queued["attempt"], context={}, steps=[], updated_at=now,
+                )
+                conn.execute(insert(EXECUTIONS), values_of(record, EXECUTIONS))
+                return record
+        return self.get(execution_id)
+
+    # -- runs whose instance is gone ---------------------------------------------------
+
+    @operation("interrupt_runs")
+    def interrupt_runs(self, worker_ids: list[str], reason: str, *,
+                       now: datetime | None = None) -> list[JobExecutionRecord]:
+        """Mark the ``queued``/``running`` executions of these workers ``interrupted``; returns
+        those this call changed (not a run that finished meanwhile: its retry must not be
+        queued)."""
+        if not worker_ids:
+            return []
+        return self._interrupt_where(EXECUTIONS.c.worker_id.in_(worker_ids), reason, now)
+
+    @operation("interrupt_executions")
+    def interrupt_executions(self, execution_ids: list[str], reason: str, *,
+                             now: datetime | None = None) -> list[JobExecutionRecord]:
+        """Mark these executions ``interrupted`` if they are still queued or running; returns
+        those this call changed."""
+        if not execution_ids:
+            return []
+        return self._interrupt_where(EXECUTIONS.c.id.in_(execution_ids), reason, now)
+
+    def _interrupt_where(self, condition: Any, reason: str, now: datetime | None) -> list[JobExecutionRecord]:
+        when = as_utc(now) or utcnow()
+        with self.db.write() as conn:
+            rows = conn.execute(
+                select(EXECUTIONS).where(and_(condition, EXECUTIONS.c.status.in_(UNFINISHED)))
+            ).all()
+            return self._interrupt_rows(conn, rows, reason, when)
+
+    @operation("unfinished_run_ids")
+    def unfinished_run_ids(self, worker_id: str) -> list[str]:
+        """Ids of the executions of ``worker_id`` that are queued or running."""
+        with self.db.read() as conn:
+            return list(conn.execute(
+                select(EXECUTIONS.c.id).where(
+                    and_(EXECUTIONS.c.worker_id == worker_id, EXECUTIONS.c.status.in_(UNFINISHED))
+                )
+            ).scalars().all())
+
+    @operation("sweep_orphaned_runs")
+    def sweep_orphaned_runs(self, *, stale_after: float, now: datetime | None = None) -> list[JobExecutionRecord]:
+        """Interrupt queued/running executions that no live worker owns: no ``worker_id`` (a
+        process that ran them without registering), an unknown one, or a worker that is
+        ``dead`` or ``stopped`` (e.g. a reaper that crashed between marking a worker dead and
+        interrupting its runs), untouched for ``stale_after`` seconds. Returns those changed.
+
+        Runs of a live worker (status running/stopping) are never touched here; a live worker
+        whose heartbeat went stale is ``WorkerStore.reap_stale_workers``' business."""
+        when = as_utc(now) or self.db.now()
+        cutoff = when - timedelta(seconds=stale_after)
+        live = select(WORKERS.c.id).where(WORKERS.c.status.in_(LIVE_WORKER))
+        orphan = and_(
+            EXECUTIONS.c.status.in_(UNFINISHED),
+            or_(EXECUTIONS.c.worker_id.is_(None), EXECUTIONS.c.worker_id.not_in(live)),
+            func.coalesce(EXECUTIONS.c.updated_at, EXECUTIONS.c.start_time, type_=EXECUTIONS.c.updated_at.type) < cutoff,
+        )
+        with self.db.read() as conn:
+            # A read first: on SQLite the common case (nothing to sweep) takes no write lock.
+            if not conn.execute(select(EXECUTIONS.c.id).where(orphan).limit(1)).first():
+                return []
+        with self.db.write() as conn:
+            rows = conn.execute(select(EXECUTIONS).where(orphan)).all()
+            return self._interrupt_rows(conn, rows, "interrupted: no live instance was running it", when, guard=orphan)
+
+    def _interrupt_rows(self, conn: Any, rows: Any, reason: str, now: datetime,
+                        guard: Any = None) -> list[JobExecutionRecord]:
+        """The guarded UPDATE of each row to ``interrupted``; the rows it changed, as records.
+        A row that finished since it was read (its UPDATE matches nothing) is left out."""
+        out = []
+        for row in rows:
+            record = JobExecutionRecord.model_construct(**row._mapping)
+            start = as_utc(record.start_time)
+            condition = and_(EXECUTIONS.c.id == record.id, EXECUTIONS.c.status.in_(UNFINISHED))
+            if guard is not None:
+                condition = and_(condition, guard)
+            changed = conn.execute(
+                update(EXECUTIONS)
+                .where(condition)
+                .values(
+                    status=Status.interrupted.value,
+                    end_time=now,
+                    # capped to the column's 32 bits: a run stuck for weeks must not break the sweep
+                    duration=min(max(0, int((now - start).total_seconds() * 1000)), 2**31 - 1) if start else None,
+                    error=reason,
+                    updated_at=now,
+                )
+                .execution_options(preserve_rowcount=True)
+            ).rowcount
+            if changed != 1:
+                continue
+            record.status = Status.interrupted.value
+            record.error = reason
+            record.end_time = now
+            out.append(record)
+        return out
+
+    # -- retention ---------------------------------------------------------------------
+
+    @operation("delete_old_executions")
+    def delete_old(self, older_than: datetime, *, batch_size: int = 2000) -> int:
+        """Delete finished executions that started before ``older_than``, in short batches.
+
+        Each batch is its own transaction, sized to take about :attr:`delete_batch_target_s`,
+        so a concurrent writer (of this process or another, on SQLite through the write gate)
+        waits at most one batch. Returns the number of rows removed."""
+        cutoff = as_utc(older_than)
+        size = max(1, batch_size)
+        total = 0
+        gate = self.db.gate
+        with gate.bulk() if gate is not None else nullcontext() as run:
+            while True:
+                started = time.perf_counter()
+                if run is not None:
+                    with run.batch():
+                        removed = self._delete_batch(cutoff, size)
+                else:
+                    removed = self._delete_batch(cutoff, size)
+                elapsed = time.perf_counter() - started
+                self.db.metrics.record("retention_batch", elapsed, True)  # what a writer may wait
+                total += removed
+                if removed < size:
+                    return total
+                size = self._next_batch_size(size, elapsed)
+
+    def _delete_batch(self, cutoff: datetime | None, size: int) -> int:
+        def build() -> Any:
+            old = and_(EXECUTIONS.c.start_time < bindparam("cutoff", type_=EXECUTIONS.c.start_time.type),
+                       ~one_of(EXECUTIONS.c.status, UNFINISHED))
+            # The oldest ids as a derived table: MySQL refuses a LIMIT directly inside IN (...),
+            # and a subquery on the table it deletes from unless it is materialized first.
+            oldest = select(EXECUTIONS.c.id).where(old).order_by(EXECUTIONS.c.start_time).limit(bindparam("size"))
+            batch = oldest.subquery("batch")
+            return delete(EXECUTIONS).where(EXECUTIONS.c.id.in_(select(batch.c.id)))
+
+        prepared = self.db.prepare("delete_old_executions", build)
+        with self.db.raw_write() as tx:
+            return tx.execute(prepared, {"cutoff": cutoff, "size": size})
+
+    def _next_batch_size(self, size: int, elapsed: float) -> int:
+        """Aim each batch (the time it holds the write lock) at the target: grow when fast,
+        shrink when slow, at most 4x either way."""
+        factor = self.delete_batch_target_s / max(elapsed, 1e-4)
+        return int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))

@@ -1,0 +1,209 @@
+"""Jobs and pipelines: the definitions the scheduler runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import bindparam, case, delete, func, insert, select, true, update
+
+from ..errors import Conflict, NotFound
+from .db import Database, operation
+from .models import JOBS, PIPELINES, QUEUE, PipelineConfig, ScheduledJob
+from .rows import JobRow
+from .types import as_utc, utcnow
+
+#: Columns of ``scheduled_jobs`` that only the scheduler writes (``set_schedule``).
+SCHEDULER_OWNED = ("last_run", "last_result")
+
+#: ``set_schedule(next_run=UNCHANGED)``: leave the column as it is.
+UNCHANGED: Any = object()
+
+
+def values_of(obj: Any, table: Any) -> dict[str, Any]:
+    """A record's column values, by column name."""
+    return {c.name: getattr(obj, c.name) for c in table.columns}
+
+
+class JobStore:
+    """``scheduled_jobs``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @operation("save_job")
+    def save(self, job: ScheduledJob) -> ScheduledJob:
+        # The database's clock: the schedulers see an edit by the latest updated_at, which a
+        # machine whose clock runs slow would otherwise write in the past.
+        now = self.db.now()
+        job.created_at = as_utc(job.created_at) or now
+        job.updated_at = now
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(JOBS), values_of(job, JOBS))
+        except Exception as exc:
+            if self.db.is_integrity_error(exc):
+                raise Conflict(f"job {job.id!r} already exists") from None
+            raise
+        return job
+
+    @operation("get_job")
+    def get(self, job_id: str) -> ScheduledJob:
+        with self.db.read() as conn:
+            row = conn.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return ScheduledJob.model_construct(**row)
+
+    @operation("list_jobs")
+    def list(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
+        query = select(JOBS).order_by(JOBS.c.name, JOBS.c.id)
+        if enabled is not None:
+            query = query.where(JOBS.c.enabled == enabled)
+        with self.db.read() as conn:
+            return [ScheduledJob.model_construct(**r) for r in conn.execute(query).mappings()]
+
+    @operation("page_jobs")
+    def page(self) -> list[JobRow]:
+        """Every job as a lean row, by name (the jobs pane, ``jobs list``)."""
+        prepared = self.db.prepare("page_jobs", lambda: select(*(JOBS.c[n] for n in JobRow.COLUMNS))
+                                   .order_by(JOBS.c.name, JOBS.c.id))
+        return [JobRow(r) for r in self.db.fetch(prepared, convert=False)]
+
+    @operation("delete_job")
+    def delete(self, job_id: str) -> None:
+        with self.db.write() as conn:
+            result = conn.execute(delete(JOBS).where(JOBS.c.id == job_id))
+        if result.rowcount == 0:
+            raise NotFound(f"job {job_id!r} not found")
+
+    @operation("update_job")
+    def update(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob:
+        """Write an edit of the job (and a new ``updated_at``).
+
+        ``last_run`` and ``last_result`` belong to the scheduler and are never written here
+        (only by :meth:`set_schedule`): an edit made from a copy loaded before a fire must not
+        put back the older values. ``fields`` limits the write to those columns; give it
+        whenever the job was loaded earlier, so that ``next_run`` (which the scheduler also
+        writes) is written only if the caller changed it. Without ``fields`` every other column
+        is written, ``next_run`` included. A new ``queue`` moves the job's queued runs with it
+        (in the same transaction)."""
+        job.updated_at = self.db.now()  # see save
+        values = values_of(job, JOBS)
+        for key in ("id", "created_at", *SCHEDULER_OWNED):
+            values.pop(key)
+        if fields is not None:
+            wanted = set(fields)
+            owned = wanted & set(SCHEDULER_OWNED)
+            if owned:
+                raise ValueError(f"{', '.join(sorted(owned))}: written only by set_job_schedule")
+            unknown = wanted - set(values)
+            if unknown:
+                raise ValueError(f"not an editable job column: {', '.join(sorted(unknown))}")
+            values = {k: v for k, v in values.items() if k in wanted or k == "updated_at"}
+        with self.db.write() as conn:
+            result = conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(**values))
+            if result.rowcount and "queue" in values:
+                conn.execute(update(QUEUE).where(QUEUE.c.job_id == job.id).values(queue=values["queue"]))
+        if result.rowcount == 0:
+            raise NotFound(f"job {job.id!r} not found")
+        return job
+
+    @operation("set_job_schedule")
+    def set_schedule(
+        self,
+        job_id: str,
+        *,
+        next_run: datetime | None | object = UNCHANGED,
+        last_run: datetime | None = None,
+        last_result: str | None = None,
+    ) -> bool:
+        """Record fire times without touching ``updated_at`` (which signals an edit).
+
+        ``next_run`` is written only while the job is enabled (a job disabled meanwhile keeps
+        NULL: the scheduler's write never undoes an operator's disable)."""
+        values: dict[str, Any] = {}
+        if next_run is not UNCHANGED:
+            values["next_run"] = as_utc(next_run)  # type: ignore[arg-type]
+        if last_run is not None:
+            values["last_run"] = as_utc(last_run)
+        if last_result is not None:
+            values["last_result"] = last_result
+        if not values:
+            return False
+        shape = tuple(sorted(values))
+
+        def build() -> Any:
+            sets: dict[str, Any] = {name: bindparam(name, type_=JOBS.c[name].type) for name in shape}
+            if "next_run" in sets:
+                sets["next_run"] = case((JOBS.c.enabled == true(), sets["next_run"]), else_=None)
+            return update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(**sets)
+
+        prepared = self.db.prepare(("set_job_schedule", shape), build)
+        with self.db.raw_write() as tx:
+            return tx.execute(prepared, {**values, "job_id": job_id}) == 1
+
+    @operation("jobs_signature")
+    def signature(self) -> tuple[int, datetime | None]:
+        """``(count, latest updated_at)`` of the jobs table: it changes whenever a job is added,
+        edited, enabled, disabled or deleted, by anyone."""
+        prepared = self.db.prepare("jobs_signature", lambda: select(
+            func.count().label("n"), func.max(JOBS.c.updated_at, type_=JOBS.c.updated_at.type).label("latest")))
+        count, latest = self.db.fetch(prepared)[0]
+        return int(count), as_utc(latest)
+
+
+class PipelineStore:
+    """``pipelines``: the definitions as stored (the YAML's parsed form, as JSON)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @operation("save_pipeline")
+    def save(self, pipeline: PipelineConfig) -> PipelineConfig:
+        now = utcnow()
+        pipeline.created_at = as_utc(pipeline.created_at) or now
+        pipeline.updated_at = now
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(PIPELINES), values_of(pipeline, PIPELINES))
+        except Exception as exc:
+            if self.db.is_integrity_error(exc):
+                raise Conflict(f"pipeline {pipeline.name!r} already exists") from None
+            raise
+        return pipeline
+
+    @operation("get_pipeline")
+    def get(self, name: str) -> PipelineConfig:
+        with self.db.read() as conn:
+            row = conn.execute(select(PIPELINES).where(PIPELINES.c.name == name)).mappings().first()
+        if row is None:
+            raise NotFound(f"pipeline {name!r} not found")
+        return PipelineConfig.model_construct(**row)
+
+    @operation("list_pipelines")
+    def list(self) -> list[PipelineConfig]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(PIPELINES).order_by(PIPELINES.c.name)).mappings()
+            return [PipelineConfig.model_construct(**r) for r in rows]
+
+    @operation("delete_pipeline")
+    def delete(self, name: str) -> None:
+        with self.db.write() as conn:
+            result = conn.execute(delete(PIPELINES).where(PIPELINES.c.name == name))
+        if result.rowcount == 0:
+            raise NotFound(f"pipeline {name!r} not found")
+
+    @operation("update_pipeline")
+    def update(self, pipeline: PipelineConfig) -> PipelineConfig:
+        pipeline.updated_at = utcnow()
+        values = values_of(pipeline, PIPELINES)
+        values.pop("name")
+        values.pop("created_at")
+        with self.db.write() as conn:
+            result = conn.execute(update(PIPELINES).where(PIPELINES.c.name == pipeline.name).values(**values))
+        if result.rowcount == 0:
+            raise NotFound(f"pipeline {pipeline.name!r} not found")
+        return pipeline
+
+

@@ -1,0 +1,205 @@
+"""Starting runs exactly once: claiming scheduled fires, and the queue of manual runs and retries.
+
+- A fire is claimed by inserting its execution with the run key ``(job_id, scheduled_for)``
+  and "on conflict do nothing": the instance whose insert lands runs it; the others see 0 rows.
+- Queued runs are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and
+  MariaDB, and inside ``BEGIN IMMEDIATE`` on SQLite (one writer at a time).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import and_, bindparam, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .db import Database, operation
+from .executions import COLUMNS
+from .jobs import values_of
+from .models import EXECUTIONS, JOBS, QUEUE, JobExecutionRecord, RunRequest, Status
+from .types import as_utc, utcnow
+
+#: MySQL/MariaDB's ER_DUP_ENTRY: InnoDB rolls back the one statement, not the transaction.
+_DUPLICATE_KEY = 1062
+
+
+class RunStore:
+    """Fires (``job_executions`` rows with a run key) and the run queue (``run_queue``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- fires -------------------------------------------------------------------------
+
+    @operation("claim_fire")
+    def claim_fire(self, execution: JobExecutionRecord) -> bool:
+        """Insert the execution of a scheduled fire unless its ``(job_id, scheduled_for)`` exists.
+
+        True: this caller owns the fire (and the row). False: another instance had it already.
+        """
+        return bool(self._claim([execution]))
+
+    @operation("claim_fires")
+    def claim_fires(self, executions: list[JobExecutionRecord]) -> list[JobExecutionRecord]:
+        """:meth:`claim_fire` for many fires in one transaction (e.g. the missed fires of a long
+        downtime); returns the executions this caller owns, in the order given."""
+        return self._claim(executions) if executions else []
+
+    def _claim(self, executions: list[JobExecutionRecord]) -> list[JobExecutionRecord]:
+        for execution in executions:
+            if execution.job_id is None or execution.scheduled_for is None:
+                raise ValueError("a scheduled fire needs job_id and scheduled_for")
+        now = utcnow()
+        landed: list[JobExecutionRecord] = []
+        prepared = self.db.prepare("claim_fire", self._insert_unless_claimed, COLUMNS)
+        with self.db.raw_write() as tx:
+            for execution in executions:
+                execution.updated_at = now
+                try:
+                    if tx.execute(prepared, values_of(execution, EXECUTIONS)) == 1:
+                        landed.append(execution)
+                except Exception as exc:
+                    if self.db.dialect.upsert or _error_code(exc) != _DUPLICATE_KEY:
+                        raise
+        return landed
+
+    def _insert_unless_claimed(self) -> Any:
+        if not self.db.dialect.upsert:
+            return insert(EXECUTIONS)  # MySQL: a duplicate key error says "claimed already"
+        make = postgresql.insert if self.db.dialect.name == "postgresql" else sqlite.insert
+        return make(EXECUTIONS).on_conflict_do_nothing()
+
+    # -- the queue ---------------------------------------------------------------------
+
+    @operation("enqueue")
+    def enqueue(self, request: RunRequest) -> RunRequest:
+        """Queue a run. Its times are the database's (as the schedulers' clocks are): a run
+        asked for from a machine whose clock is off is available at once all the same, unless
+        ``available_at`` was given."""
+        request.created_at = self.db.now()
+        given = "available_at" in request.model_fields_set and request.available_at is not None
+        request.available_at = as_utc(request.available_at) if given else request.created_at  # type: ignore[assignment]
+        with self.db.write() as conn:
+            if request.job_id is not None:
+                # The job's queue as it is now (the row locked: an edit moving the job to another
+                # queue, which moves its queued runs, comes wholly before or after this insert).
+                query = select(JOBS.c.queue).where(JOBS.c.id == request.job_id)
+                if self.db.dialect.skip_locked:
+                    query = query.with_for_update()
+                queue = conn.execute(query).scalar()
+                if queue is not None:
+                    request.queue = queue
+            conn.execute(insert(QUEUE), values_of(request, QUEUE))
+        return request
+
+    @operation("list_queue")
+    def list_queue(self) -> list[RunRequest]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(QUEUE).order_by(QUEUE.c.priority.desc(), QUEUE.c.available_at, QUEUE.c.id)
+            ).mappings()
+            return [RunRequest.model_construct(**r) for r in rows]
+
+    @operation("claim_request")
+    def claim_request(
+        self, worker_id: str, *, now: datetime | None = None, request_id: str | None = None,
+        queues: Iterable[str] | None = None,
+    ) -> tuple[RunRequest, JobExecutionRecord] | None:
+        """Take the most urgent available request (or the one named) and turn it into a
+        ``running`` execution owned by ``worker_id``, in one transaction. None: nothing to do.
+        ``queues``: take only a request of one of these (None: of any)."""
+        when = as_utc(now) or utcnow()
+        names = None if queues is None else sorted(queues)
+        if names == []:
+            return None
+        if request_id is not None:
+            query = select(QUEUE).where(QUEUE.c.id == request_id)
+        else:
+            if not self._anything_available(when, names):
+                # An empty queue (every poll, twice a second, when idle) costs a read, not a
+                # write lock.
+                return None
+            if self.db.dialect.name == "mysql":
+                return self._claim_request_mysql(worker_id, when, names)
+            query = select(QUEUE).where(QUEUE.c.available_at <= when)
+            if names is not None:
+                query = query.where(QUEUE.c.queue.in_(names))
+            query = query.order_by(*_URGENT).limit(1)
+        if self.db.dialect.skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        return self._claim_request_with(query, worker_id, when)
+
+    def _anything_available(self, now: datetime, names: list[str] | None) -> bool:
+        count = None if names is None else len(names)
+
+        def build() -> Any:
+            query = select(QUEUE.c.id).where(QUEUE.c.available_at <= bindparam("now", type_=QUEUE.c.available_at.type))
+            if count is not None:
+                query = query.where(QUEUE.c.queue.in_([bindparam(f"q{i}") for i in range(count)]))
+            return query.limit(1)
+
+        values: dict[str, Any] = {"now": now}
+        values.update({f"q{i}": name for i, name in enumerate(names or ())})
+        return bool(self.db.fetch(self.db.prepare(("queue_available", count), build), values))
+
+    def _claim_request_mysql(self, worker_id: str, now: datetime,
+                             names: list[str] | None) -> tuple[RunRequest, JobExecutionRecord] | None:
+        """InnoDB locks every row a locking read examines: ``ORDER BY ... LIMIT 1 FOR UPDATE``
+        sorts the whole queue and so locks all of it, and every other claimer, skipping locked
+        rows, finds the queue empty. So: read the most urgent ids without locks, then lock them
+        one at a time by primary key (SKIP LOCKED) until one is ours."""
+        tried: list[str] = []
+        for _ in range(5):
+            query = select(QUEUE.c.id).where(QUEUE.c.available_at <= now)
+            if names is not None:
+                query = query.where(QUEUE.c.queue.in_(names))
+            if tried:
+                query = query.where(QUEUE.c.id.notin_(tried))
+            with self.db.read() as conn:
+                candidates = conn.execute(query.order_by(*_URGENT).limit(20)).scalars().all()
+            for candidate in candidates:
+                got = self._claim_request_with(
+                    select(QUEUE).where(and_(QUEUE.c.id == candidate, QUEUE.c.available_at <= now))
+                    .with_for_update(skip_locked=True),
+                    worker_id, now,
+                )
+                if got is not None:
+                    return got
+                tried.append(candidate)
+            if len(candidates) < 20:
+                return None
+        return None
+
+    def _claim_request_with(self, query: Any, worker_id: str,
+                            now: datetime) -> tuple[RunRequest, JobExecutionRecord] | None:
+        with self.db.write() as conn:
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                return None
+            request = RunRequest.model_construct(**row)
+            conn.execute(delete(QUEUE).where(QUEUE.c.id == request.id))
+            execution = JobExecutionRecord(
+                id=request.execution_id,
+                job_id=request.job_id,
+                pipeline=request.pipeline,
+                start_time=now,
+                status=Status.running.value,
+                triggered_by=request.triggered_by,
+                attempt=request.attempt,
+                worker_id=worker_id,
+                # A retry's fire keeps its run key on the first attempt; this row has none.
+                context={},
+                steps=[],
+                updated_at=now,
+            )
+            conn.execute(insert(EXECUTIONS), values_of(execution, EXECUTIONS))
+        return request, execution
+
+
+_URGENT = (QUEUE.c.priority.desc(), QUEUE.c.available_at, QUEUE.c.id)
+
+
+def _error_code(exc: BaseException) -> Any:
+    args = getattr(getattr(exc, "orig", exc), "args", None)
+    return args[0] if args else None
