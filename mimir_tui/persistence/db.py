@@ -129,8 +129,8 @@ class Prepared:
         self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
         selected = getattr(statement, "selected_columns", None)
         self.columns = [c.key for c in selected] if selected is not None else []
-        converters = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected or ()]
-        self._converters = converters if any(converters) else None
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in selected or ()]
+        self._converters = [(i, proc) for i, proc in enumerate(processors) if proc is not None]
 
     def params(self, values: dict[str, Any] | None = None) -> Any:
         given = values or {}
@@ -142,13 +142,18 @@ class Prepared:
             return tuple(out)
         return dict(zip(self._names, out))
 
-    def convert(self, rows: list[Any]) -> list[tuple]:
+    def convert(self, rows: list[Any]) -> list[Any]:
+        """Rows of driver values -> lists of Python values (times, JSON, flags converted)."""
         converters = self._converters
-        if converters is None:
-            return [tuple(r) for r in rows]
-        return [
-            tuple(v if c is None or v is None else c(v) for v, c in zip(row, converters)) for row in rows
-        ]
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, convert in converters:
+                value = values[i]
+                if value is not None:
+                    values[i] = convert(value)
+            out.append(values)
+        return out
 
 
 class Database:

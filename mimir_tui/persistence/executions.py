@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..errors import Conflict, NotFound, PersistenceError
 from .db import Database, one_of, operation
 from .jobs import values_of
-from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status
+from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status, records
 from .rows import ExecutionRow
 from .types import as_utc, utcnow
 
@@ -27,9 +27,8 @@ COLUMNS = [c.name for c in EXECUTIONS.columns]
 SAVED = [name for name in COLUMNS if name not in ("id", "cancel_requested")]
 
 
-def _records(rows: list[tuple]) -> list[JobExecutionRecord]:
-    construct = JobExecutionRecord.model_construct
-    return [construct(**dict(zip(COLUMNS, row))) for row in rows]
+def _records(rows: list[Any]) -> list[JobExecutionRecord]:
+    return records(JobExecutionRecord, COLUMNS, rows)
 
 
 class ExecutionStore:
