@@ -82,7 +82,7 @@ class PersistenceBackend:
         return self.jobs.get(job_id)
 
     def list_jobs(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
-        return self.jobs.list(enabled=enabled)
+        return self.jobs.all(enabled=enabled)
 
     def delete_job(self, job_id: str) -> None:
         self.jobs.delete(job_id)
@@ -97,7 +97,7 @@ class PersistenceBackend:
         return self.pipelines.get(name)
 
     def list_pipelines(self) -> list[PipelineConfig]:
-        return self.pipelines.list()
+        return self.pipelines.all()
 
     def delete_pipeline(self, name: str) -> None:
         self.pipelines.delete(name)
@@ -114,7 +114,7 @@ class PersistenceBackend:
     def list_executions(self, job_id: str | None = None, limit: int = 50, *,
                         status: str | Sequence[str] | None = None,
                         before: tuple[datetime, str] | None = None) -> list[JobExecutionRecord]:
-        return self.executions.list(job_id, limit, status=status, before=before)
+        return self.executions.history(job_id, limit, status=status, before=before)
 
     def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int:
         return self.executions.delete_old(older_than, batch_size=batch_size)

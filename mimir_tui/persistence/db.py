@@ -27,11 +27,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, literal, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..config import PersistenceSettings
 from ..errors import MimirError, NotFound, PersistenceError
@@ -116,7 +117,7 @@ class Prepared:
 
     def __init__(self, statement: ClauseElement, engine: Engine, column_keys: Sequence[str] | None = None) -> None:
         dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None))
         self.sql = compiled.string
         binds = compiled.binds
         order = compiled.positiontup if dialect.positional else list(binds)

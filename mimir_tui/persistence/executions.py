@@ -128,7 +128,7 @@ class ExecutionStore:
         return _records(rows)[0]
 
     @operation("list_executions")
-    def list(
+    def history(
         self,
         job_id: str | None = None,
         limit: int = 50,
@@ -152,7 +152,7 @@ class ExecutionStore:
         before: tuple[datetime, str] | None = None,
     ) -> list[ExecutionRow]:
         """Lean rows of the history (everything but the context), newest first; the same
-        filters and cursor as :meth:`list`."""
+        filters and cursor as :meth:`history`."""
         columns = [EXECUTIONS.c[name] for name in ExecutionRow.COLUMNS]
         return [ExecutionRow(r) for r in self._history(columns, "page", job_id, limit, status, before, convert=False)]
 
@@ -171,7 +171,8 @@ class ExecutionStore:
             if statuses is not None:
                 query = query.where(EXECUTIONS.c.status.in_([bindparam(f"s{i}") for i in range(len(statuses))]))
             if before is not None:
-                start, last = bindparam("start", type_=EXECUTIONS.c.start_time.type), bindparam("last")
+                start = bindparam("start", type_=EXECUTIONS.c.start_time.type)
+                last: Any = bindparam("last")
                 query = query.where(or_(EXECUTIONS.c.start_time < start,
                                         and_(EXECUTIONS.c.start_time == start, EXECUTIONS.c.id < last)))
             return query.order_by(EXECUTIONS.c.start_time.desc(), EXECUTIONS.c.id.desc()).limit(bindparam("limit"))

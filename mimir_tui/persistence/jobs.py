@@ -56,7 +56,7 @@ class JobStore:
         return ScheduledJob.model_construct(**row)
 
     @operation("list_jobs")
-    def list(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
+    def all(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
         query = select(JOBS).order_by(JOBS.c.name, JOBS.c.id)
         if enabled is not None:
             query = query.where(JOBS.c.enabled == enabled)
@@ -182,7 +182,7 @@ class PipelineStore:
         return PipelineConfig.model_construct(**row)
 
     @operation("list_pipelines")
-    def list(self) -> list[PipelineConfig]:
+    def all(self) -> list[PipelineConfig]:
         with self.db.read() as conn:
             rows = conn.execute(select(PIPELINES).order_by(PIPELINES.c.name)).mappings()
             return [PipelineConfig.model_construct(**r) for r in rows]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from operator import itemgetter
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from .types import as_utc, json_value, sqlite_datetime_value
 
@@ -48,16 +48,16 @@ def _columns(cls: type[LeanRow]) -> type[LeanRow]:
     """A property per column, as namedtuple makes them; times, JSON and flags converted."""
     for index, name in enumerate(cls.COLUMNS):
         get = itemgetter(index)
-        if name in cls.TIMES:
-            prop = property(lambda self, get=get: utc(get(self)), doc=f"{name} (UTC)")
-        elif name in cls.JSON:
-            prop = property(lambda self, get=get: json_value(get(self)), doc=f"{name} (JSON)")
-        elif name in cls.FLAGS:
-            prop = property(lambda self, get=get: bool(get(self)), doc=name)
-        else:
-            prop = property(get, doc=name)
-        setattr(cls, name, prop)
+        convert = utc if name in cls.TIMES else json_value if name in cls.JSON else bool if name in cls.FLAGS else None
+        setattr(cls, name, property(get if convert is None else _converted(get, convert), doc=name))
     return cls
+
+
+def _converted(get: Callable[[Any], Any], convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def read(row: Any) -> Any:
+        return convert(get(row))
+
+    return read
 
 
 @_columns
@@ -70,6 +70,22 @@ class ExecutionRow(LeanRow):
     JSON = frozenset({"steps"})
     __slots__ = ()
 
+    if TYPE_CHECKING:  # the properties _columns makes
+        id: str
+        job_id: str | None
+        pipeline: str
+        start_time: datetime
+        end_time: datetime | None
+        duration: int | None
+        status: str
+        error: str | None
+        steps: list[dict[str, Any]] | None
+        triggered_by: str
+        scheduled_for: datetime | None
+        attempt: int
+        worker_id: str | None
+        updated_at: datetime | None
+
 
 @_columns
 class JobRow(LeanRow):
@@ -81,6 +97,20 @@ class JobRow(LeanRow):
     FLAGS = frozenset({"enabled"})  # 0/1 on SQLite and MySQL
     __slots__ = ()
 
+    if TYPE_CHECKING:
+        id: str
+        name: str
+        pipeline: str
+        cron_expr: str
+        timezone: str
+        enabled: bool
+        next_run: datetime | None
+        last_run: datetime | None
+        last_result: str | None
+        queue: str
+        priority: int
+        updated_at: datetime
+
 
 @_columns
 class WorkerRow(LeanRow):
@@ -90,6 +120,19 @@ class WorkerRow(LeanRow):
                "capacity", "running", "queues")
     TIMES = frozenset({"started_at", "heartbeat_at"})
     __slots__ = ()
+
+    if TYPE_CHECKING:
+        id: str
+        host: str
+        pid: int
+        version: str
+        started_at: datetime
+        heartbeat_at: datetime
+        status: str
+        instance_key: str | None
+        capacity: int | None
+        running: int | None
+        queues: str | None
 
     def serves(self) -> set[str]:
         """The queues this instance serves."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, overload
 
 from sqlalchemy import DateTime, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
+_fast_json_loads: Callable[[Any], Any] | None
 try:  # a C JSON parser several times faster than json.loads (chromadb brings it along)
     from orjson import loads as _fast_json_loads
 except ImportError:  # pragma: no cover - json.loads alone is correct, only slower
@@ -23,6 +24,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """A timezone-aware UTC datetime; a naive one is taken to be UTC already."""
     if value is None:
