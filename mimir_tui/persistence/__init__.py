@@ -1,6 +1,6 @@
 """The persistence layer of the seed: jobs, pipelines and execution history on SQLModel."""
 
-from .backend import PersistenceBackend, open_backend
+from .backend import PersistenceBackend, Store, open_backend
 from .models import (
     FINISHED,
     JobExecutionRecord,
@@ -26,6 +26,7 @@ __all__ = [
     "ScheduledJob",
     "Status",
     "StepRecord",
+    "Store",
     "TriggeredBy",
     "Worker",
     "as_utc",
