@@ -13,8 +13,8 @@ Cancellation: from another process through the database (``backend.request_cance
 ``threading.Event`` (the scheduler's shutdown; give the event a ``reason`` attribute to have it
 recorded as the error). Either stops the run within a second.
 
-Each run writes ``<logging.executions_dir>/<id>.log``. Values of keys that look secret
-(password, token, api_key, secret, authorization...) are masked in records and logs.
+Each run writes ``<logging.executions_dir>/<id>.log``. Secrets are masked in records and logs
+(:mod:`mimir_tui.secrets`).
 
 Public API (the scheduler's)::
 
@@ -32,7 +32,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,76 +44,14 @@ from pydantic import ValidationError
 from ..errors import BadInput, MimirError, NotFound
 from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
 from ..persistence.types import as_utc, utcnow
+from ..secrets import SecretMasker, mask_tree, secret_values
 from . import templates
 from .registry import PluginRegistry, StepContext
 from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
 
 log = logging.getLogger("mimir.runner")
 
-MASK = "***"
 OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
-
-# -- secrets ------------------------------------------------------------------------------------
-
-from ..secrets import _URL_PASSWORD, is_secret_key  # noqa: E402  (shared with config show)
-
-
-def mask_secrets(value: Any, secrets: "SecretMasker | None" = None) -> Any:
-    """A copy of ``value`` with the values of secret-looking keys replaced by ``***``, at any
-    depth; string leaves also have known secret values (``secrets``) masked."""
-    if isinstance(value, Mapping):
-        return {
-            k: (MASK if is_secret_key(k) and v not in (None, "") else mask_secrets(v, secrets))
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [mask_secrets(v, secrets) for v in value]
-    if isinstance(value, str) and secrets is not None:
-        return secrets.mask(value)
-    return value
-
-
-def secret_values(value: Any) -> set[str]:
-    """The strings found under secret-looking keys in ``value`` (to mask them wherever they
-    turn up later: in errors, in logs, echoed back by an API)."""
-    found: set[str] = set()
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if is_secret_key(k) and isinstance(v, (str, int)) and not isinstance(v, bool):
-                text = str(v)
-                found.add(text)
-                words = text.split()
-                if len(words) > 1:  # "Bearer abc123": the credential alone too
-                    found.add(words[-1])
-            else:
-                found |= secret_values(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            found |= secret_values(v)
-    return found
-
-
-class SecretMasker:
-    """Replaces known secret strings (at least 4 characters) and URL passwords in text."""
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-
-    def add(self, values: set[str] | list[str]) -> None:
-        new = {v for v in values if isinstance(v, str) and len(v) >= 4 and v != MASK} - self._values
-        if new:
-            self._values |= new
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
-
-    def mask(self, text: str) -> str:
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
-        if "://" in text:
-            text = _URL_PASSWORD.sub(r"\1***@", text)
-        return text
-
 
 # -- summaries ----------------------------------------------------------------------------------
 
@@ -130,7 +67,7 @@ def jsonable(value: Any) -> Any:
 def summarize(value: Any, max_chars: int, secrets: SecretMasker | None = None) -> Any:
     """``value`` masked and as JSON data if its JSON text fits in ``max_chars``; otherwise the
     start of that text, cut, with the full length noted."""
-    data = mask_secrets(jsonable(value), secrets)
+    data = mask_tree(jsonable(value), secrets)
     text = json.dumps(data, ensure_ascii=False)
     if len(text) <= max_chars:
         return data
@@ -769,11 +706,7 @@ def run_pipeline(backend: Any, settings: Any, pipeline: PipelineSpec | str, *,
 __all__ = [
     "ExecutionLog",
     "PipelineRunner",
-    "SecretMasker",
     "execution_log_path",
-    "is_secret_key",
-    "mask_secrets",
     "run_pipeline",
-    "secret_values",
     "summarize",
 ]

@@ -11,7 +11,8 @@ import pytest
 
 from mimir_tui.errors import NotFound
 from mimir_tui.persistence import ScheduledJob, open_backend
-from mimir_tui.pipelines.runner import PipelineRunner, is_secret_key, mask_secrets, summarize
+from mimir_tui.pipelines.runner import PipelineRunner, summarize
+from mimir_tui.secrets import is_secret_key, mask_tree
 
 
 
@@ -400,7 +401,7 @@ def test_secret_key_detection():
         assert is_secret_key(key), key
     for key in ("max_tokens", "token_count", "tokens", "title", "keyword"):
         assert not is_secret_key(key), key
-    masked = mask_secrets({"a": {"password": "p", "list": [{"secret": "s", "n": 1}]}, "max_tokens": 5})
+    masked = mask_tree({"a": {"password": "p", "list": [{"secret": "s", "n": 1}]}, "max_tokens": 5})
     assert masked == {"a": {"password": "***", "list": [{"secret": "***", "n": 1}]}, "max_tokens": 5}
     assert summarize({"token": "t" * 10}, 100) == {"token": "***"}
 
