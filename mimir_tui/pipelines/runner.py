@@ -13,8 +13,8 @@ Cancellation: from another process through the database (``backend.request_cance
 ``threading.Event`` (the scheduler's shutdown; give the event a ``reason`` attribute to have it
 recorded as the error). Either stops the run within a second.
 
-Each run writes ``<logging.executions_dir>/<id>.log``. Secrets are masked in records and logs
-(:mod:`mimir_tui.secrets`).
+Each run writes ``<logging.executions_dir>/<id>.log`` (:mod:`.execlog`). Secrets are masked in
+records and logs (:mod:`mimir_tui.secrets`); values are summarized (:mod:`.summaries`).
 
 Public API (the scheduler's)::
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import threading
@@ -44,102 +43,16 @@ from pydantic import ValidationError
 from ..errors import BadInput, MimirError, NotFound
 from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
 from ..persistence.types import as_utc, utcnow
-from ..secrets import SecretMasker, mask_tree, secret_values
+from ..secrets import SecretMasker, secret_values
 from . import templates
+from .execlog import ExecutionLog, execution_log_path
 from .registry import PluginRegistry, StepContext
 from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
+from .summaries import summarize
 
 log = logging.getLogger("mimir.runner")
 
 OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
-
-# -- summaries ----------------------------------------------------------------------------------
-
-
-from ..persistence.types import _json_default  # noqa: E402  (one conversion for records and logs)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON data (models dumped, datetimes as ISO-8601 UTC, the rest as repr)."""
-    return json.loads(json.dumps(value, ensure_ascii=False, default=_json_default))
-
-
-def summarize(value: Any, max_chars: int, secrets: SecretMasker | None = None) -> Any:
-    """``value`` masked and as JSON data if its JSON text fits in ``max_chars``; otherwise the
-    start of that text, cut, with the full length noted."""
-    data = mask_tree(jsonable(value), secrets)
-    text = json.dumps(data, ensure_ascii=False)
-    if len(text) <= max_chars:
-        return data
-    return text[: max(0, max_chars)] + f"... [cut: {len(text)} chars]"
-
-
-# -- the execution log --------------------------------------------------------------------------
-
-
-_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-
-
-def execution_log_path(settings: Any, execution_id: str) -> Path:
-    return Path(settings.logging.executions_dir) / f"{execution_id}.log"
-
-
-class ExecutionLog:
-    """``logs/executions/<id>.log``: one line per event, tagged with time, level, step and plugin.
-    Text lines (``logging.format: text``) or JSON lines (``json``: the original's
-    ``{timestamp, level, message, step_name, plugin}``). Thread-safe; secrets masked."""
-
-    def __init__(self, path: Path, *, fmt: str = "text", secrets: SecretMasker | None = None,
-                 execution_id: str = "", now: Callable[[], datetime] = utcnow) -> None:
-        self.path = path
-        self.now = now
-        self.fmt = fmt
-        self.secrets = secrets or SecretMasker()
-        self.execution_id = execution_id
-        self._lock = threading.Lock()
-        self._handle = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(path, "a", encoding="utf-8", buffering=1)
-        except OSError as exc:  # a log that cannot be written must not stop the run
-            log.warning("cannot write execution log %s: %s", path, exc)
-
-    def write(self, level: str, message: str, *, step: str | None = None, plugin: str | None = None) -> None:
-        level = str(level).upper()
-        level = "WARNING" if level == "WARN" else level if level in _LEVELS else "INFO"
-        message = self.secrets.mask(str(message))
-        now = self.now()
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-        if self.fmt == "json":
-            line = json.dumps({
-                "timestamp": stamp, "level": level, "message": message, "step_name": step, "plugin": plugin,
-                "execution_id": self.execution_id,
-            }, ensure_ascii=False)
-        else:
-            tag = f"[{step}]" if step else "[pipeline]"
-            if plugin:
-                tag += f" ({plugin})"
-            line = f"{stamp} {level:<7} {tag} " + message.replace("\n", "\n    ")
-        log.log(getattr(logging, level, logging.INFO), "%s %s%s", self.execution_id,
-                f"[{step}] " if step else "", message)
-        with self._lock:
-            if self._handle is not None:
-                try:
-                    self._handle.write(line + "\n")
-                except (OSError, ValueError):
-                    pass
-
-    def close(self) -> None:
-        with self._lock:
-            if self._handle is not None:
-                try:
-                    self._handle.close()
-                except OSError:
-                    pass
-                self._handle = None
-
-
-# -- the runner ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -704,9 +617,7 @@ def run_pipeline(backend: Any, settings: Any, pipeline: PipelineSpec | str, *,
 
 
 __all__ = [
-    "ExecutionLog",
     "PipelineRunner",
-    "execution_log_path",
+    "plugin_slots",
     "run_pipeline",
-    "summarize",
 ]

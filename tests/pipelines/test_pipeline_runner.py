@@ -11,7 +11,8 @@ import pytest
 
 from mimir_tui.errors import NotFound
 from mimir_tui.persistence import ScheduledJob, open_backend
-from mimir_tui.pipelines.runner import PipelineRunner, summarize
+from mimir_tui.pipelines.runner import PipelineRunner
+from mimir_tui.pipelines.summaries import summarize
 from mimir_tui.secrets import is_secret_key, mask_tree
 
 
