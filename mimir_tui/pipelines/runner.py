@@ -10,8 +10,8 @@ never the process.
 Cancellation: from another process through the database (``backend.request_cancel``, i.e.
 ``mimir-tui executions cancel ID``), noticed by polling one column every
 :attr:`PipelineRunner.cancel_poll_interval` seconds; or in-process through a
-``threading.Event`` (the scheduler's shutdown; give the event a ``reason`` attribute to have it
-recorded as the error). Either stops the run within a second.
+:class:`~mimir_tui.pipelines.cancel.CancelToken` (the scheduler's shutdown, Ctrl-C; its reason
+is recorded as the error). Either stops the run within a second.
 
 Each run writes ``<logging.executions_dir>/<id>.log`` (:mod:`.execlog`). Secrets are masked in
 records and logs (:mod:`mimir_tui.secrets`); values are summarized (:mod:`.summaries`).
@@ -21,7 +21,7 @@ Public API (the scheduler's)::
     runner = PipelineRunner(backend, settings, registry)
     record = runner.run("nightly-etl", job_id=job.id, triggered_by="scheduler",
                         execution_id=claimed.id, scheduled_for=fire, worker_id=me,
-                        timeout=job.timeout_seconds, cancel_event=shutdown)
+                        timeout=job.timeout_seconds, cancel=token)
     record = await runner.run_async(...)   # same arguments
 """
 
@@ -45,6 +45,7 @@ from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecor
 from ..persistence.types import as_utc, utcnow
 from ..secrets import SecretMasker, secret_values
 from . import templates
+from .cancel import CancelToken
 from .execlog import ExecutionLog, execution_log_path
 from .registry import PluginRegistry, StepContext
 from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
@@ -230,7 +231,7 @@ class PipelineRunner:
         attempt: int = 1,
         worker_id: str | None = None,
         timeout: float | None = None,
-        cancel_event: threading.Event | None = None,
+        cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
     ) -> JobExecutionRecord:
         """Run ``pipeline`` (a spec, a pipeline name, or a YAML path) and return its final record.
@@ -287,7 +288,7 @@ class PipelineRunner:
         exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, secrets=secrets,
                                 execution_id=exec_id, now=self.now)
         stop = _Stop()
-        watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel_event, stop, exec_log))
+        watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel, stop, exec_log))
         limits = [t for t in (spec.timeout, timeout) if t]
         pipeline_timeout = min(limits) if limits else None
         context: dict[str, Any] = {}
@@ -381,14 +382,14 @@ class PipelineRunner:
             ).scalar()
         return bool(value)
 
-    async def _watch_cancel(self, execution_id: str, cancel_event: threading.Event | None, stop: _Stop,
+    async def _watch_cancel(self, execution_id: str, cancel: CancelToken | None, stop: _Stop,
                             exec_log: ExecutionLog) -> None:
         next_poll = 0.0
         failures = 0
         while not stop.event.is_set():
-            if cancel_event is not None and cancel_event.is_set():
-                reason = getattr(cancel_event, "reason", None) or "cancelled: stopped by the process running it"
-                stop.set(str(reason))
+            if cancel is not None and cancel.cancelled:
+                reason = cancel.reason or "cancelled: stopped by the process running it"
+                stop.set(reason)
                 exec_log.write("WARNING", str(reason))
                 return
             now = time.monotonic()

@@ -11,6 +11,7 @@ import pytest
 
 from mimir_tui.errors import NotFound
 from mimir_tui.persistence import ScheduledJob, open_backend
+from mimir_tui.pipelines.cancel import CancelToken
 from mimir_tui.pipelines.runner import PipelineRunner
 from mimir_tui.pipelines.summaries import summarize
 from mimir_tui.secrets import is_secret_key, mask_tree
@@ -279,13 +280,12 @@ steps:
 """
 
 
-def test_an_in_process_event_cancels_within_a_second(runner):
-    stop = threading.Event()
-    stop.reason = "cancelled: the service is shutting down"
-    thread, box = _in_thread(lambda: runner.run(spec_of(SLOW), cancel_event=stop, execution_id="exec-stop"))
+def test_an_in_process_cancel_token_cancels_within_a_second(runner):
+    stop = CancelToken()
+    thread, box = _in_thread(lambda: runner.run(spec_of(SLOW), cancel=stop, execution_id="exec-stop"))
     _wait_for(lambda: len(runner.backend.get_execution("exec-stop").steps or []) == 2)
     asked = time.monotonic()
-    stop.set()
+    stop.cancel("cancelled: the service is shutting down")
     thread.join(5)
     assert time.monotonic() - asked < 1.0
     record = box["result"]
@@ -310,6 +310,16 @@ def test_a_cancel_request_in_the_database_cancels_within_a_second(backend, backe
     thread.join(5)
     assert box["result"].status == "cancelled"
     assert box["result"].error == "cancelled by request"
+
+
+def test_a_cancel_token_keeps_its_first_reason():
+    token = CancelToken()
+    assert not token.cancelled and not token.is_set() and token.reason is None
+    assert token.wait(0.01) is False
+    token.cancel("cancelled: interrupted (SIGINT)")
+    token.cancel("cancelled: interrupted (SIGTERM)")
+    assert token.cancelled and token.is_set() and token.wait(0) is True
+    assert token.reason == "cancelled: interrupted (SIGINT)"
 
 
 def test_the_live_record_is_visible_from_a_second_connection(backend, backend_settings, registry):
@@ -454,16 +464,15 @@ def test_plugin_steps_at_once_are_limited_by_plugins_max_concurrency(store, sett
 def test_a_run_waiting_for_a_plugin_slot_can_be_cancelled(store, settings, registry):
     settings.plugins.max_concurrency = 1
     runner = PipelineRunner(store, settings, registry)
-    hold = threading.Event()
-    holder, _ = _in_thread(lambda: runner.run(spec_of(SLOW), execution_id="holder", cancel_event=hold))
+    hold = CancelToken()
+    holder, _ = _in_thread(lambda: runner.run(spec_of(SLOW), execution_id="holder", cancel=hold))
     _wait_for(lambda: len(store.get_execution("holder").steps or []) == 2)  # in its 20 s sleep
-    stop = threading.Event()
-    stop.reason = "cancelled: asked while it waited"
-    waiter, box = _in_thread(lambda: runner.run(spec_of(ONE_SLEEP), execution_id="waiter", cancel_event=stop))
+    stop = CancelToken()
+    waiter, box = _in_thread(lambda: runner.run(spec_of(ONE_SLEEP), execution_id="waiter", cancel=stop))
     _wait_for(lambda: "waiting for a plugin slot" in runner.log_path("waiter").read_text()
               if runner.log_path("waiter").exists() else False)
-    stop.set()
+    stop.cancel("cancelled: asked while it waited")
     waiter.join(5)
     assert box["result"].status == "cancelled" and box["result"].error == "cancelled: asked while it waited"
-    hold.set()
+    hold.cancel()
     holder.join(5)
