@@ -8,7 +8,7 @@ their own, so a stuck plugin never holds up the runner. A plugin that raises fai
 never the process.
 
 Cancellation: from another process through the database (``backend.request_cancel``, i.e.
-``mimir-tui executions cancel ID``), noticed by polling one column every
+``mimir-tui executions cancel ID``), noticed by asking ``backend.cancel_requested(id)`` every
 :attr:`PipelineRunner.cancel_poll_interval` seconds; or in-process through a
 :class:`~mimir_tui.pipelines.cancel.CancelToken` (the scheduler's shutdown, Ctrl-C; its reason
 is recorded as the error). Either stops the run within a second.
@@ -371,16 +371,12 @@ class PipelineRunner:
         return record
 
     def _cancel_requested(self, execution_id: str) -> bool:
-        """One indexed read of one column (cheap enough to poll a few times a second)."""
-        from sqlalchemy import select
-
-        from ..persistence.backend import EXECUTIONS
-
-        with self.backend.engine.connect() as conn:
-            value = conn.execute(
-                select(EXECUTIONS.c.cancel_requested).where(EXECUTIONS.c.id == execution_id)
-            ).scalar()
-        return bool(value)
+        """Whether someone asked, through the database, to cancel the run (polled a few times
+        a second, so the backend answers with one indexed read of one column)."""
+        ask = getattr(self.backend, "cancel_requested", None)
+        if ask is None:
+            return _cancel_requested_shim(self.backend, execution_id)
+        return bool(ask(execution_id))
 
     async def _watch_cancel(self, execution_id: str, cancel: CancelToken | None, stop: _Stop,
                             exec_log: ExecutionLog) -> None:
@@ -609,6 +605,19 @@ class PipelineRunner:
                 continue
             return Status.failed.value, f"step {index} ({step.name}) failed: {failure.message}"
         return Status.success.value, None
+
+
+# SHIM: replaced by persistence method Backend.cancel_requested(execution_id: str) -> bool
+def _cancel_requested_shim(backend: Any, execution_id: str) -> bool:
+    """``job_executions.cancel_requested`` for ``execution_id`` (False for no such row), read
+    through the backend's engine, until the backend answers this itself."""
+    from sqlalchemy import select
+
+    from ..persistence.backend import EXECUTIONS
+
+    with backend.engine.connect() as conn:
+        value = conn.execute(select(EXECUTIONS.c.cancel_requested).where(EXECUTIONS.c.id == execution_id)).scalar()
+    return bool(value)
 
 
 def run_pipeline(backend: Any, settings: Any, pipeline: PipelineSpec | str, *,

@@ -312,6 +312,32 @@ def test_a_cancel_request_in_the_database_cancels_within_a_second(backend, backe
     assert box["result"].error == "cancelled by request"
 
 
+class _AsksTheBackend:
+    """A backend that answers ``cancel_requested`` itself and has no engine to reach into."""
+
+    def __init__(self, backend, cancel_after: int):
+        self._backend = backend
+        self._cancel_after = cancel_after
+        self.asked: list[str] = []
+
+    def cancel_requested(self, execution_id: str) -> bool:
+        self.asked.append(execution_id)
+        return len(self._backend.get_execution(execution_id).steps or []) >= self._cancel_after
+
+    def __getattr__(self, name):
+        if name == "engine":
+            raise AttributeError("the runner must not reach into the engine")
+        return getattr(self._backend, name)
+
+
+def test_the_runner_asks_the_backend_whether_a_run_is_cancelled(store, settings, registry):
+    backend = _AsksTheBackend(store, cancel_after=2)
+    record = PipelineRunner(backend, settings, registry).run(spec_of(SLOW), execution_id="exec-asked")
+    assert record.status == "cancelled" and record.error == "cancelled by request"
+    assert [s.status for s in record.step_records()] == ["success", "cancelled"]
+    assert backend.asked and set(backend.asked) == {"exec-asked"}
+
+
 def test_a_cancel_token_keeps_its_first_reason():
     token = CancelToken()
     assert not token.cancelled and not token.is_set() and token.reason is None
