@@ -86,7 +86,7 @@ def plugin_slots(size: int) -> threading.BoundedSemaphore:
 class _Outcome(Exception):
     """How a step ended when it did not succeed: status and message."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: Status, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -303,19 +303,19 @@ class PipelineRunner:
             )
         except asyncio.CancelledError:
             interrupted = True
-            status, error = Status.cancelled.value, "cancelled: the run was interrupted"
-            self._close_open_step(record, Status.cancelled.value, "interrupted")
+            status, error = Status.cancelled, "cancelled: the run was interrupted"
+            self._close_open_step(record, Status.cancelled, "interrupted")
         finally:
             watcher.cancel()
 
-        record.status = status
+        record.status = status.value
         record.error = secrets.mask(error) if error else None
         record.end_time = self.now()
         record.duration = int((record.end_time - as_utc(record.start_time)).total_seconds() * 1000)
         max_chars = self.settings.pipelines.summary_max_chars
         record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
-        exec_log.write("INFO" if status == Status.success.value else "ERROR",
-                       f"pipeline {spec.name!r} finished: {status} in {record.duration} ms"
+        exec_log.write("INFO" if status is Status.success else "ERROR",
+                       f"pipeline {spec.name!r} finished: {status.value} in {record.duration} ms"
                        + (f": {record.error}" if record.error else ""))
         exec_log.close()
         final = await self._save_final(record)
@@ -403,14 +403,17 @@ class PipelineRunner:
                         exec_log.write("WARNING", f"cannot check for a cancel request: {exc}")
             await asyncio.sleep(0.05)
 
-    def _close_open_step(self, record: JobExecutionRecord, status: str, message: str) -> None:
+    def _close_open_step(self, record: JobExecutionRecord, status: Status, message: str) -> None:
         steps = list(record.steps or [])
-        if steps and steps[-1].get("status") == Status.running.value:
+        if steps and steps[-1].get("status") == Status.running:
             step = StepRecord.model_validate(steps[-1])
-            step.status = status
+            step.status = status.value
             step.error = message
             step.end_time = self.now()
-            step.duration = int((step.end_time - as_utc(step.start_time)).total_seconds() * 1000) if step.start_time else None
+            if step.start_time:
+                step.duration = int((step.end_time - as_utc(step.start_time)).total_seconds() * 1000)
+            else:
+                step.duration = None
             steps[-1] = step.to_json()
             record.steps = steps
 
@@ -448,10 +451,10 @@ class PipelineRunner:
                                f"{self.settings.plugins.max_concurrency})", step=step.name, plugin=step.plugin)
         while not slots.acquire(blocking=False):
             if stop.event.is_set():
-                raise _Outcome(Status.cancelled.value, stop.reason)
+                raise _Outcome(Status.cancelled, stop.reason)
             if deadline is not None and time.monotonic() >= deadline:
-                raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
-                                                       f" (waiting for a plugin slot)")
+                raise _Outcome(Status.timed_out, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
+                                                 f" (waiting for a plugin slot)")
             try:
                 await asyncio.wait_for(stop.event.wait(), 0.05)
             except asyncio.TimeoutError:
@@ -480,11 +483,11 @@ class PipelineRunner:
             try:
                 result = task.result()
             except StepTimedOut as exc:
-                raise _Outcome(Status.timed_out.value, _describe_exception(exc)) from None
+                raise _Outcome(Status.timed_out, _describe_exception(exc)) from None
             except StepCancelled as exc:
-                raise _Outcome(Status.cancelled.value, stop.reason or _describe_exception(exc)) from None
+                raise _Outcome(Status.cancelled, stop.reason or _describe_exception(exc)) from None
             except Exception as exc:
-                raise _Outcome(Status.failed.value, _describe_exception(exc)) from None
+                raise _Outcome(Status.failed, _describe_exception(exc)) from None
         else:
             ctx.cancel_event.set()
             task.cancel()
@@ -495,10 +498,10 @@ class PipelineRunner:
             else:
                 task.exception() if not task.cancelled() else None  # retrieve: no "never retrieved" noise
             if stop.event.is_set():
-                raise _Outcome(Status.cancelled.value, stop.reason)
+                raise _Outcome(Status.cancelled, stop.reason)
             if remaining is not None and remaining <= step_timeout:
-                raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}")
-            raise _Outcome(Status.timed_out.value, f"timed out after {_fmt_seconds(step_timeout)}")
+                raise _Outcome(Status.timed_out, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}")
+            raise _Outcome(Status.timed_out, f"timed out after {_fmt_seconds(step_timeout)}")
         return result
 
     async def _run_steps(
@@ -511,7 +514,7 @@ class PipelineRunner:
         stop: _Stop,
         pipeline_timeout: float | None,
         on_step: OnStep | None,
-    ) -> tuple[str, str | None]:
+    ) -> tuple[Status, str | None]:
         """Run every step; return the run's (status, error)."""
         max_chars = self.settings.pipelines.summary_max_chars
         environ = os.environ if self.environ is None else self.environ
@@ -526,14 +529,14 @@ class PipelineRunner:
         for index, step in enumerate(spec.steps, 1):
             if stop.event.is_set():
                 exec_log.write("WARNING", f"stopped before step {index} ({step.name})")
-                return Status.cancelled.value, stop.reason
+                return Status.cancelled, stop.reason
             remaining = deadline - time.monotonic() if deadline is not None else None
             if remaining is not None and remaining <= 0:
-                return Status.timed_out.value, (
-                    f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)} (before step {index} ({step.name}))"
-                )
+                return Status.timed_out, (f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
+                                          f" (before step {index} ({step.name}))")
             step_timeout = step.timeout or self.settings.plugins.timeout
-            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=self.now(), status=Status.running.value)
+            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=self.now(),
+                              status=Status.running.value)
             record.steps = list(record.steps or []) + [srec.to_json()]
             exec_log.write("INFO", f"step {index}/{total} started", step=step.name, plugin=step.plugin)
 
@@ -546,7 +549,7 @@ class PipelineRunner:
                     config_data = templates.expand(step.config, scope, environ)
                 except templates.TemplateError as exc:
                     srec.input = summarize(step.config, max_chars, secrets)  # as written, unexpanded
-                    raise _Outcome(Status.failed.value, str(exc)) from None
+                    raise _Outcome(Status.failed, str(exc)) from None
                 secrets.add(secret_values(config_data))
                 srec.input = summarize(config_data, max_chars, secrets)
                 record.steps[-1] = srec.to_json()
@@ -555,11 +558,11 @@ class PipelineRunner:
 
                 plugin_cls = self.registry.get(step.plugin)
                 if plugin_cls is None:
-                    raise _Outcome(Status.failed.value, f"unknown plugin {step.plugin!r}")
+                    raise _Outcome(Status.failed, f"unknown plugin {step.plugin!r}")
                 try:
                     config = plugin_cls.Config.model_validate(config_data)
                 except ValidationError as exc:
-                    raise _Outcome(Status.failed.value, _describe_validation(exc)) from None
+                    raise _Outcome(Status.failed, _describe_validation(exc)) from None
 
                 slots = plugin_slots(self.settings.plugins.max_concurrency)
                 await self._take_slot(slots, stop, deadline, pipeline_timeout, exec_log, step, index)
@@ -581,9 +584,9 @@ class PipelineRunner:
                 exec_log.write("INFO", f"step {index}/{total} succeeded in {srec.duration} ms",
                                step=step.name, plugin=step.plugin)
             else:
-                srec.status = failure.status
+                srec.status = failure.status.value
                 srec.error = secrets.mask(failure.message)
-                exec_log.write("ERROR", f"step {index}/{total} {failure.status}: {srec.error}",
+                exec_log.write("ERROR", f"step {index}/{total} {failure.status.value}: {srec.error}",
                                step=step.name, plugin=step.plugin)
             record.steps[-1] = srec.to_json()
             record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
@@ -592,19 +595,20 @@ class PipelineRunner:
 
             if failure is None:
                 continue
-            if failure.status == Status.cancelled.value:
-                return Status.cancelled.value, failure.message
-            if failure.status == Status.timed_out.value:
+            if failure.status is Status.cancelled:
+                return Status.cancelled, failure.message
+            if failure.status is Status.timed_out:
                 if failure.message.startswith("pipeline timed out"):
-                    return Status.timed_out.value, f"{failure.message} (in step {index} ({step.name}))"
-                return Status.timed_out.value, f"step {index} ({step.name}) {failure.message}" if failure.message.startswith("timed out") \
-                    else f"step {index} ({step.name}) timed out: {failure.message}"
+                    return Status.timed_out, f"{failure.message} (in step {index} ({step.name}))"
+                if failure.message.startswith("timed out"):
+                    return Status.timed_out, f"step {index} ({step.name}) {failure.message}"
+                return Status.timed_out, f"step {index} ({step.name}) timed out: {failure.message}"
             if step.continue_on_error:
                 exec_log.write("WARNING", f"step {index} ({step.name}) failed; continuing (continue_on_error)",
                                step=step.name, plugin=step.plugin)
                 continue
-            return Status.failed.value, f"step {index} ({step.name}) failed: {failure.message}"
-        return Status.success.value, None
+            return Status.failed, f"step {index} ({step.name}) failed: {failure.message}"
+        return Status.success, None
 
 
 # SHIM: replaced by persistence method Backend.cancel_requested(execution_id: str) -> bool
