@@ -35,8 +35,10 @@ SECRET_KEY = re.compile(
 _CAMEL_HUMP = re.compile(r"([a-z0-9])([A-Z])")
 
 #: A URL's password in free text: ``://user:pw@`` (the user may be empty: ``redis://:pw@``).
-#: The password stops at ``/`` so that ``http://host:8080/path/@me`` is not taken for one.
-URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s/]+@")
+#: The password runs to the next ``@``, an unescaped ``/`` included (the drivers take it so);
+#: but a port (digits, then ``/ ? #``) is not a password: in ``https://host:8080/?q=a@b.com``
+#: nothing is masked.
+URL_PASSWORD = re.compile(r"(://[^/\s:@\[]*:)(?!\d*[/?#])[^@\s]*@")
 
 #: A ``password=`` pair, as in libpq DSNs (``host=h password=pw``); the value bare or quoted.
 DSN_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\S+)")

@@ -17,7 +17,10 @@ def _masker(*values: str) -> SecretMasker:
 CASES = [
     ("URL password", mask_text, "cannot reach postgres://u:pw@h/db now", "cannot reach postgres://u:***@h/db now"),
     ("URL password, empty user", mask_text, "redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+    ("URL password with a /", mask_text, "at mysql://u:pa/ss@h/db: refused", "at mysql://u:***@h/db: refused"),
     ("URL with a port and an @ in its path", mask_text, "https://example.com:443/@me", "https://example.com:443/@me"),
+    ("URL with a port and an @ in its query", mask_text, "http://h:8080/?q=a@b.com", "http://h:8080/?q=a@b.com"),
+    ("IPv6 URL with an @ in its path", mask_text, "http://[::1]:8080/a@b", "http://[::1]:8080/a@b"),
     ("URL without a password", mask_text, "see https://user@example.com/x", "see https://user@example.com/x"),
     ("password=", mask_text, "host=h user=u password=secret dbname=d", "host=h user=u password=*** dbname=d"),
     ("pwd= (ODBC style)", mask_text, "Server=x;Uid=u;Pwd=abc;", "Server=x;Uid=u;Pwd=***"),
