@@ -10,15 +10,14 @@ is a :class:`ConfigError` that names the key and the file.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .secrets import MASK, is_secret_key, mask_tree, mask_url  # mask_url: persistence.engine imports it from here
 
 CONFIG_NAMES = ("config.yaml", "config.yml", "mimir.yaml", "mimir.yml")
 
@@ -182,8 +181,6 @@ class Settings(BaseModel):
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain data, with passwords and the values of
         secret-looking keys (``password``, ``token``, ``api_key``, ``secret``...) masked."""
-        from .secrets import mask_tree
-
         data = self.model_dump(mode="json")
         data["persistence"]["connection_string"] = mask_url(self.persistence.connection_string)
         return mask_tree(data)
@@ -197,31 +194,6 @@ PATH_KEYS = {
     ("logging", "file_path"),
     ("logging", "executions_dir"),
 }
-
-
-def mask_url(url: str) -> str:
-    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``; other text unchanged.
-
-    A malformed string (no ``scheme://``, or a libpq ``password=...`` DSN) still has anything
-    that looks like a password masked: it ends up in error messages and ``config show``.
-    """
-    if not url:
-        return url
-    if "://" not in url:
-        url = re.sub(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\S+)", r"\1\2***", url)
-        return re.sub(r"([^:/@\s]*:)\S*@", r"\1***@", url)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is None or parts.password is None:
-        # Unparsable, or a password with an unescaped / ? # that urlsplit cuts short (the
-        # drivers take it whole): mask from the user's colon to the last "@".
-        return re.sub(r"^([^:/]+://[^:/@]*):.*@", r"\1:***@", url)
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    host = netloc[1] if len(netloc) == 2 else ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -276,8 +248,6 @@ def _describe(error: dict[str, Any]) -> str:
     msg = error["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    from .secrets import MASK, is_secret_key, mask_tree
-
     given = error.get("input")
     shown = MASK if any(is_secret_key(str(p)) for p in error["loc"]) else repr(mask_tree(given))
     if isinstance(given, str) and "://" in given:

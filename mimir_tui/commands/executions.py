@@ -71,7 +71,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_show(ctx: Context, args: argparse.Namespace) -> int:
-    from ..pipelines.runner import execution_log_path
+    from ..pipelines.execlog import execution_log_path
 
     record = ctx.backend.get_execution(args.id)
     log_path = execution_log_path(ctx.settings, record.id)

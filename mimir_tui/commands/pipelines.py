@@ -7,7 +7,6 @@ import argparse
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +177,7 @@ def _resolve(ctx: Context, args: argparse.Namespace, registry):
 
 
 def run_run(ctx: Context, args: argparse.Namespace) -> int:
+    from ..pipelines.cancel import CancelToken
     from ..pipelines.runner import PipelineRunner
     from ..scheduler.clock import DatabaseClock
     from ..scheduler.core import worker_session
@@ -203,12 +203,11 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
     if args.job is not None:
         ctx.backend.get_job(args.job)  # an unknown job id is bad input (exit 2), not a failed run
 
-    stop = threading.Event()
+    stop = CancelToken()
     previous = {}
 
     def on_signal(signum, frame) -> None:
-        stop.reason = f"cancelled: interrupted ({signal.Signals(signum).name})"  # type: ignore[attr-defined]
-        stop.set()
+        stop.cancel(f"cancelled: interrupted ({signal.Signals(signum).name})")
 
     # SIGHUP too: an SSH session that drops takes the command with it.
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
@@ -224,7 +223,7 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
         # row left 'running' for good that blocks its job.
         with worker_session(ctx.backend, ctx.settings) as worker_id:
             record = runner.run(spec, job_id=args.job, triggered_by="manual", timeout=args.timeout,
-                                cancel_event=stop, on_step=on_step, worker_id=worker_id)
+                                cancel=stop, on_step=on_step, worker_id=worker_id)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

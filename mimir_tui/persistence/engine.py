@@ -8,7 +8,6 @@ driver's own transaction handling is turned off so that write transactions begin
 from __future__ import annotations
 
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..config import PersistenceSettings, mask_url
+from ..config import PersistenceSettings
+from ..secrets import MASK, mask_text, mask_url
 from ..errors import BadInput, PersistenceError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -81,8 +81,8 @@ def scrub(text: str, settings: PersistenceSettings | None) -> str:
         password = None
     text = text.replace(settings.connection_string, mask_url(settings.connection_string))
     if password:
-        text = text.replace(str(password), "***")
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+        text = text.replace(str(password), MASK)
+    return mask_text(text)
 
 
 def prepare_sqlite_file(path: str) -> None:

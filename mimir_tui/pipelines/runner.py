@@ -8,20 +8,20 @@ their own, so a stuck plugin never holds up the runner. A plugin that raises fai
 never the process.
 
 Cancellation: from another process through the database (``backend.request_cancel``, i.e.
-``mimir-tui executions cancel ID``), noticed by polling one column every
+``mimir-tui executions cancel ID``), noticed by asking ``backend.cancel_requested(id)`` every
 :attr:`PipelineRunner.cancel_poll_interval` seconds; or in-process through a
-``threading.Event`` (the scheduler's shutdown; give the event a ``reason`` attribute to have it
-recorded as the error). Either stops the run within a second.
+:class:`~mimir_tui.pipelines.cancel.CancelToken` (the scheduler's shutdown, Ctrl-C; its reason
+is recorded as the error). Either stops the run within a second.
 
-Each run writes ``<logging.executions_dir>/<id>.log``. Values of keys that look secret
-(password, token, api_key, secret, authorization...) are masked in records and logs.
+Each run writes ``<logging.executions_dir>/<id>.log`` (:mod:`.execlog`). Secrets are masked in
+records and logs (:mod:`mimir_tui.secrets`); values are summarized (:mod:`.summaries`).
 
 Public API (the scheduler's)::
 
     runner = PipelineRunner(backend, settings, registry)
     record = runner.run("nightly-etl", job_id=job.id, triggered_by="scheduler",
                         execution_id=claimed.id, scheduled_for=fire, worker_id=me,
-                        timeout=job.timeout_seconds, cancel_event=shutdown)
+                        timeout=job.timeout_seconds, cancel=token)
     record = await runner.run_async(...)   # same arguments
 """
 
@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,164 +43,17 @@ from pydantic import ValidationError
 from ..errors import BadInput, MimirError, NotFound
 from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
 from ..persistence.types import as_utc, utcnow
+from ..secrets import SecretMasker, secret_values
 from . import templates
+from .cancel import CancelToken
+from .execlog import ExecutionLog, execution_log_path
 from .registry import PluginRegistry, StepContext
 from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
+from .summaries import summarize
 
 log = logging.getLogger("mimir.runner")
 
-MASK = "***"
 OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
-
-# -- secrets ------------------------------------------------------------------------------------
-
-from ..secrets import _URL_PASSWORD, is_secret_key  # noqa: E402  (shared with config show)
-
-
-def mask_secrets(value: Any, secrets: "SecretMasker | None" = None) -> Any:
-    """A copy of ``value`` with the values of secret-looking keys replaced by ``***``, at any
-    depth; string leaves also have known secret values (``secrets``) masked."""
-    if isinstance(value, Mapping):
-        return {
-            k: (MASK if is_secret_key(k) and v not in (None, "") else mask_secrets(v, secrets))
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [mask_secrets(v, secrets) for v in value]
-    if isinstance(value, str) and secrets is not None:
-        return secrets.mask(value)
-    return value
-
-
-def secret_values(value: Any) -> set[str]:
-    """The strings found under secret-looking keys in ``value`` (to mask them wherever they
-    turn up later: in errors, in logs, echoed back by an API)."""
-    found: set[str] = set()
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if is_secret_key(k) and isinstance(v, (str, int)) and not isinstance(v, bool):
-                text = str(v)
-                found.add(text)
-                words = text.split()
-                if len(words) > 1:  # "Bearer abc123": the credential alone too
-                    found.add(words[-1])
-            else:
-                found |= secret_values(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            found |= secret_values(v)
-    return found
-
-
-class SecretMasker:
-    """Replaces known secret strings (at least 4 characters) and URL passwords in text."""
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-
-    def add(self, values: set[str] | list[str]) -> None:
-        new = {v for v in values if isinstance(v, str) and len(v) >= 4 and v != MASK} - self._values
-        if new:
-            self._values |= new
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
-
-    def mask(self, text: str) -> str:
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
-        if "://" in text:
-            text = _URL_PASSWORD.sub(r"\1***@", text)
-        return text
-
-
-# -- summaries ----------------------------------------------------------------------------------
-
-
-from ..persistence.types import _json_default  # noqa: E402  (one conversion for records and logs)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON data (models dumped, datetimes as ISO-8601 UTC, the rest as repr)."""
-    return json.loads(json.dumps(value, ensure_ascii=False, default=_json_default))
-
-
-def summarize(value: Any, max_chars: int, secrets: SecretMasker | None = None) -> Any:
-    """``value`` masked and as JSON data if its JSON text fits in ``max_chars``; otherwise the
-    start of that text, cut, with the full length noted."""
-    data = mask_secrets(jsonable(value), secrets)
-    text = json.dumps(data, ensure_ascii=False)
-    if len(text) <= max_chars:
-        return data
-    return text[: max(0, max_chars)] + f"... [cut: {len(text)} chars]"
-
-
-# -- the execution log --------------------------------------------------------------------------
-
-
-_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-
-
-def execution_log_path(settings: Any, execution_id: str) -> Path:
-    return Path(settings.logging.executions_dir) / f"{execution_id}.log"
-
-
-class ExecutionLog:
-    """``logs/executions/<id>.log``: one line per event, tagged with time, level, step and plugin.
-    Text lines (``logging.format: text``) or JSON lines (``json``: the original's
-    ``{timestamp, level, message, step_name, plugin}``). Thread-safe; secrets masked."""
-
-    def __init__(self, path: Path, *, fmt: str = "text", secrets: SecretMasker | None = None,
-                 execution_id: str = "", now: Callable[[], datetime] = utcnow) -> None:
-        self.path = path
-        self.now = now
-        self.fmt = fmt
-        self.secrets = secrets or SecretMasker()
-        self.execution_id = execution_id
-        self._lock = threading.Lock()
-        self._handle = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(path, "a", encoding="utf-8", buffering=1)
-        except OSError as exc:  # a log that cannot be written must not stop the run
-            log.warning("cannot write execution log %s: %s", path, exc)
-
-    def write(self, level: str, message: str, *, step: str | None = None, plugin: str | None = None) -> None:
-        level = str(level).upper()
-        level = "WARNING" if level == "WARN" else level if level in _LEVELS else "INFO"
-        message = self.secrets.mask(str(message))
-        now = self.now()
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-        if self.fmt == "json":
-            line = json.dumps({
-                "timestamp": stamp, "level": level, "message": message, "step_name": step, "plugin": plugin,
-                "execution_id": self.execution_id,
-            }, ensure_ascii=False)
-        else:
-            tag = f"[{step}]" if step else "[pipeline]"
-            if plugin:
-                tag += f" ({plugin})"
-            line = f"{stamp} {level:<7} {tag} " + message.replace("\n", "\n    ")
-        log.log(getattr(logging, level, logging.INFO), "%s %s%s", self.execution_id,
-                f"[{step}] " if step else "", message)
-        with self._lock:
-            if self._handle is not None:
-                try:
-                    self._handle.write(line + "\n")
-                except (OSError, ValueError):
-                    pass
-
-    def close(self) -> None:
-        with self._lock:
-            if self._handle is not None:
-                try:
-                    self._handle.close()
-                except OSError:
-                    pass
-                self._handle = None
-
-
-# -- the runner ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -235,7 +86,7 @@ def plugin_slots(size: int) -> threading.BoundedSemaphore:
 class _Outcome(Exception):
     """How a step ended when it did not succeed: status and message."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: Status, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -380,7 +231,7 @@ class PipelineRunner:
         attempt: int = 1,
         worker_id: str | None = None,
         timeout: float | None = None,
-        cancel_event: threading.Event | None = None,
+        cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
     ) -> JobExecutionRecord:
         """Run ``pipeline`` (a spec, a pipeline name, or a YAML path) and return its final record.
@@ -437,7 +288,7 @@ class PipelineRunner:
         exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, secrets=secrets,
                                 execution_id=exec_id, now=self.now)
         stop = _Stop()
-        watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel_event, stop, exec_log))
+        watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel, stop, exec_log))
         limits = [t for t in (spec.timeout, timeout) if t]
         pipeline_timeout = min(limits) if limits else None
         context: dict[str, Any] = {}
@@ -452,19 +303,19 @@ class PipelineRunner:
             )
         except asyncio.CancelledError:
             interrupted = True
-            status, error = Status.cancelled.value, "cancelled: the run was interrupted"
-            self._close_open_step(record, Status.cancelled.value, "interrupted")
+            status, error = Status.cancelled, "cancelled: the run was interrupted"
+            self._close_open_step(record, Status.cancelled, "interrupted")
         finally:
             watcher.cancel()
 
-        record.status = status
+        record.status = status.value
         record.error = secrets.mask(error) if error else None
         record.end_time = self.now()
         record.duration = int((record.end_time - as_utc(record.start_time)).total_seconds() * 1000)
         max_chars = self.settings.pipelines.summary_max_chars
         record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
-        exec_log.write("INFO" if status == Status.success.value else "ERROR",
-                       f"pipeline {spec.name!r} finished: {status} in {record.duration} ms"
+        exec_log.write("INFO" if status is Status.success else "ERROR",
+                       f"pipeline {spec.name!r} finished: {status.value} in {record.duration} ms"
                        + (f": {record.error}" if record.error else ""))
         exec_log.close()
         final = await self._save_final(record)
@@ -520,16 +371,18 @@ class PipelineRunner:
         return record
 
     def _cancel_requested(self, execution_id: str) -> bool:
+        """Whether someone asked, through the database, to cancel the run (polled a few times
+        a second: one indexed read of one column)."""
         return self.backend.executions.cancel_requested(execution_id)
 
-    async def _watch_cancel(self, execution_id: str, cancel_event: threading.Event | None, stop: _Stop,
+    async def _watch_cancel(self, execution_id: str, cancel: CancelToken | None, stop: _Stop,
                             exec_log: ExecutionLog) -> None:
         next_poll = 0.0
         failures = 0
         while not stop.event.is_set():
-            if cancel_event is not None and cancel_event.is_set():
-                reason = getattr(cancel_event, "reason", None) or "cancelled: stopped by the process running it"
-                stop.set(str(reason))
+            if cancel is not None and cancel.cancelled:
+                reason = cancel.reason or "cancelled: stopped by the process running it"
+                stop.set(reason)
                 exec_log.write("WARNING", str(reason))
                 return
             now = time.monotonic()
@@ -547,14 +400,17 @@ class PipelineRunner:
                         exec_log.write("WARNING", f"cannot check for a cancel request: {exc}")
             await asyncio.sleep(0.05)
 
-    def _close_open_step(self, record: JobExecutionRecord, status: str, message: str) -> None:
+    def _close_open_step(self, record: JobExecutionRecord, status: Status, message: str) -> None:
         steps = list(record.steps or [])
-        if steps and steps[-1].get("status") == Status.running.value:
+        if steps and steps[-1].get("status") == Status.running:
             step = StepRecord.model_validate(steps[-1])
-            step.status = status
+            step.status = status.value
             step.error = message
             step.end_time = self.now()
-            step.duration = int((step.end_time - as_utc(step.start_time)).total_seconds() * 1000) if step.start_time else None
+            if step.start_time:
+                step.duration = int((step.end_time - as_utc(step.start_time)).total_seconds() * 1000)
+            else:
+                step.duration = None
             steps[-1] = step.to_json()
             record.steps = steps
 
@@ -592,10 +448,10 @@ class PipelineRunner:
                                f"{self.settings.plugins.max_concurrency})", step=step.name, plugin=step.plugin)
         while not slots.acquire(blocking=False):
             if stop.event.is_set():
-                raise _Outcome(Status.cancelled.value, stop.reason)
+                raise _Outcome(Status.cancelled, stop.reason)
             if deadline is not None and time.monotonic() >= deadline:
-                raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
-                                                       f" (waiting for a plugin slot)")
+                raise _Outcome(Status.timed_out, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
+                                                 f" (waiting for a plugin slot)")
             try:
                 await asyncio.wait_for(stop.event.wait(), 0.05)
             except asyncio.TimeoutError:
@@ -624,11 +480,11 @@ class PipelineRunner:
             try:
                 result = task.result()
             except StepTimedOut as exc:
-                raise _Outcome(Status.timed_out.value, _describe_exception(exc)) from None
+                raise _Outcome(Status.timed_out, _describe_exception(exc)) from None
             except StepCancelled as exc:
-                raise _Outcome(Status.cancelled.value, stop.reason or _describe_exception(exc)) from None
+                raise _Outcome(Status.cancelled, stop.reason or _describe_exception(exc)) from None
             except Exception as exc:
-                raise _Outcome(Status.failed.value, _describe_exception(exc)) from None
+                raise _Outcome(Status.failed, _describe_exception(exc)) from None
         else:
             ctx.cancel_event.set()
             task.cancel()
@@ -639,10 +495,10 @@ class PipelineRunner:
             else:
                 task.exception() if not task.cancelled() else None  # retrieve: no "never retrieved" noise
             if stop.event.is_set():
-                raise _Outcome(Status.cancelled.value, stop.reason)
+                raise _Outcome(Status.cancelled, stop.reason)
             if remaining is not None and remaining <= step_timeout:
-                raise _Outcome(Status.timed_out.value, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}")
-            raise _Outcome(Status.timed_out.value, f"timed out after {_fmt_seconds(step_timeout)}")
+                raise _Outcome(Status.timed_out, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}")
+            raise _Outcome(Status.timed_out, f"timed out after {_fmt_seconds(step_timeout)}")
         return result
 
     async def _run_steps(
@@ -655,7 +511,7 @@ class PipelineRunner:
         stop: _Stop,
         pipeline_timeout: float | None,
         on_step: OnStep | None,
-    ) -> tuple[str, str | None]:
+    ) -> tuple[Status, str | None]:
         """Run every step; return the run's (status, error)."""
         max_chars = self.settings.pipelines.summary_max_chars
         environ = os.environ if self.environ is None else self.environ
@@ -670,14 +526,14 @@ class PipelineRunner:
         for index, step in enumerate(spec.steps, 1):
             if stop.event.is_set():
                 exec_log.write("WARNING", f"stopped before step {index} ({step.name})")
-                return Status.cancelled.value, stop.reason
+                return Status.cancelled, stop.reason
             remaining = deadline - time.monotonic() if deadline is not None else None
             if remaining is not None and remaining <= 0:
-                return Status.timed_out.value, (
-                    f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)} (before step {index} ({step.name}))"
-                )
+                return Status.timed_out, (f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
+                                          f" (before step {index} ({step.name}))")
             step_timeout = step.timeout or self.settings.plugins.timeout
-            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=self.now(), status=Status.running.value)
+            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=self.now(),
+                              status=Status.running.value)
             record.steps = list(record.steps or []) + [srec.to_json()]
             exec_log.write("INFO", f"step {index}/{total} started", step=step.name, plugin=step.plugin)
 
@@ -690,7 +546,7 @@ class PipelineRunner:
                     config_data = templates.expand(step.config, scope, environ)
                 except templates.TemplateError as exc:
                     srec.input = summarize(step.config, max_chars, secrets)  # as written, unexpanded
-                    raise _Outcome(Status.failed.value, str(exc)) from None
+                    raise _Outcome(Status.failed, str(exc)) from None
                 secrets.add(secret_values(config_data))
                 srec.input = summarize(config_data, max_chars, secrets)
                 record.steps[-1] = srec.to_json()
@@ -699,11 +555,11 @@ class PipelineRunner:
 
                 plugin_cls = self.registry.get(step.plugin)
                 if plugin_cls is None:
-                    raise _Outcome(Status.failed.value, f"unknown plugin {step.plugin!r}")
+                    raise _Outcome(Status.failed, f"unknown plugin {step.plugin!r}")
                 try:
                     config = plugin_cls.Config.model_validate(config_data)
                 except ValidationError as exc:
-                    raise _Outcome(Status.failed.value, _describe_validation(exc)) from None
+                    raise _Outcome(Status.failed, _describe_validation(exc)) from None
 
                 slots = plugin_slots(self.settings.plugins.max_concurrency)
                 await self._take_slot(slots, stop, deadline, pipeline_timeout, exec_log, step, index)
@@ -725,9 +581,9 @@ class PipelineRunner:
                 exec_log.write("INFO", f"step {index}/{total} succeeded in {srec.duration} ms",
                                step=step.name, plugin=step.plugin)
             else:
-                srec.status = failure.status
+                srec.status = failure.status.value
                 srec.error = secrets.mask(failure.message)
-                exec_log.write("ERROR", f"step {index}/{total} {failure.status}: {srec.error}",
+                exec_log.write("ERROR", f"step {index}/{total} {failure.status.value}: {srec.error}",
                                step=step.name, plugin=step.plugin)
             record.steps[-1] = srec.to_json()
             record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
@@ -736,19 +592,20 @@ class PipelineRunner:
 
             if failure is None:
                 continue
-            if failure.status == Status.cancelled.value:
-                return Status.cancelled.value, failure.message
-            if failure.status == Status.timed_out.value:
+            if failure.status is Status.cancelled:
+                return Status.cancelled, failure.message
+            if failure.status is Status.timed_out:
                 if failure.message.startswith("pipeline timed out"):
-                    return Status.timed_out.value, f"{failure.message} (in step {index} ({step.name}))"
-                return Status.timed_out.value, f"step {index} ({step.name}) {failure.message}" if failure.message.startswith("timed out") \
-                    else f"step {index} ({step.name}) timed out: {failure.message}"
+                    return Status.timed_out, f"{failure.message} (in step {index} ({step.name}))"
+                if failure.message.startswith("timed out"):
+                    return Status.timed_out, f"step {index} ({step.name}) {failure.message}"
+                return Status.timed_out, f"step {index} ({step.name}) timed out: {failure.message}"
             if step.continue_on_error:
                 exec_log.write("WARNING", f"step {index} ({step.name}) failed; continuing (continue_on_error)",
                                step=step.name, plugin=step.plugin)
                 continue
-            return Status.failed.value, f"step {index} ({step.name}) failed: {failure.message}"
-        return Status.success.value, None
+            return Status.failed, f"step {index} ({step.name}) failed: {failure.message}"
+        return Status.success, None
 
 
 def run_pipeline(backend: Any, settings: Any, pipeline: PipelineSpec | str, *,
@@ -758,13 +615,7 @@ def run_pipeline(backend: Any, settings: Any, pipeline: PipelineSpec | str, *,
 
 
 __all__ = [
-    "ExecutionLog",
     "PipelineRunner",
-    "SecretMasker",
-    "execution_log_path",
-    "is_secret_key",
-    "mask_secrets",
+    "plugin_slots",
     "run_pipeline",
-    "secret_values",
-    "summarize",
 ]

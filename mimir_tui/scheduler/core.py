@@ -30,6 +30,7 @@ from ..errors import MimirError, NotFound
 from ..persistence import FINISHED, JobExecutionRecord, RunRequest, ScheduledJob, Worker, new_id
 from ..persistence.models import queues_text, serves
 from ..persistence.types import as_utc
+from ..pipelines.cancel import CancelToken
 from .clock import DatabaseClock, SystemClock
 from .cron import CronSchedule
 
@@ -283,7 +284,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._draining = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._cancel: dict[str, threading.Event] = {}
+        self._cancel: dict[str, CancelToken] = {}
         self._cancel_lock = threading.Lock()
         self.pool: RunPool | None = None
         self.fire_lags: deque[float] = deque(maxlen=100_000)  # seconds between scheduled_for and the claim
@@ -336,9 +337,8 @@ class Scheduler:
             # Ask the runs to stop; each records itself ``interrupted`` (see _execute) within
             # about a second, a plugin that ignores the request included (the runner abandons it).
             with self._cancel_lock:
-                for event in self._cancel.values():
-                    event.reason = STOPPED_REASON  # type: ignore[attr-defined]
-                    event.set()
+                for token in self._cancel.values():
+                    token.cancel(STOPPED_REASON)
             if self.pool:
                 self.pool.wait_idle(2.0)
         self._stop.set()
@@ -749,7 +749,7 @@ class Scheduler:
         """Run ``records`` one after another (in this thread when inline, else in the pool).
         Once the instance is stopping, the rest of a chain is left ``queued`` for
         :meth:`stop` to mark interrupted."""
-        events = [threading.Event() for _ in records]
+        events = [CancelToken() for _ in records]
         with self._cancel_lock:
             for record, event in zip(records, events):
                 self._cancel[record.id] = event
@@ -779,13 +779,13 @@ class Scheduler:
             self.pool.submit(execute)
 
     def _execute(self, job: ScheduledJob | None, record: JobExecutionRecord, pipeline: str,
-                 cancel: threading.Event) -> None:
+                 cancel: CancelToken) -> None:
         timeout = job.timeout_seconds if job and job.timeout_seconds else self.config.default_timeout
         try:
             final = self.runner.run(
                 pipeline, job_id=record.job_id, triggered_by=record.triggered_by, execution_id=record.id,
                 scheduled_for=record.scheduled_for, attempt=record.attempt, worker_id=self.worker_id,
-                timeout=timeout, cancel_event=cancel,
+                timeout=timeout, cancel=cancel,
             )
         except Exception as exc:
             # The runner could not even record the run (the database went away at that moment).

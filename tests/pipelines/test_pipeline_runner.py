@@ -11,7 +11,10 @@ import pytest
 
 from mimir_tui.errors import NotFound
 from mimir_tui.persistence import ScheduledJob, open_backend
-from mimir_tui.pipelines.runner import PipelineRunner, is_secret_key, mask_secrets, summarize
+from mimir_tui.pipelines.cancel import CancelToken
+from mimir_tui.pipelines.runner import PipelineRunner
+from mimir_tui.pipelines.summaries import summarize
+from mimir_tui.secrets import is_secret_key, mask_tree
 
 
 
@@ -277,13 +280,12 @@ steps:
 """
 
 
-def test_an_in_process_event_cancels_within_a_second(runner):
-    stop = threading.Event()
-    stop.reason = "cancelled: the service is shutting down"
-    thread, box = _in_thread(lambda: runner.run(spec_of(SLOW), cancel_event=stop, execution_id="exec-stop"))
+def test_an_in_process_cancel_token_cancels_within_a_second(runner):
+    stop = CancelToken()
+    thread, box = _in_thread(lambda: runner.run(spec_of(SLOW), cancel=stop, execution_id="exec-stop"))
     _wait_for(lambda: len(runner.backend.get_execution("exec-stop").steps or []) == 2)
     asked = time.monotonic()
-    stop.set()
+    stop.cancel("cancelled: the service is shutting down")
     thread.join(5)
     assert time.monotonic() - asked < 1.0
     record = box["result"]
@@ -308,6 +310,44 @@ def test_a_cancel_request_in_the_database_cancels_within_a_second(backend, backe
     thread.join(5)
     assert box["result"].status == "cancelled"
     assert box["result"].error == "cancelled by request"
+
+
+class _AsksTheBackend:
+    """A backend whose execution store answers ``cancel_requested`` itself, and that has no
+    engine to reach into."""
+
+    def __init__(self, backend, cancel_after: int):
+        self._backend = backend
+        self._cancel_after = cancel_after
+        self.asked: list[str] = []
+        self.executions = self  # the runner asks backend.executions.cancel_requested(...)
+
+    def cancel_requested(self, execution_id: str) -> bool:
+        self.asked.append(execution_id)
+        return len(self._backend.get_execution(execution_id).steps or []) >= self._cancel_after
+
+    def __getattr__(self, name):
+        if name == "engine":
+            raise AttributeError("the runner must not reach into the engine")
+        return getattr(self._backend, name)
+
+
+def test_the_runner_asks_the_backend_whether_a_run_is_cancelled(store, settings, registry):
+    backend = _AsksTheBackend(store, cancel_after=2)
+    record = PipelineRunner(backend, settings, registry).run(spec_of(SLOW), execution_id="exec-asked")
+    assert record.status == "cancelled" and record.error == "cancelled by request"
+    assert [s.status for s in record.step_records()] == ["success", "cancelled"]
+    assert backend.asked and set(backend.asked) == {"exec-asked"}
+
+
+def test_a_cancel_token_keeps_its_first_reason():
+    token = CancelToken()
+    assert not token.cancelled and not token.is_set() and token.reason is None
+    assert token.wait(0.01) is False
+    token.cancel("cancelled: interrupted (SIGINT)")
+    token.cancel("cancelled: interrupted (SIGTERM)")
+    assert token.cancelled and token.is_set() and token.wait(0) is True
+    assert token.reason == "cancelled: interrupted (SIGINT)"
 
 
 def test_the_live_record_is_visible_from_a_second_connection(backend, backend_settings, registry):
@@ -400,7 +440,7 @@ def test_secret_key_detection():
         assert is_secret_key(key), key
     for key in ("max_tokens", "token_count", "tokens", "title", "keyword"):
         assert not is_secret_key(key), key
-    masked = mask_secrets({"a": {"password": "p", "list": [{"secret": "s", "n": 1}]}, "max_tokens": 5})
+    masked = mask_tree({"a": {"password": "p", "list": [{"secret": "s", "n": 1}]}, "max_tokens": 5})
     assert masked == {"a": {"password": "***", "list": [{"secret": "***", "n": 1}]}, "max_tokens": 5}
     assert summarize({"token": "t" * 10}, 100) == {"token": "***"}
 
@@ -452,16 +492,15 @@ def test_plugin_steps_at_once_are_limited_by_plugins_max_concurrency(store, sett
 def test_a_run_waiting_for_a_plugin_slot_can_be_cancelled(store, settings, registry):
     settings.plugins.max_concurrency = 1
     runner = PipelineRunner(store, settings, registry)
-    hold = threading.Event()
-    holder, _ = _in_thread(lambda: runner.run(spec_of(SLOW), execution_id="holder", cancel_event=hold))
+    hold = CancelToken()
+    holder, _ = _in_thread(lambda: runner.run(spec_of(SLOW), execution_id="holder", cancel=hold))
     _wait_for(lambda: len(store.get_execution("holder").steps or []) == 2)  # in its 20 s sleep
-    stop = threading.Event()
-    stop.reason = "cancelled: asked while it waited"
-    waiter, box = _in_thread(lambda: runner.run(spec_of(ONE_SLEEP), execution_id="waiter", cancel_event=stop))
+    stop = CancelToken()
+    waiter, box = _in_thread(lambda: runner.run(spec_of(ONE_SLEEP), execution_id="waiter", cancel=stop))
     _wait_for(lambda: "waiting for a plugin slot" in runner.log_path("waiter").read_text()
               if runner.log_path("waiter").exists() else False)
-    stop.set()
+    stop.cancel("cancelled: asked while it waited")
     waiter.join(5)
     assert box["result"].status == "cancelled" and box["result"].error == "cancelled: asked while it waited"
-    hold.set()
+    hold.cancel()
     holder.join(5)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, TypeVar
@@ -14,7 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices
 
-from ...config import mask_url
+# SECRET_KEY and is_secret_key are re-exported: user plugins import them from here.
+from ...secrets import MASK, SECRET_KEY, is_secret_key, mask_url  # noqa: F401
 from ..registry import PluginError, StepCancelled, StepContext
 
 T = TypeVar("T")
@@ -22,17 +22,7 @@ T = TypeVar("T")
 #: The original's pipeline files name an output file ``file``, ``file_path``, ``filename`` or ``path``.
 FILE_ALIASES = AliasChoices("file", "file_path", "filename", "path")
 
-#: Keys whose values are secrets (``api_key``, ``access_token``, ``password``...), not ``max_tokens``.
-SECRET_KEY = re.compile(
-    r"(^|[_\-.])(password|passwd|pwd|secret|token|api[_\-]?key|apikey|authorization|auth|credentials?|private[_\-]?key)$",
-    re.IGNORECASE,
-)
-
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>", "__bool__": lambda self: False})()
-
-
-def is_secret_key(key: Any) -> bool:
-    return isinstance(key, str) and bool(SECRET_KEY.search(key))
 
 
 # -- paths into data -----------------------------------------------------------------------------
@@ -190,7 +180,7 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if hasattr(value, "get_secret_value"):
-        return "***"
+        return MASK
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     if isinstance(value, bytes):
@@ -215,7 +205,7 @@ def redact_url(url: str) -> str:
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     if not any(is_secret_key(k) or k.lower() in {"key", "sig", "signature"} for k, _ in pairs):
         return url
-    masked = [(k, "***" if is_secret_key(k) or k.lower() in {"key", "sig", "signature"} else v) for k, v in pairs]
+    masked = [(k, MASK if is_secret_key(k) or k.lower() in {"key", "sig", "signature"} else v) for k, v in pairs]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(masked, safe="*"), parts.fragment))
 
 

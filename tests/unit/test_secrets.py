@@ -1,0 +1,86 @@
+"""mimir_tui.secrets, the one home of masking: every pattern once, by key, by shape, by value."""
+
+from __future__ import annotations
+
+import pytest
+
+from mimir_tui.secrets import MASK, SecretMasker, is_secret_key, mask_text, mask_tree, mask_url, secret_values
+
+
+def _masker(*values: str) -> SecretMasker:
+    masker = SecretMasker()
+    masker.add(set(values))
+    return masker
+
+
+# (what, masking function, text in, text out): each pattern once, and what must stay as it is.
+CASES = [
+    ("URL password", mask_text, "cannot reach postgres://u:pw@h/db now", "cannot reach postgres://u:***@h/db now"),
+    ("URL password, empty user", mask_text, "redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+    ("URL password with a /", mask_text, "at mysql://u:pa/ss@h/db: refused", "at mysql://u:***@h/db: refused"),
+    ("URL with a port and an @ in its path", mask_text, "https://example.com:443/@me", "https://example.com:443/@me"),
+    ("URL with a port and an @ in its query", mask_text, "http://h:8080/?q=a@b.com", "http://h:8080/?q=a@b.com"),
+    ("IPv6 URL with an @ in its path", mask_text, "http://[::1]:8080/a@b", "http://[::1]:8080/a@b"),
+    ("URL without a password", mask_text, "see https://user@example.com/x", "see https://user@example.com/x"),
+    ("password=", mask_text, "host=h user=u password=secret dbname=d", "host=h user=u password=*** dbname=d"),
+    ("pwd= (ODBC style)", mask_text, "Server=x;Uid=u;Pwd=abc;", "Server=x;Uid=u;Pwd=***"),
+    ("passwd = with spaces", mask_text, "passwd = hunter2", "passwd = ***"),
+    ("quoted DSN value", mask_text, "host=h password='se cret' dbname=d", "host=h password=*** dbname=d"),
+    ("no secret at all", mask_text, "max_tokens=5 pwdx=1", "max_tokens=5 pwdx=1"),
+    ("connection string, password with /", mask_url, "postgres://u:pa/ss@host/db", "postgres://u:***@host/db"),
+    ("connection string, password with @", mask_url, "postgres://u:p@ss@host/db", "postgres://u:***@host/db"),
+    ("connection string without a scheme", mask_url, "u:secret@host/db", "u:***@host/db"),
+    ("libpq DSN as connection string", mask_url, "host=h password=secret", "host=h password=***"),
+    ("known value in free text", _masker("tok-0123456789").mask, "server said: bad key tok-0123456789",
+     "server said: bad key ***"),
+    ("known value, longest first", _masker("abcd", "abcdefgh").mask, "abcdefgh", "***"),
+    ("known value under 4 chars", _masker("abc").mask, "abc abcabc", "abc abcabc"),
+    ("the value masker masks shapes too", _masker("tok-0123456789").mask, "mysql://root:pw@db/x password=p",
+     "mysql://root:***@db/x password=***"),
+]
+
+
+@pytest.mark.parametrize("what, mask, text, masked", CASES, ids=[c[0] for c in CASES])
+def test_every_pattern(what, mask, text, masked):
+    assert mask(text) == masked
+
+
+@pytest.mark.parametrize("key", [
+    "password", "Passwords", "PassWord", "pwd", "passphrase", "client_secret", "api_key", "apiKey", "X-Api-Key",
+    "APIKEY", "Authorization", "accessToken", "access_token", "TOKEN", "private_key", "Set-Cookie", "session_id",
+    "db credentials",
+])
+def test_secret_keys(key):
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["max_tokens", "token_count", "tokens", "title", "keyword", "author", "oauth2_url", 3])
+def test_keys_that_are_not_secret(key):
+    assert not is_secret_key(key)
+
+
+def test_mask_tree_masks_by_key_at_any_depth_and_by_shape_in_strings():
+    data = {
+        "a": {"password": "p", "list": [{"secret": "s", "n": 1}], "empty_token": ""},
+        "max_tokens": 5,
+        "pair": ("postgres://u:pw@h/db", 2),
+        "headers": {"Authorization": "Bearer abc123", "Accept": "text/plain"},
+    }
+    assert mask_tree(data) == {
+        "a": {"password": MASK, "list": [{"secret": MASK, "n": 1}], "empty_token": ""},
+        "max_tokens": 5,
+        "pair": ["postgres://u:***@h/db", 2],
+        "headers": {"Authorization": MASK, "Accept": "text/plain"},
+    }
+
+
+def test_mask_tree_with_a_masker_masks_known_values_too():
+    masker = _masker("tok-0123456789")
+    assert mask_tree({"echo": ["got tok-0123456789"]}, masker) == {"echo": ["got ***"]}
+    assert mask_tree({"echo": ["got tok-0123456789"]}) == {"echo": ["got tok-0123456789"]}
+
+
+def test_secret_values_collects_what_is_under_secret_keys():
+    config = {"url": "https://x", "headers": {"Authorization": "Bearer abc123"}, "steps": [{"api_key": 12345}],
+              "verbose": True, "token": True}
+    assert secret_values(config) == {"Bearer abc123", "abc123", "12345"}
