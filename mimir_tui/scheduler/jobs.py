@@ -205,16 +205,10 @@ def wait_for_run(
             if record.status in FINISHED:
                 return record
         elif time.monotonic() - started >= grace:
-            from .core import Scheduler, worker_session
+            from .executor import run_request_here
 
-            scheduler = Scheduler(backend, settings, inline=True, queues=())  # runs this one request only
-            with worker_session(backend, settings, scheduler=scheduler):
-                got = backend.claim_request(scheduler.worker_id, request_id=request.id)
-                if got is not None:
-                    _, claimed = got
-                    job = backend.get_job(claimed.job_id) if claimed.job_id else None
-                    scheduler._submit(job, claimed, pipeline=request.pipeline)
-            if got is None:
+            ran = run_request_here(backend, settings, request)
+            if not ran:
                 # Another instance claimed it (its execution exists: claiming creates it in the
                 # same transaction), or the request is gone: its job was deleted meanwhile.
                 try:

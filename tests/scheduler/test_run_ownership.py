@@ -24,7 +24,7 @@ from mimir_tui.pipelines.runner import PipelineRunner
 from mimir_tui.pipelines.spec import PipelineSpec
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import FakeClock
-from mimir_tui.scheduler.core import worker_session
+from mimir_tui.scheduler.workers import worker_session
 
 
 def _job(backend, **options):
@@ -271,7 +271,7 @@ def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, c
                           max_retries=1, retry_backoff_seconds=0, misfire_grace_seconds=60)
     scheduler = fake_scheduler(store, sqlite_settings, clock, worker_id="me")
     scheduler.register()
-    monkeypatch.setattr("mimir_tui.scheduler.core.time.sleep", lambda s: None)
+    monkeypatch.setattr("mimir_tui.scheduler.executor.time.sleep", lambda s: None)
     real_save = store.save_execution
 
     def save(record, **kw):
