@@ -67,7 +67,8 @@ class Executor:
             from ..pipelines.runner import PipelineRunner
 
             # Its records' times on that clock too (a test's fake clock stays the scheduler's).
-            runner = PipelineRunner(backend, settings, clock=self.clock if isinstance(self.clock, DatabaseClock) else None)
+            shared = self.clock if isinstance(self.clock, DatabaseClock) else None
+            runner = PipelineRunner(backend, settings, clock=shared)
         self.runner = runner
         self.worker_id = worker_id or make_worker_id()
         self._job_lookup = job_lookup

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import BadInput, NotFound
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
-from ..persistence.models import check_queue_name, serves
+from ..persistence.models import TriggeredBy, check_queue_name, serves
 from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
@@ -134,8 +134,8 @@ def delete_job(backend: Any, job_id: str) -> None:
     backend.delete_job(job_id)
 
 
-def run_job_now(backend: Any, job_id: str, *, triggered_by: str = "manual", requested_by: str | None = None,
-                priority: int | None = None) -> RunRequest:
+def run_job_now(backend: Any, job_id: str, *, triggered_by: str = TriggeredBy.manual.value,
+                requested_by: str | None = None, priority: int | None = None) -> RunRequest:
     """Put a run of the job in the queue; any instance claims it. Returns the request, whose
     ``execution_id`` is the id the execution will have."""
     job = backend.get_job(job_id)

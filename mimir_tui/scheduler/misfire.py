@@ -92,7 +92,8 @@ def choose_fires(fires: list[datetime], now: datetime, *, policy: str, grace_sec
 def missed_note(fire: datetime, now: datetime, policy: str, unlisted_from: datetime | None = None) -> str:
     """The error text of a fire recorded missed by its misfire policy; ``unlisted_from``: the
     earlier fires summed up in this one's note (see :class:`DueFires`)."""
-    note = f"missed: fire at {fire.isoformat()} was {int((now - fire).total_seconds())} s late (misfire policy {policy})"
+    late = int((now - fire).total_seconds())
+    note = f"missed: fire at {fire.isoformat()} was {late} s late (misfire policy {policy})"
     if unlisted_from is not None:
         note += (f"; every earlier fire since {unlisted_from.isoformat()} was missed too "
                  f"(not recorded one by one)")

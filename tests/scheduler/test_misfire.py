@@ -87,5 +87,6 @@ def test_notes() -> None:
     assert missed_note(minute(1), minute(1) + timedelta(seconds=90), "skip") == (
         f"missed: fire at {minute(1).isoformat()} was 90 s late (misfire policy skip)")
     summed = missed_note(minute(5), minute(6), "once", unlisted_from=minute(1))
-    assert summed.endswith(f"; every earlier fire since {minute(1).isoformat()} was missed too (not recorded one by one)")
+    assert summed.endswith(f"; every earlier fire since {minute(1).isoformat()} was missed too "
+                           "(not recorded one by one)")
     assert overlap_note(2, 2) == "missed: 2 run(s) of this job still active (max_concurrent 2)"
