@@ -8,6 +8,10 @@ tests drive on a :class:`~mimir_tui.scheduler.clock.FakeClock`.
 Exactly once: a fire ``(job_id, scheduled_for)`` runs on the instance whose insert of the
 execution row lands (a unique key, "on conflict do nothing"); every other instance sees 0 rows
 and moves on. Nothing else coordinates the instances.
+
+The parts live next door: worker identity and crash detection (``workers``), the run slots
+(``pool``), misfire policy (``misfire``), retry policy (``retries``), running a claimed run
+(``executor``).
 """
 
 from __future__ import annotations
@@ -168,8 +172,9 @@ class Scheduler:
             pass
         finished = self.pool.wait_idle(grace) if self.pool else True
         if not finished:
-            # Ask the runs to stop; each records itself ``interrupted`` (see _execute) within
-            # about a second, a plugin that ignores the request included (the runner abandons it).
+            # Ask the runs to stop; each records itself ``interrupted`` (see Executor.execute)
+            # within about a second, a plugin that ignores the request included (the runner
+            # abandons it).
             with self._cancel_lock:
                 for cancel in self._cancel.values():
                     request_cancel(cancel, STOPPED_REASON)

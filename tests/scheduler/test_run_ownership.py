@@ -265,7 +265,7 @@ def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_s
 
 
 def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, clock, monkeypatch):
-    """The database is away when the run ends (and for the retries of _record_failure): the
+    """The database is away when the run ends (and for the retries of Executor.record_failure): the
     row stays running, then the next beats interrupt it and queue its retry."""
     job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(),
                           max_retries=1, retry_backoff_seconds=0, misfire_grace_seconds=60)
