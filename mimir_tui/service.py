@@ -14,7 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 from .config import Settings
-from .persistence import open_backend, utcnow
+from .ops.retention import apply_retention
+from .persistence import open_backend
+from .loop_errors import LoopErrors
 
 log = logging.getLogger("mimir.service")
 
@@ -49,27 +51,18 @@ class Service:
         self._retention_thread = threading.Thread(target=self._retention_loop, name="mimir-retention", daemon=True)
         self._retention_thread.start()
 
-    def apply_retention(self) -> int:
-        days = self.settings.persistence.retention_days
-        if not days:
-            return 0
-        cutoff = utcnow() - timedelta(days=days)
-        removed = self.backend.delete_old_executions(cutoff)
-        if removed:
-            log.info("retention: removed %d executions older than %d days", removed, days)
-        # Stopped and dead instances are kept as long as the history that names them.
-        self.backend.workers.prune_workers(older_than=cutoff)
-        return removed
-
     def _retention_loop(self) -> None:
         # First pass a minute after start (not in the way of start-up), then daily.
+        errors = LoopErrors(log, "retention failed")
         wait = 60.0
         while not self.stop_event.wait(wait):
             try:
-                self.apply_retention()
+                apply_retention(self.backend, self.settings)
+                errors.ok()
             except Exception as exc:
-                log.error("retention failed: %s", exc)
+                errors.report(exc)
             wait = RETENTION_EVERY.total_seconds()
+        errors.flush()
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,16 +176,10 @@ def _resolve(ctx: Context, args: argparse.Namespace, registry):
 
 
 def run_run(ctx: Context, args: argparse.Namespace) -> int:
-    from ..pipelines.cancel import CancelToken
-    from ..pipelines.runner import PipelineRunner
-    from ..scheduler.clock import DatabaseClock
-    from ..scheduler.core import worker_session
+    from ..scheduler.executor import run_pipeline_now
 
     registry = _registry(ctx)
     spec = _resolve(ctx, args, registry)
-    clock = DatabaseClock(ctx.backend)  # the record's times on the clock the schedulers use
-    clock.sync()
-    runner = PipelineRunner(ctx.backend, ctx.settings, registry, clock=clock)
     out = sys.stderr if args.json else sys.stdout
     total = len(spec.steps)
     counter = {"n": 0}
@@ -200,40 +193,17 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
             line += f"  {step.error}"
         print(line, file=out, flush=True)
 
-    if args.job is not None:
-        ctx.backend.get_job(args.job)  # an unknown job id is bad input (exit 2), not a failed run
-
-    stop = CancelToken()
-    previous = {}
-
-    def on_signal(signum, frame) -> None:
-        stop.cancel(f"cancelled: interrupted ({signal.Signals(signum).name})")
-
-    # SIGHUP too: an SSH session that drops takes the command with it.
-    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is None:
-            continue
-        try:
-            previous[sig] = signal.signal(sig, on_signal)
-        except ValueError:  # not the main thread
-            pass
-    try:
-        # Run as a registered worker with a heartbeat: if this process dies (SIGKILL), a
-        # service's reaper sees the heartbeat go stale and interrupts the run, instead of a
-        # row left 'running' for good that blocks its job.
-        with worker_session(ctx.backend, ctx.settings) as worker_id:
-            record = runner.run(spec, job_id=args.job, triggered_by="manual", timeout=args.timeout,
-                                cancel=stop, on_step=on_step, worker_id=worker_id)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    # A stop signal (SIGHUP too) cancels the run: it ends recorded, and the command exits 1.
+    finished = run_pipeline_now(ctx.backend, ctx.settings, spec, registry=registry, job_id=args.job,
+                                timeout=args.timeout, on_step=on_step, handle_signals=True)
+    record = finished.record
     if args.json:
         data = to_jsonable(record)
-        data["log_path"] = str(runner.log_path(record.id))
+        data["log_path"] = str(finished.log_path)
         print_json(data)
     else:
         print(f"execution {record.id}: {record.status} in {record.duration} ms")
         if record.error:
             print(f"error: {record.error}")
-        print(f"log: {runner.log_path(record.id)}")
+        print(f"log: {finished.log_path}")
     return 0 if record.status == "success" else 1

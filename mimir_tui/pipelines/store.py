@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import Conflict, NotFound
+from ..loop_errors import LoopErrors
 from ..persistence.models import PipelineConfig
 from .spec import (
     YAML_SUFFIXES,
@@ -278,6 +279,9 @@ class PipelineWatcher:
         self._thread: threading.Thread | None = None
         self._sync_lock = threading.Lock()
         self._logged: set[str] = set()
+        # A bug's stack once, not at every change (a database hiccup: one line each time).
+        self._sync_errors = LoopErrors(log, f"pipeline sync of {self.directory} failed")
+        self._watch_errors = LoopErrors(log, f"watching {self.directory} failed (retrying)", level=logging.WARNING)
         self.ready = threading.Event()  # set once the first sync is done and watching began
 
     @property
@@ -307,9 +311,10 @@ class PipelineWatcher:
         try:
             self.sync()
             self.last_error = None
+            self._sync_errors.ok()
         except Exception as exc:  # the database is briefly away: try again on the next change
             self.last_error = str(exc)
-            log.error("pipeline sync of %s failed: %s", self.directory, exc)
+            self._sync_errors.report(exc)
 
     def start(self) -> "PipelineWatcher":
         if self.running:
@@ -349,9 +354,11 @@ class PipelineWatcher:
                         break
                     self._safe_sync()
             except Exception as exc:  # the folder vanished, or the OS watcher failed
-                log.warning("watching %s failed (%s); retrying", self.directory, exc)
+                self._watch_errors.report(exc)
                 self._stop.wait(1.0)
                 self._safe_sync()
+        self._sync_errors.flush()
+        self._watch_errors.flush()
         self.ready.set()
 
 

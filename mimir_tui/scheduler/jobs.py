@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import BadInput, NotFound
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
-from ..persistence.models import check_queue_name, serves
+from ..persistence.models import TriggeredBy, check_queue_name, serves
 from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
@@ -135,8 +135,8 @@ def delete_job(backend: Any, job_id: str) -> None:
     backend.delete_job(job_id)
 
 
-def run_job_now(backend: Any, job_id: str, *, triggered_by: str = "manual", requested_by: str | None = None,
-                priority: int | None = None) -> RunRequest:
+def run_job_now(backend: Any, job_id: str, *, triggered_by: str = TriggeredBy.manual.value,
+                requested_by: str | None = None, priority: int | None = None) -> RunRequest:
     """Put a run of the job in the queue; any instance claims it. Returns the request, whose
     ``execution_id`` is the id the execution will have."""
     job = backend.get_job(job_id)
@@ -206,16 +206,10 @@ def wait_for_run(
             if record.status in FINISHED:
                 return record
         elif time.monotonic() - started >= grace:
-            from .core import Scheduler, worker_session
+            from .executor import run_request_here
 
-            scheduler = Scheduler(backend, settings, inline=True, queues=())  # runs this one request only
-            with worker_session(backend, settings, scheduler=scheduler):
-                got = backend.runs.claim_request(scheduler.worker_id, request_id=request.id)
-                if got is not None:
-                    _, claimed = got
-                    job = backend.get_job(claimed.job_id) if claimed.job_id else None
-                    scheduler._submit(job, claimed, pipeline=request.pipeline)
-            if got is None:
+            ran = run_request_here(backend, settings, request)
+            if not ran:
                 # Another instance claimed it (its execution exists: claiming creates it in the
                 # same transaction), or the request is gone: its job was deleted meanwhile.
                 try:

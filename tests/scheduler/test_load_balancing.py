@@ -12,7 +12,8 @@ from sched_helpers import T0, add_pipelines, executions, ok_spec
 
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import FakeClock
-from mimir_tui.scheduler.core import RunPool, Scheduler
+from mimir_tui.scheduler.core import Scheduler
+from mimir_tui.scheduler.pool import RunPool
 
 FIRE = T0 + timedelta(minutes=1)  # the job's first fire
 

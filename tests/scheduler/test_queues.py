@@ -16,7 +16,8 @@ from mimir_tui.health import check_health
 from mimir_tui.persistence import RunRequest
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import FakeClock
-from mimir_tui.scheduler.core import RunPool, Scheduler
+from mimir_tui.scheduler.core import Scheduler
+from mimir_tui.scheduler.pool import RunPool
 
 FIRE = T0 + timedelta(minutes=1)
 

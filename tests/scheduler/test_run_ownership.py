@@ -24,7 +24,7 @@ from mimir_tui.pipelines.runner import PipelineRunner
 from mimir_tui.pipelines.spec import PipelineSpec
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import FakeClock
-from mimir_tui.scheduler.core import worker_session
+from mimir_tui.scheduler.workers import worker_session
 
 
 def _job(backend, **options):
@@ -265,13 +265,13 @@ def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_s
 
 
 def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, clock, monkeypatch):
-    """The database is away when the run ends (and for the retries of _record_failure): the
+    """The database is away when the run ends (and for the retries of Executor.record_failure): the
     row stays running, then the next beats interrupt it and queue its retry."""
     job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(),
                           max_retries=1, retry_backoff_seconds=0, misfire_grace_seconds=60)
     scheduler = fake_scheduler(store, sqlite_settings, clock, worker_id="me")
     scheduler.register()
-    monkeypatch.setattr("mimir_tui.scheduler.core.time.sleep", lambda s: None)
+    monkeypatch.setattr("mimir_tui.scheduler.executor.time.sleep", lambda s: None)
     real_save = store.save_execution
 
     def save(record, **kw):

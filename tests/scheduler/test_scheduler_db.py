@@ -199,17 +199,17 @@ def test_a_peer_in_another_pid_namespace_is_not_judged_by_its_pid(backend):
     import socket
 
     from mimir_tui.persistence import Worker
-    from mimir_tui.scheduler import core
+    from mimir_tui.scheduler import workers as worker_ids
 
     host = socket.gethostname()
     free_pid = 2 ** 22 + 12345  # above pid_max: no such process here
     backend.workers.register_worker(Worker(id="peer-other-ns", host=host, pid=free_pid, version="t",
                                    instance_key="another-boot:4026531999"))
     backend.workers.register_worker(Worker(id="peer-same-ns", host=host, pid=free_pid, version="t",
-                                   instance_key=core.instance_key()))
+                                   instance_key=worker_ids.instance_key()))
     workers = {w["id"]: w for w in backend.workers.list_workers()}
-    assert not core._crashed_here(workers["peer-other-ns"], host)
-    assert core._crashed_here(workers["peer-same-ns"], host)
+    assert not worker_ids._crashed_here(workers["peer-other-ns"], host)
+    assert worker_ids._crashed_here(workers["peer-same-ns"], host)
 
 
 class _OffClock(SystemClock):

@@ -21,7 +21,10 @@ from mimir_tui.errors import PersistenceError
 from mimir_tui.persistence import JobExecutionRecord, RunRequest, Worker, open_backend
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import FakeClock
-from mimir_tui.scheduler.core import MAX_MISSED_ROWS, STOPPED_REASON, RunPool, Scheduler
+from mimir_tui.scheduler.core import Scheduler
+from mimir_tui.scheduler.executor import STOPPED_REASON
+from mimir_tui.scheduler.misfire import MAX_MISSED_ROWS
+from mimir_tui.scheduler.pool import RunPool
 
 
 def every_minute(store, clock, **options):

@@ -13,7 +13,7 @@ from sched_helpers import UTC, Services, add_pipelines, config_settings, ok_spec
 
 from mimir_tui.persistence import open_backend
 from mimir_tui.scheduler import jobs
-from mimir_tui.scheduler.core import STOPPED_REASON
+from mimir_tui.scheduler.executor import STOPPED_REASON
 
 pytestmark = pytest.mark.slow
 
