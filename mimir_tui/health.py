@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import MimirError
-from .persistence.models import serves
 
 
 def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
@@ -20,9 +19,9 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
         live = backend.workers.live_workers(stale_after=stale_after, now=now)
         report["instances"] = [
             {
-                "id": w["id"], "host": w["host"], "pid": w["pid"], "version": w["version"], "status": w["status"],
-                "heartbeat_age_s": round((now - w["heartbeat_at"]).total_seconds(), 1),
-                "run_slots": w.get("capacity"), "runs": w.get("running"), "queues": sorted(serves(w)),
+                "id": w.id, "host": w.host, "pid": w.pid, "version": w.version, "status": w.status,
+                "heartbeat_age_s": round((now - w.heartbeat_at).total_seconds(), 1),
+                "run_slots": w.capacity, "runs": w.running, "queues": sorted(w.serves()),
             }
             for w in live
         ]
@@ -38,8 +37,8 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
         for request in backend.runs.list_queue():
             entry(request.queue)["queued"] += 1
         for w in live:
-            if w["status"] == "running":  # a stopping instance takes no more work
-                for name in serves(w):
+            if w.status == "running":  # a stopping instance takes no more work
+                for name in w.serves():
                     entry(name)["instances"] += 1
         report["queues"] = dict(sorted(queues.items()))
     except MimirError as exc:

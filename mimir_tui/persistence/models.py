@@ -48,11 +48,6 @@ def queues_text(queues: Any) -> Optional[str]:
     return ",".join(sorted(queues)) or None
 
 
-def serves(worker: dict[str, Any]) -> set[str]:
-    """The queues a row of the workers table serves."""
-    return set(filter(None, (worker.get("queues") or "").split(",")))
-
-
 def check_queue_name(name: Any) -> str:
     """A queue name as given, or ValueError saying what is wrong with it."""
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):

@@ -11,6 +11,7 @@ from .db import Database, operation
 from .executions import LIVE_WORKER, ExecutionStore
 from .jobs import values_of
 from .models import WORKERS, JobExecutionRecord, Worker
+from .rows import WorkerRow
 from .types import as_utc
 
 
@@ -51,18 +52,19 @@ class WorkerStore:
         return result.rowcount == 1
 
     @operation("list_workers")
-    def list_workers(self) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            rows = conn.execute(select(WORKERS).order_by(WORKERS.c.started_at)).mappings()
-            return [dict(r) for r in rows]
+    def list_workers(self) -> list[WorkerRow]:
+        """Every instance the table remembers, oldest first, as lean rows."""
+        prepared = self.db.prepare("list_workers", lambda: select(*(WORKERS.c[n] for n in WorkerRow.COLUMNS))
+                                   .order_by(WORKERS.c.started_at))
+        return [WorkerRow(r) for r in self.db.fetch(prepared, convert=False)]
 
     @operation("live_workers")
-    def live_workers(self, *, stale_after: float, now: datetime | None = None) -> list[dict[str, Any]]:
+    def live_workers(self, *, stale_after: float, now: datetime | None = None) -> list[WorkerRow]:
         """Instances running or stopping whose last heartbeat is at most ``stale_after`` old."""
         cutoff = (as_utc(now) or self.db.now()) - timedelta(seconds=stale_after)
         return [
             w for w in self.list_workers()
-            if w["status"] in LIVE_WORKER and as_utc(w["heartbeat_at"]) >= cutoff  # type: ignore[operator]
+            if w.status in LIVE_WORKER and w.heartbeat_at >= cutoff
         ]
 
     @operation("reap_stale_workers")

@@ -26,11 +26,12 @@ from typing import Any, Callable, Iterable
 
 from ..errors import MimirError
 from ..persistence import JobExecutionRecord, RunRequest, ScheduledJob, new_id
-from ..persistence.models import Status, TriggeredBy, serves
+from ..persistence.models import Status, TriggeredBy
 from ..persistence.types import as_utc
 from .clock import DatabaseClock
 from .cron import CronSchedule
 from ..loop_errors import LoopErrors
+from ..pipelines.cancel import CancelToken
 from .executor import STOPPED_REASON, Executor, new_cancel, request_cancel
 from .misfire import MAX_MISSED_ROWS, choose_fires, due_fires, missed_note, overlap_note
 from .pool import RunPool
@@ -119,7 +120,7 @@ class Scheduler:
         self._refreshed_at = float("-inf")  # time.monotonic() of the last full reload
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._cancel: dict[str, threading.Event] = {}
+        self._cancel: dict[str, CancelToken] = {}
         self._cancel_lock = threading.Lock()
         self.pool: RunPool | None = None
         self.fire_lags: deque[float] = deque(maxlen=100_000)  # seconds between scheduled_for and the claim
@@ -489,9 +490,9 @@ class Scheduler:
         checked, peers = self._peers_seen
         if time.monotonic() - checked >= 1.0:
             peers = [
-                (serves(w), max(0, w["capacity"] - (w.get("running") or 0)))
+                (w.serves(), max(0, w.capacity - (w.running or 0)))
                 for w in self.backend.workers.live_workers(stale_after=self.config.stale_after, now=self.executor.lease_now())
-                if w["id"] != self.worker_id and w["status"] == "running" and w.get("capacity") is not None
+                if w.id != self.worker_id and w.status == "running" and w.capacity is not None
             ]
             self._peers_seen = (time.monotonic(), peers)
         return sum(room for queues, room in peers if queue in queues)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import BadInput, NotFound
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
-from ..persistence.models import TriggeredBy, check_queue_name, serves
+from ..persistence.models import TriggeredBy, check_queue_name
 from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
@@ -193,7 +193,7 @@ def wait_for_run(
     deadline = None if timeout is None else time.monotonic() + timeout
     started = time.monotonic()
     live = [w for w in backend.workers.live_workers(stale_after=settings.scheduler.stale_after)
-            if request.queue in serves(w)]
+            if request.queue in w.serves()]
     grace = claim_after if live else 0.0  # nobody serves its queue: run it here at once
     while True:
         try:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 from .. import __version__
 from ..persistence import Worker, new_id
 from ..persistence.models import queues_text
+from ..persistence.rows import WorkerRow
 from ..loop_errors import LoopErrors
 
 log = logging.getLogger("mimir.scheduler")
@@ -56,17 +57,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _crashed_here(worker: dict[str, Any], host: str) -> bool:
+def _crashed_here(worker: WorkerRow, host: str) -> bool:
     """True if ``worker`` ran on this host, in this boot and pid namespace, and its process is
     gone. (Elsewhere its pid says nothing here: its stale heartbeat will tell.)"""
-    if worker["host"] != host or worker["status"] not in ("running", "stopping"):
+    if worker.host != host or worker.status not in ("running", "stopping"):
         return False
-    key, ours = worker.get("instance_key"), instance_key()
+    key, ours = worker.instance_key, instance_key()
     if key and ours and key != ours:
         return False
-    pid = int(worker["pid"])
+    pid = int(worker.pid)
     if pid == os.getpid():
-        return worker["id"] not in _LOCAL_WORKERS
+        return worker.id not in _LOCAL_WORKERS
     return not _pid_alive(pid)
 
 
@@ -74,7 +75,7 @@ def crashed_peers(backend: Any, worker_id: str) -> list[str]:
     """The registered workers of this host, other than ``worker_id``, whose process is gone:
     their runs need not wait for their heartbeat to go stale."""
     host = socket.gethostname()
-    return [w["id"] for w in backend.workers.list_workers() if w["id"] != worker_id and _crashed_here(w, host)]
+    return [w.id for w in backend.workers.list_workers() if w.id != worker_id and _crashed_here(w, host)]
 
 
 def register_worker(backend: Any, worker_id: str, now: datetime | None = None,

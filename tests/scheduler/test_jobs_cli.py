@@ -150,7 +150,7 @@ def test_run_wait_without_a_service_runs_it_here(capsys, cfg):
     with open_backend(config_settings(cfg)) as store:
         assert store.runs.list_queue() == []
         workers = store.workers.list_workers()
-        assert workers and {w["status"] for w in workers} == {"stopped"}
+        assert workers and {w.status for w in workers} == {"stopped"}
         assert store.get_job("broken").last_result == "failed"
 
 

@@ -51,7 +51,7 @@ def test_a_busy_instance_leaves_the_fire_to_a_peer_with_room(backend, backend_se
     clock = FakeClock(FIRE - timedelta(seconds=1))  # the instances register just before the fire
     busy = instance(backend, backend_settings, clock, "busy", slots=1, busy=1, release=blocker)
     idle = instance(backend, backend_settings, clock, "idle", slots=2, busy=0, release=blocker)
-    loads = {w["id"]: (w["capacity"], w["running"]) for w in backend.workers.list_workers()}
+    loads = {w.id: (w.capacity, w.running) for w in backend.workers.list_workers()}
     assert loads == {"busy": (1, 1), "idle": (2, 0)}
 
     clock.set(FIRE + timedelta(seconds=1))
@@ -154,7 +154,7 @@ def test_a_draining_peer_is_no_room(backend, backend_settings, blocker):
     stopper = threading.Thread(target=peer.stop, kwargs={"grace": 20}, daemon=True)
     stopper.start()  # SIGTERM: it drains, waiting for its one run
     deadline = time.monotonic() + 5
-    while {w["id"]: w["status"] for w in backend.workers.list_workers()}["peer"] != "stopping":
+    while {w.id: w.status for w in backend.workers.list_workers()}["peer"] != "stopping":
         assert time.monotonic() < deadline
         time.sleep(0.01)
     peer.beat()  # what its heartbeat thread does meanwhile

@@ -62,7 +62,7 @@ def test_jobs_added_edited_and_disabled_by_another_process_take_effect_within_2s
     add_pipelines(backend, ok_spec())
     try:
         proc = services.start(cfg)
-        wait_until(lambda: any(w["pid"] == proc.pid and w["status"] == "running" for w in backend.workers.list_workers()),
+        wait_until(lambda: any(w.pid == proc.pid and w.status == "running" for w in backend.workers.list_workers()),
                    20, what="the service to register")
         time.sleep(0.5)  # idle: no job yet, so it looks at the jobs table once per poll_interval
 

@@ -306,12 +306,12 @@ def test_worker_session_registers_heartbeats_and_stops(sqlite_settings):
     backend = open_backend(sqlite_settings)
     try:
         with worker_session(backend, sqlite_settings) as worker_id:
-            first = {w["id"]: w for w in backend.workers.list_workers()}[worker_id]
-            assert first["status"] == "running" and first["pid"] == os.getpid()
+            first = {w.id: w for w in backend.workers.list_workers()}[worker_id]
+            assert first.status == "running" and first.pid == os.getpid()
             time.sleep(0.3)
-            later = {w["id"]: w for w in backend.workers.list_workers()}[worker_id]
-            assert later["heartbeat_at"] > first["heartbeat_at"]
-        assert {w["id"]: w for w in backend.workers.list_workers()}[worker_id]["status"] == "stopped"
+            later = {w.id: w for w in backend.workers.list_workers()}[worker_id]
+            assert later.heartbeat_at > first.heartbeat_at
+        assert {w.id: w for w in backend.workers.list_workers()}[worker_id].status == "stopped"
     finally:
         backend.close()
 
@@ -347,8 +347,8 @@ def test_a_killed_pipelines_run_is_recovered(tmp_path):
     proc, backend, settings, row = _start_run(tmp_path)
     try:
         assert row.worker_id, "pipelines run owns its run as a worker"
-        workers = {w["id"]: w for w in backend.workers.list_workers()}
-        assert workers[row.worker_id]["status"] == "running" and workers[row.worker_id]["pid"] == proc.pid
+        workers = {w.id: w for w in backend.workers.list_workers()}
+        assert workers[row.worker_id].status == "running" and workers[row.worker_id].pid == proc.pid
         proc.kill()
         proc.wait(timeout=10)
         scheduler = fake_scheduler(backend, settings, FakeClock(utcnow() + timedelta(seconds=5)), worker_id="svc")
@@ -370,7 +370,7 @@ def test_sighup_ends_pipelines_run_cleanly(tmp_path):
         assert proc.wait(timeout=15) == 1
         after = backend.get_execution(row.id)
         assert after.status == "cancelled" and "SIGHUP" in after.error
-        assert {w["id"]: w for w in backend.workers.list_workers()}[row.worker_id]["status"] == "stopped"
+        assert {w.id: w for w in backend.workers.list_workers()}[row.worker_id].status == "stopped"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -187,8 +187,8 @@ def test_heartbeats_use_the_database_clock(backend, monkeypatch):
         monkeypatch.setattr(module, "utcnow", lambda: real() - timedelta(minutes=10), raising=False)
     backend.workers.register_worker(Worker(id="w-slow-clock", host="h", pid=1, version="t"))
     assert backend.workers.heartbeat("w-slow-clock")
-    row = next(w for w in backend.workers.list_workers() if w["id"] == "w-slow-clock")
-    assert abs(row["heartbeat_at"] - db_now) < timedelta(seconds=5)
+    row = next(w for w in backend.workers.list_workers() if w.id == "w-slow-clock")
+    assert abs(row.heartbeat_at - db_now) < timedelta(seconds=5)
     dead, _ = backend.workers.reap_stale_workers(stale_after=30)
     assert "w-slow-clock" not in dead
 
@@ -207,7 +207,7 @@ def test_a_peer_in_another_pid_namespace_is_not_judged_by_its_pid(backend):
                                    instance_key="another-boot:4026531999"))
     backend.workers.register_worker(Worker(id="peer-same-ns", host=host, pid=free_pid, version="t",
                                    instance_key=worker_ids.instance_key()))
-    workers = {w["id"]: w for w in backend.workers.list_workers()}
+    workers = {w.id: w for w in backend.workers.list_workers()}
     assert not worker_ids._crashed_here(workers["peer-other-ns"], host)
     assert worker_ids._crashed_here(workers["peer-same-ns"], host)
 

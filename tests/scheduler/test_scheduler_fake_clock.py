@@ -354,7 +354,7 @@ def test_a_stale_worker_runs_become_interrupted_and_are_retried(backend, backend
     after = backend.get_execution(run_b.id)
     assert after.status == "interrupted" and "stopped heartbeating" in after.error
     assert backend.get_execution(run_a.id).status == "running", "a live worker's runs are never touched"
-    workers = {w["id"]: w["status"] for w in backend.workers.list_workers()}
+    workers = {w.id: w.status for w in backend.workers.list_workers()}
     assert workers == {"A": "running", "B": "dead"}
     retry = backend.runs.list_queue()
     assert [(r.triggered_by, r.attempt, r.requested_by) for r in retry] == [("retry", 2, f"retry of {run_b.id}")]
@@ -363,7 +363,7 @@ def test_a_stale_worker_runs_become_interrupted_and_are_retried(backend, backend
     # B was only stalled: its next heartbeat brings it back (its run stays interrupted).
     b.clock.set(clock.now())
     b.beat()
-    assert {w["id"]: w["status"] for w in backend.workers.list_workers()}["B"] == "running"
+    assert {w.id: w.status for w in backend.workers.list_workers()}["B"] == "running"
     assert backend.get_execution(run_b.id).status == "interrupted"
 
 
@@ -405,7 +405,7 @@ def test_a_worker_that_heartbeats_just_before_the_reap_keeps_its_runs(backend, b
     assert "thread" in results, "the reaper never tried to mark B dead (was B's heartbeat stale on the test clock?)"
     results["thread"].join(timeout=10)  # type: ignore[union-attr]
     other.close()
-    status_b = {w["id"]: w["status"] for w in backend.workers.list_workers()}["B"]
+    status_b = {w.id: w.status for w in backend.workers.list_workers()}["B"]
     run_status = backend.get_execution(run_b.id).status
     if backend.dialect == "sqlite":
         assert results["beat_done_first"] is False and results["beat"] is False
@@ -451,7 +451,7 @@ def test_a_restart_recovers_its_own_hosts_dead_instance_at_once(store, sqlite_se
     assert sorted((r.triggered_by, r.attempt) for r in store.runs.list_queue()) == [("retry", 2), ("retry", 2)]
     # Another instance of this same process (tests, an in-process scheduler) is not a predecessor.
     fake_scheduler(store, sqlite_settings, clock, worker_id="sibling").register()
-    assert {w["id"]: w["status"] for w in store.workers.list_workers()}["new"] == "running"
+    assert {w.id: w.status for w in store.workers.list_workers()}["new"] == "running"
     assert scheduler.poll_queue() == 2
     retried = [r for r in executions(store, job.id) if r.attempt == 2]
     assert [(r.status, r.worker_id) for r in retried] == [("success", "new"), ("success", "new")]
@@ -487,7 +487,7 @@ def test_stop_marks_unfinished_runs_interrupted_and_queues_their_retries(sqlite_
         stopped = backend.get_execution(slow_req.execution_id)
         assert stopped.status == "interrupted" and stopped.error == STOPPED_REASON
         assert [(r.triggered_by, r.attempt, r.job_id) for r in backend.runs.list_queue()] == [("retry", 2, slow.id)]
-        assert {w["id"]: w["status"] for w in backend.workers.list_workers()}[scheduler.worker_id] == "stopped"
+        assert {w.id: w.status for w in backend.workers.list_workers()}[scheduler.worker_id] == "stopped"
         # It stays interrupted: nothing overwrites it later.
         time.sleep(1.0)
         assert backend.get_execution(slow_req.execution_id).status == "interrupted"

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def registered(backend, proc) -> bool:
-    return any(w["pid"] == proc.pid and w["status"] == "running" and w["host"] == socket.gethostname()
+    return any(w.pid == proc.pid and w.status == "running" and w.host == socket.gethostname()
                for w in backend.workers.list_workers())
 
 
@@ -110,7 +110,7 @@ def test_three_processes_per_database_fire_every_second_exactly_once(tmp_path, s
             leftovers = [r for r in cluster.backend.list_executions(None, 10_000)
                          if r.status in ("running", "queued")]
             assert leftovers == [], cluster.name
-            assert {w["status"] for w in cluster.backend.workers.list_workers()} == {"stopped"}
+            assert {w.status for w in cluster.backend.workers.list_workers()} == {"stopped"}
     finally:
         for cluster in clusters:
             cluster.close()
@@ -167,7 +167,7 @@ def test_sigkill_mid_run_then_restart(tmp_path, services):
         later = [r for r in rows if r.job_id == "tick" and r.scheduled_for and r.scheduled_for > restarted
                  and r.status == "success"]
         assert len(later) >= 3, "the schedule continues after the restart"
-        workers = {w["pid"]: w["status"] for w in backend.workers.list_workers()}
+        workers = {w.pid: w.status for w in backend.workers.list_workers()}
         assert workers[first.pid] == "dead" and workers[second.pid] == "stopped"
     finally:
         backend.close()
@@ -211,7 +211,7 @@ def test_sigterm_interrupts_a_run_longer_than_the_grace(tmp_path, services):
         assert record.status == "interrupted" and record.error == STOPPED_REASON
         assert [(r.triggered_by, r.attempt) for r in backend.runs.list_queue()] == [("retry", 2)], \
             "the next instance retries it"
-        assert {w["status"] for w in backend.workers.list_workers()} == {"stopped"}
+        assert {w.status for w in backend.workers.list_workers()} == {"stopped"}
         log = (tmp_path / "site-1" / "logs" / "mimir.log").read_text()
         assert "received SIGTERM" in log and "stopped" in log
     finally:
@@ -237,7 +237,7 @@ def test_queues_route_jobs_to_the_services_that_serve_them(tmp_path, services, s
         cpu_proc, gpu_proc = services.start(cpu_cfg, tag="cpu"), services.start(gpu_cfg, tag="gpu")
         wait_until(lambda: registered(backend, cpu_proc) and registered(backend, gpu_proc), 30,
                    what="both services to register")
-        workers = {w["pid"]: w["id"] for w in backend.workers.list_workers()}
+        workers = {w.pid: w.id for w in backend.workers.list_workers()}
         cpu_id, gpu_id = workers[cpu_proc.pid], workers[gpu_proc.pid]
         plain = jobs.create_job(backend, name="plain", pipeline="ok", cron_expr="* * * * * *", job_id="plain")
         render = jobs.create_job(backend, name="render", pipeline="ok", cron_expr="* * * * * *", job_id="render",

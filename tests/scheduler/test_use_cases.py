@@ -17,9 +17,9 @@ def test_run_pipeline_now_runs_as_a_registered_worker(store, sqlite_settings) ->
     assert record.status == "success" and record.triggered_by == "manual"
     assert store.get_execution(record.id).status == "success"
     assert finished.log_path.is_file() and record.id in finished.log_path.name
-    workers = {w["id"]: w for w in store.workers.list_workers()}
+    workers = {w.id: w for w in store.workers.list_workers()}
     assert record.worker_id in workers, "the run carried its worker's id"
-    assert workers[record.worker_id]["status"] == "stopped", "and the worker ended with the run"
+    assert workers[record.worker_id].status == "stopped", "and the worker ended with the run"
 
 
 def test_run_pipeline_now_under_an_unknown_job_is_bad_input(store, sqlite_settings) -> None:

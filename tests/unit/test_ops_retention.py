@@ -42,7 +42,7 @@ def test_apply_retention(backend, backend_settings) -> None:
     left = {r.id for r in backend.list_executions(None, 100)}
     assert left == {still_running.id, recent.id}
     assert not left & {old.id, old_failed.id}
-    assert {w["id"] for w in backend.workers.list_workers()} == {"recently-gone", "silent"}
+    assert {w.id for w in backend.workers.list_workers()} == {"recently-gone", "silent"}
 
 
 def test_no_retention_days_keeps_everything(backend, backend_settings) -> None:
@@ -51,4 +51,4 @@ def test_no_retention_days_keeps_everything(backend, backend_settings) -> None:
     worker(backend, "gone", "stopped", 3650)
     assert apply_retention(backend, backend_settings, now=NOW) == 0
     assert [r.id for r in backend.list_executions(None, 10)] == [record.id]
-    assert [w["id"] for w in backend.workers.list_workers()] == ["gone"]
+    assert [w.id for w in backend.workers.list_workers()] == ["gone"]
