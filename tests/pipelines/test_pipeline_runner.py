@@ -209,7 +209,7 @@ def test_a_step_timeout_ends_the_run_timed_out(runner):
     """)
     started = time.monotonic()
     record = runner.run(spec)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4, "it waited for the 5 s step"  # generous: a busy machine
     assert record.status == "timed_out"
     assert record.error == "step 2 (slow) timed out after 0.3s"
     assert [(s.step_name, s.status) for s in record.step_records()] == [("quick", "success"), ("slow", "timed_out")]
@@ -230,9 +230,7 @@ def test_a_pipeline_timeout_ends_the_run_timed_out(runner):
           - {name: b, plugin: Test.sleep, config: {seconds: 0.3}}
           - {name: c, plugin: Test.sleep, config: {seconds: 0.3}}
     """)
-    started = time.monotonic()
     record = runner.run(spec)
-    assert time.monotonic() - started < 2
     assert record.status == "timed_out"
     assert record.error == "pipeline timed out after 0.5s (in step 2 (b))"
     # A job's timeout passed in applies too (the smaller one wins).

@@ -16,7 +16,7 @@ async def test_waits(run_plugin):
     started = time.monotonic()
     result = await run_plugin(Delay, {"seconds": 0.15})
     elapsed = time.monotonic() - started
-    assert 0.14 <= elapsed < 0.5
+    assert 0.14 <= elapsed < 5  # waits at least its time; the upper bound only catches a hang
     assert result["seconds"] == 0.15 and result["waited"] >= 0.14
 
 
@@ -26,7 +26,7 @@ async def test_cancel_stops_it_early(run_plugin):
     started = time.monotonic()
     with pytest.raises(StepCancelled, match="delay cancelled"):
         await run_plugin(Delay, {"duration": 30}, cancel_event=event)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5, "it waited for the 30 s delay"
 
 
 def test_config():

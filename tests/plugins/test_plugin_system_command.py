@@ -86,7 +86,7 @@ async def test_timeout_kills_the_process_group(run_plugin, tmp_path):
     started = time.monotonic()
     with pytest.raises(StepTimedOut, match=r"timed out after 0.5s \(process group killed\)"):
         await run_plugin(Command, {"command": ["sh", "-c", script], "timeout": 0.5})
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10, "it waited for the 30 s sleep"
     grandchild = int(pid_file.read_text())
     deadline = time.monotonic() + 2
     while alive(grandchild) and time.monotonic() < deadline:
@@ -98,7 +98,7 @@ async def test_step_timeout_from_the_context_applies(run_plugin):
     started = time.monotonic()
     with pytest.raises(StepTimedOut):
         await run_plugin(Command, {"command": ["sleep", "30"]}, timeout=0.3)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 10, "it waited for the 30 s sleep"
 
 
 async def test_cancel_kills_sleep_within_a_second(run_plugin):
@@ -115,7 +115,7 @@ async def test_sigterm_ignored_then_sigkill(run_plugin):
     started = time.monotonic()
     with pytest.raises(StepTimedOut):
         await run_plugin(Command, {"command": [PY, "-c", code], "timeout": 0.5, "kill_grace": 0.3})
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 10, "it waited for the 30 s sleep"
 
 
 async def test_missing_program_and_bad_cwd(run_plugin, tmp_path):
