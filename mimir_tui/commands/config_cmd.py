@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
 from . import Context, print_json
 
 
@@ -18,6 +16,8 @@ def register(sub, common) -> None:
 
 
 def run_show(ctx: Context, args: argparse.Namespace) -> int:
+    import yaml
+
     settings = ctx.settings
     data = settings.masked()
     sources = dict(sorted(settings.sources.items()))

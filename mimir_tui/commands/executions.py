@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..constants import STATUSES
 from ..errors import BadInput
-from ..persistence.models import Status
 from . import Context, print_json, print_table, short_time, to_jsonable
-
-STATUSES = [s.value for s in Status]
 
 
 def register(sub, common) -> None:

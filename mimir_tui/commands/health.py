@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from ..errors import BadInput, MimirError
-from ..health import check_health
 from . import Context, print_json
 
 
@@ -18,6 +17,8 @@ def register(sub, common) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.settings  # a bad config is exit 2, not "unhealthy"
+    from ..health import check_health
+
     try:
         report = check_health(ctx.backend, stale_after=settings.scheduler.stale_after)
     except BadInput:  # e.g. a malformed connection_string: bad config, exit 2

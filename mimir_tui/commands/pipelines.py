@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from ..errors import BadInput
 from . import Context, print_json, print_table, to_jsonable
@@ -103,6 +99,8 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     except ValueError:
         config = None
     if config:
+        import yaml
+
         print("definition:")
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
         for line in text.splitlines():
@@ -178,6 +176,9 @@ def _resolve(ctx: Context, args: argparse.Namespace, registry):
 
 
 def run_run(ctx: Context, args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from ..pipelines.runner import PipelineRunner
     from ..scheduler.clock import DatabaseClock
     from ..scheduler.core import worker_session
