@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         cli = cli_argv()
         baseline = Command("baseline: python -c 'import sqlite3'", [sys.executable, "-c", "import sqlite3"])
         help_ = Command("mimir-tui --help", [*cli, "--help"])
-        jobs = Command(f"mimir-tui jobs list ({args.jobs} jobs, SQLite)", [*cli, "--config", str(config), "jobs", "list"],
-                       expect_lines=args.jobs + 1)
+        jobs = Command(f"mimir-tui jobs list ({args.jobs} jobs, SQLite)",
+                       [*cli, "--config", str(config), "jobs", "list"], expect_lines=args.jobs + 1)
         floor = Command("floor: python -c 'import sqlmodel'", [sys.executable, "-c", "import sqlmodel"])
         commands = [baseline, help_, jobs, floor]
         for command in commands:  # untimed: bytecode and page caches
