@@ -1,4 +1,5 @@
-"""Subcommands of ``mimir-tui``. Each module has ``register(subparsers, common)`` and sets a
+"""Subcommands of ``mimir-tui``. Each module has ``NAME`` and ``HELP`` (the command's word and
+its line in the top-level help), ``register(subparsers, common)``, and sets a
 ``handler(ctx, args) -> exit code`` on its parsers. The handlers call the same core functions
 the dashboard's screens call.
 

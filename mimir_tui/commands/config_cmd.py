@@ -6,9 +6,12 @@ import argparse
 
 from . import Context, print_json
 
+NAME = "config"
+HELP = "show the effective configuration"
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser("config", parents=[common], help="show the effective configuration")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", parents=[common], help="print the effective configuration")
     show.add_argument("--json", action="store_true", help="print JSON")

@@ -8,9 +8,12 @@ import sys
 from ..errors import BadInput, MimirError
 from . import Context, print_json
 
+NAME = "health"
+HELP = "check the database; exit 0 healthy, 1 not"
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser("health", parents=[common], help="check the database; exit 0 healthy, 1 not")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run)
 

@@ -9,6 +9,9 @@ from ..constants import MISFIRE_POLICIES
 from ..errors import BadInput
 from . import Context, print_json, print_table, short_time, to_jsonable
 
+NAME = "jobs"
+HELP = "scheduled jobs"
+
 # The handlers import the scheduler's job functions (and with them cron and persistence) when
 # they run: building this parser, for --help or a usage error, must not pay for them.
 
@@ -47,7 +50,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("jobs", parents=[common], help="scheduled jobs")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", parents=[common], help="all jobs")
@@ -89,7 +92,6 @@ def register(sub, common) -> None:
     nxt.add_argument("-n", metavar="N", type=int, default=5)
     nxt.add_argument("--json", action="store_true")
     nxt.set_defaults(handler=run_next)
-
 
 
 def _print_jobs(jobs) -> None:

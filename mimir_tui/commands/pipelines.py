@@ -12,9 +12,12 @@ from typing import Any
 from ..errors import BadInput
 from . import Context, print_json, print_table, to_jsonable
 
+NAME = "pipelines"
+HELP = "list, show, validate, import and run pipelines"
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser("pipelines", parents=[common], help="list, show, validate, import and run pipelines")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", parents=[common], help="pipelines in the database, with load errors")

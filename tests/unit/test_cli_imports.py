@@ -165,3 +165,29 @@ def test_head_revision_without_alembic_agrees_with_alembic() -> None:
     from mimir_tui.persistence.migrate import _head_from_files, head_revision
 
     assert _head_from_files() == head_revision() != ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["jobs", "list", "--json"],
+    ["--config", "site.yaml", "health"],
+    ["health", "--config", "jobs"],  # a value that is another command's name
+    ["--config", "health", "jobs", "add", "--name", "n", "--pipeline", "health", "--cron", "* * * * *"],
+    ["executions", "list", "--status", "failed,missed", "--limit", "3"],
+    ["pipelines", "run", "jobs", "--timeout", "5"],
+    ["config", "show"],
+    ["--headless", "--config", "c.yaml"],
+    [],
+], ids=lambda argv: " ".join(argv) or "(none)")
+def test_the_parser_built_for_a_command_line_parses_it_as_the_whole_one(argv: list[str]) -> None:
+    """main() builds only the parsers of the commands its argv names; it must read that argv
+    exactly as the parser of every command does."""
+    from mimir_tui.cli import build_parser
+
+    assert build_parser(argv).parse_args(argv) == build_parser().parse_args(argv)
+
+
+def test_the_top_level_help_is_the_whole_parsers() -> None:
+    from mimir_tui.cli import build_parser
+
+    assert build_parser(["--help"]).format_help() == build_parser().format_help()
+    assert build_parser([]).format_usage() == build_parser().format_usage()
