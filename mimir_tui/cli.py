@@ -32,7 +32,15 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line ``argv``, only the parsers it can reach.
+
+    Building the parser of every action of every command is most of what ``--help`` costs
+    beyond starting Python (argparse looks up translations for each parser). A command is
+    chosen by a word of the command line equal to its name, so a command whose name is not
+    in ``argv`` cannot be reached: it gets a stand-in with its name and help only, which is all
+    the top-level help and the "invalid choice" error show of it.
+    """
     common = common_options()
     parser = _Parser(prog=PROG, description="Mimir: data and AI pipelines on cron schedules.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -41,13 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="seed sample jobs, pipelines and runs first")
     parser.add_argument("--headless", action="store_true", help="run as a service, without the dashboard")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    words = None if argv is None else set(argv)
     for module in COMMAND_MODULES:
-        module.register(sub, common)
+        if words is None or module.NAME in words:
+            module.register(sub, common)
+        else:
+            sub.add_parser(module.NAME, help=module.HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     ctx = Context(config_path=getattr(args, "config", None))
     handler: Callable[[Context, argparse.Namespace], int] | None = getattr(args, "handler", None)

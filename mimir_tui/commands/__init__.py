@@ -1,19 +1,25 @@
-"""Subcommands of ``mimir-tui``. Each module has ``register(subparsers, common)`` and sets a
+"""Subcommands of ``mimir-tui``. Each module has ``NAME`` and ``HELP`` (the command's word and
+its line in the top-level help), ``register(subparsers, common)``, and sets a
 ``handler(ctx, args) -> exit code`` on its parsers. The handlers call the same core functions
-the dashboard's screens call."""
+the dashboard's screens call.
+
+Building the parser must stay cheap: ``--help`` and usage errors print before any handler
+runs, so this package and its modules import only the standard library, ``..errors`` and
+``..constants`` at the top. Configuration, persistence, the scheduler, the pipelines and YAML
+are imported inside the handlers that use them (tests/unit/test_cli_imports.py checks it).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Settings, load_settings
-from ..persistence.types import as_utc
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 class Context:
@@ -27,6 +33,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from ..config import load_settings
+
             self._settings = load_settings(self.config_path)
             quiet_logging()
         return self._settings
@@ -47,6 +55,8 @@ class Context:
 
 def quiet_logging() -> None:
     """Subcommands report errors as one line on stderr themselves; keep log records off it."""
+    import logging  # here, not at the top: --help and usage errors need no logging
+
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.NullHandler())
@@ -57,6 +67,8 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "model_dump"):
         return to_jsonable(value.model_dump())
     if isinstance(value, datetime):
+        from ..persistence.types import as_utc  # cheap: whatever made a datetime has loaded it already
+
         return as_utc(value).isoformat()
     if isinstance(value, date):
         return value.isoformat()

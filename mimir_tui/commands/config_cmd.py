@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
 from . import Context, print_json
+
+NAME = "config"
+HELP = "show the effective configuration"
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("config", parents=[common], help="show the effective configuration")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", parents=[common], help="print the effective configuration")
     show.add_argument("--json", action="store_true", help="print JSON")
@@ -18,6 +19,8 @@ def register(sub, common) -> None:
 
 
 def run_show(ctx: Context, args: argparse.Namespace) -> int:
+    import yaml
+
     settings = ctx.settings
     data = settings.masked()
     sources = dict(sorted(settings.sources.items()))

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import argparse
 
+from ..constants import STATUSES
 from ..errors import BadInput
-from ..persistence.models import Status
 from . import Context, print_json, print_table, short_time, to_jsonable
 
-STATUSES = [s.value for s in Status]
+NAME = "executions"
+HELP = "execution history: list, show, cancel"
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("executions", parents=[common], help="execution history: list, show, cancel")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", parents=[common], help="recent executions, newest first")
@@ -33,7 +34,6 @@ def register(sub, common) -> None:
     cancel.add_argument("id", metavar="ID")
     cancel.add_argument("--json", action="store_true", help="print JSON")
     cancel.set_defaults(handler=run_cancel)
-
 
 
 def _duration(ms) -> str:

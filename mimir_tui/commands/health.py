@@ -6,18 +6,22 @@ import argparse
 import sys
 
 from ..errors import BadInput, MimirError
-from ..health import check_health
 from . import Context, print_json
+
+NAME = "health"
+HELP = "check the database; exit 0 healthy, 1 not"
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("health", parents=[common], help="check the database; exit 0 healthy, 1 not")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.settings  # a bad config is exit 2, not "unhealthy"
+    from ..health import check_health
+
     try:
         report = check_health(ctx.backend, stale_after=settings.scheduler.stale_after)
     except BadInput:  # e.g. a malformed connection_string: bad config, exit 2

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
+from ..constants import MISFIRE_POLICIES
 from ..errors import BadInput
-from ..persistence.types import as_utc
-from ..scheduler import jobs as core
 from . import Context, print_json, print_table, short_time, to_jsonable
 
-POLICY_CHOICES = ("skip", "once", "all")
+NAME = "jobs"
+HELP = "scheduled jobs"
+
+# The handlers import the scheduler's job functions (and with them cron and persistence) when
+# they run: building this parser, for --help or a usage error, must not pay for them.
 
 
 def _job_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
@@ -23,7 +26,7 @@ def _job_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--max-retries", metavar="N", type=int, default=None, help="retries of a failed run")
     p.add_argument("--retry-backoff", metavar="SECONDS", type=float, default=None,
                    help="first retry delay; doubles each attempt")
-    p.add_argument("--misfire", choices=POLICY_CHOICES, default=None,
+    p.add_argument("--misfire", choices=MISFIRE_POLICIES, default=None,
                    help="fires later than the grace (downtime): skip them, run the latest once, or run all "
                         "(up to --misfire-cap); the rest are recorded missed")
     p.add_argument("--misfire-grace", metavar="SECONDS", type=float, default=None,
@@ -47,7 +50,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def register(sub, common) -> None:
-    p = sub.add_parser("jobs", parents=[common], help="scheduled jobs")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", parents=[common], help="all jobs")
@@ -91,7 +94,6 @@ def register(sub, common) -> None:
     nxt.set_defaults(handler=run_next)
 
 
-
 def _print_jobs(jobs) -> None:
     print_table(
         [[j.id, j.name, j.pipeline, j.cron_expr, j.timezone, j.queue, "yes" if j.enabled else "no",
@@ -119,6 +121,8 @@ def run_list(ctx: Context, args) -> int:
 
 
 def run_add(ctx: Context, args) -> int:
+    from ..scheduler import jobs as core
+
     options = _options(args)
     options.setdefault("misfire_grace_seconds", ctx.settings.scheduler.misfire_grace)
     job = core.create_job(
@@ -130,6 +134,8 @@ def run_add(ctx: Context, args) -> int:
 
 
 def run_edit(ctx: Context, args) -> int:
+    from ..scheduler import jobs as core
+
     changes = _options(args)
     for arg, field in (("name", "name"), ("pipeline", "pipeline"), ("cron", "cron_expr"), ("tz", "timezone")):
         if getattr(args, arg) is not None:
@@ -144,14 +150,20 @@ def run_show(ctx: Context, args) -> int:
 
 
 def run_enable(ctx: Context, args) -> int:
+    from ..scheduler import jobs as core
+
     return _emit(core.enable_job(ctx.backend, args.id), args)
 
 
 def run_disable(ctx: Context, args) -> int:
+    from ..scheduler import jobs as core
+
     return _emit(core.disable_job(ctx.backend, args.id), args)
 
 
 def run_delete(ctx: Context, args) -> int:
+    from ..scheduler import jobs as core
+
     core.delete_job(ctx.backend, args.id)
     if args.json:
         print_json({"id": args.id, "deleted": True})
@@ -161,6 +173,8 @@ def run_delete(ctx: Context, args) -> int:
 
 
 def run_run(ctx: Context, args) -> int:
+    from ..scheduler import jobs as core
+
     request = core.run_job_now(ctx.backend, args.id)
     if not args.wait:
         if args.json:
@@ -191,6 +205,8 @@ def run_run(ctx: Context, args) -> int:
 def _parse_instant(text: str | None) -> datetime | None:
     if text is None:
         return None
+    from ..persistence.types import as_utc
+
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -199,6 +215,8 @@ def _parse_instant(text: str | None) -> datetime | None:
 
 
 def run_next(ctx: Context, args) -> int:
+    from ..scheduler import jobs as core
+
     if (args.id is None) == (args.cron is None):
         raise BadInput("jobs next: give a job ID or --cron EXPR (not both)")
     if args.id is not None:

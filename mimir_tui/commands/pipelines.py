@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import BadInput
 from . import Context, print_json, print_table, to_jsonable
 
+NAME = "pipelines"
+HELP = "list, show, validate, import and run pipelines"
+
 
 def register(sub, common) -> None:
-    p = sub.add_parser("pipelines", parents=[common], help="list, show, validate, import and run pipelines")
+    p = sub.add_parser(NAME, parents=[common], help=HELP)
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     ls = actions.add_parser("list", parents=[common], help="pipelines in the database, with load errors")
@@ -101,6 +102,8 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     except ValueError:
         config = None
     if config:
+        import yaml
+
         print("definition:")
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
         for line in text.splitlines():

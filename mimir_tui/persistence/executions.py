@@ -14,13 +14,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..errors import Conflict, NotFound, PersistenceError
 from .db import Database, one_of, operation
 from .jobs import values_of
-from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status, records
+from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status, WorkerStatus, records
 from .rows import ExecutionRow
 from .types import as_utc, utcnow
 
 #: Executions still in flight: never removed by retention, interrupted when their owner dies.
 UNFINISHED = (Status.queued.value, Status.running.value)
-LIVE_WORKER = ("running", "stopping")
+LIVE_WORKER = (WorkerStatus.running.value, WorkerStatus.stopping.value)
 
 COLUMNS = [c.name for c in EXECUTIONS.columns]
 #: ``save``: every column is written but these (``cancel_requested`` belongs to whoever asked).

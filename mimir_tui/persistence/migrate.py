@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from ..errors import PersistenceError
 from .engine import WRITE
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported only when there is something to do (an upgrade, an unknown version): it
+# costs a command a third of its start-up, and a database at the head revision needs none of it.
 
 log = logging.getLogger("mimir.persistence")
 
@@ -27,6 +32,8 @@ _LOCK_KEY = 0x6D696D6972  # "mimir"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -35,7 +42,39 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 @functools.lru_cache(maxsize=1)
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*(?:#.*)?$", re.MULTILINE)
+_QUOTED = re.compile(r"""(['"])([^'"]+)\1""")
+
+
+@functools.lru_cache(maxsize=1)
+def _head_from_files() -> str | None:
+    """The head revision read from the ``revision = "..."`` and ``down_revision = "..."`` lines of
+    the version files, without Alembic; None unless they make one plain chain with one head
+    (then :func:`upgrade` asks Alembic). tests/unit/test_cli_imports.py checks that it agrees
+    with :func:`head_revision`."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        rev = _QUOTED.fullmatch(found.get("revision", ""))
+        down = found.get("down_revision")
+        if rev is None or down is None or rev.group(2) in revisions:
+            return None
+        revisions.add(rev.group(2))
+        if down != "None":
+            parent = _QUOTED.fullmatch(down)
+            if parent is None:  # a tuple: a merge, or anything else unusual
+                return None
+            parents.add(parent.group(2))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -46,6 +85,13 @@ def current_revision(conn: Connection) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Bring the database to ``revision``; returns the revision it is at afterwards."""
+    if revision == "head":
+        # The common case, first and without Alembic or a lock: already at the head.
+        quick = _head_from_files()
+        if quick is not None:
+            with engine.connect() as conn:
+                if current_revision(conn) == quick:
+                    return quick
     target = head_revision() if revision == "head" else revision
     dialect = engine.dialect.name
     with engine.execution_options(**WRITE).connect() as conn:
@@ -87,6 +133,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
 def _check_known(current: str | None) -> None:
     if current is None:
         return
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     try:
         script.get_revision(current)
@@ -98,6 +146,8 @@ def _check_known(current: str | None) -> None:
 
 
 def _run(conn: Connection, revision: str) -> None:
+    from alembic import command
+
     log.info("upgrading database schema to %s", revision)
     command.upgrade(alembic_config(conn), revision)
     if conn.in_transaction():

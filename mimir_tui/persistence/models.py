@@ -10,13 +10,13 @@ import os
 import re
 import time
 from datetime import datetime
-from enum import Enum
 from typing import Any, Iterable, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Column, ForeignKey, Index, String, Table
 from sqlmodel import Field, SQLModel
 
+from ..constants import FINISHED, MisfirePolicy, Status, TriggeredBy, WorkerStatus
 from .types import JSONText, LongText, UTCDateTime, as_utc, utcnow
 
 
@@ -26,17 +26,6 @@ M = TypeVar("M", bound=SQLModel)
 def new_id() -> str:
     """A 32-hex-digit id that sorts by creation time (48-bit ms clock + 80 random bits)."""
     return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
-
-
-class Status(str, Enum):
-    queued = "queued"
-    running = "running"
-    success = "success"
-    failed = "failed"
-    cancelled = "cancelled"
-    timed_out = "timed_out"
-    interrupted = "interrupted"
-    missed = "missed"
 
 
 DEFAULT_QUEUE = "default"
@@ -53,22 +42,6 @@ def check_queue_name(name: Any) -> str:
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
         raise ValueError(f"queue name {name!r}: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
     return name
-
-
-FINISHED = frozenset({"success", "failed", "cancelled", "timed_out", "interrupted", "missed"})
-
-
-class TriggeredBy(str, Enum):
-    scheduler = "scheduler"
-    manual = "manual"
-    api = "api"
-    retry = "retry"
-
-
-class MisfirePolicy(str, Enum):
-    skip = "skip"
-    once = "once"
-    all = "all"
 
 
 class ScheduledJob(SQLModel):

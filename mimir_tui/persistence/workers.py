@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from .db import Database, operation
 from .executions import LIVE_WORKER, ExecutionStore
 from .jobs import values_of
-from .models import WORKERS, JobExecutionRecord, Worker
+from .models import WORKERS, JobExecutionRecord, Worker, WorkerStatus
 from .rows import WorkerRow
 from .types import as_utc
 
@@ -92,7 +92,7 @@ class WorkerStore:
                 condition = and_(WORKERS.c.id == worker_id, WORKERS.c.status.in_(LIVE_WORKER))
                 if worker_id not in forced:
                     condition = and_(condition, WORKERS.c.heartbeat_at < cutoff)
-                if conn.execute(update(WORKERS).where(condition).values(status="dead")).rowcount:
+                if conn.execute(update(WORKERS).where(condition).values(status=WorkerStatus.dead.value)).rowcount:
                     dead.append(worker_id)
         interrupted = self.executions.interrupt_runs(
             dead, "interrupted: the instance running it stopped heartbeating", now=when

@@ -10,6 +10,7 @@ HEADLESS_MODULES = [
     "mimir_tui",
     "mimir_tui.cli",
     "mimir_tui.config",
+    "mimir_tui.constants",
     "mimir_tui.errors",
     "mimir_tui.health",
     "mimir_tui.commands",

@@ -12,7 +12,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "mimir_tui"
 
 #: What the persistence layer may import of the package: itself and the foundation.
-PERSISTENCE_MAY_IMPORT = {"mimir_tui.persistence", "mimir_tui.config", "mimir_tui.errors", "mimir_tui.secrets"}
+PERSISTENCE_MAY_IMPORT = {
+    "mimir_tui.persistence", "mimir_tui.config", "mimir_tui.errors", "mimir_tui.secrets", "mimir_tui.constants",
+}
 #: The fronts: the core (scheduler, pipelines, persistence, ops, vectors) imports none of them.
 FRONTS = ("mimir_tui.tui", "mimir_tui.commands", "mimir_tui.cli")
 CORE = ("mimir_tui.persistence", "mimir_tui.scheduler", "mimir_tui.pipelines", "mimir_tui.ops", "mimir_tui.vectors")

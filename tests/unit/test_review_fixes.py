@@ -108,7 +108,7 @@ def test_unexpected_errors_are_one_line(monkeypatch, capsys, store):
     parser = cli.build_parser()
     args = parser.parse_args(["health"])
     args.handler = boom
-    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parser, args))
+    monkeypatch.setattr(cli, "build_parser", lambda *_, **__: _Fixed(parser, args))
     code, out, err = run(capsys, "health")
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and "kaput" in err and "S3cretPw" not in err
