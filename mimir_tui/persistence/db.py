@@ -45,6 +45,9 @@ log = logging.getLogger("mimir.persistence")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: SQLite's default: a checkpoint at the commit that leaves the WAL over 1,000 pages.
+WAL_AUTOCHECKPOINT = 1000
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -58,6 +61,9 @@ class Dialect:
     skip_locked: bool
     #: The database's clock can differ from this machine's (a server elsewhere).
     server_clock: bool
+    #: A row's physical address, quicker to delete by than the primary key (SQLite's rowid;
+    #: None: the primary key).
+    row_key: str | None
 
     @classmethod
     def of(cls, name: str) -> "Dialect":
@@ -66,6 +72,7 @@ class Dialect:
             upsert=name in ("sqlite", "postgresql"),
             skip_locked=name in ("postgresql", "mysql"),
             server_clock=name != "sqlite",
+            row_key="rowid" if name == "sqlite" else None,
         )
 
 
@@ -192,7 +199,8 @@ class Database:
                 yield conn
             return
         with self.gate, self._write_engine.begin() as conn:
-            yield conn
+            with self._checkpoints_deferred(conn.connection.driver_connection):
+                yield conn
 
     # -- prepared statements on driver connections -------------------------------------
 
@@ -233,8 +241,9 @@ class Database:
         try:
             if begin:
                 cursor.execute(begin)
-            yield RawTransaction(cursor)
-            conn.commit()
+            with self._checkpoints_deferred(conn):
+                yield RawTransaction(cursor)
+                conn.commit()
         except BaseException:
             try:
                 conn.rollback()
@@ -243,6 +252,37 @@ class Database:
             raise
         finally:
             cursor.close()
+            self._release(conn)
+
+    @contextmanager
+    def _checkpoints_deferred(self, conn: Any) -> Iterator[None]:
+        """SQLite, while a bulk operation (retention) runs in this process: no automatic WAL
+        checkpoint at this connection's commit. SQLite checkpoints in whichever connection
+        commits once the WAL holds 1,000 pages, inside that writer's call; a long retention run
+        fills the WAL quickly, so every writer squeezed in between two batches would pay for a
+        checkpoint (hundreds of milliseconds), and so would the next batch. The bulk operation
+        checkpoints itself instead, every few batches (:meth:`checkpoint`)."""
+        if self.gate is None or not self.gate.bulk_active:
+            yield
+            return
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+            except Exception:  # the connection is unusable: closed on release
+                pass
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as readers allow (SQLite; PASSIVE: it
+        never waits for readers). Call it holding the write gate."""
+        if self.dialect.name != "sqlite":
+            return
+        conn = self._acquire()
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
             self._release(conn)
 
     def _acquire(self) -> Any:

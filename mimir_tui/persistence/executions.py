@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import Conflict, NotFound, PersistenceError
@@ -21,6 +21,9 @@ from .types import as_utc, utcnow
 #: Executions still in flight: never removed by retention, interrupted when their owner dies.
 UNFINISHED = (Status.queued.value, Status.running.value)
 LIVE_WORKER = (WorkerStatus.running.value, WorkerStatus.stopping.value)
+
+#: Retention checkpoints the WAL itself every this many batches (SQLite; see Database).
+CHECKPOINT_EVERY = 4
 
 COLUMNS = [c.name for c in EXECUTIONS.columns]
 #: ``save``: every column is written but these (``cancel_requested`` belongs to whoever asked).
@@ -341,7 +344,7 @@ class ExecutionStore:
         waits at most one batch. Returns the number of rows removed."""
         cutoff = as_utc(older_than)
         size = max(1, batch_size)
-        total = 0
+        total = batches = 0
         gate = self.db.gate
         with gate.bulk() if gate is not None else nullcontext() as run:
             while True:
@@ -354,6 +357,11 @@ class ExecutionStore:
                 elapsed = time.perf_counter() - started
                 self.db.metrics.record("retention_batch", elapsed, True)  # what a writer may wait
                 total += removed
+                batches += 1
+                if removed < size or batches % CHECKPOINT_EVERY == 0:
+                    if run is not None:  # the WAL checkpoints the writers leave to us (see Database)
+                        with run.batch():
+                            self.db.checkpoint()
                 if removed < size:
                     return total
                 size = self._next_batch_size(size, elapsed)
@@ -362,11 +370,12 @@ class ExecutionStore:
         def build() -> Any:
             old = and_(EXECUTIONS.c.start_time < bindparam("cutoff", type_=EXECUTIONS.c.start_time.type),
                        ~one_of(EXECUTIONS.c.status, UNFINISHED))
-            # The oldest ids as a derived table: MySQL refuses a LIMIT directly inside IN (...),
-            # and a subquery on the table it deletes from unless it is materialized first.
-            oldest = select(EXECUTIONS.c.id).where(old).order_by(EXECUTIONS.c.start_time).limit(bindparam("size"))
+            # The oldest rows' keys as a derived table: MySQL refuses a LIMIT directly inside
+            # IN (...), and a subquery on the table it deletes from unless it is materialized.
+            key = literal_column(self.db.dialect.row_key) if self.db.dialect.row_key else EXECUTIONS.c.id
+            oldest = select(key.label("k")).where(old).order_by(EXECUTIONS.c.start_time).limit(bindparam("size"))
             batch = oldest.subquery("batch")
-            return delete(EXECUTIONS).where(EXECUTIONS.c.id.in_(select(batch.c.id)))
+            return delete(EXECUTIONS).where(key.in_(select(batch.c.k)))
 
         prepared = self.db.prepare("delete_old_executions", build)
         with self.db.raw_write() as tx:

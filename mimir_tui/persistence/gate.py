@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - Windows
 #: How long the holder of a bulk operation steps aside between two batches: long enough for a
 #: writer polling every millisecond to take the gate.
 BULK_PAUSE_S = 0.002
+#: How long at most it waits, between two batches, for this process's waiting writers.
+BULK_YIELD_MAX_S = 0.1
 
 
 class WriteGate:
@@ -44,6 +46,7 @@ class WriteGate:
         self.timeout = timeout  # seconds a writer waits before the call fails
         self._local = threading.local()
         self._bulk = 0  # bulk operations in progress in this process
+        self._waiting = 0  # writers of this process waiting for the gate
         self._guard = threading.Lock()
         self._fds: set[int] = set()  # every descriptor opened, closed in a forked child
 
@@ -57,21 +60,35 @@ class WriteGate:
             local.depth += 1
             return self
         fd = self._descriptor()
-        if fd is not None:
-            deadline = time.monotonic() + self.timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise PersistenceError(
-                            f"the database is busy: another Mimir writer has held it for over "
-                            f"{self.timeout:g} s ({self.path})"
-                        ) from None
-                    time.sleep(0.001)
+        if fd is not None and not self._try(fd):
+            self._wait(fd)
         local.depth = 1
         return self
+
+    def _try(self, fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _wait(self, fd: int) -> None:
+        """Try every millisecond until the busy timeout; counted as a waiter meanwhile (a bulk
+        operation of this process lets its waiters in before its next batch)."""
+        deadline = time.monotonic() + self.timeout
+        with self._guard:
+            self._waiting += 1
+        try:
+            while not self._try(fd):
+                if time.monotonic() >= deadline:
+                    raise PersistenceError(
+                        f"the database is busy: another Mimir writer has held it for over "
+                        f"{self.timeout:g} s ({self.path})"
+                    ) from None
+                time.sleep(0.001)
+        finally:
+            with self._guard:
+                self._waiting -= 1
 
     def __exit__(self, *exc: object) -> None:
         local = self._local
@@ -118,7 +135,7 @@ class WriteGate:
         belongs to the open file, so a child keeping one would keep a dead parent's lock)."""
         self._guard = threading.Lock()
         self._local = threading.local()
-        self._bulk = 0
+        self._bulk = self._waiting = 0
         for fd in self._fds:
             try:
                 os.close(fd)
@@ -136,8 +153,15 @@ class BulkRun:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
+        """One batch, holding the gate. From the second on, it first steps aside: a moment for
+        writers of other processes, and until this process's waiters are through (at most
+        :data:`BULK_YIELD_MAX_S`): they poll, and would otherwise lose most races to a batch
+        that starts at once."""
         if self._batches:
             time.sleep(BULK_PAUSE_S)
+            deadline = time.monotonic() + BULK_YIELD_MAX_S
+            while self.gate._waiting and time.monotonic() < deadline:
+                time.sleep(0.001)
         self._batches += 1
         with self.gate:
             yield
