@@ -53,6 +53,7 @@ from typing import Any
 from mimir_tui.config import Settings, load_settings
 from mimir_tui.logsetup import setup_logging
 from mimir_tui.persistence import JobExecutionRecord, open_backend
+from mimir_tui.persistence.models import EXECUTIONS
 from mimir_tui.persistence.types import sqlite_datetime_text
 from mimir_tui.pipelines.registry import default_registry
 from mimir_tui.pipelines.store import import_path
@@ -347,7 +348,7 @@ def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll:
 def raw_insert_cpu(db: Path, count: int) -> float:
     """CPU seconds of one raw sqlite3 transaction inserting one execution row (Mimir's
     columns, a real row's values, a fresh id and run key each time)."""
-    columns = [c.name for c in JobExecutionRecord.__table__.columns]  # type: ignore[attr-defined]
+    columns = [c.name for c in EXECUTIONS.columns]
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

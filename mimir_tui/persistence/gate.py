@@ -4,11 +4,10 @@ and in others.
 SQLite lets one writer in at a time, and a writer that finds the database locked sleeps and
 tries again, up to 100 ms apart: a retention run that commits a batch and begins the next at
 once nearly always wins, and other writers can wait many batches. So Mimir's writers queue on
-``<database>-mimir.lock`` instead, an exclusive ``flock`` that each thread takes through a file
-descriptor of its own (``flock`` locks belong to an open file, so two descriptors of one process
-exclude each other like two processes do). A waiter tries every millisecond; the holder of a
-bulk operation (:meth:`WriteGate.bulk`, retention) pauses between two batches, so a writer
-waits about one batch at most. SQLite's own busy timeout stays as the guard against writers
+the gate instead: a mutex between the threads of a process, and an exclusive ``flock`` on
+``<database>-mimir.lock`` between processes. The holder of a bulk operation
+(:meth:`WriteGate.bulk`, retention) steps aside between two batches, so a writer waits about
+one batch at most. SQLite's own busy timeout stays as the guard against writers
 that are not Mimir's (the ``sqlite3`` shell).
 
 Without ``fcntl`` (Windows) or where the lock file cannot be made (a read-only folder), the gate
@@ -39,78 +38,93 @@ BULK_YIELD_MAX_S = 0.1
 
 class WriteGate:
     """``with gate:`` around every write transaction; ``with gate.bulk():`` around a long run of
-    short write transactions (retention) that should let other writers in between them."""
+    short write transactions (retention) that should let other writers in between them.
+
+    Two parts, one for each kind of neighbour: a mutex for this process's threads (a waiter
+    wakes the moment the holder lets go: the scheduler's claims and the runs' saves of one
+    instance pass it hundreds of times a second), and the process's ``flock`` on the lock file
+    for other processes (tried every millisecond, since a lock in another process cannot wake
+    us)."""
 
     def __init__(self, database_path: str, timeout: float = 5.0) -> None:
         self.path = f"{database_path}-mimir.lock"
         self.timeout = timeout  # seconds a writer waits before the call fails
-        self._local = threading.local()
+        self._mutex = threading.Lock()
+        self._local = threading.local()  # depth: the holder may enter again
         self._bulk = 0  # bulk operations in progress in this process
         self._waiting = 0  # writers of this process waiting for the gate
         self._guard = threading.Lock()
-        self._fds: set[int] = set()  # every descriptor opened, closed in a forked child
+        self._fd: int | None = None
+        self._pid = os.getpid()
 
     # -- one writer at a time ----------------------------------------------------------
 
     def __enter__(self) -> "WriteGate":
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
-            local.pid, local.fd, local.depth = os.getpid(), None, 0
-        if local.depth:  # re-entered by its holder
-            local.depth += 1
+        depth = getattr(local, "depth", 0)
+        if depth:  # re-entered by its holder
+            local.depth = depth + 1
             return self
-        fd = self._descriptor()
-        if fd is not None and not self._try(fd):
-            self._wait(fd)
+        deadline = time.monotonic() + self.timeout
+        if not self._mutex.acquire(blocking=False):
+            with self._guard:
+                self._waiting += 1
+            try:
+                if not self._mutex.acquire(timeout=self.timeout):
+                    raise self._busy()
+            finally:
+                with self._guard:
+                    self._waiting -= 1
+        try:
+            self._lock_file(deadline)
+        except BaseException:
+            self._mutex.release()
+            raise
         local.depth = 1
         return self
-
-    def _try(self, fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _wait(self, fd: int) -> None:
-        """Try every millisecond until the busy timeout; counted as a waiter meanwhile (a bulk
-        operation of this process lets its waiters in before its next batch)."""
-        deadline = time.monotonic() + self.timeout
-        with self._guard:
-            self._waiting += 1
-        try:
-            while not self._try(fd):
-                if time.monotonic() >= deadline:
-                    raise PersistenceError(
-                        f"the database is busy: another Mimir writer has held it for over "
-                        f"{self.timeout:g} s ({self.path})"
-                    ) from None
-                time.sleep(0.001)
-        finally:
-            with self._guard:
-                self._waiting -= 1
 
     def __exit__(self, *exc: object) -> None:
         local = self._local
         local.depth -= 1
-        if local.depth == 0 and local.fd is not None:
+        if local.depth:
+            return
+        if self._fd is not None and self._pid == os.getpid():
             try:
-                fcntl.flock(local.fd, fcntl.LOCK_UN)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             except OSError:
                 pass
+        self._mutex.release()
+
+    def _lock_file(self, deadline: float) -> None:
+        """The process's flock, tried every millisecond until ``deadline``."""
+        fd = self._descriptor()
+        if fd is None:
+            return
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise self._busy() from None
+                time.sleep(0.001)
+
+    def _busy(self) -> PersistenceError:
+        return PersistenceError(
+            f"the database is busy: another Mimir writer has held it for over {self.timeout:g} s ({self.path})"
+        )
 
     def _descriptor(self) -> int | None:
-        local = self._local
         if fcntl is None:
             return None
-        if local.fd is None:
+        if self._pid != os.getpid():  # a forked child: the parent's descriptor is not ours
+            self._fd, self._pid = None, os.getpid()
+        if self._fd is None:
             try:
-                local.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:  # a read-only folder: SQLite's lock alone
                 return None
-            with self._guard:
-                self._fds.add(local.fd)
-        return local.fd
+        return self._fd
 
     # -- bulk operations ---------------------------------------------------------------
 
@@ -131,17 +145,19 @@ class WriteGate:
                 self._bulk -= 1
 
     def after_fork_in_child(self) -> None:
-        """A forked child starts with no writer: the parent's descriptors are closed (a flock
-        belongs to the open file, so a child keeping one would keep a dead parent's lock)."""
+        """A forked child starts with no writer: the mutex is new (the parent's holder does not
+        exist here) and the parent's descriptor is closed (a flock belongs to the open file, so
+        a child keeping it would keep a dead parent's lock)."""
+        self._mutex = threading.Lock()
         self._guard = threading.Lock()
         self._local = threading.local()
         self._bulk = self._waiting = 0
-        for fd in self._fds:
+        if self._fd is not None:
             try:
-                os.close(fd)
+                os.close(self._fd)
             except OSError:
                 pass
-        self._fds = set()
+        self._fd, self._pid = None, os.getpid()
 
 
 class BulkRun:

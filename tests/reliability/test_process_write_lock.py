@@ -180,8 +180,8 @@ def _child_writes(path: str) -> None:
 
 
 def test_a_writer_waits_for_another_thread_of_its_process(sqlite_settings) -> None:
-    """One gate for threads and processes alike: each thread locks through a descriptor of its
-    own, so two threads of one process exclude each other as two processes do."""
+    """One gate for threads and processes alike: a thread of this process waits for another
+    thread's write as it waits for another process's."""
     import threading
 
     from mimir_tui.persistence.gate import write_gate
