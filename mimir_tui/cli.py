@@ -89,8 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .secrets import mask_text
 
         text = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {mask_text(text)} "
-              f"(MIMIR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"{PROG}: error: unexpected {type(exc).__name__}: {mask_text(text)} (MIMIR_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         ctx.close()

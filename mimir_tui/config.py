@@ -247,7 +247,7 @@ def _describe(error: dict[str, Any]) -> str:
         return f"unknown key {key!r}"
     msg = error["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     given = error.get("input")
     shown = MASK if any(is_secret_key(str(p)) for p in error["loc"]) else repr(mask_tree(given))
     if isinstance(given, str) and "://" in given:

@@ -67,8 +67,7 @@ def mask_tree(value: Any, masker: "SecretMasker | None" = None) -> Any:
     ``masker`` is given. Tuples come back as lists (the data is headed for JSON)."""
     if isinstance(value, Mapping):
         return {
-            k: (MASK if is_secret_key(k) and v not in (None, "") else mask_tree(v, masker))
-            for k, v in value.items()
+            k: (MASK if is_secret_key(k) and v not in (None, "") else mask_tree(v, masker)) for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
         return [mask_tree(v, masker) for v in value]

@@ -74,16 +74,23 @@ class Service:
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
+
         def on_signal(signum: int, _frame: Any) -> None:
-            log.info("received %s: draining (grace %.0f s)", signal.Signals(signum).name,
-                     self.settings.scheduler.shutdown_grace)
+            log.info(
+                "received %s: draining (grace %.0f s)",
+                signal.Signals(signum).name,
+                self.settings.scheduler.shutdown_grace,
+            )
             self.stop_event.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.start()
-            log.info("mimir service running (backend %s, worker %s)", self.backend.url,
-                     self.scheduler.worker_id if self.scheduler else "-")
+            log.info(
+                "mimir service running (backend %s, worker %s)",
+                self.backend.url,
+                self.scheduler.worker_id if self.scheduler else "-",
+            )
             while not self.stop_event.wait(1.0):
                 pass
         finally:

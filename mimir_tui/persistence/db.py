@@ -124,15 +124,15 @@ class Prepared:
 
     def __init__(self, statement: ClauseElement, engine: Engine, column_keys: Sequence[str] | None = None) -> None:
         dialect = engine.dialect
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None))
+        compiled = cast(
+            SQLCompiler, statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
+        )
         self.sql = compiled.string
         binds = compiled.binds
         order = compiled.positiontup if dialect.positional else list(binds)
         self._names = list(order or ())
         self._positional = dialect.positional
-        self._binds = [
-            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self._names
-        ]
+        self._binds = [(name, binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self._names]
         # Values fixed in the statement (``literal()``s: see :func:`one_of`).
         self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
         selected = getattr(statement, "selected_columns", None)
@@ -204,7 +204,9 @@ class Database:
 
     # -- prepared statements on driver connections -------------------------------------
 
-    def prepare(self, key: Any, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None) -> Prepared:
+    def prepare(
+        self, key: Any, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None
+    ) -> Prepared:
         """The statement ``build()`` makes, compiled once for this database under ``key``."""
         prepared = self._prepared.get(key)
         if prepared is None:
@@ -327,8 +329,7 @@ class Database:
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         if "database is locked" in first:
-            first = (f"the database stayed locked by another program for over "
-                     f"{self.settings.busy_timeout_ms / 1000:g} s")
+            first = f"the database stayed locked by another program for over {self.settings.busy_timeout_ms / 1000:g} s"
         return scrub(first, self.settings)
 
     def now(self) -> datetime:

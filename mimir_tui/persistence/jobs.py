@@ -66,8 +66,9 @@ class JobStore:
     @operation("page_jobs")
     def page(self) -> list[JobRow]:
         """Every job as a lean row, by name (the jobs pane, ``jobs list``)."""
-        prepared = self.db.prepare("page_jobs", lambda: select(*(JOBS.c[n] for n in JobRow.COLUMNS))
-                                   .order_by(JOBS.c.name, JOBS.c.id))
+        prepared = self.db.prepare(
+            "page_jobs", lambda: select(*(JOBS.c[n] for n in JobRow.COLUMNS)).order_by(JOBS.c.name, JOBS.c.id)
+        )
         return [JobRow(r) for r in self.db.fetch(prepared, convert=False)]
 
     @operation("delete_job")
@@ -147,8 +148,12 @@ class JobStore:
     def signature(self) -> tuple[int, datetime | None]:
         """``(count, latest updated_at)`` of the jobs table: it changes whenever a job is added,
         edited, enabled, disabled or deleted, by anyone."""
-        prepared = self.db.prepare("jobs_signature", lambda: select(
-            func.count().label("n"), func.max(JOBS.c.updated_at, type_=JOBS.c.updated_at.type).label("latest")))
+        prepared = self.db.prepare(
+            "jobs_signature",
+            lambda: select(
+                func.count().label("n"), func.max(JOBS.c.updated_at, type_=JOBS.c.updated_at.type).label("latest")
+            ),
+        )
         count, latest = self.db.fetch(prepared)[0]
         return int(count), as_utc(latest)
 
@@ -205,5 +210,3 @@ class PipelineStore:
         if result.rowcount == 0:
             raise NotFound(f"pipeline {pipeline.name!r} not found")
         return pipeline
-
-

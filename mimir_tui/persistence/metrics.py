@@ -15,7 +15,6 @@ class OpStats:
     samples: deque = field(default_factory=lambda: deque(maxlen=2048))
 
 
-
 class OperationMetrics:
     """Counts, failures and p50/p95 latency (over the last 2048 calls) per operation name."""
 

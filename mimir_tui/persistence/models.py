@@ -40,7 +40,9 @@ def queues_text(queues: Any) -> Optional[str]:
 def check_queue_name(name: Any) -> str:
     """A queue name as given, or ValueError saying what is wrong with it."""
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-        raise ValueError(f"queue name {name!r}: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+        raise ValueError(
+            f"queue name {name!r}: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -95,7 +97,8 @@ class JobExecutionRecord(SQLModel):
     job_id: Optional[str] = Field(
         default=None,
         sa_column=Column(
-            String(255), ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_job_executions_job_id"),
+            String(255),
+            ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_job_executions_job_id"),
             nullable=True,
         ),
     )
@@ -140,8 +143,6 @@ class StepRecord(BaseModel):
         return data
 
 
-
-
 class Worker(SQLModel):
     """An instance of Mimir that fires schedules and claims queued runs (table ``workers``, schema
     version 3)."""
@@ -176,7 +177,8 @@ class RunRequest(SQLModel):
     job_id: Optional[str] = Field(
         default=None,
         sa_column=Column(
-            String(255), ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_run_queue_job_id"),
+            String(255),
+            ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_run_queue_job_id"),
             nullable=True,
         ),
     )

@@ -64,8 +64,22 @@ def _converted(get: Callable[[Any], Any], convert: Callable[[Any], Any]) -> Call
 class ExecutionRow(LeanRow):
     """A row of the execution history: everything but the run's context."""
 
-    COLUMNS = ("id", "job_id", "pipeline", "start_time", "end_time", "duration", "status", "error",
-               "steps", "triggered_by", "scheduled_for", "attempt", "worker_id", "updated_at")
+    COLUMNS = (
+        "id",
+        "job_id",
+        "pipeline",
+        "start_time",
+        "end_time",
+        "duration",
+        "status",
+        "error",
+        "steps",
+        "triggered_by",
+        "scheduled_for",
+        "attempt",
+        "worker_id",
+        "updated_at",
+    )
     TIMES = frozenset({"start_time", "end_time", "scheduled_for", "updated_at"})
     JSON = frozenset({"steps"})
     __slots__ = ()
@@ -91,8 +105,20 @@ class ExecutionRow(LeanRow):
 class JobRow(LeanRow):
     """A row of the jobs list."""
 
-    COLUMNS = ("id", "name", "pipeline", "cron_expr", "timezone", "enabled", "next_run", "last_run",
-               "last_result", "queue", "priority", "updated_at")
+    COLUMNS = (
+        "id",
+        "name",
+        "pipeline",
+        "cron_expr",
+        "timezone",
+        "enabled",
+        "next_run",
+        "last_run",
+        "last_result",
+        "queue",
+        "priority",
+        "updated_at",
+    )
     TIMES = frozenset({"next_run", "last_run", "updated_at"})
     FLAGS = frozenset({"enabled"})  # 0/1 on SQLite and MySQL
     __slots__ = ()
@@ -116,8 +142,19 @@ class JobRow(LeanRow):
 class WorkerRow(LeanRow):
     """A row of the workers table: an instance and its last heartbeat."""
 
-    COLUMNS = ("id", "host", "pid", "version", "started_at", "heartbeat_at", "status", "instance_key",
-               "capacity", "running", "queues")
+    COLUMNS = (
+        "id",
+        "host",
+        "pid",
+        "version",
+        "started_at",
+        "heartbeat_at",
+        "status",
+        "instance_key",
+        "capacity",
+        "running",
+        "queues",
+    )
     TIMES = frozenset({"started_at", "heartbeat_at"})
     __slots__ = ()
 

@@ -33,8 +33,15 @@ class WorkerStore:
         return worker
 
     @operation("heartbeat")
-    def heartbeat(self, worker_id: str, *, now: datetime | None = None, status: str | None = None,
-                  revive: bool = False, load: tuple[int, int] | None = None) -> bool:
+    def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        now: datetime | None = None,
+        status: str | None = None,
+        revive: bool = False,
+        load: tuple[int, int] | None = None,
+    ) -> bool:
         """Refresh the heartbeat. False if the row is gone or was declared dead by a peer.
 
         ``revive``: also bring back a row a peer declared dead (its runs stay interrupted).
@@ -54,22 +61,21 @@ class WorkerStore:
     @operation("list_workers")
     def list_workers(self) -> list[WorkerRow]:
         """Every instance the table remembers, oldest first, as lean rows."""
-        prepared = self.db.prepare("list_workers", lambda: select(*(WORKERS.c[n] for n in WorkerRow.COLUMNS))
-                                   .order_by(WORKERS.c.started_at))
+        prepared = self.db.prepare(
+            "list_workers", lambda: select(*(WORKERS.c[n] for n in WorkerRow.COLUMNS)).order_by(WORKERS.c.started_at)
+        )
         return [WorkerRow(r) for r in self.db.fetch(prepared, convert=False)]
 
     @operation("live_workers")
     def live_workers(self, *, stale_after: float, now: datetime | None = None) -> list[WorkerRow]:
         """Instances running or stopping whose last heartbeat is at most ``stale_after`` old."""
         cutoff = (as_utc(now) or self.db.now()) - timedelta(seconds=stale_after)
-        return [
-            w for w in self.list_workers()
-            if w.status in LIVE_WORKER and w.heartbeat_at >= cutoff
-        ]
+        return [w for w in self.list_workers() if w.status in LIVE_WORKER and w.heartbeat_at >= cutoff]
 
     @operation("reap_stale_workers")
-    def reap_stale_workers(self, *, stale_after: float, now: datetime | None = None,
-                           also: list[str] | None = None) -> tuple[list[str], list[JobExecutionRecord]]:
+    def reap_stale_workers(
+        self, *, stale_after: float, now: datetime | None = None, also: list[str] | None = None
+    ) -> tuple[list[str], list[JobExecutionRecord]]:
         """Declare workers whose heartbeat is older than ``stale_after`` seconds dead (plus the
         ids in ``also``, e.g. this host's crashed predecessors) and interrupt their runs.
 
@@ -94,9 +100,11 @@ class WorkerStore:
                     condition = and_(condition, WORKERS.c.heartbeat_at < cutoff)
                 if conn.execute(update(WORKERS).where(condition).values(status=WorkerStatus.dead.value)).rowcount:
                     dead.append(worker_id)
-        interrupted = self.executions.interrupt_runs(
-            dead, "interrupted: the instance running it stopped heartbeating", now=when
-        ) if dead else []
+        interrupted = (
+            self.executions.interrupt_runs(dead, "interrupted: the instance running it stopped heartbeating", now=when)
+            if dead
+            else []
+        )
         return dead, interrupted
 
     @operation("prune_workers")

@@ -109,14 +109,16 @@ class Plugin:
             elif info.alias:
                 aliases = [info.alias]
             shown = aliases[0] if aliases else name
-            rows.append({
-                "name": shown,
-                "aliases": [a for a in aliases if a != shown],
-                "type": _type_name(info.annotation),
-                "required": info.is_required(),
-                "default": None if info.is_required() else info.get_default(call_default_factory=True),
-                "description": info.description or "",
-            })
+            rows.append(
+                {
+                    "name": shown,
+                    "aliases": [a for a in aliases if a != shown],
+                    "type": _type_name(info.annotation),
+                    "required": info.is_required(),
+                    "default": None if info.is_required() else info.get_default(call_default_factory=True),
+                    "description": info.description or "",
+                }
+            )
         return rows
 
     def execute(self, config: Any, ctx: StepContext) -> Any:  # pragma: no cover - abstract
@@ -133,7 +135,9 @@ class PluginRegistry:
             raise BadInput(f"{plugin!r} is not a plugin class with a type and a name")
         key = plugin.key()
         if key in self._plugins and not replace and self._plugins[key] is not plugin:
-            raise BadInput(f"plugin {key} is registered twice ({self._plugins[key].__module__} and {plugin.__module__})")
+            raise BadInput(
+                f"plugin {key} is registered twice ({self._plugins[key].__module__} and {plugin.__module__})"
+            )
         self._plugins[key] = plugin
         self._lower[key.lower()] = key
         return plugin
@@ -206,7 +210,11 @@ def _plugins_in(module: Any) -> list[type[Plugin]]:
     return [
         obj
         for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, Plugin) and obj is not Plugin and obj.type and obj.name
+        if isinstance(obj, type)
+        and issubclass(obj, Plugin)
+        and obj is not Plugin
+        and obj.type
+        and obj.name
         and obj.__module__ == module.__name__
     ]
 

@@ -65,8 +65,11 @@ class DatabaseClock(SystemClock):
             offset = self.offset
         off = abs(offset) >= self.WARN_AFTER
         if off and not self._warned:
-            log.warning("this machine's clock is %.3f s %s the database server's; schedules fire on the database's",
-                        abs(offset.total_seconds()), "behind" if offset > timedelta(0) else "ahead of")
+            log.warning(
+                "this machine's clock is %.3f s %s the database server's; schedules fire on the database's",
+                abs(offset.total_seconds()),
+                "behind" if offset > timedelta(0) else "ahead of",
+            )
         self._warned = off
         return offset
 

@@ -76,4 +76,3 @@ class RunPool:
     def shutdown(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
-

@@ -16,12 +16,22 @@ def _history(backend: PersistenceBackend) -> ScheduledJob:
     job = backend.save_job(ScheduledJob(name="pages", pipeline="etl", cron_expr="* * * * *"))
     statuses = ["success", "failed", "running", "success", "timed_out"]
     for i in range(12):
-        backend.save_execution(JobExecutionRecord(
-            job_id=job.id, pipeline="etl", start_time=T0 + timedelta(minutes=i // 2), status=statuses[i % 5],
-            end_time=T0 + timedelta(minutes=i // 2, seconds=3), duration=3000, error="boom" if i % 5 == 1 else None,
-            steps=[{"step_name": f"s{i}", "plugin": "p", "status": "success"}], context={"secret": "not in pages"},
-            scheduled_for=T0 + timedelta(minutes=i), attempt=1 + i % 2, worker_id="w1",
-        ))
+        backend.save_execution(
+            JobExecutionRecord(
+                job_id=job.id,
+                pipeline="etl",
+                start_time=T0 + timedelta(minutes=i // 2),
+                status=statuses[i % 5],
+                end_time=T0 + timedelta(minutes=i // 2, seconds=3),
+                duration=3000,
+                error="boom" if i % 5 == 1 else None,
+                steps=[{"step_name": f"s{i}", "plugin": "p", "status": "success"}],
+                context={"secret": "not in pages"},
+                scheduled_for=T0 + timedelta(minutes=i),
+                attempt=1 + i % 2,
+                worker_id="w1",
+            )
+        )
     backend.save_execution(JobExecutionRecord(pipeline="adhoc", start_time=T0, status="success"))
     return job
 
@@ -58,10 +68,14 @@ def test_a_page_filters_and_pages_like_list_executions(backend: PersistenceBacke
 
 
 def test_the_jobs_page(backend: PersistenceBackend) -> None:
-    a = backend.save_job(ScheduledJob(name="b-job", pipeline="etl", cron_expr="0 2 * * *", enabled=False,
-                                      timezone="Europe/Oslo", queue="gpu"))
-    b = backend.save_job(ScheduledJob(name="a-job", pipeline="etl", cron_expr="* * * * *",
-                                      next_run=T0 + timedelta(hours=1)))
+    a = backend.save_job(
+        ScheduledJob(
+            name="b-job", pipeline="etl", cron_expr="0 2 * * *", enabled=False, timezone="Europe/Oslo", queue="gpu"
+        )
+    )
+    b = backend.save_job(
+        ScheduledJob(name="a-job", pipeline="etl", cron_expr="* * * * *", next_run=T0 + timedelta(hours=1))
+    )
     rows = backend.jobs.page()
     assert all(type(r) is JobRow for r in rows)
     assert [r.id for r in rows] == [b.id, a.id]  # by name

@@ -169,7 +169,9 @@ def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[Loopback]:
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?")[0]
             request = {
-                "method": self.command, "path": path, "headers": dict(self.headers.items()),
+                "method": self.command,
+                "path": path,
+                "headers": dict(self.headers.items()),
                 "json": json.loads(body) if body else None,
             }
             state.requests.append(request)

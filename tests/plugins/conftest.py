@@ -115,8 +115,11 @@ def http_server() -> Iterator[LoopbackServer]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             request = Request(
-                method=self.command, path=parts.path, query=parse_qs(parts.query, keep_blank_values=True),
-                headers={k: v for k, v in self.headers.items()}, body=body,
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={k: v for k, v in self.headers.items()},
+                body=body,
             )
             state.requests.append(request)
             handler = state.routes.get((self.command, parts.path))

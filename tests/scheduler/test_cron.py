@@ -79,7 +79,11 @@ def test_fall_back_hourly_runs_in_both_passes_of_the_repeated_hour():
     fires = sched.next_n(datetime(2026, 11, 1, 4, 0, tzinfo=UTC), 4)
     assert [f.strftime("%H:%M") for f in fires] == ["04:30", "05:30", "06:30", "07:30"]
     assert [f.astimezone(sched.tz).strftime("%H:%M%z") for f in fires] == [
-        "00:30-0400", "01:30-0400", "01:30-0500", "02:30-0500"]
+        "00:30-0400",
+        "01:30-0400",
+        "01:30-0500",
+        "02:30-0500",
+    ]
 
 
 def test_step_hour_counts_as_per_real_hour():
@@ -115,8 +119,14 @@ def test_nicknames():
 
 @pytest.mark.parametrize(
     "expr,fragment",
-    [("61 * * * *", "61 * * * *"), ("* * *", "3 fields"), ("* * * * * * *", "7 fields"),
-     ("@often", "unknown nickname"), ("", "empty"), ("a b c d e", "a b c d e")],
+    [
+        ("61 * * * *", "61 * * * *"),
+        ("* * *", "3 fields"),
+        ("* * * * * * *", "7 fields"),
+        ("@often", "unknown nickname"),
+        ("", "empty"),
+        ("a b c d e", "a b c d e"),
+    ],
 )
 def test_bad_expressions_name_themselves(expr, fragment):
     with pytest.raises(CronError) as info:

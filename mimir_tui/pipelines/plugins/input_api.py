@@ -19,7 +19,9 @@ class ApiConfig(PluginConfig):
     method: str = Field("GET", description="GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
     headers: dict[str, str] = Field(default_factory=dict, description="request headers")
     params: dict[str, Any] = Field(default_factory=dict, description="query string parameters")
-    data: Any = Field(None, description="request body: a mapping or list is sent as JSON (the original's key), text as is")
+    data: Any = Field(
+        None, description="request body: a mapping or list is sent as JSON (the original's key), text as is"
+    )
     json_body: Any = Field(
         None, validation_alias=AliasChoices("json", "json_body"), description="request body sent as JSON"
     )
@@ -92,7 +94,9 @@ def expected_text(expected: int | list[int] | None) -> str:
 class ApiInput(Plugin):
     type = "Input"
     name = "api"
-    description = "Call an HTTP API; the result holds url, status_code, headers, body (decoded JSON or text), timestamp."
+    description = (
+        "Call an HTTP API; the result holds url, status_code, headers, body (decoded JSON or text), timestamp."
+    )
     Config = ApiConfig
 
     async def execute(self, config: ApiConfig, ctx: StepContext) -> dict[str, Any]:
@@ -128,7 +132,9 @@ class ApiInput(Plugin):
             except httpx.TimeoutException:
                 raise StepTimedOut(f"{config.method} {shown} timed out after {config.timeout:g}s") from None
             except httpx.HTTPError as exc:
-                raise PluginError(f"{config.method} {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}") from None
+                raise PluginError(
+                    f"{config.method} {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}"
+                ) from None
         final_url = redact_url(str(response.url))
         if not status_ok(response.status_code, config.expected_status):
             body = excerpt(response.text, 200) if response.content else "(empty body)"

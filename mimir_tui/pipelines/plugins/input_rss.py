@@ -121,32 +121,41 @@ def parse_feed(xml_text: str | bytes, *, limit: int | None = None, strip_html: b
             published = _text(_child(entry, "pubdate", "date", "published", "updated"))
             summary = _text(_child(entry, "description", "summary", "encoded"))
             ident = _text(_child(entry, "guid")) or entry.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about", "")
-        items.append({
-            "title": _text(_child(entry, "title")),
-            "link": link,
-            "published": _date(published),
-            "summary": plain(summary) if strip_html else summary,
-            "id": ident or link,
-        })
+        items.append(
+            {
+                "title": _text(_child(entry, "title")),
+                "link": link,
+                "published": _date(published),
+                "summary": plain(summary) if strip_html else summary,
+                "id": ident or link,
+            }
+        )
     return {"title": _text(_child(channel, "title")), "link": feed_link, "items": items, "count": len(items)}
 
 
 class RssInput(Plugin):
     type = "Input"
     name = "rss"
-    description = "Fetch an RSS or Atom feed; the result holds the feed title and items [{title, link, published, summary, id}]."
+    description = (
+        "Fetch an RSS or Atom feed; the result holds the feed title and items [{title, link, published, summary, id}]."
+    )
     Config = RssConfig
 
     async def execute(self, config: RssConfig, ctx: StepContext) -> dict[str, Any]:
         shown = redact_url(config.url)
-        headers = {"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5", **config.headers}
+        headers = {
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+            **config.headers,
+        }
         async with httpx.AsyncClient(timeout=config.timeout, follow_redirects=True) as client:
             try:
                 response = await cancellable(client.get(config.url, headers=headers), ctx, what=f"GET {shown}")
             except httpx.TimeoutException:
                 raise StepTimedOut(f"GET {shown} timed out after {config.timeout:g}s") from None
             except httpx.HTTPError as exc:
-                raise PluginError(f"GET {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}") from None
+                raise PluginError(
+                    f"GET {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}"
+                ) from None
         if not 200 <= response.status_code < 300:
             raise PluginError(f"GET {shown} returned HTTP {response.status_code}: {excerpt(response.text)}")
         feed = parse_feed(response.content, limit=config.limit, strip_html=config.strip_html)

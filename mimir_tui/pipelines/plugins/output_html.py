@@ -53,7 +53,8 @@ class HtmlConfig(PluginConfig):
     title: str = Field("Mimir report", description="the report's title")
     description: str | None = Field(None, description="a paragraph under the title")
     inputs: list[str] | None = Field(
-        None, validation_alias=AliasChoices("inputs", "input"),
+        None,
+        validation_alias=AliasChoices("inputs", "input"),
         description="context keys to show (dotted paths allowed); default the whole context",
     )
     data: Any = Field(None, description="a value to show inline, as a section named 'data'")
@@ -138,9 +139,9 @@ class Renderer:
                         columns.append(key)
             head = "".join(f'<th scope="col">{esc(c)}</th>' for c in columns)
             body = "".join(
-                "<tr>" + "".join(
-                    f"<td>{self.cell(c, item[c], depth + 1) if c in item else ''}</td>" for c in columns
-                ) + "</tr>"
+                "<tr>"
+                + "".join(f"<td>{self.cell(c, item[c], depth + 1) if c in item else ''}</td>" for c in columns)
+                + "</tr>"
                 for item in shown
             )
             return f'<div class="scroll"><table class="records"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
@@ -233,11 +234,21 @@ class HtmlOutput(Plugin):
                 for k, v in ctx.context.items()
             ]
         text = render_report(
-            config.title, sections, description=config.description, pipeline=ctx.pipeline,
-            execution_id=ctx.execution_id, max_rows=config.max_rows, max_depth=config.max_depth,
+            config.title,
+            sections,
+            description=config.description,
+            pipeline=ctx.pipeline,
+            execution_id=ctx.execution_id,
+            max_rows=config.max_rows,
+            max_depth=config.max_depth,
         )
         encoded = text.encode("utf-8")
-        result: dict[str, Any] = {"title": config.title, "file": None, "bytes": len(encoded), "sections": [n for n, _ in sections]}
+        result: dict[str, Any] = {
+            "title": config.title,
+            "file": None,
+            "bytes": len(encoded),
+            "sections": [n for n, _ in sections],
+        }
         if config.file:
             path = resolve_path(config.file)
             atomic_write(path, encoded, mkdir=config.mkdir)

@@ -43,20 +43,75 @@ from ..registry import Plugin, PluginConfig, PluginError, StepContext
 from .common import MISSING, describe_keys, get_path, resolve_data, type_name
 
 OpName = Literal[
-    "select", "filter", "map", "rename", "split", "join", "regex", "extract", "replace",
-    "upper", "lower", "strip", "count", "aggregate", "sort", "limit", "unique", "flatten",
+    "select",
+    "filter",
+    "map",
+    "rename",
+    "split",
+    "join",
+    "regex",
+    "extract",
+    "replace",
+    "upper",
+    "lower",
+    "strip",
+    "count",
+    "aggregate",
+    "sort",
+    "limit",
+    "unique",
+    "flatten",
 ]
-OP_ALIASES = {"uppercase": "upper", "lowercase": "lower", "trim": "strip", "where": "filter", "pick": "select",
-              "head": "limit", "dedupe": "unique", "distinct": "unique", "order_by": "sort"}
+OP_ALIASES = {
+    "uppercase": "upper",
+    "lowercase": "lower",
+    "trim": "strip",
+    "where": "filter",
+    "pick": "select",
+    "head": "limit",
+    "dedupe": "unique",
+    "distinct": "unique",
+    "order_by": "sort",
+}
 
 FilterOp = Literal[
-    "eq", "ne", "gt", "ge", "lt", "le", "contains", "not_contains", "in", "not_in",
-    "exists", "not_exists", "regex", "startswith", "endswith",
+    "eq",
+    "ne",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "contains",
+    "not_contains",
+    "in",
+    "not_in",
+    "exists",
+    "not_exists",
+    "regex",
+    "startswith",
+    "endswith",
 ]
-FILTER_ALIASES = {"==": "eq", "=": "eq", "equals": "eq", "!=": "ne", "<>": "ne", "neq": "ne", ">": "gt",
-                  ">=": "ge", "gte": "ge", "<": "lt", "<=": "le", "lte": "le", "matches": "regex",
-                  "match": "regex", "not in": "not_in", "notin": "not_in", "has": "exists",
-                  "starts_with": "startswith", "ends_with": "endswith"}
+FILTER_ALIASES = {
+    "==": "eq",
+    "=": "eq",
+    "equals": "eq",
+    "!=": "ne",
+    "<>": "ne",
+    "neq": "ne",
+    ">": "gt",
+    ">=": "ge",
+    "gte": "ge",
+    "<": "lt",
+    "<=": "le",
+    "lte": "le",
+    "matches": "regex",
+    "match": "regex",
+    "not in": "not_in",
+    "notin": "not_in",
+    "has": "exists",
+    "starts_with": "startswith",
+    "ends_with": "endswith",
+}
 
 AggFunction = Literal["sum", "avg", "min", "max", "count"]
 
@@ -107,14 +162,22 @@ class Operation(PluginConfig):
     separator: str | None = Field(None, description="split (default whitespace) / join (default ', ')")
     pattern: str | None = Field(None, description="regex/extract/replace: a Python regular expression")
     group: int | str | list[int | str] | None = Field(
-        None, validation_alias=AliasChoices("group", "groups"), description="regex: group number(s) or name(s) to return"
+        None,
+        validation_alias=AliasChoices("group", "groups"),
+        description="regex: group number(s) or name(s) to return",
     )
-    all_matches: bool = Field(True, validation_alias=AliasChoices("all", "all_matches"), description="regex: every match (true) or the first")
+    all_matches: bool = Field(
+        True, validation_alias=AliasChoices("all", "all_matches"), description="regex: every match (true) or the first"
+    )
     ignore_case: bool = False
     replacement: str = Field("", description="replace: the replacement (\\1 refers to a group)")
-    target: str | None = Field(None, validation_alias=AliasChoices("target", "as"), description="text ops on records: field to write")
+    target: str | None = Field(
+        None, validation_alias=AliasChoices("target", "as"), description="text ops on records: field to write"
+    )
     function: AggFunction | None = Field(
-        None, validation_alias=AliasChoices("function", "func", "agg"), description="aggregate: sum, avg, min, max or count"
+        None,
+        validation_alias=AliasChoices("function", "func", "agg"),
+        description="aggregate: sum, avg, min, max or count",
     )
     group_by: str | None = Field(None, description="count/aggregate: one result per value of this field")
     by: str | None = Field(None, description="sort/unique: the field to order or compare by")
@@ -156,7 +219,9 @@ def check_operation(op: Operation, given: set[str]) -> None:
     allowed = OP_KEYS[name] | COMMON
     extra = sorted(SHOWN.get(k, k) for k in given - allowed)
     if extra:
-        _fail(f"{', '.join(extra)} does not apply to operation {name!r} (it reads: {', '.join(sorted(SHOWN.get(k, k) for k in OP_KEYS[name])) or 'nothing'})")
+        _fail(
+            f"{', '.join(extra)} does not apply to operation {name!r} (it reads: {', '.join(sorted(SHOWN.get(k, k) for k in OP_KEYS[name])) or 'nothing'})"
+        )
     if name == "select" and not op.fields:
         _fail("operation 'select' needs 'fields' (a list of field paths or {new_name: path})")
     if name == "filter":
@@ -277,7 +342,12 @@ def _number(value: Any) -> float | int | None:
 
 def _pair(a: Any, b: Any) -> tuple[Any, Any]:
     """Compare numbers with numeric text as numbers (CSV cells are text)."""
-    if isinstance(a, (int, float)) and not isinstance(a, bool) or isinstance(b, (int, float)) and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and not isinstance(a, bool)
+        or isinstance(b, (int, float))
+        and not isinstance(b, bool)
+    ):
         na, nb = _number(a), _number(b)
         if na is not None and nb is not None:
             return na, nb
@@ -323,7 +393,9 @@ def matches(op: str, actual: Any, expected: Any, ignore_case: bool = False) -> b
         if isinstance(a, str):
             found = str(b) in a
         elif isinstance(a, (list, tuple, set, dict)):
-            found = b in a or (_number(b) is not None and any(_pair(x, b)[0] == _pair(x, b)[1] for x in a if not isinstance(a, dict)))
+            found = b in a or (
+                _number(b) is not None and any(_pair(x, b)[0] == _pair(x, b)[1] for x in a if not isinstance(a, dict))
+            )
         else:
             found = False
         return found == (op == "contains")
@@ -616,7 +688,7 @@ def op_sort(op: Operation, data: Any) -> Any:
 def op_limit(op: Operation, data: Any) -> Any:
     records = _records(data, "limit")
     end = None if op.limit is None else op.offset + op.limit
-    return records[op.offset:end]
+    return records[op.offset : end]
 
 
 def op_unique(op: Operation, data: Any) -> Any:
@@ -646,10 +718,24 @@ def op_flatten(op: Operation, data: Any) -> Any:
 
 
 HANDLERS: dict[str, Callable[[Operation, Any], Any]] = {
-    "select": op_select, "filter": op_filter, "map": op_map, "rename": op_map, "split": op_split,
-    "join": op_join, "regex": op_regex, "extract": op_regex, "replace": op_replace, "upper": op_case,
-    "lower": op_case, "strip": op_case, "count": op_count, "aggregate": op_aggregate, "sort": op_sort,
-    "limit": op_limit, "unique": op_unique, "flatten": op_flatten,
+    "select": op_select,
+    "filter": op_filter,
+    "map": op_map,
+    "rename": op_map,
+    "split": op_split,
+    "join": op_join,
+    "regex": op_regex,
+    "extract": op_regex,
+    "replace": op_replace,
+    "upper": op_case,
+    "lower": op_case,
+    "strip": op_case,
+    "count": op_count,
+    "aggregate": op_aggregate,
+    "sort": op_sort,
+    "limit": op_limit,
+    "unique": op_unique,
+    "flatten": op_flatten,
 }
 
 
