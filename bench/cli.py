@@ -94,7 +94,7 @@ class Command:
         """One timed run: wall clock around the process, CPU from the children's rusage."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        proc = subprocess.run(self.argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.run(self.argv, cwd=cwd, env=env, capture_output=True)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.check(proc)
@@ -206,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         floor = Command("floor: python -c 'import sqlmodel'", [sys.executable, "-c", "import sqlmodel"])
         commands = [baseline, help_, jobs, floor]
         for command in commands:  # untimed: bytecode and page caches
-            command.check(
-                subprocess.run(command.argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            )
+            command.check(subprocess.run(command.argv, cwd=workdir, env=env, capture_output=True))
         for _ in range(args.runs):
             for command in commands:
                 command.run(workdir, env)

@@ -46,9 +46,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from mimir_tui.config import Settings, load_settings
 from mimir_tui.logsetup import setup_logging
@@ -60,7 +59,6 @@ from mimir_tui.scheduler.cron import CronSchedule
 from mimir_tui.scheduler.jobs import create_job
 from mimir_tui.service import Service
 
-UTC = timezone.utc
 FIRE_LAG_P99_TARGET = 1.0  # seconds
 IDLE_CPU_TARGET = 2.0  # percent of one core
 NEVER = "0 0 1 1 *"  # once a year: enabled, but never due during a run of this script

@@ -42,10 +42,11 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import event
 
@@ -55,7 +56,6 @@ from mimir_tui.persistence.models import EXECUTIONS
 from mimir_tui.persistence.rows import ExecutionRow
 from mimir_tui.persistence.types import json_value, sqlite_datetime_value
 
-UTC = timezone.utc
 BUSY_MS = 5000
 COLUMNS = [c.name for c in EXECUTIONS.columns]
 COLS = ", ".join(COLUMNS)
@@ -313,13 +313,13 @@ def bulk_rows(data: Data, n: int, *, span: timedelta = timedelta(days=365), seed
         failed = rand() < 0.08
         mid = st + td(milliseconds=d1)
         end = mid + td(milliseconds=d2)
-        pipeline = "pipeline-%02d" % (j % 50)
+        pipeline = f"pipeline-{j % 50:02d}"
         batch = randrange(100_000)
         st_db, end_db = st.isoformat(" ", "microseconds"), end.isoformat(" ", "microseconds")
         st_iso, mid_iso, end_iso = (x.isoformat("T", "microseconds") for x in (st, mid, end))
         status = "failed" if failed else "success"
         yield (
-            "%012x%020x" % (t0_ms + offset // 1000, getrandbits(80)),
+            f"{t0_ms + offset // 1000:012x}{getrandbits(80):020x}",
             jobs[j],
             pipeline,
             st_db,
@@ -339,7 +339,7 @@ def bulk_rows(data: Data, n: int, *, span: timedelta = timedelta(days=365), seed
                 d2,
                 status,
                 '"connection reset by peer"' if failed else "null",
-                "null" if failed else '{"written":%d}' % (batch % 5000),
+                "null" if failed else f'{{"written":{batch % 5000}}}',
             ),
             "scheduler",
             st_db[:19] + ".000000",
@@ -380,7 +380,8 @@ def bulk_load(path: Path, data: Data, rows: int, report: Report) -> datetime:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     report.say(
-        f"  loaded {rows:,} executions over {len(data.job_ids):,} jobs in {time.perf_counter() - started:.1f} s (not measured)"
+        f"  loaded {rows:,} executions over {len(data.job_ids):,} jobs"
+        f" in {time.perf_counter() - started:.1f} s (not measured)"
     )
     return datetime.fromisoformat(median).replace(tzinfo=UTC)
 
@@ -644,7 +645,7 @@ def phase_list(data: Data, sizes: Sizes, report: Report, mimir_db: Path, raw_db:
             for i, conv in converters:
                 if values[i] is not None:
                     values[i] = conv(values[i])
-            for v in values:
+            for _value in values:
                 pass
         return perf() - w
 

@@ -81,7 +81,7 @@ class SchedulerSettings(_Section):
     queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
 
     @model_validator(mode="after")
-    def _beats_before_stale(self) -> "SchedulerSettings":
+    def _beats_before_stale(self) -> SchedulerSettings:
         # A peer is declared dead after stale_after seconds of silence: it must have had time
         # to beat at least twice, or live instances would reap each other.
         if self.stale_after < 2 * self.heartbeat_interval:

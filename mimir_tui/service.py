@@ -14,9 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 from .config import Settings
+from .loop_errors import LoopErrors
 from .ops.retention import apply_retention
 from .persistence import open_backend
-from .loop_errors import LoopErrors
 
 log = logging.getLogger("mimir.service")
 

@@ -276,6 +276,6 @@ def run_next(ctx: Context, args) -> int:
         print_json(result.as_dict())
     else:
         data = result.as_dict()
-        for utc, local in zip(data["fires"], data["fires_local"]):
+        for utc, local in zip(data["fires"], data["fires_local"], strict=True):
             print(f"{local}   ({utc})")
     return 0

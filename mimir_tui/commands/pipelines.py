@@ -201,7 +201,8 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
         if step.status == "running":
             counter["n"] += 1
             return
-        line = f"step {counter['n']}/{total}  {step.step_name}  {step.status}  {step.duration if step.duration is not None else '-'} ms"
+        duration = step.duration if step.duration is not None else "-"
+        line = f"step {counter['n']}/{total}  {step.step_name}  {step.status}  {duration} ms"
         if step.error:
             line += f"  {step.error}"
         print(line, file=out, flush=True)

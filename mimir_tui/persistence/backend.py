@@ -16,9 +16,10 @@ operation name and raised as a one-line :class:`~mimir_tui.errors.PersistenceErr
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -217,7 +218,7 @@ class PersistenceBackend:
         if self.dialect == "sqlite":
             restrict_file_modes(Path(self.settings.database_path))
 
-    def __enter__(self) -> "PersistenceBackend":
+    def __enter__(self) -> PersistenceBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -24,10 +24,11 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, literal, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -66,7 +67,7 @@ class Dialect:
     row_key: str | None
 
     @classmethod
-    def of(cls, name: str) -> "Dialect":
+    def of(cls, name: str) -> Dialect:
         return cls(
             name=name,
             upsert=name in ("sqlite", "postgresql"),
@@ -148,7 +149,7 @@ class Prepared:
             out.append(proc(value) if proc is not None and value is not None else value)
         if self._positional:
             return tuple(out)
-        return dict(zip(self._names, out))
+        return dict(zip(self._names, out, strict=True))
 
     def convert(self, rows: list[Any]) -> list[Any]:
         """Rows of driver values -> lists of Python values (times, JSON, flags converted)."""
@@ -229,7 +230,7 @@ class Database:
         return prepared.convert(rows) if convert else rows
 
     @contextmanager
-    def raw_write(self) -> Iterator["RawTransaction"]:
+    def raw_write(self) -> Iterator[RawTransaction]:
         """A write transaction on a driver connection (behind the gate on SQLite)."""
         if self.gate is not None:
             with self.gate:
@@ -237,7 +238,7 @@ class Database:
         else:
             yield from self._raw_transaction(None)
 
-    def _raw_transaction(self, begin: str | None) -> Iterator["RawTransaction"]:
+    def _raw_transaction(self, begin: str | None) -> Iterator[RawTransaction]:
         conn = self._acquire()
         cursor = conn.cursor()
         try:

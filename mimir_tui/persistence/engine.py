@@ -17,8 +17,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..config import PersistenceSettings
-from ..secrets import MASK, mask_text, mask_url
 from ..errors import BadInput, PersistenceError
+from ..secrets import MASK, mask_text, mask_url
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WRITE = {"mimir_write": True}

@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ..errors import PersistenceError
 
@@ -52,7 +52,7 @@ class WriteGate:
 
     # -- one writer at a time ----------------------------------------------------------
 
-    def __enter__(self) -> "WriteGate":
+    def __enter__(self) -> WriteGate:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
             local.pid, local.fd, local.depth = os.getpid(), None, 0
@@ -120,7 +120,7 @@ class WriteGate:
         return self._bulk > 0
 
     @contextmanager
-    def bulk(self) -> Iterator["BulkRun"]:
+    def bulk(self) -> Iterator[BulkRun]:
         """A run of short write transactions: take the gate per batch with ``run.batch()``."""
         with self._guard:
             self._bulk += 1

@@ -2,18 +2,19 @@
 
 A page (the dashboard's panes, ``executions list``, ``jobs list``) shows a few columns of many
 rows. Its rows are the driver's rows themselves, as tuples with named properties (the way
-``namedtuple`` does it): no validation, no conversion up front. Times are parsed and JSON decoded when an attribute is read (each read
-parses again: a page is drawn once per refresh). Full records, with every field converted, come
-from ``get_execution`` and ``list_executions`` as the models of :mod:`.models`.
+``namedtuple`` does it): no validation, no conversion up front. Times are parsed and JSON decoded when
+an attribute is read (each read parses again: a page is drawn once per refresh). Full records, with every
+field converted, come from ``get_execution`` and ``list_executions`` as the models of :mod:`.models`.
 
 The raw values are what the driver returned: text on SQLite, naive UTC datetimes on the servers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .types import as_utc, json_value, sqlite_datetime_value
 

@@ -33,10 +33,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -486,10 +487,10 @@ class PipelineRunner:
     async def _take_slot(
         self,
         slots: threading.BoundedSemaphore,
-        stop: "_Stop",
+        stop: _Stop,
         deadline: float | None,
         pipeline_timeout: float | None,
-        exec_log: "ExecutionLog",
+        exec_log: ExecutionLog,
         step: Any,
         index: int,
     ) -> None:
@@ -513,7 +514,7 @@ class PipelineRunner:
                 )
             try:
                 await asyncio.wait_for(stop.event.wait(), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _call_plugin(
@@ -524,8 +525,8 @@ class PipelineRunner:
         spec: PipelineSpec,
         step: Any,
         context: dict,
-        exec_log: "ExecutionLog",
-        stop: "_Stop",
+        exec_log: ExecutionLog,
+        stop: _Stop,
         step_timeout: float,
         deadline: float | None,
         pipeline_timeout: float | None,

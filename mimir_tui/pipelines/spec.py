@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -301,7 +302,7 @@ class PipelineSpec(BaseModel):
         return [s.output for s in self.steps if s.output]
 
     @classmethod
-    def from_config(cls, data: str | Mapping[str, Any], *, source: str | None = None) -> "PipelineSpec":
+    def from_config(cls, data: str | Mapping[str, Any], *, source: str | None = None) -> PipelineSpec:
         """A spec from the JSON kept in the database (or a mapping)."""
         raw = json.loads(data) if isinstance(data, str) else data
         try:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import Conflict, NotFound
 from ..loop_errors import LoopErrors
@@ -351,7 +352,7 @@ class PipelineWatcher:
             self.last_error = str(exc)
             self._sync_errors.report(exc)
 
-    def start(self) -> "PipelineWatcher":
+    def start(self) -> PipelineWatcher:
         if self.running:
             return self
         self._stop.clear()
@@ -367,7 +368,7 @@ class PipelineWatcher:
             thread.join(timeout)
         self._thread = None
 
-    def __enter__(self) -> "PipelineWatcher":
+    def __enter__(self) -> PipelineWatcher:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

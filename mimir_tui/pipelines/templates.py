@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 #: The one top-level name a template may use besides earlier outputs.
 RUN_KEY = "run"

@@ -6,10 +6,9 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-UTC = timezone.utc
 log = logging.getLogger("mimir.scheduler")
 
 

@@ -20,18 +20,19 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import MimirError
+from ..loop_errors import LoopErrors
 from ..persistence import JobExecutionRecord, RunRequest, ScheduledJob, new_id
 from ..persistence.models import Status, TriggeredBy
 from ..persistence.types import as_utc
+from ..pipelines.cancel import CancelToken
 from .clock import DatabaseClock
 from .cron import CronSchedule
-from ..loop_errors import LoopErrors
-from ..pipelines.cancel import CancelToken
 from .executor import STOPPED_REASON, Executor, new_cancel, request_cancel
 from .misfire import MAX_MISSED_ROWS, choose_fires, due_fires, missed_note, overlap_note
 from .pool import RunPool
@@ -589,13 +590,13 @@ class Scheduler:
         :meth:`stop` to mark interrupted."""
         events = [new_cancel() for _ in records]
         with self._cancel_lock:
-            for record, event in zip(records, events):
+            for record, event in zip(records, events, strict=True):
                 self._cancel[record.id] = event
                 self._claimed.discard(record.id)
 
         def execute() -> None:
             try:
-                for index, (record, event) in enumerate(zip(records, events)):
+                for index, (record, event) in enumerate(zip(records, events, strict=True)):
                     # Stopping: the rest of a chain waits (queued) for stop() to mark it
                     # interrupted; nothing starts once the grace is over.
                     if self._stop.is_set() or (index and self._draining.is_set()):

@@ -14,17 +14,18 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import MimirError, NotFound
-from ..pipelines.cancel import CancelToken
 from ..persistence import FINISHED, JobExecutionRecord, RunRequest, ScheduledJob
 from ..persistence.models import Status, TriggeredBy
 from ..persistence.types import as_utc
+from ..pipelines.cancel import CancelToken
 from .clock import DatabaseClock, SystemClock
 from .retries import enqueue_retry, is_retryable
 from .workers import crashed_peers, make_worker_id, register_worker, worker_session

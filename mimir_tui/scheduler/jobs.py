@@ -82,7 +82,8 @@ def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
             raise BadInput(f"job {job.id!r}: {key} must be a finite number of seconds")
         if not low <= value <= high or (key == "timeout_seconds" and value <= 0):
             raise BadInput(
-                f"job {job.id!r}: {key} {value} is out of range ({'over ' if key == 'timeout_seconds' else ''}{low} to {high})"
+                f"job {job.id!r}: {key} {value} is out of range"
+                f" ({'over ' if key == 'timeout_seconds' else ''}{low} to {high})"
             )
     if require_pipeline:
         try:

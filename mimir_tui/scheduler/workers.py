@@ -14,16 +14,17 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from .. import __version__
+from ..loop_errors import LoopErrors
 from ..persistence import Worker, new_id
 from ..persistence.models import queues_text
 from ..persistence.rows import WorkerRow
-from ..loop_errors import LoopErrors
 
 log = logging.getLogger("mimir.scheduler")
 

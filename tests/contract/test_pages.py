@@ -3,12 +3,11 @@ rows, the same values once converted, the same filters and cursor."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from mimir_tui.persistence import JobExecutionRecord, PersistenceBackend, ScheduledJob
 from mimir_tui.persistence.rows import ExecutionRow, JobRow
 
-UTC = timezone.utc
 T0 = datetime(2024, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
 
 
@@ -42,7 +41,7 @@ def test_a_page_has_the_rows_and_values_of_the_records(backend: PersistenceBacke
     rows = backend.executions.page(job.id, 50)
     assert all(type(r) is ExecutionRow for r in rows)
     assert [r.id for r in rows] == [r.id for r in records] and len(rows) == 12
-    for row, record in zip(rows, records):
+    for row, record in zip(rows, records, strict=True):
         assert row.as_dict() == {name: getattr(record, name) for name in ExecutionRow.COLUMNS}
         assert row.start_time.tzinfo is not None and row.steps[0]["step_name"].startswith("s")
     assert "context" not in ExecutionRow.COLUMNS

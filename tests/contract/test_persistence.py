@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from mimir_tui.errors import BadInput, Conflict, MimirError, NotFound, PersistenceError
-from mimir_tui.persistence.migrate import head_revision
 from mimir_tui.persistence import (
     JobExecutionRecord,
     PersistenceBackend,
@@ -19,8 +19,8 @@ from mimir_tui.persistence import (
     StepRecord,
     open_backend,
 )
+from mimir_tui.persistence.migrate import head_revision
 
-UTC = timezone.utc
 T0 = datetime(2024, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
 
 
@@ -301,7 +301,7 @@ def test_list_executions_newest_first_limit_and_filters(backend: PersistenceBack
 
     listed = backend.list_executions(a.id, limit=50)
     assert [r.id for r in listed] == [r.id for r in reversed(rows_a)]
-    assert all(x.start_time > y.start_time for x, y in zip(listed, listed[1:]))
+    assert all(x.start_time > y.start_time for x, y in pairwise(listed))
 
     assert [r.id for r in backend.list_executions(a.id, limit=3)] == [r.id for r in rows_a[::-1][:3]]
     assert backend.list_executions(a.id, limit=0) == []

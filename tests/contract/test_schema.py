@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,6 @@ from mimir_tui.persistence import JobExecutionRecord, ScheduledJob, open_backend
 from mimir_tui.persistence.engine import make_engine
 from mimir_tui.persistence.migrate import current_revision, head_revision, upgrade
 from mimir_tui.persistence.models import SQLModel
-
-UTC = timezone.utc
 
 
 @pytest.fixture
@@ -212,7 +210,7 @@ def test_sqlite_list_executions_uses_the_index(sqlite_settings: Settings, paged:
     with open_backend(sqlite_settings) as store:
         for i in range(3):
             job = store.save_job(ScheduledJob(name=f"j{i}", pipeline="p", cron_expr="* * * * *"))
-            for k in range(20):
+            for _ in range(20):
                 store.save_execution(JobExecutionRecord(job_id=job.id, pipeline="p", status="success"))
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")

@@ -117,7 +117,8 @@ def test_validate_exit_codes_and_one_line_per_error(cli):
     assert "Input.api" in lines[0]
     assert lines[1] == f"{bad}:7: pipeline 'bad', step 'two', key 'config.file': required key is missing"
     assert lines[2].startswith(
-        f"{bad}:7: pipeline 'bad', step 'two', key 'config.input': template {{{{ nothing }}}} refers to output 'nothing'"
+        f"{bad}:7: pipeline 'bad', step 'two', key 'config.input':"
+        " template {{ nothing }} refers to output 'nothing'"
     )
     assert str(good) in result.stdout  # the valid file is still reported ok
 

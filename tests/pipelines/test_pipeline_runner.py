@@ -6,6 +6,7 @@ import json
 import textwrap
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -169,7 +170,10 @@ def test_an_unset_env_var_is_a_step_error_naming_it(runner, monkeypatch):
     spec = spec_of("""
         name: env
         steps:
-          - {name: ok, plugin: Test.echo, config: {value: "${MIMIR_TEST_SET_VAR} ${MIMIR_TEST_DEFAULTED:-dflt}"}, output: a}
+          - name: ok
+            plugin: Test.echo
+            config: {value: "${MIMIR_TEST_SET_VAR} ${MIMIR_TEST_DEFAULTED:-dflt}"}
+            output: a
           - {name: needs, plugin: Test.echo, config: {value: "${MIMIR_TEST_UNSET_VAR}"}}
     """)
     record = runner.run(spec)
@@ -510,7 +514,7 @@ def test_plugin_steps_at_once_are_limited_by_plugins_max_concurrency(store, sett
     records = [box["result"] for _, box in runs]
     assert [r.status for r in records] == ["success"] * 3
     spans.sort()
-    assert len(spans) == 3 and all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+    assert len(spans) == 3 and all(earlier[1] <= later[0] for earlier, later in pairwise(spans)), spans
     waited = [r.id for r in records if "waiting for a plugin slot" in runner.log_path(r.id).read_text()]
     assert len(waited) == 2
 

@@ -63,7 +63,8 @@ async def test_report_of_the_whole_context(run_plugin):
     assert "<script>alert('x')</script>" in "".join(collector.text)
     # Structure: records as a table with a column per key, dicts as key/value tables, text in <pre>.
     assert re.search(
-        r'<table class="records"><thead><tr><th scope="col">name</th><th scope="col">stars</th><th scope="col">extra</th>',
+        r'<table class="records"><thead><tr><th scope="col">name</th>'
+        r'<th scope="col">stars</th><th scope="col">extra</th>',
         html,
     )
     assert '<table class="kv">' in html and '<th scope="row">status_code</th>' in html

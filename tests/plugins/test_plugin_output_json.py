@@ -123,7 +123,7 @@ async def test_unserialisable_values_are_written_as_text(run_plugin, tmp_path):
     import datetime
 
     target = tmp_path / "t.json"
-    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     await run_plugin(JsonOutput, {"file": str(target), "data": {"when": when, "tags": {"x"}}})
     assert json.loads(target.read_text()) == {"when": "2025-01-02T03:04:05+00:00", "tags": ["x"]}
 

@@ -58,7 +58,10 @@ async def test_numbers_in_argv_stdin_cwd_and_env(run_plugin, tmp_path, monkeypat
 
 
 async def test_non_zero_exit_fails_with_the_last_stderr_line(run_plugin):
-    code = "import sys; print('out'); print('warming up', file=sys.stderr); print('fatal: no disk', file=sys.stderr); sys.exit(3)"
+    code = (
+        "import sys; print('out'); print('warming up', file=sys.stderr);"
+        " print('fatal: no disk', file=sys.stderr); sys.exit(3)"
+    )
     with pytest.raises(PluginError, match=r"command python\S* exited with 3: fatal: no disk"):
         await run_plugin(Command, {"command": [PY, "-c", code]})
 

@@ -81,7 +81,7 @@ def test_threads_and_processes_write_one_sqlite_file(sqlite_settings: Settings, 
         outputs = [p.communicate(timeout=120) for p in procs]
 
         assert errors == [], errors[:3]
-        for proc, (out, err) in zip(procs, outputs):
+        for proc, (out, err) in zip(procs, outputs, strict=True):
             assert "locked" not in err.lower(), err
             assert proc.returncode == 0, err
             assert out.strip() == f"done {PER_PROCESS}"

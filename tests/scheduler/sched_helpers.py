@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -20,7 +21,6 @@ from mimir_tui.pipelines.store import save_spec
 from mimir_tui.scheduler.clock import FakeClock
 from mimir_tui.scheduler.core import Scheduler
 
-UTC = timezone.utc
 #: A Monday noon, far from any DST change.
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 

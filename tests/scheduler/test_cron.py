@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
 from mimir_tui.scheduler.cron import CronError, CronSchedule, validate_cron
-
-UTC = timezone.utc
 
 # (zone, spring-forward local date, fall-back local date) in 2026
 TRANSITIONS = [
@@ -47,7 +46,7 @@ def test_hourly_job_runs_once_per_real_hour(zone, spring, fall):
     for day in (spring, fall):
         start, end = local_day_bounds(zone, day)
         fires = list(sched.fires(start, end))
-        gaps = {b - a for a, b in zip(fires, fires[1:])}
+        gaps = {b - a for a, b in pairwise(fires)}
         # Whole-hour shifts keep fires exactly an hour apart; Lord Howe's half hour shifts them.
         assert all(timedelta(minutes=30) <= g <= timedelta(minutes=90) for g in gaps), (zone, day, gaps)
         real_hours = (end - start) / timedelta(hours=1)

@@ -3,14 +3,13 @@ no database and no scheduler."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mimir_tui.scheduler.cron import CronSchedule
 from mimir_tui.scheduler.misfire import MAX_MISSED_ROWS, choose_fires, due_fires, missed_note, overlap_note
 
-UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 

@@ -58,7 +58,7 @@ def test_queued_runs_are_claimed_by_an_instance_serving_their_queue(backend, bac
 
 def test_a_retry_stays_in_its_jobs_queue(backend, backend_settings):
     add_pipelines(backend, bad_spec())
-    job = jobs.create_job(
+    jobs.create_job(
         backend,
         name="flaky",
         pipeline="bad",

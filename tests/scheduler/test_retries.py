@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mimir_tui.persistence import JobExecutionRecord, ScheduledJob
 from mimir_tui.scheduler.retries import MAX_RETRY_DELAY, retry_delay, retry_request
 
-UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 

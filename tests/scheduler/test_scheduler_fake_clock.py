@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import pytest
-from sched_helpers import T0, UTC, add_pipelines, bad_spec, executions, fake_scheduler, ok_spec
+from sched_helpers import T0, UTC, add_pipelines, executions, fake_scheduler, ok_spec
 from sqlalchemy import select, text
 
 from mimir_tui.errors import PersistenceError
@@ -139,7 +140,7 @@ def test_catch_up_runs_queue_behind_each_other_instead_of_counting_as_overlaps(s
     assert [r.status for r in runs] == ["success"] * 3
     assert not any("still active" in (r.error or "") for r in rows)
     runs.sort(key=lambda r: r.start_time)
-    for before, after in zip(runs, runs[1:]):
+    for before, after in pairwise(runs):
         assert after.start_time >= before.end_time, "max_concurrent 1: one at a time"
 
 
@@ -633,7 +634,7 @@ def test_the_scheduler_fires_across_dst_nights_in_new_york(store, sqlite_setting
         days_seen = [r.scheduled_for.astimezone(tz).date() for r in rows]
         assert len(days_seen) == len(set(days_seen)) == days, (expr, [r.scheduled_for for r in rows])
     hourly = [r.scheduled_for for r in executions(store, made["0 * * * *"].id)]
-    assert {b - a for a, b in zip(hourly, hourly[1:])} == {timedelta(hours=1)}
+    assert {b - a for a, b in pairwise(hourly)} == {timedelta(hours=1)}
     assert len(hourly) == days * 24
 
 

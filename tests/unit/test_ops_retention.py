@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from mimir_tui.ops.retention import apply_retention
 from mimir_tui.persistence import JobExecutionRecord, Worker
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def execution(backend, status: str, days_ago: float) -> JobExecutionRecord:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 import httpx
@@ -74,7 +74,7 @@ class ChatConfig(PluginConfig):
         return value
 
     @model_validator(mode="after")
-    def _something_to_say(self) -> "ChatConfig":
+    def _something_to_say(self) -> ChatConfig:
         if not self.messages and not self.prompt:
             raise ValueError("give 'messages' (a list of {role, content}) or 'prompt'")
         return self
@@ -154,7 +154,7 @@ def _retry_after(response: httpx.Response | None, attempt: int) -> float:
                 delay = float(raw)
             except ValueError:
                 try:
-                    delay = (parsedate_to_datetime(raw) - datetime.now(timezone.utc)).total_seconds()
+                    delay = (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds()
                 except (TypeError, ValueError):
                     pass
     return max(0.0, min(delay, 60.0))
@@ -215,7 +215,8 @@ class OpenAIChat(Plugin):
                 wait = _retry_after(response, attempt)
                 ctx.log(
                     "WARNING",
-                    f"POST {shown}: {'HTTP ' + str(response.status_code) if response is not None else 'no response'}; retry {attempt + 1} of {config.retries} in {wait:g}s",
+                    f"POST {shown}: {'HTTP ' + str(response.status_code) if response is not None else 'no response'};"
+                    f" retry {attempt + 1} of {config.retries} in {wait:g}s",
                 )
                 await cancellable(asyncio.sleep(wait), ctx, what="retry wait")
         assert response is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -55,7 +55,7 @@ class ApiConfig(PluginConfig):
         return value
 
     @model_validator(mode="after")
-    def _one_body(self) -> "ApiConfig":
+    def _one_body(self) -> ApiConfig:
         given = [k for k, v in (("data", self.data), ("json", self.json_body), ("form", self.form)) if v is not None]
         if len(given) > 1:
             raise ValueError(f"give only one request body, not {' and '.join(given)}")
@@ -147,5 +147,5 @@ class ApiInput(Plugin):
             "status_code": response.status_code,
             "headers": dict(response.headers.items()),
             "body": decode_body(response),
-            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "timestamp": datetime.now(UTC).isoformat(),
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
@@ -144,7 +144,10 @@ class Renderer:
                 + "</tr>"
                 for item in shown
             )
-            return f'<div class="scroll"><table class="records"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
+            return (
+                f'<div class="scroll"><table class="records"><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table></div>{more}"
+            )
         lis = "".join(f"<li>{self.render(item, depth + 1)}</li>" for item in shown)
         return f'<ol class="items">{lis}</ol>{more}'
 
@@ -173,7 +176,7 @@ def render_report(
     now: datetime | None = None,
 ) -> str:
     renderer = Renderer(max_rows=max_rows, max_depth=max_depth)
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     meta = [f"Generated {esc(stamp)}"]
     if pipeline:
         meta.append(f"pipeline <strong>{esc(pipeline)}</strong>")
@@ -218,7 +221,10 @@ def _is_report(value: Any) -> bool:
 class HtmlOutput(Plugin):
     type = "Output"
     name = "html"
-    description = "Render chosen context values (default: all) as a self-contained HTML report; optionally write it to a file. Result {html, file, bytes}."
+    description = (
+        "Render chosen context values (default: all) as a self-contained HTML report;"
+        " optionally write it to a file. Result {html, file, bytes}."
+    )
     Config = HtmlConfig
 
     def execute(self, config: HtmlConfig, ctx: StepContext) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class JsonOutputConfig(PluginConfig):
     sort_keys: bool = False
 
     @model_validator(mode="after")
-    def _one_source(self) -> "JsonOutputConfig":
+    def _one_source(self) -> JsonOutputConfig:
         if self.input is not None and self.data is not None:
             raise ValueError("give 'input' or 'data', not both")
         return self
@@ -74,7 +74,10 @@ def _dumps(value: Any, indent: int | None, sort_keys: bool) -> str:
 class JsonOutput(Plugin):
     type = "Output"
     name = "json"
-    description = "Write a context value or inline data to a JSON (or JSON Lines) file, atomically. Result {file, bytes, records}."
+    description = (
+        "Write a context value or inline data to a JSON (or JSON Lines) file, atomically."
+        " Result {file, bytes, records}."
+    )
     Config = JsonOutputConfig
 
     def execute(self, config: JsonOutputConfig, ctx: StepContext) -> dict[str, Any]:

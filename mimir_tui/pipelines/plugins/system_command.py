@@ -72,7 +72,7 @@ class CommandConfig(PluginConfig):
         return value
 
     @model_validator(mode="after")
-    def _shell_rules(self) -> "CommandConfig":
+    def _shell_rules(self) -> CommandConfig:
         if isinstance(self.command, str):
             if not self.shell:
                 raise ValueError(

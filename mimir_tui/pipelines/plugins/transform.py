@@ -34,8 +34,9 @@ import copy
 import json
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
@@ -201,7 +202,7 @@ class Operation(PluginConfig):
         return _canonical(value, {"mean": "avg", "average": "avg", "total": "sum"})
 
     @model_validator(mode="after")
-    def _check(self) -> "Operation":
+    def _check(self) -> Operation:
         if self.operation is not None:
             check_operation(self, self.model_fields_set - _NON_OP_KEYS)
         return self
@@ -219,9 +220,8 @@ def check_operation(op: Operation, given: set[str]) -> None:
     allowed = OP_KEYS[name] | COMMON
     extra = sorted(SHOWN.get(k, k) for k in given - allowed)
     if extra:
-        _fail(
-            f"{', '.join(extra)} does not apply to operation {name!r} (it reads: {', '.join(sorted(SHOWN.get(k, k) for k in OP_KEYS[name])) or 'nothing'})"
-        )
+        reads = ", ".join(sorted(SHOWN.get(k, k) for k in OP_KEYS[name])) or "nothing"
+        _fail(f"{', '.join(extra)} does not apply to operation {name!r} (it reads: {reads})")
     if name == "select" and not op.fields:
         _fail("operation 'select' needs 'fields' (a list of field paths or {new_name: path})")
     if name == "filter":
@@ -275,7 +275,7 @@ class TransformConfig(Operation):
     operations: list[Operation] | None = Field(None, description="operations applied in order")
 
     @model_validator(mode="after")
-    def _one_way(self) -> "TransformConfig":
+    def _one_way(self) -> TransformConfig:
         if self.operations is not None:
             stray = sorted(SHOWN.get(k, k) for k in self.model_fields_set - _NON_OP_KEYS)
             if stray:
@@ -628,7 +628,7 @@ def aggregate_values(function: str, values: list[Any], field: str | None) -> Any
     present = [v for v in values if v is not None and v is not MISSING]
     numbers = [_number(v) for v in present]
     if function in ("sum", "avg"):
-        bad = next((v for v, n in zip(present, numbers) if n is None), MISSING)
+        bad = next((v for v, n in zip(present, numbers, strict=True) if n is None), MISSING)
         if bad is not MISSING:
             raise PluginError(f"aggregate {function}: field {field!r} has a value that is not a number: {bad!r}")
         if not numbers:
@@ -756,7 +756,10 @@ def apply_operations(steps: list[Operation], data: Any) -> Any:
 class Transform(Plugin):
     type = "Data_Processing"
     name = "transform"
-    description = "Reshape data: select, filter, map/rename, split, join, regex/extract, replace, count, aggregate, sort, limit, unique, flatten."
+    description = (
+        "Reshape data: select, filter, map/rename, split, join, regex/extract, replace, count, aggregate,"
+        " sort, limit, unique, flatten."
+    )
     Config = TransformConfig
 
     def execute(self, config: TransformConfig, ctx: StepContext) -> Any:

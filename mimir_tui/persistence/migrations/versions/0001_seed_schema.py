@@ -7,7 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from mimir_tui.persistence.types import mysql_table_options, JSONText, LongText, UTCDateTime
+from mimir_tui.persistence.types import JSONText, LongText, UTCDateTime, mysql_table_options
 
 revision = "0001"
 down_revision = None
