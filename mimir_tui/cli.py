@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import __version__
 from .commands import COMMAND_MODULES, Context
@@ -21,7 +22,7 @@ PROG = "mimir-tui"
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is exit 2 with one line (argparse's own code is 2 too)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

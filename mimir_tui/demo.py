@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, ScheduledJob, StepRecord, utcnow
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 
-DEMO_PIPELINES = {
+DEMO_PIPELINES: dict[str, dict[str, Any]] = {
     "hello-report": {
         "name": "hello-report",
         "description": "Writes a small HTML report",

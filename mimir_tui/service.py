@@ -11,12 +11,16 @@ import logging
 import signal
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .loop_errors import LoopErrors
 from .ops.retention import apply_retention
 from .persistence import open_backend
+
+if TYPE_CHECKING:  # imported in start(), where they are needed
+    from .pipelines.store import PipelineWatcher
+    from .scheduler.core import Scheduler
 
 log = logging.getLogger("mimir.service")
 
@@ -28,8 +32,8 @@ class Service:
         self.settings = settings
         self.backend = backend or open_backend(settings)
         self.stop_event = threading.Event()
-        self.scheduler = None
-        self.watcher = None
+        self.scheduler: Scheduler | None = None
+        self.watcher: PipelineWatcher | None = None
         self._retention_thread: threading.Thread | None = None
 
     def start(self) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..persistence import PersistenceBackend
 
 
 class Context:
@@ -28,7 +29,7 @@ class Context:
     def __init__(self, config_path: str | None = None) -> None:
         self.config_path = config_path
         self._settings: Settings | None = None
-        self._backend = None
+        self._backend: PersistenceBackend | None = None
 
     @property
     def settings(self) -> Settings:
@@ -40,7 +41,7 @@ class Context:
         return self._settings
 
     @property
-    def backend(self):
+    def backend(self) -> PersistenceBackend:
         if self._backend is None:
             from ..persistence import open_backend
 

@@ -28,7 +28,7 @@ from ..errors import PersistenceError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # Windows has no fcntl: the gate tests for None
 
 #: How long the holder of a bulk operation steps aside between two batches: long enough for a
 #: writer polling every millisecond to take the gate.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Final
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, true, update
 
@@ -17,8 +18,15 @@ from .types import as_utc, utcnow
 #: Columns of ``scheduled_jobs`` that only the scheduler writes (``set_schedule``).
 SCHEDULER_OWNED = ("last_run", "last_result")
 
-#: ``set_schedule(next_run=UNCHANGED)``: leave the column as it is.
-UNCHANGED: Any = object()
+
+class Unchanged(Enum):
+    """``set_schedule(next_run=UNCHANGED)``: leave the column as it is. A one-member enum rather
+    than an ``object()``, so that type checkers narrow ``next_run is not UNCHANGED``."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
 
 
 def values_of(obj: Any, table: Any) -> dict[str, Any]:
@@ -116,7 +124,7 @@ class JobStore:
         self,
         job_id: str,
         *,
-        next_run: datetime | None | object = UNCHANGED,
+        next_run: datetime | None | Unchanged = UNCHANGED,
         last_run: datetime | None = None,
         last_result: str | None = None,
     ) -> bool:
@@ -126,7 +134,7 @@ class JobStore:
         NULL: the scheduler's write never undoes an operator's disable)."""
         values: dict[str, Any] = {}
         if next_run is not UNCHANGED:
-            values["next_run"] = as_utc(next_run)  # type: ignore[arg-type]
+            values["next_run"] = as_utc(next_run)
         if last_run is not None:
             values["last_run"] = as_utc(last_run)
         if last_result is not None:

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from sqlalchemy import Column, ForeignKey, Index, String, Table
@@ -202,9 +202,10 @@ def records(model: type[M], columns: Sequence[str], rows: Iterable[Sequence[Any]
     validation (they are our own rows). Each is a copy of one blank instance with the row's
     values (``model_copy(update=...)``): pydantic's cheapest public way to make a model, about
     half the cost of ``model_construct``, which looks at every field's alias and default."""
-    blank = _BLANKS.get(model)
+    blank: M | None = _BLANKS.get(model)
     if blank is None:
-        blank = _BLANKS[model] = model.model_construct()
+        # A cast: pydantic's mypy plugin types ``model_construct`` on a ``type[M]`` as returning the bound, SQLModel.
+        blank = _BLANKS[model] = cast(M, model.model_construct())
     copy = blank.model_copy
     return [copy(update=dict(zip(columns, row, strict=True))) for row in rows]
 
@@ -252,10 +253,16 @@ class RunRequestTable(RunRequest, table=True):
     __table_args__ = (Index("idx_run_queue_claim", "priority", "available_at"),)
 
 
-JOBS: Table = ScheduledJobTable.__table__  # type: ignore[attr-defined]
-PIPELINES: Table = PipelineTable.__table__  # type: ignore[attr-defined]
-EXECUTIONS: Table = JobExecutionTable.__table__  # type: ignore[attr-defined]
-WORKERS: Table = WorkerTable.__table__  # type: ignore[attr-defined]
-QUEUE: Table = RunRequestTable.__table__  # type: ignore[attr-defined]
+def _table(model: type[SQLModel]) -> Table:
+    """A table model's Core table, found in the metadata it registered in by its name: SQLModel sets
+    ``__table__`` on table models but does not declare it, so type checkers do not know it."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+JOBS = _table(ScheduledJobTable)
+PIPELINES = _table(PipelineTable)
+EXECUTIONS = _table(JobExecutionTable)
+WORKERS = _table(WorkerTable)
+QUEUE = _table(RunRequestTable)
 
 MODELS = (ScheduledJob, PipelineConfig, JobExecutionRecord, Worker, RunRequest)

@@ -80,7 +80,7 @@ class RunStore:
         ``available_at`` was given."""
         request.created_at = self.db.now()
         given = "available_at" in request.model_fields_set and request.available_at is not None
-        request.available_at = as_utc(request.available_at) if given else request.created_at  # type: ignore[assignment]
+        request.available_at = as_utc(request.available_at) if given else request.created_at
         with self.db.write() as conn:
             if request.job_id is not None:
                 # The job's queue as it is now (the row locked: an edit moving the job to another

@@ -26,8 +26,8 @@ class WorkerStore:
     @operation("register_worker")
     def register_worker(self, worker: Worker) -> Worker:
         now = None if worker.started_at and worker.heartbeat_at else self.db.now()
-        worker.started_at = as_utc(worker.started_at) or now  # type: ignore[assignment]
-        worker.heartbeat_at = as_utc(worker.heartbeat_at) or now  # type: ignore[assignment]
+        worker.started_at = as_utc(worker.started_at) or now
+        worker.heartbeat_at = as_utc(worker.heartbeat_at) or now
         with self.db.write() as conn:
             conn.execute(insert(WORKERS), values_of(worker, WORKERS))
         return worker
@@ -93,7 +93,7 @@ class WorkerStore:
                 select(WORKERS.c.id, WORKERS.c.heartbeat_at).where(WORKERS.c.status.in_(LIVE_WORKER))
             ).all()
             for worker_id, beat in candidates:
-                if worker_id not in forced and as_utc(beat) >= cutoff:  # type: ignore[operator]
+                if worker_id not in forced and as_utc(beat) >= cutoff:
                     continue
                 condition = and_(WORKERS.c.id == worker_id, WORKERS.c.status.in_(LIVE_WORKER))
                 if worker_id not in forced:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,6 +59,11 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
 
 
+#: A plugin's config model. Spelled through an alias because in ``Plugin``'s body ``type`` is the
+#: plugin's family (a class attribute), not the builtin.
+ConfigModel: TypeAlias = type[PluginConfig]
+
+
 @dataclass
 class StepContext:
     """What a running step may use besides its config."""
@@ -85,7 +90,7 @@ class Plugin:
     type: ClassVar[str] = ""
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    Config: ClassVar[ConfigModel] = PluginConfig
 
     @classmethod
     def key(cls) -> str:

@@ -536,6 +536,10 @@ class PipelineRunner:
 
         remaining = deadline - time.monotonic() if deadline is not None else None
         limit = step_timeout if remaining is None else min(step_timeout, remaining)
+
+        def log(level: str, message: str) -> None:
+            exec_log.write(level, message, step=step.name, plugin=step.plugin)
+
         ctx = StepContext(
             execution_id=record.id,
             pipeline=spec.name,
@@ -543,7 +547,7 @@ class PipelineRunner:
             context=dict(context),
             settings=self.settings,
             timeout=limit,
-            log=lambda level, message, _s=step: exec_log.write(level, message, step=_s.name, plugin=_s.plugin),
+            log=log,
         )
         task = asyncio.create_task(self._call(plugin_cls, config, ctx))
         stop_wait = asyncio.create_task(stop.event.wait())
@@ -614,8 +618,9 @@ class PipelineRunner:
                     f" (before step {index} ({step.name}))"
                 )
             step_timeout = step.timeout or self.settings.plugins.timeout
+            step_started = self.now()
             srec = StepRecord(
-                step_name=step.name, plugin=step.plugin, start_time=self.now(), status=Status.running.value
+                step_name=step.name, plugin=step.plugin, start_time=step_started, status=Status.running.value
             )
             record.steps = list(record.steps or []) + [srec.to_json()]
             exec_log.write("INFO", f"step {index}/{total} started", step=step.name, plugin=step.plugin)
@@ -665,8 +670,8 @@ class PipelineRunner:
             except _Outcome as outcome:
                 failure = outcome
 
-            srec.end_time = self.now()
-            srec.duration = int((srec.end_time - srec.start_time).total_seconds() * 1000)
+            srec.end_time = step_ended = self.now()
+            srec.duration = int((step_ended - step_started).total_seconds() * 1000)
             if failure is None:
                 srec.status = Status.success.value
                 srec.output = summarize(result, max_chars, secrets)

@@ -314,9 +314,10 @@ class Scheduler:
         # compete with the claims for the GIL and the write lock (bench/scheduler.py: 1,000
         # jobs due at once, fire lag p99 of seconds instead of a few hundred ms). For the same
         # reason the pool starts no queued run (a backlog of earlier fires) while claiming.
-        self._unstarted = [] if self.pool is not None and not self.inline else None
-        if self._unstarted is not None:
-            self.pool.hold()  # type: ignore[union-attr]
+        held = self.pool if not self.inline else None
+        self._unstarted = [] if held is not None else None
+        if held is not None:
+            held.hold()
         try:
             for state in sorted(self._jobs.values(), key=lambda s: (-s.job.priority, s.next_fire)):
                 if state.next_fire <= now and not self._draining.is_set():
@@ -335,8 +336,8 @@ class Scheduler:
             if not self._draining.is_set():
                 for job, chain in unstarted or ():
                     self._submit_chain(job, chain)
-            if unstarted is not None:
-                self.pool.release()  # type: ignore[union-attr]
+            if held is not None:
+                held.release()
         return report
 
     def _fire(self, state: _JobState, now: datetime, report: TickReport) -> None:
@@ -362,7 +363,8 @@ class Scheduler:
             self.backend.jobs.set_schedule(
                 job.id,
                 next_run=state.next_fire,
-                last_run=max(r.scheduled_for for r in ran) if ran else None,
+                # The latest fire claimed (every record of a fire has its scheduled_for), None for none.
+                last_run=max((r.scheduled_for for r in ran if r.scheduled_for is not None), default=None),
             )
 
     def _record_missed(

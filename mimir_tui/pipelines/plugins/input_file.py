@@ -113,7 +113,7 @@ class FileInput(Plugin):
         size = path.stat().st_size
         if size > config.max_bytes:
             raise PluginError(f"file {path} is {size} bytes, more than max_bytes ({config.max_bytes})")
-        fmt = config.format
+        fmt: str = config.format
         if fmt == "auto":
             fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower(), "text")
         delimiter = config.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")

@@ -99,9 +99,10 @@ def parse_feed(xml_text: str | bytes, *, limit: int | None = None, strip_html: b
         entries = [c for c in root if _local(c.tag) == "entry"]
         feed_link = _atom_link(root)
     elif kind in ("rss", "rdf"):
-        channel = _child(root, "channel")
-        if channel is None:
+        found = _child(root, "channel")
+        if found is None:
             raise PluginError("not a valid RSS feed: no <channel>")
+        channel = found
         # RSS 2.0 keeps items in <channel>; RSS 1.0 (RDF) beside it.
         entries = [c for c in channel if _local(c.tag) == "item"] or [c for c in root if _local(c.tag) == "item"]
         feed_link = _text(_child(channel, "link"))

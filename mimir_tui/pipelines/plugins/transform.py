@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn, get_args
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
@@ -153,7 +153,7 @@ def _canonical(value: Any, aliases: dict[str, str]) -> Any:
 class Operation(PluginConfig):
     """One operation and its keys."""
 
-    operation: OpName = Field(description="what to do: " + ", ".join(OpName.__args__))
+    operation: OpName = Field(description="what to do: " + ", ".join(get_args(OpName)))
     fields: list[str] | dict[str, str] | None = Field(None, description="select: paths to keep, or {new_name: path}")
     field: str | None = Field(None, description="the value inside each record (dotted path; '.' = the item)")
     op: FilterOp | None = Field(None, description="filter: comparison (default eq, or exists without value)")
@@ -211,7 +211,7 @@ class Operation(PluginConfig):
 _NON_OP_KEYS = {"input", "data", "operations"}
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise ValueError(message)
 
 
@@ -269,6 +269,7 @@ def _compile(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 
 
 class TransformConfig(Operation):
+    # Optional here, required in Operation: pydantic allows a subclass to widen a field, mypy does not.
     operation: OpName | None = Field(None, description="one operation (or give 'operations')")  # type: ignore[assignment]
     input: str | None = Field(None, description="context key to read (dotted path allowed)")
     data: Any = Field(None, description="the data inline (instead of input)")
@@ -283,7 +284,7 @@ class TransformConfig(Operation):
             if not self.operations:
                 raise ValueError("'operations' is empty")
         elif self.operation is None:
-            raise ValueError("give 'operation' (one of " + ", ".join(OpName.__args__) + ") or 'operations'")
+            raise ValueError("give 'operation' (one of " + ", ".join(get_args(OpName)) + ") or 'operations'")
         if self.input is not None and self.data is not None:
             raise ValueError("give 'input' or 'data', not both")
         return self
@@ -586,7 +587,8 @@ def op_replace(op: Operation, data: Any) -> Any:
 
 
 def op_case(op: Operation, data: Any) -> Any:
-    fn = {"upper": str.upper, "lower": str.lower, "strip": str.strip}[op.operation]
+    cases: dict[str, Callable[[str], str]] = {"upper": str.upper, "lower": str.lower, "strip": str.strip}
+    fn = cases[op.operation]
     return _text_op(op, data, fn)
 
 
@@ -640,9 +642,9 @@ def aggregate_values(function: str, values: list[Any], field: str | None) -> Any
         return float(total / len(numbers))
     if not present:
         return None
-    if all(n is not None for n in numbers):
-        pick = min if function == "min" else max
-        return pick(numbers)  # type: ignore[type-var]
+    known = [n for n in numbers if n is not None]
+    if len(known) == len(numbers):  # all numbers: compared as numbers ("10" > "9")
+        return min(known) if function == "min" else max(known)
     try:
         return min(present) if function == "min" else max(present)
     except TypeError:
