@@ -42,8 +42,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HEAVY = ("sqlalchemy", "sqlmodel", "pydantic", "pydantic_settings", "alembic", "yaml", "croniter", "httpx",
-         "chromadb", "textual", "mimir_tui.persistence", "mimir_tui.pipelines", "mimir_tui.scheduler")
+HEAVY = (
+    "sqlalchemy",
+    "sqlmodel",
+    "pydantic",
+    "pydantic_settings",
+    "alembic",
+    "yaml",
+    "croniter",
+    "httpx",
+    "chromadb",
+    "textual",
+    "mimir_tui.persistence",
+    "mimir_tui.pipelines",
+    "mimir_tui.scheduler",
+)
 
 
 @dataclass
@@ -81,7 +94,7 @@ class Command:
         """One timed run: wall clock around the process, CPU from the children's rusage."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        proc = subprocess.run(self.argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.run(self.argv, cwd=cwd, env=env, capture_output=True)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.check(proc)
@@ -132,8 +145,13 @@ def make_database(workdir: Path, jobs: int) -> Path:
     backend = open_backend(load_settings(str(config), environ={}))
     try:
         for i in range(jobs):
-            create_job(backend, name=f"job-{i:03d}", pipeline=f"pipeline-{i % 10}", cron_expr="*/5 * * * *",
-                       require_pipeline=False)
+            create_job(
+                backend,
+                name=f"job-{i:03d}",
+                pipeline=f"pipeline-{i % 10}",
+                cron_expr="*/5 * * * *",
+                require_pipeline=False,
+            )
     finally:
         backend.close()
     return config
@@ -141,10 +159,19 @@ def make_database(workdir: Path, jobs: int) -> Path:
 
 def heavy_imports(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
     """How many modules one run imports, and which of :data:`HEAVY` among them."""
-    proc = subprocess.run(argv, cwd=cwd, env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    names = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-             if line.startswith("import time:") and "imported package" not in line]
+    proc = subprocess.run(
+        argv,
+        cwd=cwd,
+        env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    names = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "imported package" not in line
+    ]
     loaded = set(names)
     heavy = [h for h in HEAVY if h in loaded]
     return len(loaded), heavy
@@ -171,22 +198,26 @@ def main(argv: list[str] | None = None) -> int:
         cli = cli_argv()
         baseline = Command("baseline: python -c 'import sqlite3'", [sys.executable, "-c", "import sqlite3"])
         help_ = Command("mimir-tui --help", [*cli, "--help"])
-        jobs = Command(f"mimir-tui jobs list ({args.jobs} jobs, SQLite)",
-                       [*cli, "--config", str(config), "jobs", "list"], expect_lines=args.jobs + 1)
+        jobs = Command(
+            f"mimir-tui jobs list ({args.jobs} jobs, SQLite)",
+            [*cli, "--config", str(config), "jobs", "list"],
+            expect_lines=args.jobs + 1,
+        )
         floor = Command("floor: python -c 'import sqlmodel'", [sys.executable, "-c", "import sqlmodel"])
         commands = [baseline, help_, jobs, floor]
         for command in commands:  # untimed: bytecode and page caches
-            command.check(subprocess.run(command.argv, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE))
+            command.check(subprocess.run(command.argv, cwd=workdir, env=env, capture_output=True))
         for _ in range(args.runs):
             for command in commands:
                 command.run(workdir, env)
 
         report.say("\n== times (wall median / p90; CPU median)")
         for command in commands:
-            report.say(f"  {command.name:48} {statistics.median(command.wall) * 1000:7.0f} / "
-                       f"{percentile(command.wall, 0.9) * 1000:5.0f} ms wall; "
-                       f"{statistics.median(command.cpu) * 1000:5.0f} ms CPU")
+            report.say(
+                f"  {command.name:48} {statistics.median(command.wall) * 1000:7.0f} / "
+                f"{percentile(command.wall, 0.9) * 1000:5.0f} ms wall; "
+                f"{statistics.median(command.cpu) * 1000:5.0f} ms CPU"
+            )
         report.say("\n== what each loads (one run with -X importtime)")
         for command in commands[1:3]:
             count, heavy = heavy_imports(command.argv, workdir, env)
@@ -197,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         base_cpu = statistics.median(baseline.cpu)
         for command, target in ((help_, 2.0), (jobs, 5.0), (floor, None)):
             report.figure(f"{command.name}, wall", statistics.median(command.wall), base_wall, target)
-            report.info(f"  {command.name}, CPU: ratio {statistics.median(command.cpu) / base_cpu:.2f}"
-                        if base_cpu > 0 else f"  {command.name}, CPU: baseline too small to divide by")
+            report.info(
+                f"  {command.name}, CPU: ratio {statistics.median(command.cpu) / base_cpu:.2f}"
+                if base_cpu > 0
+                else f"  {command.name}, CPU: baseline too small to divide by"
+            )
     finally:
         if args.keep:
             report.say(f"\nfiles kept in {workdir}")

@@ -46,9 +46,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from mimir_tui.config import Settings, load_settings
 from mimir_tui.logsetup import setup_logging
@@ -61,7 +60,6 @@ from mimir_tui.scheduler.cron import CronSchedule
 from mimir_tui.scheduler.jobs import create_job
 from mimir_tui.service import Service
 
-UTC = timezone.utc
 FIRE_LAG_P99_TARGET = 1.0  # seconds
 IDLE_CPU_TARGET = 2.0  # percent of one core
 NEVER = "0 0 1 1 *"  # once a year: enabled, but never due during a run of this script
@@ -116,8 +114,10 @@ class Report:
     def target(self, name: str, value: float, unit: str, limit: float, note: str = "") -> None:
         ok = value < limit
         self.failed += not ok
-        self.say(f"  {name}: {value:.3f} {unit} (target < {limit:g} {unit}) {'PASS' if ok else 'FAIL'}"
-                 + (f"  [{note}]" if note else ""))
+        self.say(
+            f"  {name}: {value:.3f} {unit} (target < {limit:g} {unit}) {'PASS' if ok else 'FAIL'}"
+            + (f"  [{note}]" if note else "")
+        )
 
     def ratio(self, name: str, value: float, base: float, unit: str, base_name: str) -> None:
         ratio = value / base if base > 0 else math.inf
@@ -173,8 +173,7 @@ def add_jobs(settings: Settings, count: int, cron: str) -> None:
         if not result.ok:
             raise SystemExit(f"bench pipeline did not import: {result.issues}")
         for i in range(count):
-            create_job(backend, name=f"bench-{i:04d}", pipeline="bench-noop", cron_expr=cron,
-                       job_id=f"bench-{i:04d}")
+            create_job(backend, name=f"bench-{i:04d}", pipeline="bench-noop", cron_expr=cron, job_id=f"bench-{i:04d}")
     finally:
         backend.close()
 
@@ -246,7 +245,7 @@ def round_lines(sampler: Sampler, lags: list[float], first: datetime, period: fl
         start = first + timedelta(seconds=period * k)
         end = start + timedelta(seconds=period)
         s0, s1 = sampler.at(start), sampler.at(end)
-        mine = lags[s0[3]:s1[3]]
+        mine = lags[s0[3] : s1[3]]
         if not mine:
             lines.append(f"    round {k + 1}: no claims")
             continue
@@ -276,8 +275,7 @@ class FireResult:
     rounds_detail: list[str]
 
 
-def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll: float,
-                concurrency: int) -> FireResult:
+def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll: float, concurrency: int) -> FireResult:
     settings = make_home(root, poll=poll, concurrency=concurrency)
     cron = "* * * * * *" if every_second else "* * * * *"
     period = 1.0 if every_second else 60.0
@@ -289,8 +287,11 @@ def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll:
     with sqlite3.connect(settings.persistence.database_path) as conn:
         conn.execute("UPDATE scheduled_jobs SET next_run = ?", (sqlite_datetime_text(first),))
     last = first + timedelta(seconds=period * (rounds - 1))
-    print(f"  {jobs} jobs on {cron!r}, {rounds} round(s) from {first:%H:%M:%S} to {last:%H:%M:%S} UTC; "
-          f"run pool of {concurrency}", flush=True)
+    print(
+        f"  {jobs} jobs on {cron!r}, {rounds} round(s) from {first:%H:%M:%S} to {last:%H:%M:%S} UTC; "
+        f"run pool of {concurrency}",
+        flush=True,
+    )
 
     service = start_service(settings)
     scheduler = service.scheduler
@@ -318,8 +319,7 @@ def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll:
     lags = list(scheduler.fire_lags)
     with sqlite3.connect(settings.persistence.database_path) as conn:
         rows = conn.execute(
-            "SELECT status, scheduled_for, start_time, end_time FROM job_executions "
-            "WHERE triggered_by = 'scheduler'"
+            "SELECT status, scheduled_for, start_time, end_time FROM job_executions WHERE triggered_by = 'scheduler'"
         ).fetchall()
 
     def parse(text: str) -> datetime:
@@ -338,8 +338,15 @@ def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll:
         if end:
             last_end = max(last_end, parse(end))
     return FireResult(
-        jobs=jobs, rounds=rounds, fires_run=len(start_lags), missed=missed, failed_runs=failed,
-        fire_lags=lags, start_lags=start_lags, cpu=cpu1 - cpu0, wall=wall1 - wall0,
+        jobs=jobs,
+        rounds=rounds,
+        fires_run=len(start_lags),
+        missed=missed,
+        failed_runs=failed,
+        fire_lags=lags,
+        start_lags=start_lags,
+        cpu=cpu1 - cpu0,
+        wall=wall1 - wall0,
         drain=(last_end - last).total_seconds(),
         rounds_detail=round_lines(sampler, lags, first, period, rounds) if rounds <= 10 else [],
     )
@@ -401,8 +408,9 @@ def idle_loop_cpu(seconds: float, poll: float, db: Path | None = None) -> float:
     return 100 * (cpu_seconds() - cpu0) / (time.monotonic() - wall0)
 
 
-def phase_idle(root: Path, *, jobs: int, seconds: float, settle: float, poll: float,
-               concurrency: int) -> tuple[float, Path]:
+def phase_idle(
+    root: Path, *, jobs: int, seconds: float, settle: float, poll: float, concurrency: int
+) -> tuple[float, Path]:
     settings = make_home(root, poll=poll, concurrency=concurrency)
     add_jobs(settings, jobs, NEVER)
     service = start_service(settings)
@@ -432,15 +440,27 @@ def phase_idle(root: Path, *, jobs: int, seconds: float, settle: float, poll: fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 jobs every second for ~10 s, 10 s idle window")
-    parser.add_argument("--every-second", action="store_true", help="200 jobs on `* * * * * *` instead of 1,000 on `* * * * *`")
+    parser.add_argument(
+        "--every-second", action="store_true", help="200 jobs on `* * * * * *` instead of 1,000 on `* * * * *`"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="jobs that fire (default 1000, or 200 every second)")
-    parser.add_argument("--rounds", type=int, default=None, help="fire rounds (default 2 every minute, 20 every second, 10 quick)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="fire rounds (default 2 every minute, 20 every second, 10 quick)"
+    )
     parser.add_argument("--idle-jobs", type=int, default=1000)
-    parser.add_argument("--idle-seconds", type=float, default=None,
-                        help="idle window (default 60: one full reload of the jobs, which the scheduler does "
-                             "every minute, falls in it; quick 10)")
-    parser.add_argument("--concurrency", type=int, default=None, help="scheduler.max_concurrency (default: the config default)")
-    parser.add_argument("--poll", type=float, default=None, help="scheduler.poll_interval (default: the config default)")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=None,
+        help="idle window (default 60: one full reload of the jobs, which the scheduler does "
+        "every minute, falls in it; quick 10)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="scheduler.max_concurrency (default: the config default)"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=None, help="scheduler.poll_interval (default: the config default)"
+    )
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--skip-fires", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -457,44 +477,67 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report()
     load = os.getloadavg()
-    report.say(f"bench/scheduler.py: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; poll_interval {poll:g} s, "
-               f"max_concurrency {concurrency}")
+    report.say(
+        f"bench/scheduler.py: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; poll_interval {poll:g} s, "
+        f"max_concurrency {concurrency}"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="mimir-bench-sched-"))
     try:
         idle_db: Path | None = None
         if not args.skip_idle:
             report.say(f"\nc. idle: {args.idle_jobs} enabled jobs on {NEVER!r}, {idle_seconds:g} s window")
-            idle, idle_db = phase_idle(workdir / "idle", jobs=args.idle_jobs, seconds=idle_seconds, settle=3.0,
-                                       poll=poll, concurrency=concurrency)
+            idle, idle_db = phase_idle(
+                workdir / "idle",
+                jobs=args.idle_jobs,
+                seconds=idle_seconds,
+                settle=3.0,
+                poll=poll,
+                concurrency=concurrency,
+            )
             wait_only = idle_loop_cpu(base_seconds, poll)
             with_query = idle_loop_cpu(base_seconds, poll, idle_db)
             report.ratio("idle CPU, service", idle, wait_only, "% of a core", "baseline (Event.wait loop)")
-            report.ratio("idle CPU, service", idle, with_query, "% of a core",
-                         "baseline (loop + raw jobs-signature query)")
+            report.ratio(
+                "idle CPU, service", idle, with_query, "% of a core", "baseline (loop + raw jobs-signature query)"
+            )
             report.target("idle CPU", idle, "% of a core", IDLE_CPU_TARGET)
 
         if not args.skip_fires:
             what = "every second" if every_second else "every minute"
             report.say(f"\na./b. fires: {jobs} jobs {what}, {rounds} rounds")
-            result = phase_fires(workdir / "fires", jobs=jobs, every_second=every_second, rounds=rounds,
-                                 poll=poll, concurrency=concurrency)
+            result = phase_fires(
+                workdir / "fires",
+                jobs=jobs,
+                every_second=every_second,
+                rounds=rounds,
+                poll=poll,
+                concurrency=concurrency,
+            )
             expected = result.jobs * result.rounds
-            report.say(f"  fires: {result.fires_run} ran, {result.missed} recorded missed, "
-                       f"{result.failed_runs} runs not successful; {expected} scheduled in the rounds "
-                       f"(claims seen by the scheduler: {len(result.fire_lags)})")
-            report.say(f"  fire lag (claim - scheduled_for): p50 {percentile(result.fire_lags, 50) * 1000:.1f} ms, "
-                       f"p99 {percentile(result.fire_lags, 99) * 1000:.1f} ms, "
-                       f"max {max(result.fire_lags, default=math.nan) * 1000:.1f} ms")
+            report.say(
+                f"  fires: {result.fires_run} ran, {result.missed} recorded missed, "
+                f"{result.failed_runs} runs not successful; {expected} scheduled in the rounds "
+                f"(claims seen by the scheduler: {len(result.fire_lags)})"
+            )
+            report.say(
+                f"  fire lag (claim - scheduled_for): p50 {percentile(result.fire_lags, 50) * 1000:.1f} ms, "
+                f"p99 {percentile(result.fire_lags, 99) * 1000:.1f} ms, "
+                f"max {max(result.fire_lags, default=math.nan) * 1000:.1f} ms"
+            )
             for line in result.rounds_detail:
                 report.say(line)
-            report.say(f"  run start lag (start_time - scheduled_for): p50 {percentile(result.start_lags, 50):.3f} s, "
-                       f"p99 {percentile(result.start_lags, 99):.3f} s; last run of the last round ended "
-                       f"{result.drain:.2f} s after its instant")
+            report.say(
+                f"  run start lag (start_time - scheduled_for): p50 {percentile(result.start_lags, 50):.3f} s, "
+                f"p99 {percentile(result.start_lags, 99):.3f} s; last run of the last round ended "
+                f"{result.drain:.2f} s after its instant"
+            )
             per_fire = result.cpu / result.fires_run if result.fires_run else math.inf
             raw = raw_insert_cpu(workdir / "fires" / "data" / "mimir.db", 2000)
-            report.say(f"  CPU: {result.cpu:.2f} s over {result.wall:.1f} s of wall time "
-                       f"({100 * result.cpu / result.wall:.1f}% of a core)")
+            report.say(
+                f"  CPU: {result.cpu:.2f} s over {result.wall:.1f} s of wall time "
+                f"({100 * result.cpu / result.wall:.1f}% of a core)"
+            )
             report.ratio("CPU per fire", per_fire * 1000, raw * 1000, "ms", "raw sqlite3 insert of the execution row")
             report.target("fire lag p99", percentile(result.fire_lags, 99), "s", FIRE_LAG_P99_TARGET)
     finally:

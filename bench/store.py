@@ -42,10 +42,11 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import event
 
@@ -55,14 +56,15 @@ from mimir_tui.persistence.models import EXECUTIONS
 from mimir_tui.persistence.rows import ExecutionRow
 from mimir_tui.persistence.types import json_value, sqlite_datetime_value
 
-UTC = timezone.utc
 BUSY_MS = 5000
 COLUMNS = [c.name for c in EXECUTIONS.columns]
 COLS = ", ".join(COLUMNS)
 INSERT_SQL = f"INSERT INTO job_executions ({COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
 LIST_SQL = f"SELECT {COLS} FROM job_executions WHERE job_id = ? ORDER BY start_time DESC, id DESC LIMIT ?"
-PAGE_SQL = (f"SELECT {', '.join(ExecutionRow.COLUMNS)} FROM job_executions WHERE job_id = ? "
-            f"ORDER BY start_time DESC, id DESC LIMIT ?")
+PAGE_SQL = (
+    f"SELECT {', '.join(ExecutionRow.COLUMNS)} FROM job_executions WHERE job_id = ? "
+    f"ORDER BY start_time DESC, id DESC LIMIT ?"
+)
 DELETE_SQL = "DELETE FROM job_executions WHERE start_time < ?"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -238,13 +240,28 @@ class Data:
                     "params": {"batch": batch, "source": f"s3://mimir-data/{pipeline}/part-{batch:05d}.parquet"},
                 },
                 "steps": [
-                    {"step_name": "extract", "plugin": "Input.api", "start_time": st.isoformat(),
-                     "end_time": mid.isoformat(), "duration": d1, "status": "success", "error": None,
-                     "input": None, "output": {"rows": batch % 5000}},
-                    {"step_name": "load", "plugin": "Output.sqlite", "start_time": mid.isoformat(),
-                     "end_time": end.isoformat(), "duration": d2, "status": "failed" if failed else "success",
-                     "error": "connection reset by peer" if failed else None, "input": None,
-                     "output": None if failed else {"written": batch % 5000}},
+                    {
+                        "step_name": "extract",
+                        "plugin": "Input.api",
+                        "start_time": st.isoformat(),
+                        "end_time": mid.isoformat(),
+                        "duration": d1,
+                        "status": "success",
+                        "error": None,
+                        "input": None,
+                        "output": {"rows": batch % 5000},
+                    },
+                    {
+                        "step_name": "load",
+                        "plugin": "Output.sqlite",
+                        "start_time": mid.isoformat(),
+                        "end_time": end.isoformat(),
+                        "duration": d2,
+                        "status": "failed" if failed else "success",
+                        "error": "connection reset by peer" if failed else None,
+                        "input": None,
+                        "output": None if failed else {"written": batch % 5000},
+                    },
                 ],
                 "triggered_by": "scheduler",
                 "scheduled_for": st.replace(microsecond=0),
@@ -296,19 +313,40 @@ def bulk_rows(data: Data, n: int, *, span: timedelta = timedelta(days=365), seed
         failed = rand() < 0.08
         mid = st + td(milliseconds=d1)
         end = mid + td(milliseconds=d2)
-        pipeline = "pipeline-%02d" % (j % 50)
+        pipeline = f"pipeline-{j % 50:02d}"
         batch = randrange(100_000)
         st_db, end_db = st.isoformat(" ", "microseconds"), end.isoformat(" ", "microseconds")
         st_iso, mid_iso, end_iso = (x.isoformat("T", "microseconds") for x in (st, mid, end))
         status = "failed" if failed else "success"
         yield (
-            "%012x%020x" % (t0_ms + offset // 1000, getrandbits(80)), jobs[j], pipeline, st_db, end_db, d1 + d2,
-            status, "step 2 (load) failed: connection reset by peer" if failed else None,
+            f"{t0_ms + offset // 1000:012x}{getrandbits(80):020x}",
+            jobs[j],
+            pipeline,
+            st_db,
+            end_db,
+            d1 + d2,
+            status,
+            "step 2 (load) failed: connection reset by peer" if failed else None,
             ctx % (names[j], batch, pipeline, batch),
-            steps % (st_iso, mid_iso, d1, batch % 5000, mid_iso, end_iso, d2, status,
-                     '"connection reset by peer"' if failed else "null",
-                     "null" if failed else '{"written":%d}' % (batch % 5000)),
-            "scheduler", st_db[:19] + ".000000", 1, "mimir-host-1:4242", 0, end_db,
+            steps
+            % (
+                st_iso,
+                mid_iso,
+                d1,
+                batch % 5000,
+                mid_iso,
+                end_iso,
+                d2,
+                status,
+                '"connection reset by peer"' if failed else "null",
+                "null" if failed else f'{{"written":{batch % 5000}}}',
+            ),
+            "scheduler",
+            st_db[:19] + ".000000",
+            1,
+            "mimir-host-1:4242",
+            0,
+            end_db,
         )
 
 
@@ -341,7 +379,10 @@ def bulk_load(path: Path, data: Data, rows: int, report: Report) -> datetime:
     ).fetchone()[0]
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    report.say(f"  loaded {rows:,} executions over {len(data.job_ids):,} jobs in {time.perf_counter() - started:.1f} s (not measured)")
+    report.say(
+        f"  loaded {rows:,} executions over {len(data.job_ids):,} jobs"
+        f" in {time.perf_counter() - started:.1f} s (not measured)"
+    )
     return datetime.fromisoformat(median).replace(tzinfo=UTC)
 
 
@@ -423,11 +464,11 @@ def phase_save(workdir: Path, template: Path, data: Data, sizes: Sizes, report: 
     gc.collect()
     for lo in range(0, n, chunk):
         t = time.perf_counter()
-        for rec in records[lo:lo + chunk]:
+        for rec in records[lo : lo + chunk]:
             save(rec)
         mimir_s += time.perf_counter() - t
         t = time.perf_counter()
-        for row in rows[lo:lo + chunk]:
+        for row in rows[lo : lo + chunk]:
             execute("BEGIN IMMEDIATE")
             execute(INSERT_SQL, row)
             execute("COMMIT")
@@ -466,8 +507,9 @@ def phase_save(workdir: Path, template: Path, data: Data, sizes: Sizes, report: 
             execute(INSERT_SQL, row)
             execute("COMMIT")
 
-    memory_line(report, "a. save_execution", traced_peak(mimir_pass), traced_peak(raw_pass), rss1 - rss0,
-                "1,000 more saves")
+    memory_line(
+        report, "a. save_execution", traced_peak(mimir_pass), traced_peak(raw_pass), rss1 - rss0, "1,000 more saves"
+    )
     backend.close()
     raw.close()
     for path in (mimir_db, raw_db):
@@ -551,31 +593,42 @@ def phase_list(data: Data, sizes: Sizes, report: Report, mimir_db: Path, raw_db:
             w, c = perf(), cpu()
             fn(job)
             return perf() - w, cpu() - c
+
         return timed
 
     rss0 = maxrss_mib()
     gc.collect()
-    lean_m, lean_r = interleaved(jobs, cpu_and_wall(lambda job: page(job, limit)),
-                                 cpu_and_wall(lambda job: execute(PAGE_SQL, (job, limit)).fetchall()))
+    lean_m, lean_r = interleaved(
+        jobs,
+        cpu_and_wall(lambda job: page(job, limit)),
+        cpu_and_wall(lambda job: execute(PAGE_SQL, (job, limit)).fetchall()),
+    )
     rss1 = maxrss_mib()
     wall_m, wall_r = [w for w, _ in lean_m], [w for w, _ in lean_r]
     cpu_m, cpu_r = [c for _, c in lean_m], [c for _, c in lean_r]
-    report.figure(f"page of {limit} lean rows (executions.page) p99", ms(wall_m, .99), ms(wall_r, .99), "ms", 1.5)
+    report.figure(f"page of {limit} lean rows (executions.page) p99", ms(wall_m, 0.99), ms(wall_r, 0.99), "ms", 1.5)
     report.info(
-        f"  p50: mimir {ms(wall_m, .5):.3f} ms, raw {ms(wall_r, .5):.3f} ms, ratio "
-        f"{ms(wall_m, .5) / ms(wall_r, .5):.2f}; CPU time of the calling thread p99: mimir {ms(cpu_m, .99):.3f} ms, "
-        f"raw {ms(cpu_r, .99):.3f} ms (ratio {ms(cpu_m, .99) / ms(cpu_r, .99):.2f})"
+        f"  p50: mimir {ms(wall_m, 0.5):.3f} ms, raw {ms(wall_r, 0.5):.3f} ms, ratio "
+        f"{ms(wall_m, 0.5) / ms(wall_r, 0.5):.2f}; CPU time of the calling thread p99: mimir {ms(cpu_m, 0.99):.3f} ms, "
+        f"raw {ms(cpu_r, 0.99):.3f} ms (ratio {ms(cpu_m, 0.99) / ms(cpu_r, 0.99):.2f})"
     )
 
     # Full records (list_executions) with every field read, against the same rows fetched raw
     # and decoded the same way (fromisoformat for the times, orjson for the JSON, bool).
     names = COLUMNS
     converters = [
-        (i, conv) for i, conv in enumerate(
-            sqlite_datetime_value if n in ("start_time", "end_time", "scheduled_for", "updated_at")
-            else json_value if n in ("context", "steps") else bool if n == "cancel_requested" else None
+        (i, conv)
+        for i, conv in enumerate(
+            sqlite_datetime_value
+            if n in ("start_time", "end_time", "scheduled_for", "updated_at")
+            else json_value
+            if n in ("context", "steps")
+            else bool
+            if n == "cancel_requested"
+            else None
             for n in names
-        ) if conv is not None
+        )
+        if conv is not None
     ]
 
     def read_all_mimir(job: str) -> float:
@@ -592,15 +645,22 @@ def phase_list(data: Data, sizes: Sizes, report: Report, mimir_db: Path, raw_db:
             for i, conv in converters:
                 if values[i] is not None:
                     values[i] = conv(values[i])
-            for v in values:
+            for _value in values:
                 pass
         return perf() - w
 
     full_m, full_r = interleaved(jobs[: min(q, 2000)], read_all_mimir, read_all_raw)
-    report.figure(f"list_executions(job, {limit}) whole records, every field read, p99",
-                  ms(full_m, .99), ms(full_r, .99), "ms", 2.0)
-    report.info(f"  p50: mimir {ms(full_m, .5):.3f} ms, raw + the same conversions {ms(full_r, .5):.3f} ms "
-                f"(ratio {ms(full_m, .5) / ms(full_r, .5):.2f})")
+    report.figure(
+        f"list_executions(job, {limit}) whole records, every field read, p99",
+        ms(full_m, 0.99),
+        ms(full_r, 0.99),
+        "ms",
+        2.0,
+    )
+    report.info(
+        f"  p50: mimir {ms(full_m, 0.5):.3f} ms, raw + the same conversions {ms(full_r, 0.5):.3f} ms "
+        f"(ratio {ms(full_m, 0.5) / ms(full_r, 0.5):.2f})"
+    )
 
     def mimir_pass() -> None:
         for job in jobs[:300]:
@@ -610,8 +670,9 @@ def phase_list(data: Data, sizes: Sizes, report: Report, mimir_db: Path, raw_db:
         for job in jobs[:300]:
             execute(LIST_SQL, (job, limit)).fetchall()
 
-    memory_line(report, "b. list_executions", traced_peak(mimir_pass), traced_peak(raw_pass), rss1 - rss0,
-                "300 queries")
+    memory_line(
+        report, "b. list_executions", traced_peak(mimir_pass), traced_peak(raw_pass), rss1 - rss0, "300 queries"
+    )
     backend.close()
     raw.close()
 
@@ -647,8 +708,15 @@ class Writer(threading.Thread):
 def writer_record(data: Data, i: int) -> JobExecutionRecord:
     now = datetime.now(UTC)
     return JobExecutionRecord(
-        job_id=data.job_ids[i % len(data.job_ids)], pipeline="pipeline-00", start_time=now,
-        end_time=now, duration=0, status="success", triggered_by="manual", context={"writer": i}, steps=[],
+        job_id=data.job_ids[i % len(data.job_ids)],
+        pipeline="pipeline-00",
+        start_time=now,
+        end_time=now,
+        duration=0,
+        status="success",
+        triggered_by="manual",
+        context={"writer": i},
+        steps=[],
     )
 
 
@@ -707,14 +775,18 @@ def phase_delete(data: Data, sizes: Sizes, report: Report, median: datetime, mim
     errors = mimir_writer.errors
     report.absolute(
         "concurrent writer max wait during delete",
-        max(mimir_writer.waits) * 1000, "ms", 250,
+        max(mimir_writer.waits) * 1000,
+        "ms",
+        250,
         f" ({len(mimir_writer.waits)} saves, p99 {percentile(mimir_writer.waits, 0.99) * 1000:.1f} ms, "
         f"{len(errors)} errors; raw single DELETE: writer max wait {max(raw_writer.waits) * 1000:.1f} ms"
         f" over {len(raw_writer.waits)} saves, {len(raw_writer.errors)} errors)",
     )
     report.absolute(
         "writer in another process: max wait during delete",
-        max(outside_waits) * 1000, "ms", 250,
+        max(outside_waits) * 1000,
+        "ms",
+        250,
         f" ({len(outside_waits)} saves, p99 {percentile(outside_waits, 0.99) * 1000:.1f} ms, "
         f"{len(outside_errors)} errors)",
     )
@@ -731,8 +803,14 @@ def phase_delete(data: Data, sizes: Sizes, report: Report, median: datetime, mim
     ).replace(tzinfo=UTC)
     mimir_kib = traced_peak(lambda: backend.delete_old_executions(nxt))
     raw_kib = traced_peak(lambda: raw.execute(DELETE_SQL, (db_time(nxt),)))
-    memory_line(report, "c. delete_old_executions", mimir_kib, raw_kib, rss1 - rss0,
-                f"deleting the next {sizes.rows // 10:,} rows")
+    memory_line(
+        report,
+        "c. delete_old_executions",
+        mimir_kib,
+        raw_kib,
+        rss1 - rss0,
+        f"deleting the next {sizes.rows // 10:,} rows",
+    )
     backend.close()
     other.close()
     raw.close()
@@ -764,8 +842,12 @@ def start_process_writer(path: Path) -> Any:
     """A Mimir backend in another process saving an execution every ~10 ms (started, warm)."""
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-c", PROCESS_WRITER, str(path), str(BUSY_MS)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROCESS_WRITER, str(path), str(BUSY_MS)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import __version__
 from .commands import COMMAND_MODULES, Context
@@ -21,7 +22,7 @@ PROG = "mimir-tui"
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is exit 2 with one line (argparse's own code is 2 too)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -89,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .secrets import mask_text
 
         text = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {mask_text(text)} "
-              f"(MIMIR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"{PROG}: error: unexpected {type(exc).__name__}: {mask_text(text)} (MIMIR_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         ctx.close()

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 from .secrets import MASK, is_secret_key, mask_tree, mask_url  # mask_url: persistence.engine imports it from here
@@ -81,7 +82,7 @@ class SchedulerSettings(_Section):
     queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
 
     @model_validator(mode="after")
-    def _beats_before_stale(self) -> "SchedulerSettings":
+    def _beats_before_stale(self) -> SchedulerSettings:
         # A peer is declared dead after stale_after seconds of silence: it must have had time
         # to beat at least twice, or live instances would reap each other.
         if self.stale_after < 2 * self.heartbeat_interval:
@@ -241,13 +242,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return {section: ({} if values is None else values) for section, values in data.items()}
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     key = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"unknown key {key!r}"
     msg = error["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     given = error.get("input")
     shown = MASK if any(is_secret_key(str(p)) for p in error["loc"]) else repr(mask_tree(given))
     if isinstance(given, str) and "://" in given:

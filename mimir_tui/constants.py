@@ -25,8 +25,16 @@ class Status(str, Enum):
 
 
 #: A run that has ended, one way or another.
-FINISHED = frozenset({Status.success.value, Status.failed.value, Status.cancelled.value, Status.timed_out.value,
-                      Status.interrupted.value, Status.missed.value})
+FINISHED = frozenset(
+    {
+        Status.success.value,
+        Status.failed.value,
+        Status.cancelled.value,
+        Status.timed_out.value,
+        Status.interrupted.value,
+        Status.missed.value,
+    }
+)
 
 
 class TriggeredBy(str, Enum):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, ScheduledJob, StepRecord, utcnow
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 
-DEMO_PIPELINES = {
+DEMO_PIPELINES: dict[str, dict[str, Any]] = {
     "hello-report": {
         "name": "hello-report",
         "description": "Writes a small HTML report",
@@ -62,9 +63,7 @@ def seed_demo(backend: PersistenceBackend) -> None:
             save_spec(backend, spec, source_path=str(Path(spec.source_path).resolve()) if spec.source_path else None)
     for name, spec in DEMO_PIPELINES.items():
         if name not in have_pipelines:
-            backend.save_pipeline(
-                PipelineConfig(name=name, description=spec["description"], config=json.dumps(spec))
-            )
+            backend.save_pipeline(PipelineConfig(name=name, description=spec["description"], config=json.dumps(spec)))
     have_jobs = {j.id for j in backend.list_jobs()}
     now = utcnow()
     for job_id, name, pipeline, cron, enabled in DEMO_JOBS:
@@ -81,20 +80,32 @@ def seed_demo(backend: PersistenceBackend) -> None:
             at = start
             for index, (step_name, plugin) in enumerate(steps, 1):
                 fails_here = failed and index == min(2, len(steps))
-                records.append(StepRecord(
-                    step_name=step_name, plugin=plugin, start_time=at, end_time=at + timedelta(milliseconds=300),
-                    duration=300, status="failed" if fails_here else "success",
-                    error="demo failure" if fails_here else None,
-                ).to_json())
+                records.append(
+                    StepRecord(
+                        step_name=step_name,
+                        plugin=plugin,
+                        start_time=at,
+                        end_time=at + timedelta(milliseconds=300),
+                        duration=300,
+                        status="failed" if fails_here else "success",
+                        error="demo failure" if fails_here else None,
+                    ).to_json()
+                )
                 at += timedelta(milliseconds=300)
                 if fails_here:
                     break
             failing = records[-1]["step_name"] if failed else None
             backend.save_execution(
                 JobExecutionRecord(
-                    job_id=job_id, pipeline=pipeline, start_time=start, end_time=at,
-                    duration=int((at - start).total_seconds() * 1000), status="failed" if failed else "success",
+                    job_id=job_id,
+                    pipeline=pipeline,
+                    start_time=start,
+                    end_time=at,
+                    duration=int((at - start).total_seconds() * 1000),
+                    status="failed" if failed else "success",
                     error=f"step {len(records)} ({failing}) failed: demo failure" if failed else None,
-                    triggered_by="scheduler", context={}, steps=records,
+                    triggered_by="scheduler",
+                    context={},
+                    steps=records,
                 )
             )

@@ -19,9 +19,15 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
         live = backend.workers.live_workers(stale_after=stale_after, now=now)
         report["instances"] = [
             {
-                "id": w.id, "host": w.host, "pid": w.pid, "version": w.version, "status": w.status,
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "version": w.version,
+                "status": w.status,
                 "heartbeat_age_s": round((now - w.heartbeat_at).total_seconds(), 1),
-                "run_slots": w.capacity, "runs": w.running, "queues": sorted(w.serves()),
+                "run_slots": w.capacity,
+                "runs": w.running,
+                "queues": sorted(w.serves()),
             }
             for w in live
         ]

@@ -14,8 +14,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import MimirError
 
@@ -57,9 +57,16 @@ class LoopErrors:
     what=...)`` overrides it for one error (the key leaves it out: one bug in every job's fire
     is one error). ``level`` is for bugs, ``mimir_level`` for MimirErrors."""
 
-    def __init__(self, logger: logging.Logger, what: str, *, level: int = logging.ERROR,
-                 mimir_level: int | None = None, summary_every: float = SUMMARY_EVERY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        level: int = logging.ERROR,
+        mimir_level: int | None = None,
+        summary_every: float = SUMMARY_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.log = logger
         self.what = what
         self.level = level
@@ -109,5 +116,12 @@ class LoopErrors:
                     lines.append((seen.label, seen.message, seen.repeats, now - seen.last_line))
                     seen.repeats, seen.last_line = 0, now
         for label, message, repeats, span in lines:
-            self.log.log(self.level, "%s: %s repeated %d time%s in the last %.0f s (traceback logged at its first)",
-                         label, message, repeats, "" if repeats == 1 else "s", span)
+            self.log.log(
+                self.level,
+                "%s: %s repeated %d time%s in the last %.0f s (traceback logged at its first)",
+                label,
+                message,
+                repeats,
+                "" if repeats == 1 else "s",
+                span,
+            )

@@ -18,7 +18,8 @@ Imports nothing beyond the standard library: the command line's error path uses 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
@@ -61,14 +62,13 @@ def is_secret_key(key: Any) -> bool:
     return bool(SECRET_KEY.search(key) or SECRET_KEY.search(_CAMEL_HUMP.sub(r"\1_\2", key)))
 
 
-def mask_tree(value: Any, masker: "SecretMasker | None" = None) -> Any:
+def mask_tree(value: Any, masker: SecretMasker | None = None) -> Any:
     """A copy of plain data with the values under secret-looking keys replaced by ``***`` at any
     depth, and secrets in its strings masked: by shape (:func:`mask_text`), and by value when a
     ``masker`` is given. Tuples come back as lists (the data is headed for JSON)."""
     if isinstance(value, Mapping):
         return {
-            k: (MASK if is_secret_key(k) and v not in (None, "") else mask_tree(v, masker))
-            for k, v in value.items()
+            k: (MASK if is_secret_key(k) and v not in (None, "") else mask_tree(v, masker)) for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
         return [mask_tree(v, masker) for v in value]

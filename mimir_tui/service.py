@@ -11,12 +11,16 @@ import logging
 import signal
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
+from .loop_errors import LoopErrors
 from .ops.retention import apply_retention
 from .persistence import open_backend
-from .loop_errors import LoopErrors
+
+if TYPE_CHECKING:  # imported in start(), where they are needed
+    from .pipelines.store import PipelineWatcher
+    from .scheduler.core import Scheduler
 
 log = logging.getLogger("mimir.service")
 
@@ -28,8 +32,8 @@ class Service:
         self.settings = settings
         self.backend = backend or open_backend(settings)
         self.stop_event = threading.Event()
-        self.scheduler = None
-        self.watcher = None
+        self.scheduler: Scheduler | None = None
+        self.watcher: PipelineWatcher | None = None
         self._retention_thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -74,16 +78,23 @@ class Service:
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
+
         def on_signal(signum: int, _frame: Any) -> None:
-            log.info("received %s: draining (grace %.0f s)", signal.Signals(signum).name,
-                     self.settings.scheduler.shutdown_grace)
+            log.info(
+                "received %s: draining (grace %.0f s)",
+                signal.Signals(signum).name,
+                self.settings.scheduler.shutdown_grace,
+            )
             self.stop_event.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.start()
-            log.info("mimir service running (backend %s, worker %s)", self.backend.url,
-                     self.scheduler.worker_id if self.scheduler else "-")
+            log.info(
+                "mimir service running (backend %s, worker %s)",
+                self.backend.url,
+                self.scheduler.worker_id if self.scheduler else "-",
+            )
             while not self.stop_event.wait(1.0):
                 pass
         finally:

@@ -19,9 +19,10 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -134,14 +135,25 @@ class ServerDatabases:
                 import psycopg
 
                 return psycopg.connect(
-                    host=info.host, port=info.port, user=info.user, password=info.password or None,
-                    dbname=info.admin_db, autocommit=True, connect_timeout=3,
+                    host=info.host,
+                    port=info.port,
+                    user=info.user,
+                    password=info.password or None,
+                    dbname=info.admin_db,
+                    autocommit=True,
+                    connect_timeout=3,
                 )
             import pymysql
 
             return pymysql.connect(
-                host=info.host, port=info.port, user=info.user, password=info.password,
-                database=info.admin_db, autocommit=True, connect_timeout=3, charset="utf8mb4",
+                host=info.host,
+                port=info.port,
+                user=info.user,
+                password=info.password,
+                database=info.admin_db,
+                autocommit=True,
+                connect_timeout=3,
+                charset="utf8mb4",
             )
         except ImportError as exc:
             raise _Unavailable(f"{backend}: driver not installed ({exc.name}); pip install -e '.[dev]'") from None
@@ -169,7 +181,7 @@ class ServerDatabases:
             with conn.cursor() as cur:
                 self._drop_orphans(backend, cur)
                 if backend == "postgres":
-                    cur.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
+                    cur.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
                 else:
                     cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         finally:
@@ -352,7 +364,11 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
         if env:
             full_env.update(env)
         return subprocess.run(
-            [*cli_command(), *args], capture_output=True, text=True, env=full_env, timeout=timeout,
+            [*cli_command(), *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
         )
 
     return run

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..persistence import PersistenceBackend
 
 
 class Context:
@@ -28,7 +29,7 @@ class Context:
     def __init__(self, config_path: str | None = None) -> None:
         self.config_path = config_path
         self._settings: Settings | None = None
-        self._backend = None
+        self._backend: PersistenceBackend | None = None
 
     @property
     def settings(self) -> Settings:
@@ -40,7 +41,7 @@ class Context:
         return self._settings
 
     @property
-    def backend(self):
+    def backend(self) -> PersistenceBackend:
         if self._backend is None:
             from ..persistence import open_backend
 
@@ -97,11 +98,11 @@ def print_json(value: Any) -> None:
 def print_table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line.rstrip())
     for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 from . import config_cmd, executions, health, jobs, pipelines  # noqa: E402

@@ -19,8 +19,12 @@ def register(sub, common) -> None:
 
     ls = actions.add_parser("list", parents=[common], help="recent executions, newest first")
     ls.add_argument("--job", metavar="ID", default=None, help="only this job's")
-    ls.add_argument("--status", metavar="S", default=None,
-                    help=f"only with this status ({', '.join(STATUSES)}; several separated by commas)")
+    ls.add_argument(
+        "--status",
+        metavar="S",
+        default=None,
+        help=f"only with this status ({', '.join(STATUSES)}; several separated by commas)",
+    )
     ls.add_argument("--limit", metavar="N", type=int, default=50, help="at most N (default 50)")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=run_list)
@@ -81,12 +85,20 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     fields = [
-        ("id", record.id), ("pipeline", record.pipeline), ("job", record.job_id or "-"),
-        ("status", record.status + (" (cancel requested)" if record.cancel_requested and record.status == "running" else "")),
-        ("triggered by", record.triggered_by), ("attempt", record.attempt),
+        ("id", record.id),
+        ("pipeline", record.pipeline),
+        ("job", record.job_id or "-"),
+        (
+            "status",
+            record.status + (" (cancel requested)" if record.cancel_requested and record.status == "running" else ""),
+        ),
+        ("triggered by", record.triggered_by),
+        ("attempt", record.attempt),
         ("scheduled for", short_time(record.scheduled_for) if record.scheduled_for else "-"),
-        ("started", short_time(record.start_time)), ("ended", short_time(record.end_time)),
-        ("duration", _duration(record.duration)), ("worker", record.worker_id or "-"),
+        ("started", short_time(record.start_time)),
+        ("ended", short_time(record.end_time)),
+        ("duration", _duration(record.duration)),
+        ("worker", record.worker_id or "-"),
     ]
     for label, value in fields:
         print(f"{label:14} {value}")

@@ -45,8 +45,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         for name, q in report.get("queues", {}).items():
             idle = (q["jobs"] or q["queued"]) and not q["instances"]
             note = "  (no running instance serves it: nothing runs these)" if idle else ""
-            print(f"{'queue.' + name:15} {q['jobs']} enabled job(s), {q['queued']} queued run(s), "
-                  f"{q['instances']} instance(s){note}")
+            print(
+                f"{'queue.' + name:15} {q['jobs']} enabled job(s), {q['queued']} queued run(s), "
+                f"{q['instances']} instance(s){note}"
+            )
     if "error" in report:  # with --json too: the one line on stderr that names the problem
         print(f"mimir-tui: error: {report['error']}", file=sys.stderr)
     return 0 if report["status"] == "healthy" else 1

@@ -24,24 +24,47 @@ def _job_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
     p.add_argument("--description", metavar="TEXT", default=None)
     p.add_argument("--timeout", metavar="SECONDS", type=float, default=None, help="stop a run after this long")
     p.add_argument("--max-retries", metavar="N", type=int, default=None, help="retries of a failed run")
-    p.add_argument("--retry-backoff", metavar="SECONDS", type=float, default=None,
-                   help="first retry delay; doubles each attempt")
-    p.add_argument("--misfire", choices=MISFIRE_POLICIES, default=None,
-                   help="fires later than the grace (downtime): skip them, run the latest once, or run all "
-                        "(up to --misfire-cap); the rest are recorded missed")
-    p.add_argument("--misfire-grace", metavar="SECONDS", type=float, default=None,
-                   help="lateness still on time (default: scheduler.misfire_grace)")
-    p.add_argument("--misfire-cap", metavar="N", type=int, default=None, help="most fires run by 'all' after a downtime")
+    p.add_argument(
+        "--retry-backoff", metavar="SECONDS", type=float, default=None, help="first retry delay; doubles each attempt"
+    )
+    p.add_argument(
+        "--misfire",
+        choices=MISFIRE_POLICIES,
+        default=None,
+        help="fires later than the grace (downtime): skip them, run the latest once, or run all "
+        "(up to --misfire-cap); the rest are recorded missed",
+    )
+    p.add_argument(
+        "--misfire-grace",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="lateness still on time (default: scheduler.misfire_grace)",
+    )
+    p.add_argument(
+        "--misfire-cap", metavar="N", type=int, default=None, help="most fires run by 'all' after a downtime"
+    )
     p.add_argument("--max-concurrent", metavar="N", type=int, default=None, help="runs of this job at once")
     p.add_argument("--priority", metavar="N", type=int, default=None, help="higher runs first")
-    p.add_argument("--queue", metavar="NAME", default=None,
-                   help="queue its runs go to: only instances serving it run them (default: default)")
+    p.add_argument(
+        "--queue",
+        metavar="NAME",
+        default=None,
+        help="queue its runs go to: only instances serving it run them (default: default)",
+    )
 
 
 _OPTION_FIELDS = {
-    "description": "description", "timeout": "timeout_seconds", "max_retries": "max_retries",
-    "retry_backoff": "retry_backoff_seconds", "misfire": "misfire_policy", "misfire_grace": "misfire_grace_seconds",
-    "misfire_cap": "misfire_cap", "max_concurrent": "max_concurrent", "priority": "priority", "queue": "queue",
+    "description": "description",
+    "timeout": "timeout_seconds",
+    "max_retries": "max_retries",
+    "retry_backoff": "retry_backoff_seconds",
+    "misfire": "misfire_policy",
+    "misfire_grace": "misfire_grace_seconds",
+    "misfire_cap": "misfire_cap",
+    "max_concurrent": "max_concurrent",
+    "priority": "priority",
+    "queue": "queue",
 }
 
 
@@ -70,9 +93,12 @@ def register(sub, common) -> None:
     edit.add_argument("--json", action="store_true")
     edit.set_defaults(handler=run_edit)
 
-    for name, handler, text in (("show", run_show, "one job"), ("enable", run_enable, "enable a job"),
-                                ("disable", run_disable, "disable a job"), ("delete", run_delete,
-                                                                            "delete a job and its history")):
+    for name, handler, text in (
+        ("show", run_show, "one job"),
+        ("enable", run_enable, "enable a job"),
+        ("disable", run_disable, "disable a job"),
+        ("delete", run_delete, "delete a job and its history"),
+    ):
         cmd = actions.add_parser(name, parents=[common], help=text)
         cmd.add_argument("id", metavar="ID")
         cmd.add_argument("--json", action="store_true")
@@ -96,8 +122,21 @@ def register(sub, common) -> None:
 
 def _print_jobs(jobs) -> None:
     print_table(
-        [[j.id, j.name, j.pipeline, j.cron_expr, j.timezone, j.queue, "yes" if j.enabled else "no",
-          short_time(j.next_run), short_time(j.last_run), j.last_result or "-"] for j in jobs],
+        [
+            [
+                j.id,
+                j.name,
+                j.pipeline,
+                j.cron_expr,
+                j.timezone,
+                j.queue,
+                "yes" if j.enabled else "no",
+                short_time(j.next_run),
+                short_time(j.last_run),
+                j.last_result or "-",
+            ]
+            for j in jobs
+        ],
         ["ID", "NAME", "PIPELINE", "CRON", "TZ", "QUEUE", "ENABLED", "NEXT RUN", "LAST RUN", "LAST RESULT"],
     )
 
@@ -126,8 +165,13 @@ def run_add(ctx: Context, args) -> int:
     options = _options(args)
     options.setdefault("misfire_grace_seconds", ctx.settings.scheduler.misfire_grace)
     job = core.create_job(
-        ctx.backend, name=args.name, pipeline=args.pipeline, cron_expr=args.cron,
-        timezone=args.tz or ctx.settings.scheduler.timezone, job_id=args.id, enabled=not args.disabled,
+        ctx.backend,
+        name=args.name,
+        pipeline=args.pipeline,
+        cron_expr=args.cron,
+        timezone=args.tz or ctx.settings.scheduler.timezone,
+        job_id=args.id,
+        enabled=not args.disabled,
         **options,
     )
     return _emit(job, args)
@@ -191,8 +235,11 @@ def run_run(ctx: Context, args) -> int:
             key = f"{step.get('step_name')}:{step.get('status')}"
             if step.get("status") not in ("running", "queued") and key not in seen:
                 seen.add(key)
-                print(f"  {step.get('step_name')}: {step.get('status')} ({step.get('duration') or 0} ms)"
-                      + (f" {step.get('error')}" if step.get("error") else ""), flush=True)
+                print(
+                    f"  {step.get('step_name')}: {step.get('status')} ({step.get('duration') or 0} ms)"
+                    + (f" {step.get('error')}" if step.get("error") else ""),
+                    flush=True,
+                )
 
     final = core.wait_for_run(ctx.backend, ctx.settings, request, on_progress=progress)
     if args.json:
@@ -229,6 +276,6 @@ def run_next(ctx: Context, args) -> int:
         print_json(result.as_dict())
     else:
         data = result.as_dict()
-        for utc, local in zip(data["fires"], data["fires_local"]):
+        for utc, local in zip(data["fires"], data["fires_local"], strict=True):
             print(f"{local}   ({utc})")
     return 0

@@ -123,11 +123,17 @@ def run_validate(ctx: Context, args: argparse.Namespace) -> int:
             print(str(issue), file=sys.stderr)
             bad = True
     if args.json:
-        print_json([
-            {"path": r.path, "ok": r.ok, "pipelines": [s.name for s in r.pipelines],
-             "errors": [i.to_dict() for i in r.issues]}
-            for r in reports
-        ])
+        print_json(
+            [
+                {
+                    "path": r.path,
+                    "ok": r.ok,
+                    "pipelines": [s.name for s in r.pipelines],
+                    "errors": [i.to_dict() for i in r.issues],
+                }
+                for r in reports
+            ]
+        )
     else:
         for report in reports:
             if report.ok:
@@ -145,8 +151,12 @@ def run_import(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        for label, names in (("added", result.added), ("updated", result.updated),
-                             ("unchanged", result.unchanged), ("removed", result.removed)):
+        for label, names in (
+            ("added", result.added),
+            ("updated", result.updated),
+            ("unchanged", result.unchanged),
+            ("removed", result.removed),
+        ):
             for name in names:
                 print(f"{label:9}  {name}")
         if not (result.added or result.updated or result.unchanged or result.removed) and result.ok:
@@ -191,14 +201,23 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
         if step.status == "running":
             counter["n"] += 1
             return
-        line = f"step {counter['n']}/{total}  {step.step_name}  {step.status}  {step.duration if step.duration is not None else '-'} ms"
+        duration = step.duration if step.duration is not None else "-"
+        line = f"step {counter['n']}/{total}  {step.step_name}  {step.status}  {duration} ms"
         if step.error:
             line += f"  {step.error}"
         print(line, file=out, flush=True)
 
     # A stop signal (SIGHUP too) cancels the run: it ends recorded, and the command exits 1.
-    finished = run_pipeline_now(ctx.backend, ctx.settings, spec, registry=registry, job_id=args.job,
-                                timeout=args.timeout, on_step=on_step, handle_signals=True)
+    finished = run_pipeline_now(
+        ctx.backend,
+        ctx.settings,
+        spec,
+        registry=registry,
+        job_id=args.job,
+        timeout=args.timeout,
+        on_step=on_step,
+        handle_signals=True,
+    )
     record = finished.record
     if args.json:
         data = to_jsonable(record)

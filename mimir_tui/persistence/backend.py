@@ -16,9 +16,10 @@ operation name and raised as a one-line :class:`~mimir_tui.errors.PersistenceErr
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -66,9 +67,14 @@ class Store(Protocol):
     def update_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig: ...
     def save_execution(self, execution: JobExecutionRecord, *, only_unfinished: bool = False) -> Any: ...
     def get_execution(self, execution_id: str) -> JobExecutionRecord: ...
-    def list_executions(self, job_id: str | None = None, limit: int = 50, *,
-                        status: str | Sequence[str] | None = None,
-                        before: tuple[datetime, str] | None = None) -> list[JobExecutionRecord]: ...
+    def list_executions(
+        self,
+        job_id: str | None = None,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[JobExecutionRecord]: ...
     def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int: ...
     def request_cancel(self, execution_id: str) -> JobExecutionRecord: ...
     def health(self) -> float: ...
@@ -152,9 +158,14 @@ class PersistenceBackend:
     def get_execution(self, execution_id: str) -> JobExecutionRecord:
         return self.executions.get(execution_id)
 
-    def list_executions(self, job_id: str | None = None, limit: int = 50, *,
-                        status: str | Sequence[str] | None = None,
-                        before: tuple[datetime, str] | None = None) -> list[JobExecutionRecord]:
+    def list_executions(
+        self,
+        job_id: str | None = None,
+        limit: int = 50,
+        *,
+        status: str | Sequence[str] | None = None,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[JobExecutionRecord]:
         return self.executions.history(job_id, limit, status=status, before=before)
 
     def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int:
@@ -207,7 +218,7 @@ class PersistenceBackend:
         if self.dialect == "sqlite":
             restrict_file_modes(Path(self.settings.database_path))
 
-    def __enter__(self) -> "PersistenceBackend":
+    def __enter__(self) -> PersistenceBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -235,9 +246,7 @@ def open_backend(settings: Any) -> PersistenceBackend:
         engine.dispose()
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-        raise PersistenceError(
-            f"cannot open {display_url(persistence)}: {scrub(first, persistence)}"
-        ) from None
+        raise PersistenceError(f"cannot open {display_url(persistence)}: {scrub(first, persistence)}") from None
     if persistence.backend == "sqlite":
         restrict_file_modes(Path(persistence.database_path))
     return PersistenceBackend(engine, persistence)

@@ -24,10 +24,11 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, literal, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -66,7 +67,7 @@ class Dialect:
     row_key: str | None
 
     @classmethod
-    def of(cls, name: str) -> "Dialect":
+    def of(cls, name: str) -> Dialect:
         return cls(
             name=name,
             upsert=name in ("sqlite", "postgresql"),
@@ -104,7 +105,7 @@ def operation(name: str) -> Callable[[F], F]:
             finally:
                 db.metrics.record(name, time.perf_counter() - start, ok)
 
-        return inner  # type: ignore[return-value]
+        return cast(F, inner)  # inner takes and returns what fn does
 
     return wrap
 
@@ -124,15 +125,15 @@ class Prepared:
 
     def __init__(self, statement: ClauseElement, engine: Engine, column_keys: Sequence[str] | None = None) -> None:
         dialect = engine.dialect
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None))
+        compiled = cast(
+            SQLCompiler, statement.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
+        )
         self.sql = compiled.string
         binds = compiled.binds
         order = compiled.positiontup if dialect.positional else list(binds)
         self._names = list(order or ())
         self._positional = dialect.positional
-        self._binds = [
-            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self._names
-        ]
+        self._binds = [(name, binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in self._names]
         # Values fixed in the statement (``literal()``s: see :func:`one_of`).
         self._fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
         selected = getattr(statement, "selected_columns", None)
@@ -148,7 +149,7 @@ class Prepared:
             out.append(proc(value) if proc is not None and value is not None else value)
         if self._positional:
             return tuple(out)
-        return dict(zip(self._names, out))
+        return dict(zip(self._names, out, strict=True))
 
     def convert(self, rows: list[Any]) -> list[Any]:
         """Rows of driver values -> lists of Python values (times, JSON, flags converted)."""
@@ -204,7 +205,9 @@ class Database:
 
     # -- prepared statements on driver connections -------------------------------------
 
-    def prepare(self, key: Any, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None) -> Prepared:
+    def prepare(
+        self, key: Any, build: Callable[[], ClauseElement], column_keys: Sequence[str] | None = None
+    ) -> Prepared:
         """The statement ``build()`` makes, compiled once for this database under ``key``."""
         prepared = self._prepared.get(key)
         if prepared is None:
@@ -227,7 +230,7 @@ class Database:
         return prepared.convert(rows) if convert else rows
 
     @contextmanager
-    def raw_write(self) -> Iterator["RawTransaction"]:
+    def raw_write(self) -> Iterator[RawTransaction]:
         """A write transaction on a driver connection (behind the gate on SQLite)."""
         if self.gate is not None:
             with self.gate:
@@ -235,7 +238,7 @@ class Database:
         else:
             yield from self._raw_transaction(None)
 
-    def _raw_transaction(self, begin: str | None) -> Iterator["RawTransaction"]:
+    def _raw_transaction(self, begin: str | None) -> Iterator[RawTransaction]:
         conn = self._acquire()
         cursor = conn.cursor()
         try:
@@ -327,8 +330,7 @@ class Database:
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         if "database is locked" in first:
-            first = (f"the database stayed locked by another program for over "
-                     f"{self.settings.busy_timeout_ms / 1000:g} s")
+            first = f"the database stayed locked by another program for over {self.settings.busy_timeout_ms / 1000:g} s"
         return scrub(first, self.settings)
 
     def now(self) -> datetime:
@@ -337,8 +339,8 @@ class Database:
             return utcnow()
         sql = "SELECT CURRENT_TIMESTAMP" if self.dialect.name == "postgresql" else "SELECT UTC_TIMESTAMP(6)"
         with self.read() as conn:
-            value = conn.execute(text(sql)).scalar()
-        return as_utc(value)  # type: ignore[return-value]
+            value: datetime = conn.execute(text(sql)).scalar_one()
+        return as_utc(value)
 
     def close(self) -> None:
         with self._lock:

@@ -17,8 +17,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..config import PersistenceSettings
-from ..secrets import MASK, mask_text, mask_url
 from ..errors import BadInput, PersistenceError
+from ..secrets import MASK, mask_text, mask_url
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WRITE = {"mimir_write": True}
@@ -49,9 +49,7 @@ def server_url(settings: PersistenceSettings) -> URL:
         raise BadInput(f"persistence.connection_string: unknown scheme {scheme!r} (use postgres:// or mysql://)")
     want = "postgresql" if settings.backend == "postgres" else "mysql"
     if not driver.startswith(want):
-        raise BadInput(
-            f"persistence.connection_string scheme {scheme!r} does not match backend {settings.backend!r}"
-        )
+        raise BadInput(f"persistence.connection_string scheme {scheme!r} does not match backend {settings.backend!r}")
     try:
         url = make_url(driver + "://" + raw.split("://", 1)[1])
     except ArgumentError:
@@ -141,8 +139,9 @@ def make_engine(settings: PersistenceSettings) -> Engine:
         prepare_sqlite_file(settings.database_path)
         return _sqlite_engine(settings)
     url = server_url(settings)
-    kwargs: dict[str, Any] = dict(pool_pre_ping=True, pool_size=settings.pool_size, max_overflow=settings.pool_size * 2,
-                                  pool_recycle=1800)
+    kwargs: dict[str, Any] = dict(
+        pool_pre_ping=True, pool_size=settings.pool_size, max_overflow=settings.pool_size * 2, pool_recycle=1800
+    )
     if url.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": max(1, int(settings.connect_timeout))}
     else:

@@ -4,9 +4,10 @@ interrupting what a dead instance left, and retention."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -95,8 +96,11 @@ class ExecutionStore:
             condition = EXECUTIONS.c.id == bindparam("id")
             if only_unfinished:
                 condition = and_(condition, one_of(EXECUTIONS.c.status, UNFINISHED))
-            return update(EXECUTIONS).where(condition).values(
-                {name: bindparam(name, type_=EXECUTIONS.c[name].type) for name in SAVED})
+            return (
+                update(EXECUTIONS)
+                .where(condition)
+                .values({name: bindparam(name, type_=EXECUTIONS.c[name].type) for name in SAVED})
+            )
 
         return self.db.prepare(("update_execution", only_unfinished), build)
 
@@ -104,8 +108,9 @@ class ExecutionStore:
         return self.db.prepare("insert_execution", lambda: insert(EXECUTIONS), COLUMNS)
 
     def _exists(self) -> Any:
-        return self.db.prepare("execution_exists", lambda: select(EXECUTIONS.c.id).where(
-            EXECUTIONS.c.id == bindparam("id")))
+        return self.db.prepare(
+            "execution_exists", lambda: select(EXECUTIONS.c.id).where(EXECUTIONS.c.id == bindparam("id"))
+        )
 
     def _integrity_message(self, exc: BaseException, execution: JobExecutionRecord) -> str:
         message = self.db.describe(exc)
@@ -123,8 +128,9 @@ class ExecutionStore:
 
     @operation("get_execution")
     def get(self, execution_id: str) -> JobExecutionRecord:
-        prepared = self.db.prepare("get_execution", lambda: select(EXECUTIONS).where(
-            EXECUTIONS.c.id == bindparam("id")))
+        prepared = self.db.prepare(
+            "get_execution", lambda: select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("id"))
+        )
         rows = self.db.fetch(prepared, {"id": execution_id})
         if not rows:
             raise NotFound(f"execution {execution_id!r} not found")
@@ -159,9 +165,17 @@ class ExecutionStore:
         columns = [EXECUTIONS.c[name] for name in ExecutionRow.COLUMNS]
         return [ExecutionRow(r) for r in self._history(columns, "page", job_id, limit, status, before, convert=False)]
 
-    def _history(self, columns: Any, kind: str, job_id: str | None, limit: int,
-                 status: str | Sequence[str] | None, before: tuple[datetime, str] | None, *,
-                 convert: bool) -> list[Any]:
+    def _history(
+        self,
+        columns: Any,
+        kind: str,
+        job_id: str | None,
+        limit: int,
+        status: str | Sequence[str] | None,
+        before: tuple[datetime, str] | None,
+        *,
+        convert: bool,
+    ) -> list[Any]:
         statuses = None if status is None else ([status] if isinstance(status, str) else list(status))
         if statuses == []:
             return []  # IN () matches nothing
@@ -176,8 +190,9 @@ class ExecutionStore:
             if before is not None:
                 start = bindparam("start", type_=EXECUTIONS.c.start_time.type)
                 last: Any = bindparam("last")
-                query = query.where(or_(EXECUTIONS.c.start_time < start,
-                                        and_(EXECUTIONS.c.start_time == start, EXECUTIONS.c.id < last)))
+                query = query.where(
+                    or_(EXECUTIONS.c.start_time < start, and_(EXECUTIONS.c.start_time == start, EXECUTIONS.c.id < last))
+                )
             return query.order_by(EXECUTIONS.c.start_time.desc(), EXECUTIONS.c.id.desc()).limit(bindparam("limit"))
 
         values: dict[str, Any] = {"job_id": job_id, "limit": max(0, int(limit))}
@@ -190,16 +205,21 @@ class ExecutionStore:
     @operation("count_running")
     def count_running(self, job_id: str) -> int:
         """Executions of the job that are queued or running, on any instance."""
-        prepared = self.db.prepare("count_running", lambda: select(func.count()).where(
-            and_(EXECUTIONS.c.job_id == bindparam("job_id"), one_of(EXECUTIONS.c.status, UNFINISHED))))
+        prepared = self.db.prepare(
+            "count_running",
+            lambda: select(func.count()).where(
+                and_(EXECUTIONS.c.job_id == bindparam("job_id"), one_of(EXECUTIONS.c.status, UNFINISHED))
+            ),
+        )
         return int(self.db.fetch(prepared, {"job_id": job_id})[0][0])
 
     @operation("cancel_requested")
     def cancel_requested(self, execution_id: str) -> bool:
         """Whether someone asked to cancel the run: one indexed read of one column, cheap
         enough to poll a few times a second."""
-        prepared = self.db.prepare("cancel_requested", lambda: select(EXECUTIONS.c.cancel_requested).where(
-            EXECUTIONS.c.id == bindparam("id")))
+        prepared = self.db.prepare(
+            "cancel_requested", lambda: select(EXECUTIONS.c.cancel_requested).where(EXECUTIONS.c.id == bindparam("id"))
+        )
         rows = self.db.fetch(prepared, {"id": execution_id})
         return bool(rows and rows[0][0])
 
@@ -228,10 +248,19 @@ class ExecutionStore:
                     continue  # claimed meanwhile: its execution row exists now; cancel that
                 now = utcnow()
                 record = JobExecutionRecord(
-                    id=execution_id, job_id=queued["job_id"], pipeline=queued["pipeline"], start_time=now,
-                    end_time=now, duration=0, status=Status.cancelled.value,
-                    error="cancelled while waiting in the queue", triggered_by=queued["triggered_by"],
-                    attempt=queued["attempt"], context={}, steps=[], updated_at=now,
+                    id=execution_id,
+                    job_id=queued["job_id"],
+                    pipeline=queued["pipeline"],
+                    start_time=now,
+                    end_time=now,
+                    duration=0,
+                    status=Status.cancelled.value,
+                    error="cancelled while waiting in the queue",
+                    triggered_by=queued["triggered_by"],
+                    attempt=queued["attempt"],
+                    context={},
+                    steps=[],
+                    updated_at=now,
                 )
                 conn.execute(insert(EXECUTIONS), values_of(record, EXECUTIONS))
                 return record
@@ -240,8 +269,9 @@ class ExecutionStore:
     # -- runs whose instance is gone ---------------------------------------------------
 
     @operation("interrupt_runs")
-    def interrupt_runs(self, worker_ids: list[str], reason: str, *,
-                       now: datetime | None = None) -> list[JobExecutionRecord]:
+    def interrupt_runs(
+        self, worker_ids: list[str], reason: str, *, now: datetime | None = None
+    ) -> list[JobExecutionRecord]:
         """Mark the ``queued``/``running`` executions of these workers ``interrupted``; returns
         those this call changed (not a run that finished meanwhile: its retry must not be
         queued)."""
@@ -250,8 +280,9 @@ class ExecutionStore:
         return self._interrupt_where(EXECUTIONS.c.worker_id.in_(worker_ids), reason, now)
 
     @operation("interrupt_executions")
-    def interrupt_executions(self, execution_ids: list[str], reason: str, *,
-                             now: datetime | None = None) -> list[JobExecutionRecord]:
+    def interrupt_executions(
+        self, execution_ids: list[str], reason: str, *, now: datetime | None = None
+    ) -> list[JobExecutionRecord]:
         """Mark these executions ``interrupted`` if they are still queued or running; returns
         those this call changed."""
         if not execution_ids:
@@ -261,20 +292,22 @@ class ExecutionStore:
     def _interrupt_where(self, condition: Any, reason: str, now: datetime | None) -> list[JobExecutionRecord]:
         when = as_utc(now) or utcnow()
         with self.db.write() as conn:
-            rows = conn.execute(
-                select(EXECUTIONS).where(and_(condition, EXECUTIONS.c.status.in_(UNFINISHED)))
-            ).all()
+            rows = conn.execute(select(EXECUTIONS).where(and_(condition, EXECUTIONS.c.status.in_(UNFINISHED)))).all()
             return self._interrupt_rows(conn, rows, reason, when)
 
     @operation("unfinished_run_ids")
     def unfinished_run_ids(self, worker_id: str) -> list[str]:
         """Ids of the executions of ``worker_id`` that are queued or running."""
         with self.db.read() as conn:
-            return list(conn.execute(
-                select(EXECUTIONS.c.id).where(
-                    and_(EXECUTIONS.c.worker_id == worker_id, EXECUTIONS.c.status.in_(UNFINISHED))
+            return list(
+                conn.execute(
+                    select(EXECUTIONS.c.id).where(
+                        and_(EXECUTIONS.c.worker_id == worker_id, EXECUTIONS.c.status.in_(UNFINISHED))
+                    )
                 )
-            ).scalars().all())
+                .scalars()
+                .all()
+            )
 
     @operation("sweep_orphaned_runs")
     def sweep_orphaned_runs(self, *, stale_after: float, now: datetime | None = None) -> list[JobExecutionRecord]:
@@ -291,7 +324,8 @@ class ExecutionStore:
         orphan = and_(
             EXECUTIONS.c.status.in_(UNFINISHED),
             or_(EXECUTIONS.c.worker_id.is_(None), EXECUTIONS.c.worker_id.not_in(live)),
-            func.coalesce(EXECUTIONS.c.updated_at, EXECUTIONS.c.start_time, type_=EXECUTIONS.c.updated_at.type) < cutoff,
+            func.coalesce(EXECUTIONS.c.updated_at, EXECUTIONS.c.start_time, type_=EXECUTIONS.c.updated_at.type)
+            < cutoff,
         )
         with self.db.read() as conn:
             # A read first: on SQLite the common case (nothing to sweep) takes no write lock.
@@ -301,8 +335,9 @@ class ExecutionStore:
             rows = conn.execute(select(EXECUTIONS).where(orphan)).all()
             return self._interrupt_rows(conn, rows, "interrupted: no live instance was running it", when, guard=orphan)
 
-    def _interrupt_rows(self, conn: Any, rows: Any, reason: str, now: datetime,
-                        guard: Any = None) -> list[JobExecutionRecord]:
+    def _interrupt_rows(
+        self, conn: Any, rows: Any, reason: str, now: datetime, guard: Any = None
+    ) -> list[JobExecutionRecord]:
         """The guarded UPDATE of each row to ``interrupted``; the rows it changed, as records.
         A row that finished since it was read (its UPDATE matches nothing) is left out."""
         out = []
@@ -368,8 +403,10 @@ class ExecutionStore:
 
     def _delete_batch(self, cutoff: datetime | None, size: int) -> int:
         def build() -> Any:
-            old = and_(EXECUTIONS.c.start_time < bindparam("cutoff", type_=EXECUTIONS.c.start_time.type),
-                       ~one_of(EXECUTIONS.c.status, UNFINISHED))
+            old = and_(
+                EXECUTIONS.c.start_time < bindparam("cutoff", type_=EXECUTIONS.c.start_time.type),
+                ~one_of(EXECUTIONS.c.status, UNFINISHED),
+            )
             # The oldest rows' keys as a derived table: MySQL refuses a LIMIT directly inside
             # IN (...), and a subquery on the table it deletes from unless it is materialized.
             key = literal_column(self.db.dialect.row_key) if self.db.dialect.row_key else EXECUTIONS.c.id

@@ -19,15 +19,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ..errors import PersistenceError
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # Windows has no fcntl: the gate tests for None
 
 #: How long the holder of a bulk operation steps aside between two batches: long enough for a
 #: writer polling every millisecond to take the gate.
@@ -59,7 +59,7 @@ class WriteGate:
 
     # -- one writer at a time ----------------------------------------------------------
 
-    def __enter__(self) -> "WriteGate":
+    def __enter__(self) -> WriteGate:
         local = self._local
         depth = getattr(local, "depth", 0)
         if depth:  # re-entered by its holder
@@ -134,7 +134,7 @@ class WriteGate:
         return self._bulk > 0
 
     @contextmanager
-    def bulk(self) -> Iterator["BulkRun"]:
+    def bulk(self) -> Iterator[BulkRun]:
         """A run of short write transactions: take the gate per batch with ``run.batch()``."""
         with self._guard:
             self._bulk += 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from enum import Enum
+from typing import Any, Final
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, true, update
 
@@ -16,8 +18,15 @@ from .types import as_utc, utcnow
 #: Columns of ``scheduled_jobs`` that only the scheduler writes (``set_schedule``).
 SCHEDULER_OWNED = ("last_run", "last_result")
 
-#: ``set_schedule(next_run=UNCHANGED)``: leave the column as it is.
-UNCHANGED: Any = object()
+
+class Unchanged(Enum):
+    """``set_schedule(next_run=UNCHANGED)``: leave the column as it is. A one-member enum rather
+    than an ``object()``, so that type checkers narrow ``next_run is not UNCHANGED``."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
 
 
 def values_of(obj: Any, table: Any) -> dict[str, Any]:
@@ -66,8 +75,9 @@ class JobStore:
     @operation("page_jobs")
     def page(self) -> list[JobRow]:
         """Every job as a lean row, by name (the jobs pane, ``jobs list``)."""
-        prepared = self.db.prepare("page_jobs", lambda: select(*(JOBS.c[n] for n in JobRow.COLUMNS))
-                                   .order_by(JOBS.c.name, JOBS.c.id))
+        prepared = self.db.prepare(
+            "page_jobs", lambda: select(*(JOBS.c[n] for n in JobRow.COLUMNS)).order_by(JOBS.c.name, JOBS.c.id)
+        )
         return [JobRow(r) for r in self.db.fetch(prepared, convert=False)]
 
     @operation("delete_job")
@@ -114,7 +124,7 @@ class JobStore:
         self,
         job_id: str,
         *,
-        next_run: datetime | None | object = UNCHANGED,
+        next_run: datetime | None | Unchanged = UNCHANGED,
         last_run: datetime | None = None,
         last_result: str | None = None,
     ) -> bool:
@@ -124,7 +134,7 @@ class JobStore:
         NULL: the scheduler's write never undoes an operator's disable)."""
         values: dict[str, Any] = {}
         if next_run is not UNCHANGED:
-            values["next_run"] = as_utc(next_run)  # type: ignore[arg-type]
+            values["next_run"] = as_utc(next_run)
         if last_run is not None:
             values["last_run"] = as_utc(last_run)
         if last_result is not None:
@@ -147,8 +157,12 @@ class JobStore:
     def signature(self) -> tuple[int, datetime | None]:
         """``(count, latest updated_at)`` of the jobs table: it changes whenever a job is added,
         edited, enabled, disabled or deleted, by anyone."""
-        prepared = self.db.prepare("jobs_signature", lambda: select(
-            func.count().label("n"), func.max(JOBS.c.updated_at, type_=JOBS.c.updated_at.type).label("latest")))
+        prepared = self.db.prepare(
+            "jobs_signature",
+            lambda: select(
+                func.count().label("n"), func.max(JOBS.c.updated_at, type_=JOBS.c.updated_at.type).label("latest")
+            ),
+        )
         count, latest = self.db.fetch(prepared)[0]
         return int(count), as_utc(latest)
 
@@ -205,5 +219,3 @@ class PipelineStore:
         if result.rowcount == 0:
             raise NotFound(f"pipeline {pipeline.name!r} not found")
         return pipeline
-
-

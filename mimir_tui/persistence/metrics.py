@@ -7,13 +7,19 @@ from collections import deque
 from dataclasses import dataclass, field
 
 
+def _percentile_ms(ordered: list[float], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of sorted samples in seconds, in milliseconds; None without samples."""
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] * 1000, 3)
+
+
 @dataclass
 class OpStats:
     count: int = 0
     failures: int = 0
     total_s: float = 0.0
     samples: deque = field(default_factory=lambda: deque(maxlen=2048))
-
 
 
 class OperationMetrics:
@@ -42,17 +48,11 @@ class OperationMetrics:
         for name in sorted(ops):
             count, failures, total, samples = ops[name]
             samples.sort()
-
-            def pct(q: float) -> float | None:
-                if not samples:
-                    return None
-                return round(samples[min(len(samples) - 1, int(round(q * (len(samples) - 1))))] * 1000, 3)
-
             out[name] = {
                 "count": count,
                 "failures": failures,
-                "p50_ms": pct(0.50),
-                "p95_ms": pct(0.95),
+                "p50_ms": _percentile_ms(samples, 0.50),
+                "p95_ms": _percentile_ms(samples, 0.95),
                 "mean_ms": round(total / count * 1000, 3) if count else None,
             }
         return out

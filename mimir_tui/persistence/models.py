@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from sqlalchemy import Column, ForeignKey, Index, String, Table
 from sqlmodel import Field, SQLModel
 
-from ..constants import FINISHED, MisfirePolicy, Status, TriggeredBy, WorkerStatus
+# FINISHED and WorkerStatus are re-exported (their callers import them from here); the aliases say so.
+from ..constants import FINISHED as FINISHED
+from ..constants import MisfirePolicy, Status, TriggeredBy
+from ..constants import WorkerStatus as WorkerStatus
 from .types import JSONText, LongText, UTCDateTime, as_utc, utcnow
-
 
 M = TypeVar("M", bound=SQLModel)
 
@@ -32,7 +35,7 @@ DEFAULT_QUEUE = "default"
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
-def queues_text(queues: Any) -> Optional[str]:
+def queues_text(queues: Any) -> str | None:
     """``workers.queues`` as stored: the names comma-separated (None for none)."""
     return ",".join(sorted(queues)) or None
 
@@ -40,7 +43,9 @@ def queues_text(queues: Any) -> Optional[str]:
 def check_queue_name(name: Any) -> str:
     """A queue name as given, or ValueError saying what is wrong with it."""
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-        raise ValueError(f"queue name {name!r}: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+        raise ValueError(
+            f"queue name {name!r}: use 1-64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -52,15 +57,15 @@ class ScheduledJob(SQLModel):
     pipeline: str = Field(max_length=255)
     cron_expr: str = Field(max_length=255)
     enabled: bool = True
-    next_run: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-    last_run: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-    last_result: Optional[str] = Field(default=None, sa_type=LongText)
+    next_run: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_run: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_result: str | None = Field(default=None, sa_type=LongText)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     # Mimir's additions (schema version 2)
-    description: Optional[str] = Field(default="", sa_type=LongText)
+    description: str | None = Field(default="", sa_type=LongText)
     timezone: str = Field(default="UTC", max_length=64)
-    timeout_seconds: Optional[float] = None
+    timeout_seconds: float | None = None
     max_retries: int = 0
     retry_backoff_seconds: float = 30.0
     misfire_policy: str = Field(default=MisfirePolicy.once.value, max_length=16)
@@ -76,15 +81,15 @@ class PipelineConfig(SQLModel):
     """A pipeline definition as stored (table ``pipelines``)."""
 
     name: str = Field(primary_key=True, max_length=255)
-    description: Optional[str] = Field(default=None, sa_type=LongText)
+    description: str | None = Field(default=None, sa_type=LongText)
     config: str = Field(sa_type=LongText)  # the pipeline definition, as JSON text
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     # Mimir's additions (schema version 2)
     enabled: bool = True
-    source_path: Optional[str] = Field(default=None, sa_type=LongText)
-    checksum: Optional[str] = Field(default=None, max_length=64)
-    load_error: Optional[str] = Field(default=None, sa_type=LongText)
+    source_path: str | None = Field(default=None, sa_type=LongText)
+    checksum: str | None = Field(default=None, max_length=64)
+    load_error: str | None = Field(default=None, sa_type=LongText)
 
 
 class JobExecutionRecord(SQLModel):
@@ -92,30 +97,31 @@ class JobExecutionRecord(SQLModel):
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     # NULL for a pipeline run outside any job (``mimir-tui pipelines run``).
-    job_id: Optional[str] = Field(
+    job_id: str | None = Field(
         default=None,
         sa_column=Column(
-            String(255), ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_job_executions_job_id"),
+            String(255),
+            ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_job_executions_job_id"),
             nullable=True,
         ),
     )
     pipeline: str = Field(max_length=255)
     start_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
-    end_time: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-    duration: Optional[int] = None  # milliseconds
+    end_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    duration: int | None = None  # milliseconds
     status: str = Field(default=Status.running.value, max_length=16)
-    error: Optional[str] = Field(default=None, sa_type=LongText)
-    context: Optional[dict[str, Any]] = Field(default=None, sa_type=JSONText)
-    steps: Optional[list[dict[str, Any]]] = Field(default=None, sa_type=JSONText)
+    error: str | None = Field(default=None, sa_type=LongText)
+    context: dict[str, Any] | None = Field(default=None, sa_type=JSONText)
+    steps: list[dict[str, Any]] | None = Field(default=None, sa_type=JSONText)
     triggered_by: str = Field(default=TriggeredBy.manual.value, max_length=16)
     # Mimir's additions (schema version 2)
-    scheduled_for: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempt: int = 1
-    worker_id: Optional[str] = Field(default=None, max_length=128)
+    worker_id: str | None = Field(default=None, max_length=128)
     cancel_requested: bool = False
-    updated_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
-    def step_records(self) -> list["StepRecord"]:
+    def step_records(self) -> list[StepRecord]:
         return [StepRecord.model_validate(s) for s in (self.steps or [])]
 
 
@@ -124,11 +130,11 @@ class StepRecord(BaseModel):
 
     step_name: str
     plugin: str
-    start_time: Optional[datetime] = None
-    end_time: Optional[datetime] = None
-    duration: Optional[int] = None  # milliseconds
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration: int | None = None  # milliseconds
     status: str = Status.queued.value
-    error: Optional[str] = None
+    error: str | None = None
     input: Any = None
     output: Any = None
 
@@ -140,8 +146,6 @@ class StepRecord(BaseModel):
         return data
 
 
-
-
 class Worker(SQLModel):
     """An instance of Mimir that fires schedules and claims queued runs (table ``workers``, schema
     version 3)."""
@@ -151,18 +155,18 @@ class Worker(SQLModel):
     pid: int
     version: str = Field(max_length=32)
     # None when registered: the database's clock sets them (register_worker).
-    started_at: Optional[datetime] = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
-    heartbeat_at: Optional[datetime] = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    started_at: datetime | None = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    heartbeat_at: datetime | None = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     status: str = Field(default="running", max_length=16)  # running, stopping, stopped, dead
     # Kernel boot and pid namespace (schema version 6): a pid means something only to a process
     # with the same key, so two containers sharing a hostname never judge each other's pids.
-    instance_key: Optional[str] = Field(default=None, max_length=128)
+    instance_key: str | None = Field(default=None, max_length=128)
     # Its run slots and how many are taken, as of its last heartbeat (schema version 7).
-    capacity: Optional[int] = None
-    running: Optional[int] = None
+    capacity: int | None = None
+    running: int | None = None
     # The queues it serves, comma-separated (schema version 8); None: none (a command that
     # runs one execution itself).
-    queues: Optional[str] = Field(default=None, max_length=1024)
+    queues: str | None = Field(default=None, max_length=1024)
 
 
 class RunRequest(SQLModel):
@@ -173,10 +177,11 @@ class RunRequest(SQLModel):
     (so whoever enqueued can follow it)."""
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
-    job_id: Optional[str] = Field(
+    job_id: str | None = Field(
         default=None,
         sa_column=Column(
-            String(255), ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_run_queue_job_id"),
+            String(255),
+            ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_run_queue_job_id"),
             nullable=True,
         ),
     )
@@ -187,8 +192,8 @@ class RunRequest(SQLModel):
     triggered_by: str = Field(default=TriggeredBy.manual.value, max_length=16)
     attempt: int = 1
     execution_id: str = Field(default_factory=new_id, max_length=64)
-    scheduled_for: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
-    requested_by: Optional[str] = Field(default=None, max_length=255)
+    scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    requested_by: str | None = Field(default=None, max_length=255)
     queue: str = Field(default=DEFAULT_QUEUE, max_length=64)  # its job's (schema version 8)
 
 
@@ -197,11 +202,12 @@ def records(model: type[M], columns: Sequence[str], rows: Iterable[Sequence[Any]
     validation (they are our own rows). Each is a copy of one blank instance with the row's
     values (``model_copy(update=...)``): pydantic's cheapest public way to make a model, about
     half the cost of ``model_construct``, which looks at every field's alias and default."""
-    blank = _BLANKS.get(model)
+    blank: M | None = _BLANKS.get(model)
     if blank is None:
-        blank = _BLANKS[model] = model.model_construct()
+        # A cast: pydantic's mypy plugin types ``model_construct`` on a ``type[M]`` as returning the bound, SQLModel.
+        blank = _BLANKS[model] = cast(M, model.model_construct())
     copy = blank.model_copy
-    return [copy(update=dict(zip(columns, row))) for row in rows]
+    return [copy(update=dict(zip(columns, row, strict=True))) for row in rows]
 
 
 _BLANKS: dict[type, Any] = {}
@@ -247,10 +253,16 @@ class RunRequestTable(RunRequest, table=True):
     __table_args__ = (Index("idx_run_queue_claim", "priority", "available_at"),)
 
 
-JOBS: Table = ScheduledJobTable.__table__  # type: ignore[attr-defined]
-PIPELINES: Table = PipelineTable.__table__  # type: ignore[attr-defined]
-EXECUTIONS: Table = JobExecutionTable.__table__  # type: ignore[attr-defined]
-WORKERS: Table = WorkerTable.__table__  # type: ignore[attr-defined]
-QUEUE: Table = RunRequestTable.__table__  # type: ignore[attr-defined]
+def _table(model: type[SQLModel]) -> Table:
+    """A table model's Core table, found in the metadata it registered in by its name: SQLModel sets
+    ``__table__`` on table models but does not declare it, so type checkers do not know it."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+JOBS = _table(ScheduledJobTable)
+PIPELINES = _table(PipelineTable)
+EXECUTIONS = _table(JobExecutionTable)
+WORKERS = _table(WorkerTable)
+QUEUE = _table(RunRequestTable)
 
 MODELS = (ScheduledJob, PipelineConfig, JobExecutionRecord, Worker, RunRequest)

@@ -2,18 +2,19 @@
 
 A page (the dashboard's panes, ``executions list``, ``jobs list``) shows a few columns of many
 rows. Its rows are the driver's rows themselves, as tuples with named properties (the way
-``namedtuple`` does it): no validation, no conversion up front. Times are parsed and JSON decoded when an attribute is read (each read
-parses again: a page is drawn once per refresh). Full records, with every field converted, come
-from ``get_execution`` and ``list_executions`` as the models of :mod:`.models`.
+``namedtuple`` does it): no validation, no conversion up front. Times are parsed and JSON decoded when
+an attribute is read (each read parses again: a page is drawn once per refresh). Full records, with every
+field converted, come from ``get_execution`` and ``list_executions`` as the models of :mod:`.models`.
 
 The raw values are what the driver returned: text on SQLite, naive UTC datetimes on the servers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .types import as_utc, json_value, sqlite_datetime_value
 
@@ -64,8 +65,22 @@ def _converted(get: Callable[[Any], Any], convert: Callable[[Any], Any]) -> Call
 class ExecutionRow(LeanRow):
     """A row of the execution history: everything but the run's context."""
 
-    COLUMNS = ("id", "job_id", "pipeline", "start_time", "end_time", "duration", "status", "error",
-               "steps", "triggered_by", "scheduled_for", "attempt", "worker_id", "updated_at")
+    COLUMNS = (
+        "id",
+        "job_id",
+        "pipeline",
+        "start_time",
+        "end_time",
+        "duration",
+        "status",
+        "error",
+        "steps",
+        "triggered_by",
+        "scheduled_for",
+        "attempt",
+        "worker_id",
+        "updated_at",
+    )
     TIMES = frozenset({"start_time", "end_time", "scheduled_for", "updated_at"})
     JSON = frozenset({"steps"})
     __slots__ = ()
@@ -91,8 +106,20 @@ class ExecutionRow(LeanRow):
 class JobRow(LeanRow):
     """A row of the jobs list."""
 
-    COLUMNS = ("id", "name", "pipeline", "cron_expr", "timezone", "enabled", "next_run", "last_run",
-               "last_result", "queue", "priority", "updated_at")
+    COLUMNS = (
+        "id",
+        "name",
+        "pipeline",
+        "cron_expr",
+        "timezone",
+        "enabled",
+        "next_run",
+        "last_run",
+        "last_result",
+        "queue",
+        "priority",
+        "updated_at",
+    )
     TIMES = frozenset({"next_run", "last_run", "updated_at"})
     FLAGS = frozenset({"enabled"})  # 0/1 on SQLite and MySQL
     __slots__ = ()
@@ -116,8 +143,19 @@ class JobRow(LeanRow):
 class WorkerRow(LeanRow):
     """A row of the workers table: an instance and its last heartbeat."""
 
-    COLUMNS = ("id", "host", "pid", "version", "started_at", "heartbeat_at", "status", "instance_key",
-               "capacity", "running", "queues")
+    COLUMNS = (
+        "id",
+        "host",
+        "pid",
+        "version",
+        "started_at",
+        "heartbeat_at",
+        "status",
+        "instance_key",
+        "capacity",
+        "running",
+        "queues",
+    )
     TIMES = frozenset({"started_at", "heartbeat_at"})
     __slots__ = ()
 

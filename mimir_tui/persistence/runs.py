@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -79,7 +80,7 @@ class RunStore:
         ``available_at`` was given."""
         request.created_at = self.db.now()
         given = "available_at" in request.model_fields_set and request.available_at is not None
-        request.available_at = as_utc(request.available_at) if given else request.created_at  # type: ignore[assignment]
+        request.available_at = as_utc(request.available_at) if given else request.created_at
         with self.db.write() as conn:
             if request.job_id is not None:
                 # The job's queue as it is now (the row locked: an edit moving the job to another
@@ -103,7 +104,11 @@ class RunStore:
 
     @operation("claim_request")
     def claim_request(
-        self, worker_id: str, *, now: datetime | None = None, request_id: str | None = None,
+        self,
+        worker_id: str,
+        *,
+        now: datetime | None = None,
+        request_id: str | None = None,
         queues: Iterable[str] | None = None,
     ) -> tuple[RunRequest, JobExecutionRecord] | None:
         """Take the most urgent available request (or the one named) and turn it into a
@@ -143,8 +148,9 @@ class RunStore:
         values.update({f"q{i}": name for i, name in enumerate(names or ())})
         return bool(self.db.fetch(self.db.prepare(("queue_available", count), build), values))
 
-    def _claim_request_mysql(self, worker_id: str, now: datetime,
-                             names: list[str] | None) -> tuple[RunRequest, JobExecutionRecord] | None:
+    def _claim_request_mysql(
+        self, worker_id: str, now: datetime, names: list[str] | None
+    ) -> tuple[RunRequest, JobExecutionRecord] | None:
         """InnoDB locks every row a locking read examines: ``ORDER BY ... LIMIT 1 FOR UPDATE``
         sorts the whole queue and so locks all of it, and every other claimer, skipping locked
         rows, finds the queue empty. So: read the most urgent ids without locks, then lock them
@@ -160,9 +166,11 @@ class RunStore:
                 candidates = conn.execute(query.order_by(*_URGENT).limit(20)).scalars().all()
             for candidate in candidates:
                 got = self._claim_request_with(
-                    select(QUEUE).where(and_(QUEUE.c.id == candidate, QUEUE.c.available_at <= now))
+                    select(QUEUE)
+                    .where(and_(QUEUE.c.id == candidate, QUEUE.c.available_at <= now))
                     .with_for_update(skip_locked=True),
-                    worker_id, now,
+                    worker_id,
+                    now,
                 )
                 if got is not None:
                     return got
@@ -171,8 +179,9 @@ class RunStore:
                 return None
         return None
 
-    def _claim_request_with(self, query: Any, worker_id: str,
-                            now: datetime) -> tuple[RunRequest, JobExecutionRecord] | None:
+    def _claim_request_with(
+        self, query: Any, worker_id: str, now: datetime
+    ) -> tuple[RunRequest, JobExecutionRecord] | None:
         with self.db.write() as conn:
             row = conn.execute(query).mappings().first()
             if row is None:

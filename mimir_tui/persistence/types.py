@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Callable, overload
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from sqlalchemy import DateTime, Text
 from sqlalchemy.dialects import mysql
@@ -16,7 +17,6 @@ try:  # a C JSON parser several times faster than json.loads (chromadb brings it
 except ImportError:  # pragma: no cover - json.loads alone is correct, only slower
     _fast_json_loads = None
 
-UTC = timezone.utc
 _fromisoformat = datetime.fromisoformat
 
 

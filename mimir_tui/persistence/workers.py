@@ -26,15 +26,22 @@ class WorkerStore:
     @operation("register_worker")
     def register_worker(self, worker: Worker) -> Worker:
         now = None if worker.started_at and worker.heartbeat_at else self.db.now()
-        worker.started_at = as_utc(worker.started_at) or now  # type: ignore[assignment]
-        worker.heartbeat_at = as_utc(worker.heartbeat_at) or now  # type: ignore[assignment]
+        worker.started_at = as_utc(worker.started_at) or now
+        worker.heartbeat_at = as_utc(worker.heartbeat_at) or now
         with self.db.write() as conn:
             conn.execute(insert(WORKERS), values_of(worker, WORKERS))
         return worker
 
     @operation("heartbeat")
-    def heartbeat(self, worker_id: str, *, now: datetime | None = None, status: str | None = None,
-                  revive: bool = False, load: tuple[int, int] | None = None) -> bool:
+    def heartbeat(
+        self,
+        worker_id: str,
+        *,
+        now: datetime | None = None,
+        status: str | None = None,
+        revive: bool = False,
+        load: tuple[int, int] | None = None,
+    ) -> bool:
         """Refresh the heartbeat. False if the row is gone or was declared dead by a peer.
 
         ``revive``: also bring back a row a peer declared dead (its runs stay interrupted).
@@ -54,22 +61,21 @@ class WorkerStore:
     @operation("list_workers")
     def list_workers(self) -> list[WorkerRow]:
         """Every instance the table remembers, oldest first, as lean rows."""
-        prepared = self.db.prepare("list_workers", lambda: select(*(WORKERS.c[n] for n in WorkerRow.COLUMNS))
-                                   .order_by(WORKERS.c.started_at))
+        prepared = self.db.prepare(
+            "list_workers", lambda: select(*(WORKERS.c[n] for n in WorkerRow.COLUMNS)).order_by(WORKERS.c.started_at)
+        )
         return [WorkerRow(r) for r in self.db.fetch(prepared, convert=False)]
 
     @operation("live_workers")
     def live_workers(self, *, stale_after: float, now: datetime | None = None) -> list[WorkerRow]:
         """Instances running or stopping whose last heartbeat is at most ``stale_after`` old."""
         cutoff = (as_utc(now) or self.db.now()) - timedelta(seconds=stale_after)
-        return [
-            w for w in self.list_workers()
-            if w.status in LIVE_WORKER and w.heartbeat_at >= cutoff
-        ]
+        return [w for w in self.list_workers() if w.status in LIVE_WORKER and w.heartbeat_at >= cutoff]
 
     @operation("reap_stale_workers")
-    def reap_stale_workers(self, *, stale_after: float, now: datetime | None = None,
-                           also: list[str] | None = None) -> tuple[list[str], list[JobExecutionRecord]]:
+    def reap_stale_workers(
+        self, *, stale_after: float, now: datetime | None = None, also: list[str] | None = None
+    ) -> tuple[list[str], list[JobExecutionRecord]]:
         """Declare workers whose heartbeat is older than ``stale_after`` seconds dead (plus the
         ids in ``also``, e.g. this host's crashed predecessors) and interrupt their runs.
 
@@ -87,16 +93,18 @@ class WorkerStore:
                 select(WORKERS.c.id, WORKERS.c.heartbeat_at).where(WORKERS.c.status.in_(LIVE_WORKER))
             ).all()
             for worker_id, beat in candidates:
-                if worker_id not in forced and as_utc(beat) >= cutoff:  # type: ignore[operator]
+                if worker_id not in forced and as_utc(beat) >= cutoff:
                     continue
                 condition = and_(WORKERS.c.id == worker_id, WORKERS.c.status.in_(LIVE_WORKER))
                 if worker_id not in forced:
                     condition = and_(condition, WORKERS.c.heartbeat_at < cutoff)
                 if conn.execute(update(WORKERS).where(condition).values(status=WorkerStatus.dead.value)).rowcount:
                     dead.append(worker_id)
-        interrupted = self.executions.interrupt_runs(
-            dead, "interrupted: the instance running it stopped heartbeating", now=when
-        ) if dead else []
+        interrupted = (
+            self.executions.interrupt_runs(dead, "interrupted: the instance running it stopped heartbeating", now=when)
+            if dead
+            else []
+        )
         return dead, interrupted
 
     @operation("prune_workers")

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..persistence.types import utcnow
 from ..secrets import SecretMasker
@@ -37,8 +38,15 @@ class ExecutionLog:
     Text lines (``logging.format: text``) or JSON lines (``json``: the original's
     ``{timestamp, level, message, step_name, plugin}``). Thread-safe; secrets masked."""
 
-    def __init__(self, path: Path, *, fmt: str = "text", secrets: SecretMasker | None = None,
-                 execution_id: str = "", now: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fmt: str = "text",
+        secrets: SecretMasker | None = None,
+        execution_id: str = "",
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.path = path
         self.now = now
         self.fmt = fmt
@@ -58,17 +66,25 @@ class ExecutionLog:
         now = self.now()
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
         if self.fmt == "json":
-            line = json.dumps({
-                "timestamp": stamp, "level": level, "message": message, "step_name": step, "plugin": plugin,
-                "execution_id": self.execution_id,
-            }, ensure_ascii=False)
+            line = json.dumps(
+                {
+                    "timestamp": stamp,
+                    "level": level,
+                    "message": message,
+                    "step_name": step,
+                    "plugin": plugin,
+                    "execution_id": self.execution_id,
+                },
+                ensure_ascii=False,
+            )
         else:
             tag = f"[{step}]" if step else "[pipeline]"
             if plugin:
                 tag += f" ({plugin})"
             line = f"{stamp} {level:<7} {tag} " + message.replace("\n", "\n    ")
-        log.log(getattr(logging, level, logging.INFO), "%s %s%s", self.execution_id,
-                f"[{step}] " if step else "", message)
+        log.log(
+            getattr(logging, level, logging.INFO), "%s %s%s", self.execution_id, f"[{step}] " if step else "", message
+        )
         with self._lock:
             if self._handle is not None:
                 try:

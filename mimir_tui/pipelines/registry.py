@@ -23,10 +23,11 @@ import inspect
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
@@ -58,6 +59,11 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
 
 
+#: A plugin's config model. Spelled through an alias because in ``Plugin``'s body ``type`` is the
+#: plugin's family (a class attribute), not the builtin.
+ConfigModel: TypeAlias = type[PluginConfig]
+
+
 @dataclass
 class StepContext:
     """What a running step may use besides its config."""
@@ -84,7 +90,7 @@ class Plugin:
     type: ClassVar[str] = ""
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    Config: ClassVar[ConfigModel] = PluginConfig
 
     @classmethod
     def key(cls) -> str:
@@ -109,14 +115,16 @@ class Plugin:
             elif info.alias:
                 aliases = [info.alias]
             shown = aliases[0] if aliases else name
-            rows.append({
-                "name": shown,
-                "aliases": [a for a in aliases if a != shown],
-                "type": _type_name(info.annotation),
-                "required": info.is_required(),
-                "default": None if info.is_required() else info.get_default(call_default_factory=True),
-                "description": info.description or "",
-            })
+            rows.append(
+                {
+                    "name": shown,
+                    "aliases": [a for a in aliases if a != shown],
+                    "type": _type_name(info.annotation),
+                    "required": info.is_required(),
+                    "default": None if info.is_required() else info.get_default(call_default_factory=True),
+                    "description": info.description or "",
+                }
+            )
         return rows
 
     def execute(self, config: Any, ctx: StepContext) -> Any:  # pragma: no cover - abstract
@@ -133,7 +141,9 @@ class PluginRegistry:
             raise BadInput(f"{plugin!r} is not a plugin class with a type and a name")
         key = plugin.key()
         if key in self._plugins and not replace and self._plugins[key] is not plugin:
-            raise BadInput(f"plugin {key} is registered twice ({self._plugins[key].__module__} and {plugin.__module__})")
+            raise BadInput(
+                f"plugin {key} is registered twice ({self._plugins[key].__module__} and {plugin.__module__})"
+            )
         self._plugins[key] = plugin
         self._lower[key.lower()] = key
         return plugin
@@ -206,7 +216,11 @@ def _plugins_in(module: Any) -> list[type[Plugin]]:
     return [
         obj
         for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, Plugin) and obj is not Plugin and obj.type and obj.name
+        if isinstance(obj, type)
+        and issubclass(obj, Plugin)
+        and obj is not Plugin
+        and obj.type
+        and obj.name
         and obj.__module__ == module.__name__
     ]
 

@@ -33,10 +33,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -161,8 +162,15 @@ class PipelineRunner:
     #: Seconds a cancelled or timed-out step gets to wind down before the run moves on.
     stop_grace: float = 0.5
 
-    def __init__(self, backend: Any, settings: Any, registry: PluginRegistry | None = None, *,
-                 environ: Mapping[str, str] | None = None, clock: Any = None) -> None:
+    def __init__(
+        self,
+        backend: Any,
+        settings: Any,
+        registry: PluginRegistry | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Any = None,
+    ) -> None:
         if registry is None:
             from .registry import default_registry
 
@@ -261,20 +269,39 @@ class PipelineRunner:
             if job_id is None and execution_id is None:
                 raise
             record = JobExecutionRecord(
-                id=exec_id, job_id=job_id, pipeline=ref_name[:255], start_time=started, end_time=self.now(),
-                duration=0, status=Status.failed.value, error=f"pipeline {ref_name!r} cannot run: {exc}",
-                context={}, steps=[], triggered_by=triggered_by, scheduled_for=scheduled_for, attempt=attempt,
+                id=exec_id,
+                job_id=job_id,
+                pipeline=ref_name[:255],
+                start_time=started,
+                end_time=self.now(),
+                duration=0,
+                status=Status.failed.value,
+                error=f"pipeline {ref_name!r} cannot run: {exc}",
+                context={},
+                steps=[],
+                triggered_by=triggered_by,
+                scheduled_for=scheduled_for,
+                attempt=attempt,
                 worker_id=worker_id,
             )
-            exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, execution_id=exec_id,
-                                    now=self.now)
+            exec_log = ExecutionLog(
+                self.log_path(exec_id), fmt=self.settings.logging.format, execution_id=exec_id, now=self.now
+            )
             exec_log.write("ERROR", record.error or "")
             exec_log.close()
             return await self._save_final(record)
 
         record = JobExecutionRecord(
-            id=exec_id, job_id=job_id, pipeline=spec.name, start_time=started, status=Status.running.value,
-            context={}, steps=[], triggered_by=triggered_by, scheduled_for=scheduled_for, attempt=attempt,
+            id=exec_id,
+            job_id=job_id,
+            pipeline=spec.name,
+            start_time=started,
+            status=Status.running.value,
+            context={},
+            steps=[],
+            triggered_by=triggered_by,
+            scheduled_for=scheduled_for,
+            attempt=attempt,
             worker_id=worker_id,
         )
         # A conflict here: nothing ran. A row that finished meanwhile (a reaper interrupted a
@@ -285,21 +312,36 @@ class PipelineRunner:
             return ended
 
         secrets = SecretMasker()
-        exec_log = ExecutionLog(self.log_path(exec_id), fmt=self.settings.logging.format, secrets=secrets,
-                                execution_id=exec_id, now=self.now)
+        exec_log = ExecutionLog(
+            self.log_path(exec_id),
+            fmt=self.settings.logging.format,
+            secrets=secrets,
+            execution_id=exec_id,
+            now=self.now,
+        )
         stop = _Stop()
         watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel, stop, exec_log))
         limits = [t for t in (spec.timeout, timeout) if t]
         pipeline_timeout = min(limits) if limits else None
         context: dict[str, Any] = {}
         job_text = f", job {job_id}" if job_id else ""
-        exec_log.write("INFO", f"pipeline {spec.name!r} started: execution {exec_id}, triggered by "
-                               f"{triggered_by}{job_text}, {len(spec.steps)} step(s)"
-                               + (f", timeout {_fmt_seconds(pipeline_timeout)}" if pipeline_timeout else ""))
+        exec_log.write(
+            "INFO",
+            f"pipeline {spec.name!r} started: execution {exec_id}, triggered by "
+            f"{triggered_by}{job_text}, {len(spec.steps)} step(s)"
+            + (f", timeout {_fmt_seconds(pipeline_timeout)}" if pipeline_timeout else ""),
+        )
         interrupted = False
         try:
             status, error = await self._run_steps(
-                spec, record, context, exec_log, secrets, stop, pipeline_timeout, on_step,
+                spec,
+                record,
+                context,
+                exec_log,
+                secrets,
+                stop,
+                pipeline_timeout,
+                on_step,
             )
         except asyncio.CancelledError:
             interrupted = True
@@ -314,9 +356,11 @@ class PipelineRunner:
         record.duration = int((record.end_time - as_utc(record.start_time)).total_seconds() * 1000)
         max_chars = self.settings.pipelines.summary_max_chars
         record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
-        exec_log.write("INFO" if status is Status.success else "ERROR",
-                       f"pipeline {spec.name!r} finished: {status.value} in {record.duration} ms"
-                       + (f": {record.error}" if record.error else ""))
+        exec_log.write(
+            "INFO" if status is Status.success else "ERROR",
+            f"pipeline {spec.name!r} finished: {status.value} in {record.duration} ms"
+            + (f": {record.error}" if record.error else ""),
+        )
         exec_log.close()
         final = await self._save_final(record)
         if interrupted:
@@ -375,8 +419,9 @@ class PipelineRunner:
         a second: one indexed read of one column)."""
         return self.backend.executions.cancel_requested(execution_id)
 
-    async def _watch_cancel(self, execution_id: str, cancel: CancelToken | None, stop: _Stop,
-                            exec_log: ExecutionLog) -> None:
+    async def _watch_cancel(
+        self, execution_id: str, cancel: CancelToken | None, stop: _Stop, exec_log: ExecutionLog
+    ) -> None:
         next_poll = 0.0
         failures = 0
         while not stop.event.is_set():
@@ -414,8 +459,9 @@ class PipelineRunner:
             steps[-1] = step.to_json()
             record.steps = steps
 
-    async def _notify(self, on_step: OnStep | None, step: StepRecord, record: JobExecutionRecord,
-                      exec_log: ExecutionLog) -> None:
+    async def _notify(
+        self, on_step: OnStep | None, step: StepRecord, record: JobExecutionRecord, exec_log: ExecutionLog
+    ) -> None:
         if on_step is None:
             return
         try:
@@ -438,37 +484,70 @@ class PipelineRunner:
             result = await result
         return result
 
-    async def _take_slot(self, slots: threading.BoundedSemaphore, stop: "_Stop", deadline: float | None,
-                         pipeline_timeout: float | None, exec_log: "ExecutionLog", step: Any, index: int) -> None:
+    async def _take_slot(
+        self,
+        slots: threading.BoundedSemaphore,
+        stop: _Stop,
+        deadline: float | None,
+        pipeline_timeout: float | None,
+        exec_log: ExecutionLog,
+        step: Any,
+        index: int,
+    ) -> None:
         """Wait for a plugin slot (``plugins.max_concurrency`` steps at once in this process),
         as long as the run is not stopped and its pipeline timeout allows."""
         if slots.acquire(blocking=False):
             return
-        exec_log.write("INFO", f"waiting for a plugin slot (plugins.max_concurrency "
-                               f"{self.settings.plugins.max_concurrency})", step=step.name, plugin=step.plugin)
+        exec_log.write(
+            "INFO",
+            f"waiting for a plugin slot (plugins.max_concurrency {self.settings.plugins.max_concurrency})",
+            step=step.name,
+            plugin=step.plugin,
+        )
         while not slots.acquire(blocking=False):
             if stop.event.is_set():
                 raise _Outcome(Status.cancelled, stop.reason)
             if deadline is not None and time.monotonic() >= deadline:
-                raise _Outcome(Status.timed_out, f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
-                                                 f" (waiting for a plugin slot)")
+                raise _Outcome(
+                    Status.timed_out,
+                    f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)} (waiting for a plugin slot)",
+                )
             try:
                 await asyncio.wait_for(stop.event.wait(), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
-    async def _call_plugin(self, plugin_cls: Any, config: Any, record: JobExecutionRecord, spec: PipelineSpec,
-                           step: Any, context: dict, exec_log: "ExecutionLog", stop: "_Stop", step_timeout: float,
-                           deadline: float | None, pipeline_timeout: float | None) -> Any:
+    async def _call_plugin(
+        self,
+        plugin_cls: Any,
+        config: Any,
+        record: JobExecutionRecord,
+        spec: PipelineSpec,
+        step: Any,
+        context: dict,
+        exec_log: ExecutionLog,
+        stop: _Stop,
+        step_timeout: float,
+        deadline: float | None,
+        pipeline_timeout: float | None,
+    ) -> Any:
         """Run one step's plugin within its time limit: its result, or an _Outcome raised."""
         from .registry import StepCancelled, StepTimedOut
 
         remaining = deadline - time.monotonic() if deadline is not None else None
         limit = step_timeout if remaining is None else min(step_timeout, remaining)
+
+        def log(level: str, message: str) -> None:
+            exec_log.write(level, message, step=step.name, plugin=step.plugin)
+
         ctx = StepContext(
-            execution_id=record.id, pipeline=spec.name, step_name=step.name, context=dict(context),
-            settings=self.settings, timeout=limit,
-            log=lambda level, message, _s=step: exec_log.write(level, message, step=_s.name, plugin=_s.plugin),
+            execution_id=record.id,
+            pipeline=spec.name,
+            step_name=step.name,
+            context=dict(context),
+            settings=self.settings,
+            timeout=limit,
+            log=log,
         )
         task = asyncio.create_task(self._call(plugin_cls, config, ctx))
         stop_wait = asyncio.create_task(stop.event.wait())
@@ -490,8 +569,9 @@ class PipelineRunner:
             task.cancel()
             await asyncio.wait({task}, timeout=self.stop_grace)
             if not task.done():
-                exec_log.write("WARNING", "the plugin did not stop when asked; abandoned",
-                               step=step.name, plugin=step.plugin)
+                exec_log.write(
+                    "WARNING", "the plugin did not stop when asked; abandoned", step=step.name, plugin=step.plugin
+                )
             else:
                 task.exception() if not task.cancelled() else None  # retrieve: no "never retrieved" noise
             if stop.event.is_set():
@@ -517,8 +597,12 @@ class PipelineRunner:
         environ = os.environ if self.environ is None else self.environ
         deadline = time.monotonic() + pipeline_timeout if pipeline_timeout else None
         run_info = {
-            "id": record.id, "pipeline": spec.name, "job_id": record.job_id, "triggered_by": record.triggered_by,
-            "attempt": record.attempt, "started_at": as_utc(record.start_time).isoformat(),
+            "id": record.id,
+            "pipeline": spec.name,
+            "job_id": record.job_id,
+            "triggered_by": record.triggered_by,
+            "attempt": record.attempt,
+            "started_at": as_utc(record.start_time).isoformat(),
             "date": as_utc(record.start_time).strftime("%Y-%m-%d"),
             "source_dir": str(Path(spec.source_path).resolve().parent) if spec.source_path else str(Path.cwd()),
         }
@@ -529,11 +613,15 @@ class PipelineRunner:
                 return Status.cancelled, stop.reason
             remaining = deadline - time.monotonic() if deadline is not None else None
             if remaining is not None and remaining <= 0:
-                return Status.timed_out, (f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
-                                          f" (before step {index} ({step.name}))")
+                return Status.timed_out, (
+                    f"pipeline timed out after {_fmt_seconds(pipeline_timeout or 0)}"
+                    f" (before step {index} ({step.name}))"
+                )
             step_timeout = step.timeout or self.settings.plugins.timeout
-            srec = StepRecord(step_name=step.name, plugin=step.plugin, start_time=self.now(),
-                              status=Status.running.value)
+            step_started = self.now()
+            srec = StepRecord(
+                step_name=step.name, plugin=step.plugin, start_time=step_started, status=Status.running.value
+            )
             record.steps = list(record.steps or []) + [srec.to_json()]
             exec_log.write("INFO", f"step {index}/{total} started", step=step.name, plugin=step.plugin)
 
@@ -564,27 +652,43 @@ class PipelineRunner:
                 slots = plugin_slots(self.settings.plugins.max_concurrency)
                 await self._take_slot(slots, stop, deadline, pipeline_timeout, exec_log, step, index)
                 try:
-                    result = await self._call_plugin(plugin_cls, config, record, spec, step, context, exec_log,
-                                                     stop, step_timeout, deadline, pipeline_timeout)
+                    result = await self._call_plugin(
+                        plugin_cls,
+                        config,
+                        record,
+                        spec,
+                        step,
+                        context,
+                        exec_log,
+                        stop,
+                        step_timeout,
+                        deadline,
+                        pipeline_timeout,
+                    )
                 finally:
                     slots.release()  # a plugin abandoned after a timeout no longer counts either
             except _Outcome as outcome:
                 failure = outcome
 
-            srec.end_time = self.now()
-            srec.duration = int((srec.end_time - srec.start_time).total_seconds() * 1000)
+            srec.end_time = step_ended = self.now()
+            srec.duration = int((step_ended - step_started).total_seconds() * 1000)
             if failure is None:
                 srec.status = Status.success.value
                 srec.output = summarize(result, max_chars, secrets)
                 if step.output:
                     context[step.output] = result
-                exec_log.write("INFO", f"step {index}/{total} succeeded in {srec.duration} ms",
-                               step=step.name, plugin=step.plugin)
+                exec_log.write(
+                    "INFO", f"step {index}/{total} succeeded in {srec.duration} ms", step=step.name, plugin=step.plugin
+                )
             else:
                 srec.status = failure.status.value
                 srec.error = secrets.mask(failure.message)
-                exec_log.write("ERROR", f"step {index}/{total} {failure.status.value}: {srec.error}",
-                               step=step.name, plugin=step.plugin)
+                exec_log.write(
+                    "ERROR",
+                    f"step {index}/{total} {failure.status.value}: {srec.error}",
+                    step=step.name,
+                    plugin=step.plugin,
+                )
             record.steps[-1] = srec.to_json()
             record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
             await self._save(record, exec_log, stop)
@@ -601,15 +705,20 @@ class PipelineRunner:
                     return Status.timed_out, f"step {index} ({step.name}) {failure.message}"
                 return Status.timed_out, f"step {index} ({step.name}) timed out: {failure.message}"
             if step.continue_on_error:
-                exec_log.write("WARNING", f"step {index} ({step.name}) failed; continuing (continue_on_error)",
-                               step=step.name, plugin=step.plugin)
+                exec_log.write(
+                    "WARNING",
+                    f"step {index} ({step.name}) failed; continuing (continue_on_error)",
+                    step=step.name,
+                    plugin=step.plugin,
+                )
                 continue
             return Status.failed, f"step {index} ({step.name}) failed: {failure.message}"
         return Status.success, None
 
 
-def run_pipeline(backend: Any, settings: Any, pipeline: PipelineSpec | str, *,
-                 registry: PluginRegistry | None = None, **kwargs: Any) -> JobExecutionRecord:
+def run_pipeline(
+    backend: Any, settings: Any, pipeline: PipelineSpec | str, *, registry: PluginRegistry | None = None, **kwargs: Any
+) -> JobExecutionRecord:
     """Shorthand: ``PipelineRunner(backend, settings, registry).run(pipeline, **kwargs)``."""
     return PipelineRunner(backend, settings, registry).run(pipeline, **kwargs)
 

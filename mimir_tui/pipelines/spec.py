@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -73,8 +74,14 @@ class PipelineIssue:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "file": self.file, "line": self.line, "column": self.column, "pipeline": self.pipeline,
-            "step": self.step, "key": self.key, "message": self.message, "text": str(self),
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "pipeline": self.pipeline,
+            "step": self.step,
+            "key": self.key,
+            "message": self.message,
+            "text": str(self),
         }
 
 
@@ -227,7 +234,7 @@ class StepSpec(BaseModel):
     def _plugin_name(cls, value: str) -> str:
         value = value.strip()
         if not PLUGIN_NAME.match(value):
-            raise ValueError(f"plugin must be written \"Type.Name\" (like Input.api), got {value!r}")
+            raise ValueError(f'plugin must be written "Type.Name" (like Input.api), got {value!r}')
         return value
 
     @field_validator("output")
@@ -295,7 +302,7 @@ class PipelineSpec(BaseModel):
         return [s.output for s in self.steps if s.output]
 
     @classmethod
-    def from_config(cls, data: str | Mapping[str, Any], *, source: str | None = None) -> "PipelineSpec":
+    def from_config(cls, data: str | Mapping[str, Any], *, source: str | None = None) -> PipelineSpec:
         """A spec from the JSON kept in the database (or a mapping)."""
         raw = json.loads(data) if isinstance(data, str) else data
         try:
@@ -322,7 +329,7 @@ def _error_message(error: Mapping[str, Any]) -> str:
         return "unknown key"
     msg = str(error["msg"])
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if kind in ("value_error", "assertion_error"):
         return msg
     given = error.get("input")
@@ -373,10 +380,14 @@ def parse_documents(docs: Iterable[Any], source: str) -> tuple[list[PipelineSpec
         if isinstance(doc, Mapping) and "pipelines" in doc:
             items = doc["pipelines"]
             if not isinstance(items, list):
-                issues.append(PipelineIssue(
-                    "'pipelines' must be a list of pipelines", file=source, line=line_at(doc, ["pipelines"]),
-                    key="pipelines",
-                ))
+                issues.append(
+                    PipelineIssue(
+                        "'pipelines' must be a list of pipelines",
+                        file=source,
+                        line=line_at(doc, ["pipelines"]),
+                        key="pipelines",
+                    )
+                )
                 continue
             entries = [(item, line_at(items, [i])) for i, item in enumerate(items)]
         elif isinstance(doc, Mapping):
@@ -384,18 +395,25 @@ def parse_documents(docs: Iterable[Any], source: str) -> tuple[list[PipelineSpec
         elif isinstance(doc, list):
             entries = [(item, line_at(doc, [i])) for i, item in enumerate(doc)]
         else:
-            issues.append(PipelineIssue(
-                f"expected a pipeline (a mapping with name and steps) or a 'pipelines:' list, "
-                f"not {type(doc).__name__}", file=source, line=1,
-            ))
+            issues.append(
+                PipelineIssue(
+                    f"expected a pipeline (a mapping with name and steps) or a 'pipelines:' list, "
+                    f"not {type(doc).__name__}",
+                    file=source,
+                    line=1,
+                )
+            )
             continue
         for item, line in entries:
             found_any = True
             if not isinstance(item, Mapping):
-                issues.append(PipelineIssue(
-                    f"a pipeline must be a mapping with name and steps, not {type(item).__name__}",
-                    file=source, line=line,
-                ))
+                issues.append(
+                    PipelineIssue(
+                        f"a pipeline must be a mapping with name and steps, not {type(item).__name__}",
+                        file=source,
+                        line=line,
+                    )
+                )
                 continue
             name = item.get("name") if isinstance(item.get("name"), str) else None
             try:
@@ -453,7 +471,8 @@ def pipeline_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if path.is_dir():
         return sorted(
-            p for p in path.iterdir()
+            p
+            for p in path.iterdir()
             if p.is_file() and p.suffix.lower() in YAML_SUFFIXES and not p.name.startswith(".")
         )
     return [path]
@@ -474,10 +493,14 @@ def duplicate_names(specs: Iterable[PipelineSpec]) -> list[PipelineIssue]:
         where = first.source_path or "?"
         if first.line():
             where += f":{first.line()}"
-        issues.append(PipelineIssue(
-            f"duplicate pipeline name (already defined at {where})", file=spec.source_path, line=spec.line(),
-            pipeline=spec.name,
-        ))
+        issues.append(
+            PipelineIssue(
+                f"duplicate pipeline name (already defined at {where})",
+                file=spec.source_path,
+                line=spec.line(),
+                pipeline=spec.name,
+            )
+        )
     return issues
 
 
@@ -523,7 +546,9 @@ def config_keys(model: Any) -> list[str]:
     keys: list[str] = []
     for name, info in getattr(model, "model_fields", {}).items():
         alias = info.validation_alias
-        choices = [alias] if isinstance(alias, str) else [c for c in getattr(alias, "choices", []) if isinstance(c, str)]
+        choices = (
+            [alias] if isinstance(alias, str) else [c for c in getattr(alias, "choices", []) if isinstance(c, str)]
+        )
         if info.alias and info.alias not in choices:
             choices.append(info.alias)
         for key in choices or [name]:
@@ -605,9 +630,16 @@ def validate_pipeline(spec: PipelineSpec, registry: Any) -> list[PipelineIssue]:
     step_lines: dict[str, int | None] = {}
 
     def issue(message: str, step: StepSpec, key: str | None = None, line: int | None = None) -> None:
-        issues.append(PipelineIssue(
-            message, file=source, line=line or step.line(), pipeline=spec.name, step=step.name, key=key,
-        ))
+        issues.append(
+            PipelineIssue(
+                message,
+                file=source,
+                line=line or step.line(),
+                pipeline=spec.name,
+                step=step.name,
+                key=key,
+            )
+        )
 
     for step in spec.steps:
         if step.name in step_lines:
@@ -619,8 +651,9 @@ def validate_pipeline(spec: PipelineSpec, registry: Any) -> list[PipelineIssue]:
         plugin_cls = registry.get(step.plugin) if registry is not None else None
         if registry is not None and plugin_cls is None:
             known = ", ".join(registry.names()) or "none"
-            issue(f"unknown plugin {step.plugin!r} (known plugins: {known})", step, key="plugin",
-                  line=step.line("plugin"))
+            issue(
+                f"unknown plugin {step.plugin!r} (known plugins: {known})", step, key="plugin", line=step.line("plugin")
+            )
         elif plugin_cls is not None:
             for loc, message in check_config(plugin_cls, step.config):
                 key = "config." + _loc_text(loc) if loc else "config"
@@ -637,7 +670,9 @@ def validate_pipeline(spec: PipelineSpec, registry: Any) -> list[PipelineIssue]:
                     earlier = ", ".join(produced) if produced else "none"
                     issue(
                         f"refers to output {ref!r}, which no earlier step produces (earlier outputs: {earlier})",
-                        step, key=f"config.{key}", line=step.line("config", key),
+                        step,
+                        key=f"config.{key}",
+                        line=step.line("config", key),
                     )
         for path, text in _walk_strings(step.config):
             key = "config." + _loc_text(path) if path else "config"
@@ -653,7 +688,9 @@ def validate_pipeline(spec: PipelineSpec, registry: Any) -> list[PipelineIssue]:
                     issue(
                         f"template {{{{ {expr.strip()} }}}} refers to output {head!r}, which no earlier step "
                         f"produces (earlier outputs: {earlier})",
-                        step, key=key, line=step.line("config", *path),
+                        step,
+                        key=key,
+                        line=step.line("config", *path),
                     )
         if step.output:
             produced.append(step.output)

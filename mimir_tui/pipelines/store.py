@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import Conflict, NotFound
 from ..loop_errors import LoopErrors
@@ -61,8 +62,12 @@ def get_spec(backend: Any, name: str) -> PipelineSpec:
 
 def row_for(spec: PipelineSpec, source_path: str | None = None) -> PipelineConfig:
     return PipelineConfig(
-        name=spec.name, description=spec.description, config=spec.to_json(), enabled=spec.enabled,
-        source_path=source_path if source_path is not None else spec.source_path, checksum=spec.checksum(),
+        name=spec.name,
+        description=spec.description,
+        config=spec.to_json(),
+        enabled=spec.enabled,
+        source_path=source_path if source_path is not None else spec.source_path,
+        checksum=spec.checksum(),
         load_error=None,
     )
 
@@ -80,8 +85,13 @@ def save_spec(backend: Any, spec: PipelineSpec, *, source_path: str | None = Non
             return "added"
         except Conflict:  # added meanwhile by another process
             old = backend.get_pipeline(spec.name)
-    if (old.checksum == new.checksum and old.source_path == new.source_path and not old.load_error
-            and old.enabled == new.enabled and old.description == new.description):
+    if (
+        old.checksum == new.checksum
+        and old.source_path == new.source_path
+        and not old.load_error
+        and old.enabled == new.enabled
+        and old.description == new.description
+    ):
         return "unchanged"
     new.created_at = old.created_at
     backend.update_pipeline(new)
@@ -112,10 +122,17 @@ class ImportResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "added": self.added, "updated": self.updated, "unchanged": self.unchanged, "removed": self.removed,
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
             "files": [
-                {"path": r.path, "ok": r.ok, "pipelines": [s.name for s in r.pipelines],
-                 "errors": [str(i) for i in r.issues]}
+                {
+                    "path": r.path,
+                    "ok": r.ok,
+                    "pipelines": [s.name for s in r.pipelines],
+                    "errors": [str(i) for i in r.issues],
+                }
                 for r in self.files
             ],
         }
@@ -161,10 +178,14 @@ def import_path(
             for spec in report.pipelines:
                 row = rows.get(spec.name)
                 if row is not None and _defined_elsewhere(row, source):
-                    report.issues.append(PipelineIssue(
-                        f"duplicate pipeline name (already imported from {row.source_path})",
-                        file=report.path, line=spec.line(), pipeline=spec.name,
-                    ))
+                    report.issues.append(
+                        PipelineIssue(
+                            f"duplicate pipeline name (already imported from {row.source_path})",
+                            file=report.path,
+                            line=spec.line(),
+                            pipeline=spec.name,
+                        )
+                    )
         if not report.ok:
             if record_errors:
                 _record_error(backend, report, source, rows)
@@ -183,7 +204,12 @@ def import_path(
         present = {_source(p) for p in pipeline_files(target)}
         for row in rows.values():
             src = row.source_path
-            if src and Path(src).parent == Path(folder) and Path(src).suffix.lower() in YAML_SUFFIXES and src not in present:
+            if (
+                src
+                and Path(src).parent == Path(folder)
+                and Path(src).suffix.lower() in YAML_SUFFIXES
+                and src not in present
+            ):
                 _delete(backend, row.name, result)
     return result
 
@@ -220,8 +246,13 @@ def _record_error(backend: Any, report: FileReport, source: str, rows: dict[str,
         if name in rows:  # someone else's pipeline: do not touch it
             continue
         placeholder = PipelineConfig(
-            name=name, description="(did not load)", config="{}", enabled=False, source_path=source,
-            checksum=None, load_error=text,
+            name=name,
+            description="(did not load)",
+            config="{}",
+            enabled=False,
+            source_path=source,
+            checksum=None,
+            load_error=text,
         )
         try:
             backend.save_pipeline(placeholder)
@@ -298,8 +329,13 @@ class PipelineWatcher:
                 log.warning("pipeline file: %s", text)
             self._logged = current
             if result.changed:
-                log.info("pipelines synced from %s: added %s, updated %s, removed %s", self.directory,
-                         result.added, result.updated, result.removed)
+                log.info(
+                    "pipelines synced from %s: added %s, updated %s, removed %s",
+                    self.directory,
+                    result.added,
+                    result.updated,
+                    result.removed,
+                )
             if self.on_sync is not None and (result.changed or not result.ok):
                 try:
                     self.on_sync(result)
@@ -316,7 +352,7 @@ class PipelineWatcher:
             self.last_error = str(exc)
             self._sync_errors.report(exc)
 
-    def start(self) -> "PipelineWatcher":
+    def start(self) -> PipelineWatcher:
         if self.running:
             return self
         self._stop.clear()
@@ -332,7 +368,7 @@ class PipelineWatcher:
             thread.join(timeout)
         self._thread = None
 
-    def __enter__(self) -> "PipelineWatcher":
+    def __enter__(self) -> PipelineWatcher:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -347,8 +383,14 @@ class PipelineWatcher:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 self.ready.set()
                 for _changes in watchfiles.watch(
-                    self.directory, watch_filter=_yaml_filter, debounce=self.debounce_ms, step=50,
-                    stop_event=self._stop, rust_timeout=1000, recursive=False, raise_interrupt=False,
+                    self.directory,
+                    watch_filter=_yaml_filter,
+                    debounce=self.debounce_ms,
+                    step=50,
+                    stop_event=self._stop,
+                    rust_timeout=1000,
+                    recursive=False,
+                    raise_interrupt=False,
                 ):
                     if self._stop.is_set():
                         break

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 #: The one top-level name a template may use besides earlier outputs.
 RUN_KEY = "run"
@@ -134,7 +135,9 @@ def check_syntax(value: Any) -> list[str]:
     if isinstance(value, str):
         for m in _tokens(value):
             if m.group("badenv") is not None:
-                problems.append(f"bad environment reference ${{{m.group('badenv')}}} (use ${{NAME}} or ${{NAME:-default}})")
+                problems.append(
+                    f"bad environment reference ${{{m.group('badenv')}}} (use ${{NAME}} or ${{NAME:-default}})"
+                )
             elif m.group("expr") is not None:
                 try:
                     parse_path(m.group("expr"))
@@ -237,7 +240,7 @@ def expand_string(text: str, scope: Mapping[str, Any], environ: Mapping[str, str
     out: list[str] = []
     pos = 0
     for m in matches:
-        out.append(text[pos:m.start()])
+        out.append(text[pos : m.start()])
         if m.group("escape") is not None:
             out.append("${")
         elif m.group("env") is not None:

@@ -6,10 +6,9 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-UTC = timezone.utc
 log = logging.getLogger("mimir.scheduler")
 
 
@@ -65,8 +64,11 @@ class DatabaseClock(SystemClock):
             offset = self.offset
         off = abs(offset) >= self.WARN_AFTER
         if off and not self._warned:
-            log.warning("this machine's clock is %.3f s %s the database server's; schedules fire on the database's",
-                        abs(offset.total_seconds()), "behind" if offset > timedelta(0) else "ahead of")
+            log.warning(
+                "this machine's clock is %.3f s %s the database server's; schedules fire on the database's",
+                abs(offset.total_seconds()),
+                "behind" if offset > timedelta(0) else "ahead of",
+            )
         self._warned = off
         return offset
 

@@ -20,18 +20,19 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import MimirError
+from ..loop_errors import LoopErrors
 from ..persistence import JobExecutionRecord, RunRequest, ScheduledJob, new_id
 from ..persistence.models import Status, TriggeredBy
 from ..persistence.types import as_utc
+from ..pipelines.cancel import CancelToken
 from .clock import DatabaseClock
 from .cron import CronSchedule
-from ..loop_errors import LoopErrors
-from ..pipelines.cancel import CancelToken
 from .executor import STOPPED_REASON, Executor, new_cancel, request_cancel
 from .misfire import MAX_MISSED_ROWS, choose_fires, due_fires, missed_note, overlap_note
 from .pool import RunPool
@@ -42,8 +43,19 @@ log = logging.getLogger("mimir.scheduler")
 
 # Their home before the scheduler was split by concern; imported from here by older callers.
 __all__ = [
-    "FULL_REFRESH_EVERY", "LOST_REASON", "MAX_MISSED_ROWS", "MAX_RETRY_DELAY", "RETRYABLE", "STOPPED_REASON",
-    "RunPool", "Scheduler", "TickReport", "_crashed_here", "instance_key", "make_worker_id", "register_worker",
+    "FULL_REFRESH_EVERY",
+    "LOST_REASON",
+    "MAX_MISSED_ROWS",
+    "MAX_RETRY_DELAY",
+    "RETRYABLE",
+    "STOPPED_REASON",
+    "RunPool",
+    "Scheduler",
+    "TickReport",
+    "_crashed_here",
+    "instance_key",
+    "make_worker_id",
+    "register_worker",
     "worker_session",
 ]
 
@@ -58,8 +70,15 @@ def _fire_record(**values: Any) -> JobExecutionRecord:
     """A new execution of a fire, built without pydantic validation (``model_construct``): the
     tick makes one per fire, and the values are the scheduler's own, already typed."""
     row: dict[str, Any] = {
-        "id": new_id(), "end_time": None, "duration": None, "error": None, "attempt": 1,
-        "cancel_requested": False, "updated_at": None, "context": {}, "steps": [],
+        "id": new_id(),
+        "end_time": None,
+        "duration": None,
+        "error": None,
+        "attempt": 1,
+        "cancel_requested": False,
+        "updated_at": None,
+        "context": {},
+        "steps": [],
     }
     row.update(values)
     return JobExecutionRecord.model_construct(**row)
@@ -108,8 +127,15 @@ class Scheduler:
         self.clock = clock or DatabaseClock(backend)
         self._draining = threading.Event()
         # Runs what this instance claims (its runner's records on the same clock).
-        self.executor = Executor(backend, settings, runner=runner, clock=self.clock, worker_id=worker_id,
-                                 job_lookup=self._job, stopping=self._draining)
+        self.executor = Executor(
+            backend,
+            settings,
+            runner=runner,
+            clock=self.clock,
+            worker_id=worker_id,
+            job_lookup=self._job,
+            stopping=self._draining,
+        )
         self.runner = self.executor.runner
         self.worker_id = self.executor.worker_id
         self.inline = inline  # run executions inside tick()/poll_queue() (tests)
@@ -149,8 +175,11 @@ class Scheduler:
     def start(self) -> None:
         self.pool = RunPool(self.config.max_concurrency)
         self.register()
-        for target, name in ((self._fire_loop, "mimir-fire"), (self._queue_loop, "mimir-queue"),
-                             (self._heartbeat_loop, "mimir-heartbeat")):
+        for target, name in (
+            (self._fire_loop, "mimir-fire"),
+            (self._queue_loop, "mimir-queue"),
+            (self._heartbeat_loop, "mimir-heartbeat"),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -285,9 +314,10 @@ class Scheduler:
         # compete with the claims for the GIL and the write lock (bench/scheduler.py: 1,000
         # jobs due at once, fire lag p99 of seconds instead of a few hundred ms). For the same
         # reason the pool starts no queued run (a backlog of earlier fires) while claiming.
-        self._unstarted = [] if self.pool is not None and not self.inline else None
-        if self._unstarted is not None:
-            self.pool.hold()  # type: ignore[union-attr]
+        held = self.pool if not self.inline else None
+        self._unstarted = [] if held is not None else None
+        if held is not None:
+            held.hold()
         try:
             for state in sorted(self._jobs.values(), key=lambda s: (-s.job.priority, s.next_fire)):
                 if state.next_fire <= now and not self._draining.is_set():
@@ -306,8 +336,8 @@ class Scheduler:
             if not self._draining.is_set():
                 for job, chain in unstarted or ():
                     self._submit_chain(job, chain)
-            if unstarted is not None:
-                self.pool.release()  # type: ignore[union-attr]
+            if held is not None:
+                held.release()
         return report
 
     def _fire(self, state: _JobState, now: datetime, report: TickReport) -> None:
@@ -320,8 +350,9 @@ class Scheduler:
         if choice.missed:
             owned = self._record_missed(job, choice.missed, now, policy, report, due.unlisted_from)
         elif due.unlisted_from is not None:
-            log.warning("job %s: fires from %s to %s were missed", job.id, due.unlisted_from.isoformat(),
-                        fires[0].isoformat())
+            log.warning(
+                "job %s: fires from %s to %s were missed", job.id, due.unlisted_from.isoformat(), fires[0].isoformat()
+            )
         ran: list[JobExecutionRecord] = []
         if choice.run:
             ran = self._claim_and_run(job, choice.run, now, report)
@@ -330,31 +361,55 @@ class Scheduler:
         state.deferred_until = None
         if owned:  # the instance that claimed writes the job's times; the others need not
             self.backend.jobs.set_schedule(
-                job.id, next_run=state.next_fire,
-                last_run=max(r.scheduled_for for r in ran) if ran else None,
+                job.id,
+                next_run=state.next_fire,
+                # The latest fire claimed (every record of a fire has its scheduled_for), None for none.
+                last_run=max((r.scheduled_for for r in ran if r.scheduled_for is not None), default=None),
             )
 
-    def _record_missed(self, job: ScheduledJob, fires: list[datetime], now: datetime, policy: str,
-                       report: TickReport, unlisted_from: datetime | None = None) -> bool:
+    def _record_missed(
+        self,
+        job: ScheduledJob,
+        fires: list[datetime],
+        now: datetime,
+        policy: str,
+        report: TickReport,
+        unlisted_from: datetime | None = None,
+    ) -> bool:
         """Record ``fires`` as ``missed`` (one transaction); True if any row was ours to write."""
-        records = [self._missed_record(job, fire, now, missed_note(fire, now, policy, unlisted_from if not i else None))
-                   for i, fire in enumerate(fires)]
+        records = [
+            self._missed_record(job, fire, now, missed_note(fire, now, policy, unlisted_from if not i else None))
+            for i, fire in enumerate(fires)
+        ]
         landed = self.backend.runs.claim_fires(records)
         report.missed.extend(landed)
         if unlisted_from is not None and landed:
-            log.warning("job %s: every fire from %s to %s was missed (misfire policy %s)", job.id,
-                        unlisted_from.isoformat(), fires[-1].isoformat(), policy)
+            log.warning(
+                "job %s: every fire from %s to %s was missed (misfire policy %s)",
+                job.id,
+                unlisted_from.isoformat(),
+                fires[-1].isoformat(),
+                policy,
+            )
         return bool(landed)
 
     def _missed_record(self, job: ScheduledJob, fire: datetime, now: datetime, note: str) -> JobExecutionRecord:
         return _fire_record(
-            job_id=job.id, pipeline=job.pipeline, start_time=fire, end_time=now, duration=0,
-            status=Status.missed.value, error=note, triggered_by=TriggeredBy.scheduler.value, scheduled_for=fire,
+            job_id=job.id,
+            pipeline=job.pipeline,
+            start_time=fire,
+            end_time=now,
+            duration=0,
+            status=Status.missed.value,
+            error=note,
+            triggered_by=TriggeredBy.scheduler.value,
+            scheduled_for=fire,
             worker_id=self.worker_id,
         )
 
-    def _claim_and_run(self, job: ScheduledJob, fires: list[datetime], now: datetime,
-                       report: TickReport) -> list[JobExecutionRecord]:
+    def _claim_and_run(
+        self, job: ScheduledJob, fires: list[datetime], now: datetime, report: TickReport
+    ) -> list[JobExecutionRecord]:
         """Claim the fires due to run and start them: one after another in each of the job's
         free slots (``max_concurrent`` less its active runs), so the catch-up runs of a
         downtime queue up instead of counting as overlaps of each other. With no free slot,
@@ -369,9 +424,14 @@ class Scheduler:
         try:
             for fire in fires:
                 record = _fire_record(
-                    job_id=job.id, pipeline=job.pipeline, start_time=now, status=Status.queued.value,
+                    job_id=job.id,
+                    pipeline=job.pipeline,
+                    start_time=now,
+                    status=Status.queued.value,
                     triggered_by=TriggeredBy.scheduler.value,
-                    scheduled_for=fire, worker_id=self.worker_id, attempt=1,
+                    scheduled_for=fire,
+                    worker_id=self.worker_id,
+                    attempt=1,
                 )
                 if not self.backend.runs.claim_fire(record):
                     report.lost += 1
@@ -397,7 +457,9 @@ class Scheduler:
         """Claim queued runs while this instance has room; returns how many."""
         claimed = 0
         while not self._draining.is_set() and (self.inline or (self.pool and self.pool.free > 0)):
-            got = self.backend.runs.claim_request(self.worker_id, now=as_utc(now) or self.clock.now(), queues=self.queues)
+            got = self.backend.runs.claim_request(
+                self.worker_id, now=as_utc(now) or self.clock.now(), queues=self.queues
+            )
             if got is None:
                 break
             request, record = got
@@ -425,8 +487,11 @@ class Scheduler:
         # a worker already dead or stopped (e.g. a reaper that crashed between its two steps).
         orphans = self.backend.executions.sweep_orphaned_runs(stale_after=self.config.stale_after, now=now)
         if orphans:
-            log.warning("%d run(s) that no live instance owned were interrupted: %s", len(orphans),
-                        ", ".join(r.id for r in orphans))
+            log.warning(
+                "%d run(s) that no live instance owned were interrupted: %s",
+                len(orphans),
+                ", ".join(r.id for r in orphans),
+            )
         interrupted = [*interrupted, *orphans, *self._reconcile(now)]
         for record in interrupted:
             self._maybe_retry(record)
@@ -447,8 +512,9 @@ class Scheduler:
             return []
         lost = self.backend.executions.interrupt_executions(sorted(suspects), LOST_REASON, now=now)
         if lost:
-            log.warning("%d run(s) of this instance were no longer executing here: %s", len(lost),
-                        ", ".join(r.id for r in lost))
+            log.warning(
+                "%d run(s) of this instance were no longer executing here: %s", len(lost), ", ".join(r.id for r in lost)
+            )
         self._suspects -= {r.id for r in lost}
         return lost
 
@@ -479,8 +545,13 @@ class Scheduler:
         if deferred >= room:
             return False
         state.deferred_until = state.next_fire + timedelta(seconds=window)
-        log.debug("job %s: all %d run slots taken; fire %s left to a peer with room until %s", state.job.id,
-                  self.pool.size, state.next_fire.isoformat(), state.deferred_until.isoformat())
+        log.debug(
+            "job %s: all %d run slots taken; fire %s left to a peer with room until %s",
+            state.job.id,
+            self.pool.size,
+            state.next_fire.isoformat(),
+            state.deferred_until.isoformat(),
+        )
         return True
 
     def _peer_room(self, queue: str) -> int:
@@ -491,7 +562,9 @@ class Scheduler:
         if time.monotonic() - checked >= 1.0:
             peers = [
                 (w.serves(), max(0, w.capacity - (w.running or 0)))
-                for w in self.backend.workers.live_workers(stale_after=self.config.stale_after, now=self.executor.lease_now())
+                for w in self.backend.workers.live_workers(
+                    stale_after=self.config.stale_after, now=self.executor.lease_now()
+                )
                 if w.id != self.worker_id and w.status == "running" and w.capacity is not None
             ]
             self._peers_seen = (time.monotonic(), peers)
@@ -511,20 +584,21 @@ class Scheduler:
     def _submit(self, job: ScheduledJob | None, record: JobExecutionRecord, *, pipeline: str | None = None) -> None:
         self._submit_chain(job, [record], pipeline=pipeline)
 
-    def _submit_chain(self, job: ScheduledJob | None, records: list[JobExecutionRecord], *,
-                      pipeline: str | None = None) -> None:
+    def _submit_chain(
+        self, job: ScheduledJob | None, records: list[JobExecutionRecord], *, pipeline: str | None = None
+    ) -> None:
         """Run ``records`` one after another (in this thread when inline, else in the pool).
         Once the instance is stopping, the rest of a chain is left ``queued`` for
         :meth:`stop` to mark interrupted."""
         events = [new_cancel() for _ in records]
         with self._cancel_lock:
-            for record, event in zip(records, events):
+            for record, event in zip(records, events, strict=True):
                 self._cancel[record.id] = event
                 self._claimed.discard(record.id)
 
         def execute() -> None:
             try:
-                for index, (record, event) in enumerate(zip(records, events)):
+                for index, (record, event) in enumerate(zip(records, events, strict=True)):
                     # Stopping: the rest of a chain waits (queued) for stop() to mark it
                     # interrupted; nothing starts once the grace is over.
                     if self._stop.is_set() or (index and self._draining.is_set()):

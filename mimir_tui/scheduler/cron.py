@@ -13,10 +13,10 @@ this module maps each wall-clock match to real instants:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -24,7 +24,6 @@ from croniter.croniter import CroniterError
 
 from ..errors import BadInput
 
-UTC = timezone.utc
 _NICKNAMES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 # DST shifts are at most 2 hours (historic double summer time); candidates are gathered over
 # this much wall-clock time beyond the first one so that out-of-order folds are not missed.

@@ -14,17 +14,18 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import MimirError, NotFound
-from ..pipelines.cancel import CancelToken
 from ..persistence import FINISHED, JobExecutionRecord, RunRequest, ScheduledJob
 from ..persistence.models import Status, TriggeredBy
 from ..persistence.types import as_utc
+from ..pipelines.cancel import CancelToken
 from .clock import DatabaseClock, SystemClock
 from .retries import enqueue_retry, is_retryable
 from .workers import crashed_peers, make_worker_id, register_worker, worker_session
@@ -57,9 +58,17 @@ class Executor:
     loaded jobs first); ``stopping``, once set, turns a run cancelled through its cancel
     request into ``interrupted`` (the instance is stopping: the run is retried elsewhere)."""
 
-    def __init__(self, backend: Any, settings: Any, *, runner: Any = None, clock: Any = None,
-                 worker_id: str | None = None, job_lookup: Callable[[str], ScheduledJob | None] | None = None,
-                 stopping: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        backend: Any,
+        settings: Any,
+        *,
+        runner: Any = None,
+        clock: Any = None,
+        worker_id: str | None = None,
+        job_lookup: Callable[[str], ScheduledJob | None] | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.backend = backend
         self.settings = settings
         self.clock = clock or DatabaseClock(backend)
@@ -116,8 +125,15 @@ class Executor:
         except MimirError:
             return None
 
-    def execute(self, job: ScheduledJob | None, record: JobExecutionRecord, pipeline: str | None = None,
-                cancel: CancelToken | None = None, *, fire: datetime | None = None) -> JobExecutionRecord | None:
+    def execute(
+        self,
+        job: ScheduledJob | None,
+        record: JobExecutionRecord,
+        pipeline: str | None = None,
+        cancel: CancelToken | None = None,
+        *,
+        fire: datetime | None = None,
+    ) -> JobExecutionRecord | None:
         """Run the claimed ``record`` to its end; the final record, or None if the run could
         not even start (it is then recorded ``failed``). ``fire``: the fire a retry belongs
         to (see :func:`~mimir_tui.scheduler.retries.retry_request`)."""
@@ -126,9 +142,15 @@ class Executor:
         timeout = job.timeout_seconds if job and job.timeout_seconds else self.settings.scheduler.default_timeout
         try:
             final = self.runner.run(
-                pipeline, job_id=record.job_id, triggered_by=record.triggered_by, execution_id=record.id,
-                scheduled_for=record.scheduled_for, attempt=record.attempt, worker_id=self.worker_id,
-                timeout=timeout, cancel=cancel,
+                pipeline,
+                job_id=record.job_id,
+                triggered_by=record.triggered_by,
+                execution_id=record.id,
+                scheduled_for=record.scheduled_for,
+                attempt=record.attempt,
+                worker_id=self.worker_id,
+                timeout=timeout,
+                cancel=cancel,
             )
         except Exception as exc:
             # The runner could not even record the run (the database went away at that moment).
@@ -193,8 +215,9 @@ class Executor:
                 delay *= 2
         return None
 
-    def maybe_retry(self, record: JobExecutionRecord, job: ScheduledJob | None = None, *,
-                    fire: datetime | None = None) -> RunRequest | None:
+    def maybe_retry(
+        self, record: JobExecutionRecord, job: ScheduledJob | None = None, *, fire: datetime | None = None
+    ) -> RunRequest | None:
         """Queue the retry of ``record`` if it failed and its job allows one."""
         if not is_retryable(record):
             return None
@@ -232,6 +255,7 @@ def cancel_on_signals(cancel: CancelToken) -> Iterator[None]:
     """While in the block, SIGINT, SIGTERM and SIGHUP (an SSH session that drops takes the
     command with it) cancel the run holding ``cancel`` instead of killing the process. Off the
     main thread, signals cannot be caught: nothing is installed."""
+
     def on_signal(signum: int, _frame: Any) -> None:
         request_cancel(cancel, f"cancelled: interrupted ({signal.Signals(signum).name})")
 
@@ -250,9 +274,18 @@ def cancel_on_signals(cancel: CancelToken) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run_pipeline_now(backend: Any, settings: Any, pipeline: Any, *, registry: Any = None, job_id: str | None = None,
-                     timeout: float | None = None, on_step: Any = None, cancel: CancelToken | None = None,
-                     handle_signals: bool = False) -> FinishedRun:
+def run_pipeline_now(
+    backend: Any,
+    settings: Any,
+    pipeline: Any,
+    *,
+    registry: Any = None,
+    job_id: str | None = None,
+    timeout: float | None = None,
+    on_step: Any = None,
+    cancel: CancelToken | None = None,
+    handle_signals: bool = False,
+) -> FinishedRun:
     """Run ``pipeline`` (a spec or a stored pipeline's name) now in this process, and return
     its final record (``job_id``: recorded under that job, which must exist).
 
@@ -271,6 +304,13 @@ def run_pipeline_now(backend: Any, settings: Any, pipeline: Any, *, registry: An
     cancel = cancel if cancel is not None else new_cancel()
     with cancel_on_signals(cancel) if handle_signals else nullcontext():
         with worker_session(backend, settings) as worker_id:
-            record = runner.run(pipeline, job_id=job_id, triggered_by=TriggeredBy.manual.value, timeout=timeout,
-                                cancel=cancel, on_step=on_step, worker_id=worker_id)
+            record = runner.run(
+                pipeline,
+                job_id=job_id,
+                triggered_by=TriggeredBy.manual.value,
+                timeout=timeout,
+                cancel=cancel,
+                on_step=on_step,
+                worker_id=worker_id,
+            )
     return FinishedRun(record, runner.log_path(record.id))

@@ -18,9 +18,21 @@ from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
 EDITABLE = {
-    "name", "pipeline", "cron_expr", "timezone", "description", "timeout_seconds", "max_retries",
-    "retry_backoff_seconds", "misfire_policy", "misfire_grace_seconds", "misfire_cap", "max_concurrent",
-    "priority", "enabled", "queue",
+    "name",
+    "pipeline",
+    "cron_expr",
+    "timezone",
+    "description",
+    "timeout_seconds",
+    "max_retries",
+    "retry_backoff_seconds",
+    "misfire_policy",
+    "misfire_grace_seconds",
+    "misfire_cap",
+    "max_concurrent",
+    "priority",
+    "enabled",
+    "queue",
 }
 
 
@@ -69,7 +81,10 @@ def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise BadInput(f"job {job.id!r}: {key} must be a finite number of seconds")
         if not low <= value <= high or (key == "timeout_seconds" and value <= 0):
-            raise BadInput(f"job {job.id!r}: {key} {value} is out of range ({'over ' if key == 'timeout_seconds' else ''}{low} to {high})")
+            raise BadInput(
+                f"job {job.id!r}: {key} {value} is out of range"
+                f" ({'over ' if key == 'timeout_seconds' else ''}{low} to {high})"
+            )
     if require_pipeline:
         try:
             backend.get_pipeline(job.pipeline)
@@ -95,16 +110,22 @@ def create_job(
         raise BadInput(f"unknown job option(s): {', '.join(sorted(unknown))}")
     # Built unvalidated: _check says what is wrong in Mimir's words, naming the job.
     job = ScheduledJob.model_construct(
-        id=job_id or new_id(), name=name, pipeline=pipeline, cron_expr=cron_expr,
-        timezone=timezone or "UTC", enabled=enabled, **options,
+        id=job_id or new_id(),
+        name=name,
+        pipeline=pipeline,
+        cron_expr=cron_expr,
+        timezone=timezone or "UTC",
+        enabled=enabled,
+        **options,
     )
     _check(job, backend, require_pipeline=require_pipeline)
     job.next_run = schedule_of(job).next_after(as_utc(now) or backend.database_now()) if enabled else None
     return backend.save_job(job)
 
 
-def update_job(backend: Any, job_id: str, *, now: datetime | None = None, require_pipeline: bool = True,
-               **changes: Any) -> ScheduledJob:
+def update_job(
+    backend: Any, job_id: str, *, now: datetime | None = None, require_pipeline: bool = True, **changes: Any
+) -> ScheduledJob:
     unknown = set(changes) - EDITABLE
     if unknown:
         raise BadInput(f"unknown job field(s): {', '.join(sorted(unknown))}")
@@ -135,14 +156,24 @@ def delete_job(backend: Any, job_id: str) -> None:
     backend.delete_job(job_id)
 
 
-def run_job_now(backend: Any, job_id: str, *, triggered_by: str = TriggeredBy.manual.value,
-                requested_by: str | None = None, priority: int | None = None) -> RunRequest:
+def run_job_now(
+    backend: Any,
+    job_id: str,
+    *,
+    triggered_by: str = TriggeredBy.manual.value,
+    requested_by: str | None = None,
+    priority: int | None = None,
+) -> RunRequest:
     """Put a run of the job in the queue; any instance claims it. Returns the request, whose
     ``execution_id`` is the id the execution will have."""
     job = backend.get_job(job_id)
     request = RunRequest(
-        job_id=job.id, pipeline=job.pipeline, priority=job.priority if priority is None else priority,
-        triggered_by=triggered_by, requested_by=requested_by, queue=job.queue,
+        job_id=job.id,
+        pipeline=job.pipeline,
+        priority=job.priority if priority is None else priority,
+        triggered_by=triggered_by,
+        requested_by=requested_by,
+        queue=job.queue,
     )
     return backend.runs.enqueue(request)
 
@@ -192,8 +223,11 @@ def wait_for_run(
 
     deadline = None if timeout is None else time.monotonic() + timeout
     started = time.monotonic()
-    live = [w for w in backend.workers.live_workers(stale_after=settings.scheduler.stale_after)
-            if request.queue in w.serves()]
+    live = [
+        w
+        for w in backend.workers.live_workers(stale_after=settings.scheduler.stale_after)
+        if request.queue in w.serves()
+    ]
     grace = claim_after if live else 0.0  # nobody serves its queue: run it here at once
     while True:
         try:

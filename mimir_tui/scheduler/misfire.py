@@ -70,8 +70,7 @@ def due_fires(schedule: CronSchedule, next_fire: datetime, now: datetime, misfir
     return DueFires(list(latest), fires[0], None)
 
 
-def choose_fires(fires: list[datetime], now: datetime, *, policy: str, grace_seconds: float,
-                 cap: int) -> MisfireChoice:
+def choose_fires(fires: list[datetime], now: datetime, *, policy: str, grace_seconds: float, cap: int) -> MisfireChoice:
     """Which of the due ``fires`` (oldest first) run and which are missed, under the job's
     misfire ``policy`` (an unknown one counts as ``skip``), ``misfire_grace_seconds`` and
     ``misfire_cap``."""
@@ -80,7 +79,7 @@ def choose_fires(fires: list[datetime], now: datetime, *, policy: str, grace_sec
     if len(on_time) == len(fires):
         run = on_time
     elif policy == MisfirePolicy.all:
-        run = fires[-max(1, cap):]
+        run = fires[-max(1, cap) :]
     elif policy == MisfirePolicy.once:
         run = fires[-1:]
     else:
@@ -95,8 +94,7 @@ def missed_note(fire: datetime, now: datetime, policy: str, unlisted_from: datet
     late = int((now - fire).total_seconds())
     note = f"missed: fire at {fire.isoformat()} was {late} s late (misfire policy {policy})"
     if unlisted_from is not None:
-        note += (f"; every earlier fire since {unlisted_from.isoformat()} was missed too "
-                 f"(not recorded one by one)")
+        note += f"; every earlier fire since {unlisted_from.isoformat()} was missed too (not recorded one by one)"
     return note
 
 

@@ -6,7 +6,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("mimir.scheduler")
 
@@ -76,4 +76,3 @@ class RunPool:
     def shutdown(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
-

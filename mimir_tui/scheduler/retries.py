@@ -34,8 +34,9 @@ def is_retryable(record: JobExecutionRecord) -> bool:
     return record.status in RETRYABLE and record.job_id is not None
 
 
-def retry_request(record: JobExecutionRecord, job: ScheduledJob | None, now: datetime,
-                  fire: datetime | None = None) -> RunRequest | None:
+def retry_request(
+    record: JobExecutionRecord, job: ScheduledJob | None, now: datetime, fire: datetime | None = None
+) -> RunRequest | None:
     """The request that retries ``record``, or None if it is not to be retried (it did not
     fail, it has no job, or its job's ``max_retries`` are used up). ``fire``: the fire the
     run belongs to when its row does not say (a retry's row: the first attempt holds the run
@@ -44,14 +45,21 @@ def retry_request(record: JobExecutionRecord, job: ScheduledJob | None, now: dat
         return None
     delay = retry_delay(job.retry_backoff_seconds, record.attempt)
     return RunRequest(
-        job_id=job.id, pipeline=job.pipeline, priority=job.priority, triggered_by=TriggeredBy.retry.value,
-        attempt=record.attempt + 1, available_at=now + timedelta(seconds=delay),
-        scheduled_for=record.scheduled_for or fire, requested_by=f"retry of {record.id}", queue=job.queue,
+        job_id=job.id,
+        pipeline=job.pipeline,
+        priority=job.priority,
+        triggered_by=TriggeredBy.retry.value,
+        attempt=record.attempt + 1,
+        available_at=now + timedelta(seconds=delay),
+        scheduled_for=record.scheduled_for or fire,
+        requested_by=f"retry of {record.id}",
+        queue=job.queue,
     )
 
 
-def enqueue_retry(backend: Any, record: JobExecutionRecord, job: ScheduledJob | None, now: datetime,
-                  fire: datetime | None = None) -> RunRequest | None:
+def enqueue_retry(
+    backend: Any, record: JobExecutionRecord, job: ScheduledJob | None, now: datetime, fire: datetime | None = None
+) -> RunRequest | None:
     """Queue the retry of ``record`` if its job allows one (see :func:`retry_request`); the
     request, or None if none was queued (a failure to queue it is logged)."""
     request = retry_request(record, job, now, fire)
@@ -62,6 +70,12 @@ def enqueue_retry(backend: Any, record: JobExecutionRecord, job: ScheduledJob | 
     except MimirError as exc:
         log.error("could not queue a retry of %s: %s", record.id, exc)
         return None
-    log.info("execution %s %s; retry %d of %d in %.0f s", record.id, record.status, record.attempt,
-             job.max_retries, retry_delay(job.retry_backoff_seconds, record.attempt))
+    log.info(
+        "execution %s %s; retry %d of %d in %.0f s",
+        record.id,
+        record.status,
+        record.attempt,
+        job.max_retries,
+        retry_delay(job.retry_backoff_seconds, record.attempt),
+    )
     return request

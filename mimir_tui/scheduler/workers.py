@@ -14,16 +14,17 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from .. import __version__
+from ..loop_errors import LoopErrors
 from ..persistence import Worker, new_id
 from ..persistence.models import queues_text
 from ..persistence.rows import WorkerRow
-from ..loop_errors import LoopErrors
 
 log = logging.getLogger("mimir.scheduler")
 
@@ -78,23 +79,38 @@ def crashed_peers(backend: Any, worker_id: str) -> list[str]:
     return [w.id for w in backend.workers.list_workers() if w.id != worker_id and _crashed_here(w, host)]
 
 
-def register_worker(backend: Any, worker_id: str, now: datetime | None = None,
-                    load: tuple[int, int] | None = None, queues: Iterable[str] = ()) -> None:
+def register_worker(
+    backend: Any,
+    worker_id: str,
+    now: datetime | None = None,
+    load: tuple[int, int] | None = None,
+    queues: Iterable[str] = (),
+) -> None:
     """Register ``worker_id`` as this process's worker (status running). ``now`` None: the
     database's clock (see ``database_now``). ``load``: (run slots, slots taken); ``queues``:
     those it serves (none for a command that runs one execution itself)."""
     _LOCAL_WORKERS.add(worker_id)
     capacity, running = load or (None, None)
     backend.workers.register_worker(
-        Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__,
-               started_at=now, heartbeat_at=now, instance_key=instance_key(), capacity=capacity,
-               running=running, queues=queues_text(queues))
+        Worker(
+            id=worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            started_at=now,
+            heartbeat_at=now,
+            instance_key=instance_key(),
+            capacity=capacity,
+            running=running,
+            queues=queues_text(queues),
+        )
     )
 
 
 @contextmanager
-def worker_session(backend: Any, settings: Any, *, worker_id: str | None = None,
-                   register: Callable[[], None] | None = None) -> Iterator[str]:
+def worker_session(
+    backend: Any, settings: Any, *, worker_id: str | None = None, register: Callable[[], None] | None = None
+) -> Iterator[str]:
     """Own runs as a registered worker for the length of the block: register (through
     ``register()`` when given, e.g. an executor's, which also recovers this host's crashed
     predecessors; else :func:`register_worker`), heartbeat every

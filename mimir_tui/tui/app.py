@@ -101,7 +101,7 @@ class MimirApp(App):
             self._backend, self.settings, on_sync=lambda result: self.post_message(self.PipelinesSynced(result))
         ).start()
 
-    def on_mimir_app_pipelines_synced(self, message: "MimirApp.PipelinesSynced") -> None:
+    def on_mimir_app_pipelines_synced(self, message: MimirApp.PipelinesSynced) -> None:
         result = message.result
         if result.ok:
             changed = [*result.added, *result.updated, *result.removed]
@@ -110,7 +110,7 @@ class MimirApp(App):
             first = str(result.issues[0])
             self.notify(f"pipeline file rejected (last good version kept): {first}", severity="error", timeout=8)
 
-    def on_mimir_app_health_ready(self, message: "MimirApp.HealthReady") -> None:
+    def on_mimir_app_health_ready(self, message: MimirApp.HealthReady) -> None:
         report = message.report
         status = self.query_one("#status", Static)
         status.update(f"Store: {report['status']} ({report['backend']})")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from mimir_tui.errors import BadInput, Conflict, MimirError, NotFound, PersistenceError
-from mimir_tui.persistence.migrate import head_revision
 from mimir_tui.persistence import (
     JobExecutionRecord,
     PersistenceBackend,
@@ -19,8 +19,8 @@ from mimir_tui.persistence import (
     StepRecord,
     open_backend,
 )
+from mimir_tui.persistence.migrate import head_revision
 
-UTC = timezone.utc
 T0 = datetime(2024, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
 
 
@@ -45,8 +45,15 @@ def saved_job(backend: PersistenceBackend, name: str = "nightly", **kw) -> Sched
 def test_job_crud(backend: PersistenceBackend) -> None:
     next_run = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
     original = job(
-        "nightly", description="loads the warehouse", timezone="Europe/Oslo", timeout_seconds=90.5,
-        max_retries=3, retry_backoff_seconds=12.5, misfire_policy="all", misfire_cap=4, priority=7,
+        "nightly",
+        description="loads the warehouse",
+        timezone="Europe/Oslo",
+        timeout_seconds=90.5,
+        max_retries=3,
+        retry_backoff_seconds=12.5,
+        misfire_policy="all",
+        misfire_cap=4,
+        priority=7,
         next_run=next_run,
     )
     backend.save_job(original)
@@ -60,7 +67,11 @@ def test_job_crud(backend: PersistenceBackend) -> None:
     assert got.timezone == "Europe/Oslo"
     assert got.timeout_seconds == 90.5
     assert (got.max_retries, got.retry_backoff_seconds, got.misfire_policy, got.misfire_cap, got.priority) == (
-        3, 12.5, "all", 4, 7,
+        3,
+        12.5,
+        "all",
+        4,
+        7,
     )
     assert got.next_run == next_run
     assert got.last_run is None
@@ -200,7 +211,10 @@ def test_pipeline_crud(backend: PersistenceBackend) -> None:
     backend.update_pipeline(got)
     again = backend.get_pipeline("etl")
     assert (again.description, again.enabled, again.checksum, again.load_error) == (
-        "extract, transform", False, "ab" * 32, "line 3: bad plugin",
+        "extract, transform",
+        False,
+        "ab" * 32,
+        "line 3: bad plugin",
     )
 
     backend.save_pipeline(PipelineConfig(name="alpha", config="{}"))
@@ -224,8 +238,15 @@ def test_execution_save_get_update(backend: PersistenceBackend) -> None:
         StepRecord(step_name="get", plugin="Input.api", start_time=T0, status="success", output={"n": 1}).to_json(),
     ]
     e = backend.save_execution(
-        execution(j.id, status="running", context={"a": 1}, steps=steps, triggered_by="scheduler",
-                  scheduled_for=T0, worker_id="host:1")
+        execution(
+            j.id,
+            status="running",
+            context={"a": 1},
+            steps=steps,
+            triggered_by="scheduler",
+            scheduled_for=T0,
+            worker_id="host:1",
+        )
     )
     got = backend.get_execution(e.id)
     assert got.job_id == j.id
@@ -274,14 +295,13 @@ def test_list_executions_newest_first_limit_and_filters(backend: PersistenceBack
     b = saved_job(backend, "b")
     statuses = ["success", "failed", "success", "running", "cancelled"]
     rows_a = [
-        backend.save_execution(execution(a.id, T0 + timedelta(minutes=i), status=statuses[i % 5]))
-        for i in range(10)
+        backend.save_execution(execution(a.id, T0 + timedelta(minutes=i), status=statuses[i % 5])) for i in range(10)
     ]
     rows_b = [backend.save_execution(execution(b.id, T0 + timedelta(minutes=i, seconds=30))) for i in range(5)]
 
     listed = backend.list_executions(a.id, limit=50)
     assert [r.id for r in listed] == [r.id for r in reversed(rows_a)]
-    assert all(x.start_time > y.start_time for x, y in zip(listed, listed[1:]))
+    assert all(x.start_time > y.start_time for x, y in pairwise(listed))
 
     assert [r.id for r in backend.list_executions(a.id, limit=3)] == [r.id for r in rows_a[::-1][:3]]
     assert backend.list_executions(a.id, limit=0) == []
@@ -390,9 +410,16 @@ def test_delete_old_executions_in_several_batches(backend_settings) -> None:
 def test_unicode_round_trip(backend: PersistenceBackend) -> None:
     name = "Ночной ETL 夜间任务 🚀 — ü"
     j = saved_job(backend, name, description="Überprüfung ✓ 检查 🧪", pipeline="管道-π")
-    backend.save_pipeline(PipelineConfig(name="管道-π", description="🐍", config=json.dumps({"t": "日本語"},
-                                                                                          ensure_ascii=False)))
-    context = {"emoji": "😀🎉👩‍💻", "cjk": "漢字かなカナ한국어", "rtl": "שלום مرحبا", "键": ["值", "🔑"], "nul": "a\u00e9b"}
+    backend.save_pipeline(
+        PipelineConfig(name="管道-π", description="🐍", config=json.dumps({"t": "日本語"}, ensure_ascii=False))
+    )
+    context = {
+        "emoji": "😀🎉👩‍💻",
+        "cjk": "漢字かなカナ한국어",
+        "rtl": "שלום مرحبا",
+        "键": ["值", "🔑"],
+        "nul": "a\u00e9b",
+    }
     e = backend.save_execution(execution(j.id, context=context, error="失败: 💥", pipeline="管道-π"))
 
     assert backend.get_job(j.id).name == name

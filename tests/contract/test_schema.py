@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,6 @@ from mimir_tui.persistence import JobExecutionRecord, ScheduledJob, open_backend
 from mimir_tui.persistence.engine import make_engine
 from mimir_tui.persistence.migrate import current_revision, head_revision, upgrade
 from mimir_tui.persistence.models import SQLModel
-
-UTC = timezone.utc
 
 
 @pytest.fixture
@@ -43,8 +41,8 @@ SEED_ROWS = [
     "'2023-12-01 09:00:00')",
     "INSERT INTO job_executions (id, job_id, pipeline, start_time, end_time, duration, status, error, context, "
     "steps, triggered_by) VALUES ('ex-1', 'job-1', 'etl', '2024-01-01 02:00:00', '2024-01-01 02:00:05', 5000, "
-    "'success', NULL, '{{\"rows\": 3, \"note\": \"ünï 😀\"}}', '[{{\"step_name\": \"get\", \"plugin\": \"Input.api\", "
-    "\"status\": \"success\"}}]', 'scheduler')",
+    '\'success\', NULL, \'{{"rows": 3, "note": "ünï 😀"}}\', \'[{{"step_name": "get", "plugin": "Input.api", '
+    '"status": "success"}}]\', \'scheduler\')',
     "INSERT INTO job_executions (id, job_id, pipeline, start_time, end_time, duration, status, error, context, "
     "steps, triggered_by) VALUES ('ex-2', 'job-1', 'etl', '2024-01-01 02:05:00', NULL, NULL, 'failed', "
     "'boom', NULL, NULL, 'manual')",
@@ -103,13 +101,15 @@ def test_upgrade_from_first_schema_version_keeps_rows(fresh_settings: Settings) 
 
         # the upgraded schema works: new rows, the run key, the foreign key, the cascade
         new = store.save_execution(
-            JobExecutionRecord(job_id="job-1", pipeline="etl", status="success",
-                               scheduled_for=datetime(2024, 2, 1, tzinfo=UTC))
+            JobExecutionRecord(
+                job_id="job-1", pipeline="etl", status="success", scheduled_for=datetime(2024, 2, 1, tzinfo=UTC)
+            )
         )
         assert store.list_executions("job-1")[0].id == new.id
         with pytest.raises(Conflict):
-            store.save_execution(JobExecutionRecord(job_id="job-1", pipeline="etl",
-                                                    scheduled_for=datetime(2024, 2, 1, tzinfo=UTC)))
+            store.save_execution(
+                JobExecutionRecord(job_id="job-1", pipeline="etl", scheduled_for=datetime(2024, 2, 1, tzinfo=UTC))
+            )
         with pytest.raises(Conflict):
             store.save_execution(JobExecutionRecord(job_id="no-such-job", pipeline="etl"))
         store.save_execution(JobExecutionRecord(job_id=None, pipeline="etl"))  # job_id is nullable now
@@ -210,7 +210,7 @@ def test_sqlite_list_executions_uses_the_index(sqlite_settings: Settings, paged:
     with open_backend(sqlite_settings) as store:
         for i in range(3):
             job = store.save_job(ScheduledJob(name=f"j{i}", pipeline="p", cron_expr="* * * * *"))
-            for k in range(20):
+            for _ in range(20):
                 store.save_execution(JobExecutionRecord(job_id=job.id, pipeline="p", status="success"))
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
@@ -238,8 +238,9 @@ def test_sqlite_count_running_uses_the_job_status_index(sqlite_settings: Setting
         jobs = [store.save_job(ScheduledJob(name=f"j{i}", pipeline="p", cron_expr="* * * * *")) for i in range(3)]
         for job in jobs:
             for k in range(40):
-                store.save_execution(JobExecutionRecord(job_id=job.id, pipeline="p",
-                                                        status="running" if k == 39 else "success"))
+                store.save_execution(
+                    JobExecutionRecord(job_id=job.id, pipeline="p", status="running" if k == 39 else "success")
+                )
         with store.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
         job = jobs[-1]

@@ -6,10 +6,11 @@ import asyncio
 import json
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from loopback import serve
@@ -169,7 +170,9 @@ def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[Loopback]:
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?")[0]
             request = {
-                "method": self.command, "path": path, "headers": dict(self.headers.items()),
+                "method": self.command,
+                "path": path,
+                "headers": dict(self.headers.items()),
                 "json": json.loads(body) if body else None,
             }
             state.requests.append(request)

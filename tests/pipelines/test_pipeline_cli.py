@@ -90,7 +90,9 @@ def local_store():
 
 def test_validate_exit_codes_and_one_line_per_error(cli):
     good = write("good.yaml", GOOD)
-    bad = write("bad.yaml", """
+    bad = write(
+        "bad.yaml",
+        """
         name: bad
         steps:
           - name: one
@@ -98,7 +100,8 @@ def test_validate_exit_codes_and_one_line_per_error(cli):
           - name: two
             plugin: Output.json
             config: {input: "{{ nothing }}"}
-    """)
+    """,
+    )
     ok = cli("pipelines", "validate", str(good), str(REPO / "pipelines"))
     assert ok.returncode == 0, ok.stderr
     assert ok.stderr == ""
@@ -108,10 +111,15 @@ def test_validate_exit_codes_and_one_line_per_error(cli):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3, lines
-    assert lines[0].startswith(f"{bad}:4: pipeline 'bad', step 'one', key 'plugin': unknown plugin 'Input.nope' (known plugins: ")
+    assert lines[0].startswith(
+        f"{bad}:4: pipeline 'bad', step 'one', key 'plugin': unknown plugin 'Input.nope' (known plugins: "
+    )
     assert "Input.api" in lines[0]
     assert lines[1] == f"{bad}:7: pipeline 'bad', step 'two', key 'config.file': required key is missing"
-    assert lines[2].startswith(f"{bad}:7: pipeline 'bad', step 'two', key 'config.input': template {{{{ nothing }}}} refers to output 'nothing'")
+    assert lines[2].startswith(
+        f"{bad}:7: pipeline 'bad', step 'two', key 'config.input':"
+        " template {{ nothing }} refers to output 'nothing'"
+    )
     assert str(good) in result.stdout  # the valid file is still reported ok
 
     syntax = write("syntax.yaml", "name: x\nsteps:\n  - {name: a, plugin: Input.api\n")
@@ -211,11 +219,14 @@ def test_run_a_file_that_fails_exits_1_and_executions_show_it(cli, local_store):
 
 
 def test_a_file_with_several_pipelines_needs_a_choice(cli):
-    path = write("two.yaml", """
+    path = write(
+        "two.yaml",
+        """
         pipelines:
           - {name: a, steps: [{name: s, plugin: Data_Processing.delay, config: {seconds: 0}}]}
           - {name: b, steps: [{name: s, plugin: Data_Processing.delay, config: {seconds: 0}}]}
-    """)
+    """,
+    )
     result = cli("pipelines", "run", str(path))
     assert result.returncode == 2 and "choose one with --pipeline" in result.stderr
     assert cli("pipelines", "run", str(path), "--pipeline", "b").returncode == 0
@@ -245,16 +256,21 @@ def test_a_bad_file_from_the_watcher_is_visible_in_pipelines_list(cli, local_sto
 
 @pytest.mark.slow
 def test_cancel_from_another_process_stops_the_run_within_a_second(run_cli, local_store, cli_command_env):
-    path = write("slow.yaml", """
+    path = write(
+        "slow.yaml",
+        """
         name: slow
         steps:
           - {name: first, plugin: Data_Processing.delay, config: {seconds: 0}, output: a}
           - {name: wait, plugin: Data_Processing.delay, config: {seconds: 30}, output: b}
           - {name: never, plugin: Data_Processing.delay, config: {seconds: 0}}
-    """)
+    """,
+    )
     proc = subprocess.Popen(
         [*cli_command_env, "pipelines", "run", str(path), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -289,13 +305,17 @@ def test_cancel_from_another_process_stops_the_run_within_a_second(run_cli, loca
 
 @pytest.mark.slow
 def test_sigterm_to_a_running_cli_run_records_cancelled(local_store, cli_command_env):
-    path = write("slow.yaml", """
+    path = write(
+        "slow.yaml",
+        """
         name: slow
         steps:
           - {name: wait, plugin: Data_Processing.delay, config: {seconds: 30}}
-    """)
-    proc = subprocess.Popen([*cli_command_env, "pipelines", "run", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """,
+    )
+    proc = subprocess.Popen(
+        [*cli_command_env, "pipelines", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not local_store.list_executions(limit=1, status="running"):

@@ -53,7 +53,9 @@ def _fake_openai(loopback):
         last = body["messages"][-1]["content"]
         reply = f"reply {len(calls)} to: {last}"
         return 200, {
-            "id": f"chatcmpl-{len(calls)}", "object": "chat.completion", "model": body["model"],
+            "id": f"chatcmpl-{len(calls)}",
+            "object": "chat.completion",
+            "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }

@@ -6,6 +6,7 @@ import json
 import textwrap
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -17,13 +18,13 @@ from mimir_tui.pipelines.summaries import summarize
 from mimir_tui.secrets import is_secret_key, mask_tree
 
 
-
 def spec_of(text: str, source: str = "test.yaml"):
     from mimir_tui.pipelines.spec import parse_text
 
     specs, issues = parse_text(textwrap.dedent(text).lstrip("\n"), source)
     assert not issues, [str(i) for i in issues]
     return specs[0]
+
 
 THREE_STEPS = """
 name: three
@@ -84,8 +85,12 @@ def test_on_step_sees_each_step_start_and_end(runner):
     seen = []
     runner.run(spec_of(THREE_STEPS), on_step=lambda step, rec: seen.append((step.step_name, step.status)))
     assert seen == [
-        ("one", "running"), ("one", "success"), ("two", "running"), ("two", "success"),
-        ("three", "running"), ("three", "success"),
+        ("one", "running"),
+        ("one", "success"),
+        ("two", "running"),
+        ("two", "success"),
+        ("three", "running"),
+        ("three", "success"),
     ]
 
 
@@ -103,11 +108,20 @@ def test_run_by_name_from_the_database_and_by_yaml_path(runner, store, registry,
 def test_job_fields_are_recorded(runner, store):
     job = store.save_job(ScheduledJob(name="j", pipeline="three", cron_expr="* * * * *"))
     record = runner.run(
-        spec_of(THREE_STEPS), job_id=job.id, triggered_by="scheduler", execution_id="exec-fixed-id",
-        attempt=2, worker_id="worker-1",
+        spec_of(THREE_STEPS),
+        job_id=job.id,
+        triggered_by="scheduler",
+        execution_id="exec-fixed-id",
+        attempt=2,
+        worker_id="worker-1",
     )
     stored = store.get_execution("exec-fixed-id")
-    assert (stored.job_id, stored.triggered_by, stored.attempt, stored.worker_id) == (job.id, "scheduler", 2, "worker-1")
+    assert (stored.job_id, stored.triggered_by, stored.attempt, stored.worker_id) == (
+        job.id,
+        "scheduler",
+        2,
+        "worker-1",
+    )
     assert record.id == "exec-fixed-id"
     # A finished record is returned untouched if asked to run again under the same id.
     again = runner.run(spec_of(THREE_STEPS), job_id=job.id, execution_id="exec-fixed-id")
@@ -135,10 +149,13 @@ def test_a_failing_step_stops_the_run(any_runner):
     assert any_runner.backend.get_execution(record.id).status == "failed"
 
 
-@pytest.mark.parametrize("step", [
-    "{name: bad, plugin: Test.boom, config: {exit: true}}",
-    "{name: bad, plugin: Test.aboom}",
-])
+@pytest.mark.parametrize(
+    "step",
+    [
+        "{name: bad, plugin: Test.boom, config: {exit: true}}",
+        "{name: bad, plugin: Test.aboom}",
+    ],
+)
 def test_a_plugin_that_raises_anything_fails_its_step_not_the_process(runner, step):
     spec = spec_of(f"name: p\nsteps:\n  - {step}\n  - {{name: after, plugin: Test.echo}}\n")
     record = runner.run(spec)
@@ -153,7 +170,10 @@ def test_an_unset_env_var_is_a_step_error_naming_it(runner, monkeypatch):
     spec = spec_of("""
         name: env
         steps:
-          - {name: ok, plugin: Test.echo, config: {value: "${MIMIR_TEST_SET_VAR} ${MIMIR_TEST_DEFAULTED:-dflt}"}, output: a}
+          - name: ok
+            plugin: Test.echo
+            config: {value: "${MIMIR_TEST_SET_VAR} ${MIMIR_TEST_DEFAULTED:-dflt}"}
+            output: a
           - {name: needs, plugin: Test.echo, config: {value: "${MIMIR_TEST_UNSET_VAR}"}}
     """)
     record = runner.run(spec)
@@ -359,6 +379,7 @@ def test_the_live_record_is_visible_from_a_second_connection(backend, backend_se
     thread, box = _in_thread(lambda: runner.run(spec, execution_id="exec-live"))
     other = open_backend(backend_settings)
     try:
+
         def midway():
             record = other.get_execution("exec-live")
             steps = record.step_records()
@@ -426,7 +447,9 @@ def test_json_log_format(runner, settings):
 
 def test_summaries_are_cut_to_the_configured_size(runner, settings):
     settings.pipelines.summary_max_chars = 40
-    spec = spec_of("name: big\nsteps:\n  - {name: one, plugin: Test.echo, config: {value: '" + "x" * 500 + "'}, output: a}\n")
+    spec = spec_of(
+        "name: big\nsteps:\n  - {name: one, plugin: Test.echo, config: {value: '" + "x" * 500 + "'}, output: a}\n"
+    )
     record = runner.run(spec)
     step = record.step_records()[0]
     assert isinstance(step.output, str) and "[cut:" in step.output and len(step.output) < 80
@@ -434,7 +457,16 @@ def test_summaries_are_cut_to_the_configured_size(runner, settings):
 
 
 def test_secret_key_detection():
-    for key in ("password", "api_key", "apiKey", "X-Api-Key", "Authorization", "access_token", "client_secret", "TOKEN"):
+    for key in (
+        "password",
+        "api_key",
+        "apiKey",
+        "X-Api-Key",
+        "Authorization",
+        "access_token",
+        "client_secret",
+        "TOKEN",
+    ):
         assert is_secret_key(key), key
     for key in ("max_tokens", "token_count", "tokens", "title", "keyword"):
         assert not is_secret_key(key), key
@@ -482,7 +514,7 @@ def test_plugin_steps_at_once_are_limited_by_plugins_max_concurrency(store, sett
     records = [box["result"] for _, box in runs]
     assert [r.status for r in records] == ["success"] * 3
     spans.sort()
-    assert len(spans) == 3 and all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+    assert len(spans) == 3 and all(earlier[1] <= later[0] for earlier, later in pairwise(spans)), spans
     waited = [r.id for r in records if "waiting for a plugin slot" in runner.log_path(r.id).read_text()]
     assert len(waited) == 2
 
@@ -495,8 +527,13 @@ def test_a_run_waiting_for_a_plugin_slot_can_be_cancelled(store, settings, regis
     _wait_for(lambda: len(store.get_execution("holder").steps or []) == 2)  # in its 20 s sleep
     stop = CancelToken()
     waiter, box = _in_thread(lambda: runner.run(spec_of(ONE_SLEEP), execution_id="waiter", cancel=stop))
-    _wait_for(lambda: "waiting for a plugin slot" in runner.log_path("waiter").read_text()
-              if runner.log_path("waiter").exists() else False)
+    _wait_for(
+        lambda: (
+            "waiting for a plugin slot" in runner.log_path("waiter").read_text()
+            if runner.log_path("waiter").exists()
+            else False
+        )
+    )
     stop.cancel("cancelled: asked while it waited")
     waiter.join(5)
     assert box["result"].status == "cancelled" and box["result"].error == "cancelled: asked while it waited"

@@ -33,14 +33,19 @@ def issues_of(path: Path, registry) -> list[str]:
 
 
 def test_a_single_pipeline_and_a_pipelines_list(write_yaml, registry):
-    single = write_yaml("one.yaml", """
+    single = write_yaml(
+        "one.yaml",
+        """
         name: single
         steps:
           - name: a
             plugin: Test.echo
             output: a
-    """)
-    listed = write_yaml("many.yaml", """
+    """,
+    )
+    listed = write_yaml(
+        "many.yaml",
+        """
         pipelines:
           - name: first
             enabled: false
@@ -49,7 +54,8 @@ def test_a_single_pipeline_and_a_pipelines_list(write_yaml, registry):
           - name: second
             timeout: 30
             steps: [{name: b, plugin: Test.echo, config: {value: 1}, output: y, timeout: 2.5}]
-    """)
+    """,
+    )
     (spec,) = load_file(single, registry)
     assert spec.name == "single" and spec.enabled is True and spec.description == ""
     first, second = load_file(listed, registry)
@@ -60,13 +66,16 @@ def test_a_single_pipeline_and_a_pipelines_list(write_yaml, registry):
 
 
 def test_spec_round_trips_through_the_database_json():
-    specs, issues = parse_text("name: p\nsteps:\n  - {name: a, plugin: Input.api, config: {url: 'http://x'}, output: r}\n")
+    specs, issues = parse_text(
+        "name: p\nsteps:\n  - {name: a, plugin: Input.api, config: {url: 'http://x'}, output: r}\n"
+    )
     assert not issues
     again = PipelineSpec.from_config(specs[0].to_json())
     assert again.model_dump() == specs[0].model_dump()
     assert again.checksum() == specs[0].checksum()
     assert json.loads(specs[0].to_json()) == {
-        "name": "p", "steps": [{"name": "a", "plugin": "Input.api", "config": {"url": "http://x"}, "output": "r"}],
+        "name": "p",
+        "steps": [{"name": "a", "plugin": "Input.api", "config": {"url": "http://x"}, "output": "r"}],
     }
 
 
@@ -95,13 +104,16 @@ def test_storage_demo_parses_and_only_lacks_the_vector_plugin(registry):
 
 
 def test_a_yaml_error_gives_file_line_and_column(write_yaml, registry):
-    path = write_yaml("broken.yaml", """
+    path = write_yaml(
+        "broken.yaml",
+        """
         name: p
         steps:
           - name: a
             plugin: [Input.api
             output: r
-    """)
+    """,
+    )
     (problem,) = issues_of(path, registry)
     assert problem.startswith(f"{path}:5:")
     assert problem.split(":")[2].isdigit()  # a column
@@ -112,13 +124,16 @@ def test_a_yaml_error_gives_file_line_and_column(write_yaml, registry):
 
 
 def test_a_duplicate_yaml_key_is_an_error_at_its_line(write_yaml, registry):
-    path = write_yaml("dup.yaml", """
+    path = write_yaml(
+        "dup.yaml",
+        """
         name: p
         steps:
           - name: a
             plugin: Test.echo
             plugin: Test.boom
-    """)
+    """,
+    )
     (problem,) = issues_of(path, registry)
     assert problem.startswith(f"{path}:5:") and "duplicate key 'plugin'" in problem
 
@@ -127,19 +142,24 @@ def test_a_duplicate_yaml_key_is_an_error_at_its_line(write_yaml, registry):
 
 
 def test_unknown_plugin_names_the_step_and_lists_known_ones(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - name: fetch
             plugin: Input.nope
-    """)
+    """,
+    )
     (problem,) = issues_of(path, registry)
     assert problem.startswith(f"{path}:4: pipeline 'p', step 'fetch', key 'plugin': unknown plugin 'Input.nope'")
     assert "Input.api" in problem and "Output.json" in problem
 
 
 def test_missing_and_unknown_and_mistyped_config_keys(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - name: fetch
@@ -151,7 +171,8 @@ def test_missing_and_unknown_and_mistyped_config_keys(write_yaml, registry):
             plugin: Output.json
             config:
               pretty: true
-    """)
+    """,
+    )
     problems = issues_of(path, registry)
     assert f"{path}:5: pipeline 'p', step 'fetch', key 'config.url': required key is missing" in problems
     assert any(p.startswith(f"{path}:6: pipeline 'p', step 'fetch', key 'config.methd': unknown key") for p in problems)
@@ -160,7 +181,9 @@ def test_missing_and_unknown_and_mistyped_config_keys(write_yaml, registry):
 
 
 def test_templated_values_are_not_type_checked_but_keys_still_are(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - name: first
@@ -173,14 +196,17 @@ def test_templated_values_are_not_type_checked_but_keys_still_are(write_yaml, re
               timeout: "{{ first.count }}"
               headers: "{{ first.value }}"
               colour: red
-    """)
+    """,
+    )
     problems = issues_of(path, registry)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{path}:12: pipeline 'p', step 'fetch', key 'config.colour': unknown key")
 
 
 def test_a_template_must_refer_to_an_earlier_output(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - name: one
@@ -196,61 +222,81 @@ def test_a_template_must_refer_to_an_earlier_output(write_yaml, registry):
           - name: three
             plugin: Output.json
             config: {file: out.json, input: "missing.body"}
-    """)
+    """,
+    )
     problems = issues_of(path, registry)
     assert len(problems) == 2, problems
-    assert problems[0].startswith(f"{path}:6: pipeline 'p', step 'one', key 'config.value': template {{{{ later.value }}}}")
+    assert problems[0].startswith(
+        f"{path}:6: pipeline 'p', step 'one', key 'config.value': template {{{{ later.value }}}}"
+    )
     assert "no earlier step produces (earlier outputs: none)" in problems[0]
-    assert problems[1].startswith(f"{path}:15: pipeline 'p', step 'three', key 'config.input': refers to output 'missing'")
+    assert problems[1].startswith(
+        f"{path}:15: pipeline 'p', step 'three', key 'config.input': refers to output 'missing'"
+    )
 
 
 def test_a_bad_template_is_an_error(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - name: one
             plugin: Test.echo
             config: {value: "{{ a b }}"}
-    """)
+    """,
+    )
     (problem,) = issues_of(path, registry)
     assert problem.startswith(f"{path}:5: pipeline 'p', step 'one', key 'config.value': cannot parse template")
 
 
 def test_env_vars_are_not_checked_against_the_environment(write_yaml, registry, monkeypatch):
     monkeypatch.delenv("SURELY_NOT_SET_ANYWHERE", raising=False)
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - {name: one, plugin: Test.echo, config: {api_key: "${SURELY_NOT_SET_ANYWHERE}"}}
-    """)
+    """,
+    )
     assert issues_of(path, registry) == []
 
 
 def test_duplicate_step_names(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - name: same
             plugin: Test.echo
           - name: same
             plugin: Test.echo
-    """)
+    """,
+    )
     (problem,) = issues_of(path, registry)
     assert problem == f"{path}:5: pipeline 'p', step 'same': duplicate step name (first at line 3)"
 
 
 def test_duplicate_pipeline_names_within_and_across_files(write_yaml, registry):
-    a = write_yaml("a.yaml", """
+    a = write_yaml(
+        "a.yaml",
+        """
         pipelines:
           - name: twice
             steps: [{name: s, plugin: Test.echo}]
           - name: twice
             steps: [{name: s, plugin: Test.echo}]
-    """)
-    b = write_yaml("b.yaml", """
+    """,
+    )
+    b = write_yaml(
+        "b.yaml",
+        """
         name: twice
         steps: [{name: s, plugin: Test.echo}]
-    """)
+    """,
+    )
     problems = issues_of(a.parent, registry)
     assert problems == [
         f"{a}:4: pipeline 'twice': duplicate pipeline name (already defined at {a}:2)",
@@ -259,7 +305,9 @@ def test_duplicate_pipeline_names_within_and_across_files(write_yaml, registry):
 
 
 def test_missing_name_and_missing_or_empty_steps(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         pipelines:
           - description: nameless
             steps: [{name: s, plugin: Test.echo}]
@@ -269,7 +317,8 @@ def test_missing_name_and_missing_or_empty_steps(write_yaml, registry):
           - name: step without name
             steps:
               - plugin: Test.echo
-    """)
+    """,
+    )
     problems = issues_of(path, registry)
     assert f"{path}:2: key 'name': the pipeline has no name" in problems
     assert f"{path}:4: pipeline 'stepless', key 'steps': has no steps (the 'steps' key is missing)" in problems
@@ -278,15 +327,20 @@ def test_missing_name_and_missing_or_empty_steps(write_yaml, registry):
 
 
 def test_a_malformed_plugin_name_and_an_unknown_step_key(write_yaml, registry):
-    path = write_yaml("p.yaml", """
+    path = write_yaml(
+        "p.yaml",
+        """
         name: p
         steps:
           - name: s
             plugin: api
             outptu: x
-    """)
+    """,
+    )
     problems = issues_of(path, registry)
-    assert any(p.startswith(f"{path}:4: pipeline 'p', step 's', key 'plugin': plugin must be written") for p in problems)
+    assert any(
+        p.startswith(f"{path}:4: pipeline 'p', step 's', key 'plugin': plugin must be written") for p in problems
+    )
     assert f"{path}:5: pipeline 'p', step 's', key 'outptu': unknown key" in problems
 
 

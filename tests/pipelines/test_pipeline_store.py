@@ -37,8 +37,12 @@ def test_import_a_file_then_reimport_changes_and_removals(store, registry, write
     again = import_path(store, path, registry)
     assert again.unchanged == ["alpha", "beta"] and not again.changed
 
-    write_yaml("p.yaml", GOOD.replace("first version", "second version").replace(
-        "  - name: beta\n    steps:\n      - {name: one, plugin: Test.echo, output: a}\n", ""))
+    write_yaml(
+        "p.yaml",
+        GOOD.replace("first version", "second version").replace(
+            "  - name: beta\n    steps:\n      - {name: one, plugin: Test.echo, output: a}\n", ""
+        ),
+    )
     changed = import_path(store, path, registry)
     assert changed.updated == ["alpha"] and changed.removed == ["beta"]
     assert store.get_pipeline("alpha").description == "second version"

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -115,8 +116,11 @@ def http_server() -> Iterator[LoopbackServer]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             request = Request(
-                method=self.command, path=parts.path, query=parse_qs(parts.query, keep_blank_values=True),
-                headers={k: v for k, v in self.headers.items()}, body=body,
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={k: v for k, v in self.headers.items()},
+                body=body,
             )
             state.requests.append(request)
             handler = state.routes.get((self.command, parts.path))

@@ -19,17 +19,33 @@ def completion(request):
     auth = request.headers.get("Authorization")
     if auth != f"Bearer {KEY}":
         presented = (auth or "").removeprefix("Bearer ")
-        return 401, {}, {"error": {"message": f"Incorrect API key provided: {presented}.", "type": "invalid_request_error", "code": "invalid_api_key"}}
+        return (
+            401,
+            {},
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {presented}.",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+        )
     body = request.json()
     last = body["messages"][-1]["content"]
-    return 200, {}, {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": body["model"] + "-0613",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {last}"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-    }
+    return (
+        200,
+        {},
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": body["model"] + "-0613",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": f"echo: {last}"}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+        },
+    )
 
 
 @pytest.fixture
@@ -43,15 +59,18 @@ def base(server) -> str:
 
 
 async def test_chat_completion(run_plugin, llm):
-    result = await run_plugin(OpenAIChat, {
-        "operation": "chat",
-        "model": "gpt-3.5-turbo",
-        "messages": [{"role": "user", "content": "Write a brief explanation of quantum computing for beginners."}],
-        "max_tokens": 200,
-        "temperature": 0.8,
-        "api_key": KEY,
-        "base_url": base(llm),
-    })
+    result = await run_plugin(
+        OpenAIChat,
+        {
+            "operation": "chat",
+            "model": "gpt-3.5-turbo",
+            "messages": [{"role": "user", "content": "Write a brief explanation of quantum computing for beginners."}],
+            "max_tokens": 200,
+            "temperature": 0.8,
+            "api_key": KEY,
+            "base_url": base(llm),
+        },
+    )
     assert result["content"] == "echo: Write a brief explanation of quantum computing for beginners."
     assert result["model"] == "gpt-3.5-turbo-0613"
     assert result["finish_reason"] == "stop"
@@ -72,22 +91,43 @@ async def test_chat_completion(run_plugin, llm):
 async def test_chain_reads_the_previous_content(run_plugin, llm):
     # What the runner does with {{.initial_content.content}} in llm_chain_example.yaml.
     first = await run_plugin(OpenAIChat, {"model": "m", "prompt": "generate", "api_key": KEY, "base_url": base(llm)})
-    second = await run_plugin(OpenAIChat, {
-        "model": "m",
-        "messages": [{"role": "system", "content": "You are a summarizer."}, {"role": "user", "content": f"Please summarize: {first['content']}"}],
-        "api_key": KEY, "base_url": base(llm),
-    }, {"initial_content": first})
+    second = await run_plugin(
+        OpenAIChat,
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "You are a summarizer."},
+                {"role": "user", "content": f"Please summarize: {first['content']}"},
+            ],
+            "api_key": KEY,
+            "base_url": base(llm),
+        },
+        {"initial_content": first},
+    )
     assert second["content"] == "echo: Please summarize: echo: generate"
     assert llm.requests[-1].json()["messages"][0] == {"role": "system", "content": "You are a summarizer."}
 
 
 async def test_prompt_system_extra_and_headers(run_plugin, llm):
-    await run_plugin(OpenAIChat, {
-        "model": "llama3", "system": "Be terse.", "prompt": "hi", "api_key": KEY, "base_url": base(llm) + "/",
-        "extra": {"top_p": 0.5, "seed": 7}, "headers": {"X-Title": "mimir"},
-    })
+    await run_plugin(
+        OpenAIChat,
+        {
+            "model": "llama3",
+            "system": "Be terse.",
+            "prompt": "hi",
+            "api_key": KEY,
+            "base_url": base(llm) + "/",
+            "extra": {"top_p": 0.5, "seed": 7},
+            "headers": {"X-Title": "mimir"},
+        },
+    )
     sent = llm.requests[-1]
-    assert sent.json() == {"model": "llama3", "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}], "top_p": 0.5, "seed": 7}
+    assert sent.json() == {
+        "model": "llama3",
+        "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}],
+        "top_p": 0.5,
+        "seed": 7,
+    }
     assert sent.headers["X-Title"] == "mimir"
 
 
@@ -101,9 +141,22 @@ async def test_key_and_base_url_from_the_environment(run_plugin, llm, monkeypatc
 
 
 async def test_no_key_sends_no_authorization_header(run_plugin, http_server):
-    http_server.route("POST", "/v1/chat/completions", lambda r: (200, {}, {
-        "choices": [{"message": {"role": "assistant", "content": str("Authorization" in r.headers)}, "finish_reason": "stop"}]
-    }))
+    http_server.route(
+        "POST",
+        "/v1/chat/completions",
+        lambda r: (
+            200,
+            {},
+            {
+                "choices": [
+                    {
+                        "message": {"role": "assistant", "content": str("Authorization" in r.headers)},
+                        "finish_reason": "stop",
+                    }
+                ]
+            },
+        ),
+    )
     result = await run_plugin(OpenAIChat, {"model": "local", "prompt": "x", "base_url": base(http_server)})
     assert result["content"] == "False"
     assert result["model"] == "local" and result["usage"] == {}
@@ -128,7 +181,9 @@ async def test_401_without_a_key_hints_at_it(run_plugin, llm):
 
 
 async def test_server_errors_and_bad_replies(run_plugin, http_server):
-    http_server.route("POST", "/a/chat/completions", lambda r: (500, {"Content-Type": "text/html"}, "<h1>Bad gateway</h1>"))
+    http_server.route(
+        "POST", "/a/chat/completions", lambda r: (500, {"Content-Type": "text/html"}, "<h1>Bad gateway</h1>")
+    )
     http_server.route("POST", "/b/chat/completions", lambda r: (200, {}, {"object": "chat.completion", "choices": []}))
     http_server.route("POST", "/c/chat/completions", lambda r: (400, {}, {"detail": "model 'nope' not found"}))
     with pytest.raises(PluginError, match="HTTP 500: <h1>Bad gateway</h1>"):
@@ -189,8 +244,15 @@ def test_config_validation_and_secret():
 
 async def test_mock_is_deterministic_and_shaped_like_openai(run_plugin):
     config = {
-        "operation": "chat", "model": "gpt-3.5-turbo", "api_key": "${OPENAI_API_KEY}", "temperature": 0.3, "max_tokens": 80,
-        "messages": [{"role": "system", "content": "You are a summarizer."}, {"role": "user", "content": "Please summarize: qubits"}],
+        "operation": "chat",
+        "model": "gpt-3.5-turbo",
+        "api_key": "${OPENAI_API_KEY}",
+        "temperature": 0.3,
+        "max_tokens": 80,
+        "messages": [
+            {"role": "system", "content": "You are a summarizer."},
+            {"role": "user", "content": "Please summarize: qubits"},
+        ],
     }
     one = await run_plugin(MockChat, config)
     two = await run_plugin(MockChat, config)
@@ -211,6 +273,13 @@ async def test_data_rendered_into_text_fields_becomes_json(run_plugin):
     # prompt: "{{ records }}" renders to a list when the template is the whole value.
     result = await run_plugin(MockChat, {"prompt": [{"a": 1}], "messages": [{"role": "user", "content": {"k": "v"}}]})
     assert result["content"] == 'Mock response from mock: [{"a": 1}]'
-    cfg = OpenAIChat.Config.model_validate({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
+    cfg = OpenAIChat.Config.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+    )
     assert cfg.chat_messages()[0]["content"] == [{"type": "text", "text": "hi"}]
-    assert MockChat.Config.model_validate({"messages": [{"role": "user", "content": {"k": "v"}}]}).chat_messages()[0]["content"] == '{"k": "v"}'
+    assert (
+        MockChat.Config.model_validate({"messages": [{"role": "user", "content": {"k": "v"}}]}).chat_messages()[0][
+            "content"
+        ]
+        == '{"k": "v"}'
+    )

@@ -14,11 +14,17 @@ from mimir_tui.pipelines.registry import PluginError, StepCancelled, StepTimedOu
 
 @pytest.fixture
 def api(http_server):
-    http_server.route("GET", "/items", lambda r: (200, {"X-Total": "2"}, {"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    http_server.route(
+        "GET", "/items", lambda r: (200, {"X-Total": "2"}, {"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
+    )
     http_server.route("POST", "/echo", lambda r: (201, {"Content-Type": "application/json"}, r.body))
     http_server.route("PUT", "/echo", lambda r: (200, {"Content-Type": "application/json"}, r.body))
-    http_server.route("GET", "/boom", lambda r: (500, {"Content-Type": "text/plain"}, "internal failure: database gone\n" * 30))
-    http_server.route("GET", "/text", lambda r: (200, {"Content-Type": "text/plain; charset=utf-8"}, "hello, plain world"))
+    http_server.route(
+        "GET", "/boom", lambda r: (500, {"Content-Type": "text/plain"}, "internal failure: database gone\n" * 30)
+    )
+    http_server.route(
+        "GET", "/text", lambda r: (200, {"Content-Type": "text/plain; charset=utf-8"}, "hello, plain world")
+    )
     http_server.route("GET", "/badjson", lambda r: (200, {"Content-Type": "application/json"}, "{not json"))
     http_server.route("GET", "/vnd", lambda r: (200, {"Content-Type": "application/vnd.api+json"}, '{"data": []}'))
     http_server.route("GET", "/inspect", lambda r: (200, {}, {"headers": r.headers, "query": r.query}))
@@ -45,7 +51,9 @@ async def test_get_json(run_plugin, api):
 
 
 async def test_post_data_is_sent_as_json_like_the_original(run_plugin, api):
-    result = await run_plugin(ApiInput, {"url": api.url("/echo"), "method": "post", "data": {"q": "mimir", "n": [1, 2]}})
+    result = await run_plugin(
+        ApiInput, {"url": api.url("/echo"), "method": "post", "data": {"q": "mimir", "n": [1, 2]}}
+    )
     assert result["status_code"] == 201
     assert result["body"] == {"q": "mimir", "n": [1, 2]}
     assert api.requests[-1].method == "POST"
@@ -55,7 +63,9 @@ async def test_post_data_is_sent_as_json_like_the_original(run_plugin, api):
 async def test_put_with_json_key_and_string_data(run_plugin, api):
     result = await run_plugin(ApiInput, {"url": api.url("/echo"), "method": "PUT", "json": [1, "two"]})
     assert result["body"] == [1, "two"]
-    result = await run_plugin(ApiInput, {"url": api.url("/echo"), "method": "POST", "data": '{"raw": true}', "expected_status": 201})
+    result = await run_plugin(
+        ApiInput, {"url": api.url("/echo"), "method": "POST", "data": '{"raw": true}', "expected_status": 201}
+    )
     assert result["body"] == {"raw": True}
     assert api.requests[-1].body == b'{"raw": true}'
 
@@ -63,7 +73,11 @@ async def test_put_with_json_key_and_string_data(run_plugin, api):
 async def test_headers_and_params_are_sent(run_plugin, api):
     result = await run_plugin(
         ApiInput,
-        {"url": api.url("/inspect"), "headers": {"X-Token": "abc", "X-Number": 7}, "params": {"page": 2, "q": "a b", "skip": None}},
+        {
+            "url": api.url("/inspect"),
+            "headers": {"X-Token": "abc", "X-Number": 7},
+            "params": {"page": 2, "q": "a b", "skip": None},
+        },
     )
     body = result["body"]
     assert body["headers"]["X-Token"] == "abc"

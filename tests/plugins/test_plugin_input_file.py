@@ -15,7 +15,12 @@ async def test_text(run_plugin, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("línea uno\nline two\n", encoding="utf-8")
     result = await run_plugin(FileInput, {"path": str(path)})
-    assert result == {"path": str(path), "format": "text", "bytes": len("línea uno\nline two\n".encode()), "data": "línea uno\nline two\n"}
+    assert result == {
+        "path": str(path),
+        "format": "text",
+        "bytes": len("línea uno\nline two\n".encode()),
+        "data": "línea uno\nline two\n",
+    }
 
 
 async def test_json_and_aliases(run_plugin, tmp_path):

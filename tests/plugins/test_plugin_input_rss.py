@@ -109,10 +109,15 @@ async def test_atom(run_plugin, feeds):
 async def test_rss1_rdf(run_plugin, feeds):
     result = await run_plugin(RssInput, {"url": feeds.url("/rdf")})
     assert result["title"] == "RDF feed"
-    assert result["items"] == [{
-        "title": "RDF item", "link": "https://example.net/a", "published": "2025-01-02T03:04:05+00:00",
-        "summary": "rdf text", "id": "https://example.net/a",
-    }]
+    assert result["items"] == [
+        {
+            "title": "RDF item",
+            "link": "https://example.net/a",
+            "published": "2025-01-02T03:04:05+00:00",
+            "summary": "rdf text",
+            "id": "https://example.net/a",
+        }
+    ]
 
 
 async def test_not_a_feed_and_http_errors(run_plugin, feeds):

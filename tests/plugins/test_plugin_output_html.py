@@ -62,7 +62,11 @@ async def test_report_of_the_whole_context(run_plugin):
     assert "script" not in collector.tags
     assert "<script>alert('x')</script>" in "".join(collector.text)
     # Structure: records as a table with a column per key, dicts as key/value tables, text in <pre>.
-    assert re.search(r'<table class="records"><thead><tr><th scope="col">name</th><th scope="col">stars</th><th scope="col">extra</th>', html)
+    assert re.search(
+        r'<table class="records"><thead><tr><th scope="col">name</th>'
+        r'<th scope="col">stars</th><th scope="col">extra</th>',
+        html,
+    )
     assert '<table class="kv">' in html and '<th scope="row">status_code</th>' in html
     assert "<pre>Line one\nLine &lt;two&gt;</pre>" in html
     assert '<ol class="items"><li>a</li><li>b</li></ol>' in html
@@ -75,7 +79,9 @@ async def test_report_of_the_whole_context(run_plugin):
 
 async def test_chosen_inputs_and_file(run_plugin, tmp_path):
     target = tmp_path / "reports" / "r.html"
-    result = await run_plugin(HtmlOutput, {"title": "Repos", "inputs": ["records", "api_result.body"], "filename": str(target)}, CONTEXT)
+    result = await run_plugin(
+        HtmlOutput, {"title": "Repos", "inputs": ["records", "api_result.body"], "filename": str(target)}, CONTEXT
+    )
     assert result["file"] == str(target)
     text = target.read_text(encoding="utf-8")
     assert result["html"] == text and result["bytes"] == len(text.encode())
@@ -103,8 +109,11 @@ async def test_title_is_escaped_and_long_results_truncated(run_plugin, tmp_path)
 
 
 async def test_max_rows_and_depth(run_plugin):
-    result = await run_plugin(HtmlOutput, {"inputs": ["many", "deep"], "max_rows": 3, "max_depth": 2},
-                              {"many": list(range(10)), "deep": {"a": {"b": {"c": {"d": 1}}}}})
+    result = await run_plugin(
+        HtmlOutput,
+        {"inputs": ["many", "deep"], "max_rows": 3, "max_depth": 2},
+        {"many": list(range(10)), "deep": {"a": {"b": {"c": {"d": 1}}}}},
+    )
     assert "… 7 more not shown" in result["html"]
     assert "<pre>{\n  &quot;c&quot;" in result["html"]
 

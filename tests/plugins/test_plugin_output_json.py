@@ -30,7 +30,9 @@ async def test_write_input_with_the_originals_aliases(run_plugin, tmp_path):
 
 async def test_the_llm_chain_example_step(run_plugin):
     # As in the original's llm_chain_example.yaml: a relative path under a folder that does not exist.
-    result = await run_plugin(JsonOutput, {"file_path": "./output/llm_chain_result.json", "input": "refined_summary", "pretty": True}, CONTEXT)
+    result = await run_plugin(
+        JsonOutput, {"file_path": "./output/llm_chain_result.json", "input": "refined_summary", "pretty": True}, CONTEXT
+    )
     written = os.path.join(os.getcwd(), "output", "llm_chain_result.json")
     assert result["file"] == written
     with open(written, encoding="utf-8") as handle:
@@ -41,7 +43,9 @@ async def test_the_llm_chain_example_step(run_plugin):
 
 async def test_inline_data_indent_and_unicode(run_plugin, tmp_path):
     target = tmp_path / "d.json"
-    result = await run_plugin(JsonOutput, {"file": str(target), "data": [{"name": "Ægir"}, {"name": "Rán"}], "indent": 4})
+    result = await run_plugin(
+        JsonOutput, {"file": str(target), "data": [{"name": "Ægir"}, {"name": "Rán"}], "indent": 4}
+    )
     assert result["records"] == 2
     assert '    {\n        "name": "Ægir"' in target.read_text(encoding="utf-8")
     await run_plugin(JsonOutput, {"file": str(target), "data": {"b": 1, "a": 2}, "sort_keys": True})
@@ -119,7 +123,7 @@ async def test_unserialisable_values_are_written_as_text(run_plugin, tmp_path):
     import datetime
 
     target = tmp_path / "t.json"
-    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     await run_plugin(JsonOutput, {"file": str(target), "data": {"when": when, "tags": {"x"}}})
     assert json.loads(target.read_text()) == {"when": "2025-01-02T03:04:05+00:00", "tags": ["x"]}
 

@@ -14,11 +14,19 @@ from mimir_tui.pipelines.plugins import BUILTIN_PLUGINS
 from mimir_tui.pipelines.registry import Plugin, PluginConfig, PluginRegistry, default_registry
 
 EXPECTED = {
-    "Input.api", "Input.rss", "Input.file", "Data_Processing.transform", "Data_Processing.delay",
-    "Output.json", "Output.html", "System.command", "AIModels.openai", "AIModels.mock",
+    "Input.api",
+    "Input.rss",
+    "Input.file",
+    "Data_Processing.transform",
+    "Data_Processing.delay",
+    "Output.json",
+    "Output.html",
+    "System.command",
+    "AIModels.openai",
+    "AIModels.mock",
 }
 
-USER_PLUGIN = textwrap.dedent('''
+USER_PLUGIN = textwrap.dedent("""
     from mimir_tui.pipelines.registry import Plugin, PluginConfig
 
     class Shout(Plugin):
@@ -34,7 +42,7 @@ USER_PLUGIN = textwrap.dedent('''
 
     class _Helper:  # not a plugin
         pass
-''')
+""")
 
 
 def test_builtins_are_complete_and_well_formed():
@@ -45,7 +53,9 @@ def test_builtins_are_complete_and_well_formed():
         assert issubclass(plugin.Config, PluginConfig) and plugin.Config is not PluginConfig, plugin.key()
         assert plugin.Config.model_config.get("extra") == "forbid", plugin.key()
         fields = plugin.config_fields()
-        assert fields and all({"name", "aliases", "type", "required", "default", "description"} <= set(f) for f in fields)
+        assert fields and all(
+            {"name", "aliases", "type", "required", "default", "description"} <= set(f) for f in fields
+        )
 
 
 def test_config_fields_show_aliases_and_defaults():
@@ -155,7 +165,9 @@ def test_entry_points(monkeypatch, caplog):
                 raise self.error
             return self.obj
 
-    monkeypatch.setattr(registry_module, "entry_points", lambda group: [EP("good", FromPackage), EP("bad", error=ImportError("nope"))])
+    monkeypatch.setattr(
+        registry_module, "entry_points", lambda group: [EP("good", FromPackage), EP("bad", error=ImportError("nope"))]
+    )
     registry = PluginRegistry()
     with caplog.at_level(logging.ERROR, logger="mimir.plugins"):
         assert registry.load_entry_points() == ["Output.from_package"]

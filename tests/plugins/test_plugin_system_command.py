@@ -47,13 +47,21 @@ async def test_numbers_in_argv_stdin_cwd_and_env(run_plugin, tmp_path, monkeypat
     )
     result = await run_plugin(
         Command,
-        {"command": [PY, "-c", code, 42], "cwd": str(tmp_path), "env": {"GREETING": "hej", "MIMIR_TEST_REMOVED": None}, "stdin": "piped text"},
+        {
+            "command": [PY, "-c", code, 42],
+            "cwd": str(tmp_path),
+            "env": {"GREETING": "hej", "MIMIR_TEST_REMOVED": None},
+            "stdin": "piped text",
+        },
     )
     assert result["stdout"].splitlines() == [str(tmp_path), "hej", "kept", "-", "PIPED TEXT", "42"]
 
 
 async def test_non_zero_exit_fails_with_the_last_stderr_line(run_plugin):
-    code = "import sys; print('out'); print('warming up', file=sys.stderr); print('fatal: no disk', file=sys.stderr); sys.exit(3)"
+    code = (
+        "import sys; print('out'); print('warming up', file=sys.stderr);"
+        " print('fatal: no disk', file=sys.stderr); sys.exit(3)"
+    )
     with pytest.raises(PluginError, match=r"command python\S* exited with 3: fatal: no disk"):
         await run_plugin(Command, {"command": [PY, "-c", code]})
 
@@ -69,7 +77,9 @@ async def test_allow_failure_and_ok_exit_codes(run_plugin):
 
 
 async def test_shell_only_when_asked(run_plugin, tmp_path):
-    result = await run_plugin(Command, {"command": "echo one && echo $((2+3)) | sed s/5/five/", "shell": True, "cwd": str(tmp_path)})
+    result = await run_plugin(
+        Command, {"command": "echo one && echo $((2+3)) | sed s/5/five/", "shell": True, "cwd": str(tmp_path)}
+    )
     assert result["stdout"] == "one\nfive\n"
     with pytest.raises(ValidationError, match=r"command is a string: give it as an argv list .* or set shell: true"):
         Command.Config.model_validate({"command": "echo hi"})
@@ -111,7 +121,9 @@ async def test_cancel_kills_sleep_within_a_second(run_plugin):
 
 
 async def test_sigterm_ignored_then_sigkill(run_plugin):
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
+    )
     started = time.monotonic()
     with pytest.raises(StepTimedOut):
         await run_plugin(Command, {"command": [PY, "-c", code], "timeout": 0.5, "kill_grace": 0.3})

@@ -141,12 +141,18 @@ PASSWORD_CASES = [
     pytest.param("mysql", "mysql://root:Super%40Secret%3A123@127.0.0.1:1/x", ESCAPED, 1, id="mysql-escaped"),
     # characters that should have been escaped (the drivers take them; urlsplit stops at them)
     pytest.param("postgres", "postgres://postgres:Super/Secret#123@127.0.0.1:1/x", RAW_CHARS, 1, id="pg-raw-chars"),
-    pytest.param("mysql", "mysql://root:Super/Secret?123@127.0.0.1:1/x", ["Super/Secret?123", "Secret?123"], 1,
-                 id="mysql-raw-chars"),
+    pytest.param(
+        "mysql",
+        "mysql://root:Super/Secret?123@127.0.0.1:1/x",
+        ["Super/Secret?123", "Secret?123"],
+        1,
+        id="mysql-raw-chars",
+    ),
     # malformed strings are bad input (exit 2), and still masked
     pytest.param("postgres", f"postgres:/postgres:{SECRET}@127.0.0.1:1/x", [SECRET], 2, id="pg-typo"),
-    pytest.param("postgres", f"host=127.0.0.1 port=1 user=postgres password={SECRET} dbname=x", [SECRET], 2,
-                 id="pg-libpq-dsn"),
+    pytest.param(
+        "postgres", f"host=127.0.0.1 port=1 user=postgres password={SECRET} dbname=x", [SECRET], 2, id="pg-libpq-dsn"
+    ),
     pytest.param("mysql", f"postgres://root:{SECRET}@127.0.0.1:1/x", [SECRET], 2, id="scheme-mismatch"),
 ]
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC
 
 import pytest
 
@@ -71,14 +72,14 @@ def test_a_retention_run_stopped_by_the_timeout_leaves_the_process_as_it_found_i
     """The gate leaves bulk mode, and the next write goes through."""
     import fcntl
     import threading
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from mimir_tui.config import PersistenceSettings
 
     path = str(tmp_path / "m.db")
     backend = open_backend(PersistenceSettings(database_path=path, busy_timeout_ms=200))
     try:
-        old = datetime.now(timezone.utc) - timedelta(days=100)
+        old = datetime.now(UTC) - timedelta(days=100)
         for _ in range(3000):
             backend.save_execution(JobExecutionRecord(pipeline="p", status="success", start_time=old))
         backend.executions.delete_batch_target_s = 0.0005  # many small batches
@@ -86,7 +87,7 @@ def test_a_retention_run_stopped_by_the_timeout_leaves_the_process_as_it_found_i
 
         def run() -> None:
             try:
-                backend.delete_old_executions(datetime.now(timezone.utc), batch_size=50)
+                backend.delete_old_executions(datetime.now(UTC), batch_size=50)
             except PersistenceError as exc:
                 out["error"] = exc
 

@@ -26,10 +26,12 @@ def test_threads_and_processes_write_one_sqlite_file(sqlite_settings: Settings, 
     db = sqlite_settings.persistence.database_path
     store = open_backend(sqlite_settings)
     try:
-        thread_jobs = [store.save_job(ScheduledJob(name=f"t{i}", pipeline="p", cron_expr="* * * * *"))
-                       for i in range(THREADS)]
-        process_jobs = [store.save_job(ScheduledJob(name=f"p{i}", pipeline="p", cron_expr="* * * * *"))
-                        for i in range(PROCESSES)]
+        thread_jobs = [
+            store.save_job(ScheduledJob(name=f"t{i}", pipeline="p", cron_expr="* * * * *")) for i in range(THREADS)
+        ]
+        process_jobs = [
+            store.save_job(ScheduledJob(name=f"p{i}", pipeline="p", cron_expr="* * * * *")) for i in range(PROCESSES)
+        ]
 
         go = tmp_path / "go"
         procs = []
@@ -37,10 +39,14 @@ def test_threads_and_processes_write_one_sqlite_file(sqlite_settings: Settings, 
         for i, job in enumerate(process_jobs):
             ready = tmp_path / f"ready{i}"
             readies.append(ready)
-            procs.append(subprocess.Popen(
-                [sys.executable, str(WRITER), db, job.id, str(PER_PROCESS), str(ready), str(go)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(WRITER), db, job.id, str(PER_PROCESS), str(ready), str(go)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         deadline = time.monotonic() + 60
         while not all(r.exists() for r in readies):
             assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
@@ -75,7 +81,7 @@ def test_threads_and_processes_write_one_sqlite_file(sqlite_settings: Settings, 
         outputs = [p.communicate(timeout=120) for p in procs]
 
         assert errors == [], errors[:3]
-        for proc, (out, err) in zip(procs, outputs):
+        for proc, (out, err) in zip(procs, outputs, strict=True):
             assert "locked" not in err.lower(), err
             assert proc.returncode == 0, err
             assert out.strip() == f"done {PER_PROCESS}"

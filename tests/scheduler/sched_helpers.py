@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -20,7 +21,6 @@ from mimir_tui.pipelines.store import save_spec
 from mimir_tui.scheduler.clock import FakeClock
 from mimir_tui.scheduler.core import Scheduler
 
-UTC = timezone.utc
 #: A Monday noon, far from any DST change.
 T0 = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 
@@ -31,14 +31,17 @@ def cli_command() -> list[str]:
 
 
 def ok_spec(name: str = "ok", seconds: float = 0) -> PipelineSpec:
-    return PipelineSpec(name=name, steps=[
-        {"name": "wait", "plugin": "Data_Processing.delay", "config": {"seconds": seconds}}])
+    return PipelineSpec(
+        name=name, steps=[{"name": "wait", "plugin": "Data_Processing.delay", "config": {"seconds": seconds}}]
+    )
 
 
 def bad_spec(name: str = "bad") -> PipelineSpec:
     """Fails in its one step: the file it reads does not exist."""
-    return PipelineSpec(name=name, steps=[
-        {"name": "read", "plugin": "Input.file", "config": {"path": "/nonexistent/mimir/missing.csv"}}])
+    return PipelineSpec(
+        name=name,
+        steps=[{"name": "read", "plugin": "Input.file", "config": {"path": "/nonexistent/mimir/missing.csv"}}],
+    )
 
 
 def add_pipelines(backend: Any, *specs: PipelineSpec) -> None:
@@ -59,8 +62,13 @@ def executions(backend: Any, job_id: str | None = None) -> list:
 # -- service processes -----------------------------------------------------------------------
 
 
-def write_config(root: Path, *, persistence: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
-                 name: str = "config.yaml") -> Path:
+def write_config(
+    root: Path,
+    *,
+    persistence: dict[str, Any] | None = None,
+    scheduler: dict[str, Any] | None = None,
+    name: str = "config.yaml",
+) -> Path:
     """A config file in ``root`` whose paths all lie under it."""
     data = {
         "persistence": {
@@ -71,12 +79,21 @@ def write_config(root: Path, *, persistence: dict[str, Any] | None = None, sched
             "backup_path": str(root / "backups"),
             **(persistence or {}),
         },
-        "scheduler": {"poll_interval": 0.5, "heartbeat_interval": 1, "stale_after": 10, "shutdown_grace": 10,
-                      **(scheduler or {})},
+        "scheduler": {
+            "poll_interval": 0.5,
+            "heartbeat_interval": 1,
+            "stale_after": 10,
+            "shutdown_grace": 10,
+            **(scheduler or {}),
+        },
         "pipelines": {"directory": str(root / "pipelines"), "watch": False},
         "plugins": {"directories": [str(root / "plugins")]},
-        "logging": {"level": "info", "output": "file", "file_path": str(root / "logs" / "mimir.log"),
-                    "executions_dir": str(root / "logs" / "executions")},
+        "logging": {
+            "level": "info",
+            "output": "file",
+            "file_path": str(root / "logs" / "mimir.log"),
+            "executions_dir": str(root / "logs" / "executions"),
+        },
     }
     root.mkdir(parents=True, exist_ok=True)
     path = root / name
@@ -100,8 +117,13 @@ class Services:
     def start(self, config: Path, *, tag: str = "svc") -> subprocess.Popen:
         log = open(self.tmp_path / f"{tag}-{len(self.procs)}.out", "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("MIMIR_")}
-        proc = subprocess.Popen([*cli_command(), "--headless", "--config", str(config)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [*cli_command(), "--headless", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         proc.log_path = log.name  # type: ignore[attr-defined]
         log.close()
         self.procs.append(proc)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
 from mimir_tui.scheduler.cron import CronError, CronSchedule, validate_cron
-
-UTC = timezone.utc
 
 # (zone, spring-forward local date, fall-back local date) in 2026
 TRANSITIONS = [
@@ -47,7 +46,7 @@ def test_hourly_job_runs_once_per_real_hour(zone, spring, fall):
     for day in (spring, fall):
         start, end = local_day_bounds(zone, day)
         fires = list(sched.fires(start, end))
-        gaps = {b - a for a, b in zip(fires, fires[1:])}
+        gaps = {b - a for a, b in pairwise(fires)}
         # Whole-hour shifts keep fires exactly an hour apart; Lord Howe's half hour shifts them.
         assert all(timedelta(minutes=30) <= g <= timedelta(minutes=90) for g in gaps), (zone, day, gaps)
         real_hours = (end - start) / timedelta(hours=1)
@@ -79,7 +78,11 @@ def test_fall_back_hourly_runs_in_both_passes_of_the_repeated_hour():
     fires = sched.next_n(datetime(2026, 11, 1, 4, 0, tzinfo=UTC), 4)
     assert [f.strftime("%H:%M") for f in fires] == ["04:30", "05:30", "06:30", "07:30"]
     assert [f.astimezone(sched.tz).strftime("%H:%M%z") for f in fires] == [
-        "00:30-0400", "01:30-0400", "01:30-0500", "02:30-0500"]
+        "00:30-0400",
+        "01:30-0400",
+        "01:30-0500",
+        "02:30-0500",
+    ]
 
 
 def test_step_hour_counts_as_per_real_hour():
@@ -115,8 +118,14 @@ def test_nicknames():
 
 @pytest.mark.parametrize(
     "expr,fragment",
-    [("61 * * * *", "61 * * * *"), ("* * *", "3 fields"), ("* * * * * * *", "7 fields"),
-     ("@often", "unknown nickname"), ("", "empty"), ("a b c d e", "a b c d e")],
+    [
+        ("61 * * * *", "61 * * * *"),
+        ("* * *", "3 fields"),
+        ("* * * * * * *", "7 fields"),
+        ("@often", "unknown nickname"),
+        ("", "empty"),
+        ("a b c d e", "a b c d e"),
+    ],
 )
 def test_bad_expressions_name_themselves(expr, fragment):
     with pytest.raises(CronError) as info:

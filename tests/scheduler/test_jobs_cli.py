@@ -33,8 +33,9 @@ def errors(err: str) -> list[str]:
 
 
 def add(capsys, cfg, *extra: str) -> dict:
-    code, out, err = run(capsys, cfg, "jobs", "add", "--name", "nightly", "--pipeline", "ok", "--cron", "30 2 * * *",
-                         "--json", *extra)
+    code, out, err = run(
+        capsys, cfg, "jobs", "add", "--name", "nightly", "--pipeline", "ok", "--cron", "30 2 * * *", "--json", *extra
+    )
     assert code == 0, err
     return json.loads(out)
 
@@ -56,8 +57,9 @@ def test_add_list_show_edit_enable_disable_delete(capsys, cfg):
     code, out, _ = run(capsys, cfg, "jobs", "show", "nightly", "--json")
     assert code == 0 and json.loads(out)["cron_expr"] == "30 2 * * *"
 
-    code, out, err = run(capsys, cfg, "jobs", "edit", "nightly", "--cron", "0 */6 * * *", "--tz", "UTC",
-                         "--misfire", "skip", "--json")
+    code, out, err = run(
+        capsys, cfg, "jobs", "edit", "nightly", "--cron", "0 */6 * * *", "--tz", "UTC", "--misfire", "skip", "--json"
+    )
     assert code == 0, err
     edited = json.loads(out)
     assert (edited["cron_expr"], edited["timezone"], edited["misfire_policy"]) == ("0 */6 * * *", "UTC", "skip")
@@ -84,11 +86,15 @@ def test_add_disabled_has_no_next_run(capsys, cfg):
     [
         (["jobs", "add", "--name", "n", "--pipeline", "ok", "--cron", "61 * * * *"], "61 * * * *"),
         (["jobs", "add", "--name", "n", "--pipeline", "ok", "--cron", "* * *"], "3 fields"),
-        (["jobs", "add", "--name", "n", "--pipeline", "ok", "--cron", "* * * * *", "--tz", "Mars/Olympus"],
-         "Mars/Olympus"),
+        (
+            ["jobs", "add", "--name", "n", "--pipeline", "ok", "--cron", "* * * * *", "--tz", "Mars/Olympus"],
+            "Mars/Olympus",
+        ),
         (["jobs", "add", "--name", "n", "--pipeline", "nope", "--cron", "* * * * *"], "'nope'"),
-        (["jobs", "add", "--name", "n", "--pipeline", "ok", "--cron", "* * * * *", "--max-concurrent", "0"],
-         "max_concurrent"),
+        (
+            ["jobs", "add", "--name", "n", "--pipeline", "ok", "--cron", "* * * * *", "--max-concurrent", "0"],
+            "max_concurrent",
+        ),
         (["jobs", "show", "ghost"], "'ghost'"),
         (["jobs", "enable", "ghost"], "'ghost'"),
         (["jobs", "disable", "ghost"], "'ghost'"),
@@ -114,8 +120,12 @@ def test_bad_input_exits_2_with_one_line_naming_it(capsys, cfg, argv, fragment):
 
 def test_bad_edits_exit_2_and_change_nothing(capsys, cfg):
     add(capsys, cfg, "--id", "j")
-    for argv, fragment in ((["--cron", "99 * * * *"], "99"), (["--tz", "Atlantis"], "Atlantis"),
-                           (["--pipeline", "nope"], "'nope'"), ([], "nothing to change")):
+    for argv, fragment in (
+        (["--cron", "99 * * * *"], "99"),
+        (["--tz", "Atlantis"], "Atlantis"),
+        (["--pipeline", "nope"], "'nope'"),
+        ([], "nothing to change"),
+    ):
         code, _, err = run(capsys, cfg, "jobs", "edit", "j", *argv)
         assert code == 2 and fragment in errors(err)[0]
     code, out, _ = run(capsys, cfg, "jobs", "show", "j", "--json")
@@ -137,8 +147,9 @@ def test_run_wait_without_a_service_runs_it_here(capsys, cfg):
     """No instance is alive: the command claims its request and runs it itself; 0 on success,
     1 on failure."""
     add(capsys, cfg, "--id", "good")
-    code, out, err = run(capsys, cfg, "jobs", "add", "--id", "broken", "--name", "b", "--pipeline", "bad",
-                         "--cron", "0 0 1 1 *")
+    code, out, err = run(
+        capsys, cfg, "jobs", "add", "--id", "broken", "--name", "b", "--pipeline", "bad", "--cron", "0 0 1 1 *"
+    )
     assert code == 0, err
     code, out, err = run(capsys, cfg, "jobs", "run", "good", "--wait", "--json")
     assert code == 0, err
@@ -155,16 +166,44 @@ def test_run_wait_without_a_service_runs_it_here(capsys, cfg):
 
 
 def test_next_prints_dst_correct_times(capsys, cfg):
-    code, out, err = run(capsys, cfg, "jobs", "next", "--cron", "30 2 * * *", "--tz", "America/New_York",
-                         "--from", "2026-03-07T00:00:00Z", "-n", "3", "--json")
+    code, out, err = run(
+        capsys,
+        cfg,
+        "jobs",
+        "next",
+        "--cron",
+        "30 2 * * *",
+        "--tz",
+        "America/New_York",
+        "--from",
+        "2026-03-07T00:00:00Z",
+        "-n",
+        "3",
+        "--json",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["fires"] == ["2026-03-07T07:30:00+00:00", "2026-03-08T07:00:00+00:00", "2026-03-09T06:30:00+00:00"]
     # Spring forward skips 02:30 on March 8: it runs right after the jump, at 03:00 EDT.
-    assert data["fires_local"] == ["2026-03-07T02:30:00-05:00", "2026-03-08T03:00:00-04:00",
-                                   "2026-03-09T02:30:00-04:00"]
-    code, out, _ = run(capsys, cfg, "jobs", "next", "--cron", "30 2 * * *", "--tz", "America/New_York",
-                       "--from", "2026-03-07T00:00:00Z", "-n", "3")
+    assert data["fires_local"] == [
+        "2026-03-07T02:30:00-05:00",
+        "2026-03-08T03:00:00-04:00",
+        "2026-03-09T02:30:00-04:00",
+    ]
+    code, out, _ = run(
+        capsys,
+        cfg,
+        "jobs",
+        "next",
+        "--cron",
+        "30 2 * * *",
+        "--tz",
+        "America/New_York",
+        "--from",
+        "2026-03-07T00:00:00Z",
+        "-n",
+        "3",
+    )
     assert code == 0
     assert out.splitlines() == [
         "2026-03-07T02:30:00-05:00   (2026-03-07T07:30:00+00:00)",
@@ -186,8 +225,9 @@ def test_next_of_a_job_uses_its_zone(capsys, cfg):
 
 @pytest.mark.slow
 def test_run_wait_exit_codes_in_a_real_process(run_cli, cfg):
-    code = main(["jobs", "add", "--id", "b", "--name", "b", "--pipeline", "bad", "--cron", "0 0 1 1 *",
-                 "--config", str(cfg)])
+    code = main(
+        ["jobs", "add", "--id", "b", "--name", "b", "--pipeline", "bad", "--cron", "0 0 1 1 *", "--config", str(cfg)]
+    )
     assert code == 0
     proc = run_cli("jobs", "run", "b", "--wait", "--config", str(cfg))
     assert proc.returncode == 1, proc.stderr

@@ -3,14 +3,13 @@ no database and no scheduler."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mimir_tui.scheduler.cron import CronSchedule
 from mimir_tui.scheduler.misfire import MAX_MISSED_ROWS, choose_fires, due_fires, missed_note, overlap_note
 
-UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
@@ -59,11 +58,14 @@ def test_grace_is_inclusive(late_by, grace, on_time) -> None:
 EVERY_MINUTE = CronSchedule("* * * * *", "UTC")
 
 
-@pytest.mark.parametrize("now, fires, following", [
-    (minute(1), [1], 2),  # due exactly now
-    (minute(1) + timedelta(seconds=59), [1], 2),
-    (minute(4) + timedelta(seconds=1), [1, 2, 3, 4], 5),
-])
+@pytest.mark.parametrize(
+    "now, fires, following",
+    [
+        (minute(1), [1], 2),  # due exactly now
+        (minute(1) + timedelta(seconds=59), [1], 2),
+        (minute(4) + timedelta(seconds=1), [1, 2, 3, 4], 5),
+    ],
+)
 def test_due_fires_walks_to_the_first_fire_after_now(now, fires, following) -> None:
     due = due_fires(EVERY_MINUTE, minute(1), now, misfire_cap=1)
     assert due.fires == [minute(n) for n in fires]
@@ -85,8 +87,10 @@ def test_due_fires_after_a_long_downtime_keeps_the_latest(cap) -> None:
 
 def test_notes() -> None:
     assert missed_note(minute(1), minute(1) + timedelta(seconds=90), "skip") == (
-        f"missed: fire at {minute(1).isoformat()} was 90 s late (misfire policy skip)")
+        f"missed: fire at {minute(1).isoformat()} was 90 s late (misfire policy skip)"
+    )
     summed = missed_note(minute(5), minute(6), "once", unlisted_from=minute(1))
-    assert summed.endswith(f"; every earlier fire since {minute(1).isoformat()} was missed too "
-                           "(not recorded one by one)")
+    assert summed.endswith(
+        f"; every earlier fire since {minute(1).isoformat()} was missed too (not recorded one by one)"
+    )
     assert overlap_note(2, 2) == "missed: 2 run(s) of this job still active (max_concurrent 2)"

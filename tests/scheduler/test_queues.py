@@ -58,8 +58,16 @@ def test_queued_runs_are_claimed_by_an_instance_serving_their_queue(backend, bac
 
 def test_a_retry_stays_in_its_jobs_queue(backend, backend_settings):
     add_pipelines(backend, bad_spec())
-    job = jobs.create_job(backend, name="flaky", pipeline="bad", cron_expr="* * * * *", now=T0, queue="gpu",
-                          max_retries=1, retry_backoff_seconds=0)
+    jobs.create_job(
+        backend,
+        name="flaky",
+        pipeline="bad",
+        cron_expr="* * * * *",
+        now=T0,
+        queue="gpu",
+        max_retries=1,
+        retry_backoff_seconds=0,
+    )
     clock = FakeClock(FIRE)
     gpu_box = fake_scheduler(backend, backend_settings, clock, worker_id="gpu-box", queues=["gpu"])
     gpu_box.tick()
@@ -126,9 +134,11 @@ def test_job_and_config_queue_names_are_checked(backend, tmp_path):
 def test_health_shows_queues_and_who_serves_them(backend, backend_settings):
     two_jobs(backend)
     fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="cpu-service").register()
-    report = check_health(backend, stale_after=10 ** 9)  # the fake clock's heartbeat counts as live
-    assert report["queues"] == {"default": {"jobs": 1, "queued": 0, "instances": 1},
-                                "gpu": {"jobs": 1, "queued": 0, "instances": 0}}
+    report = check_health(backend, stale_after=10**9)  # the fake clock's heartbeat counts as live
+    assert report["queues"] == {
+        "default": {"jobs": 1, "queued": 0, "instances": 1},
+        "gpu": {"jobs": 1, "queued": 0, "instances": 0},
+    }
     (instance,) = report["instances"]
     assert instance["queues"] == ["default"]
 
@@ -174,8 +184,9 @@ def test_a_retry_goes_to_the_queue_its_job_is_in_now(backend, backend_settings):
     from mimir_tui.pipelines.runner import PipelineRunner
 
     add_pipelines(backend, bad_spec())
-    job = jobs.create_job(backend, name="flaky", pipeline="bad", cron_expr="* * * * *", now=T0,
-                          max_retries=1, retry_backoff_seconds=0)
+    job = jobs.create_job(
+        backend, name="flaky", pipeline="bad", cron_expr="* * * * *", now=T0, max_retries=1, retry_backoff_seconds=0
+    )
     runner = _MovingRunner(PipelineRunner(backend, backend_settings), backend, job.id, "gpu")
     plain = fake_scheduler(backend, backend_settings, FakeClock(FIRE), worker_id="plain", runner=runner)
     plain.tick()
@@ -207,6 +218,8 @@ def test_health_counts_queued_runs_and_only_running_instances(backend, backend_s
     gpu_box = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="gpu-box", queues=["gpu"])
     gpu_box.register()
     backend.workers.heartbeat("gpu-box", status="stopping")  # draining: serves nothing any more
-    report = check_health(backend, stale_after=10 ** 9)
-    assert report["queues"] == {"default": {"jobs": 0, "queued": 0, "instances": 1},
-                                "gpu": {"jobs": 0, "queued": 1, "instances": 0}}
+    report = check_health(backend, stale_after=10**9)
+    assert report["queues"] == {
+        "default": {"jobs": 0, "queued": 0, "instances": 1},
+        "gpu": {"jobs": 0, "queued": 1, "instances": 0},
+    }

@@ -34,8 +34,9 @@ def test_seconds_cron_fires_every_second_on_time(sqlite_settings):
     finally:
         scheduler.stop(grace=5)
     try:
-        rows = sorted((r for r in backend.list_executions(job.id, 100) if r.scheduled_for),
-                      key=lambda r: r.scheduled_for)
+        rows = sorted(
+            (r for r in backend.list_executions(job.id, 100) if r.scheduled_for), key=lambda r: r.scheduled_for
+        )
         fires = [r.scheduled_for for r in rows]
         assert len(fires) >= 5, fires
         assert fires == [fires[0] + timedelta(seconds=i) for i in range(len(fires))], "one fire each second"
@@ -62,8 +63,11 @@ def test_jobs_added_edited_and_disabled_by_another_process_take_effect_within_2s
     add_pipelines(backend, ok_spec())
     try:
         proc = services.start(cfg)
-        wait_until(lambda: any(w.pid == proc.pid and w.status == "running" for w in backend.workers.list_workers()),
-                   20, what="the service to register")
+        wait_until(
+            lambda: any(w.pid == proc.pid and w.status == "running" for w in backend.workers.list_workers()),
+            20,
+            what="the service to register",
+        )
         time.sleep(0.5)  # idle: no job yet, so it looks at the jobs table once per poll_interval
 
         def fires(job_id: str) -> list:
@@ -78,8 +82,12 @@ def test_jobs_added_edited_and_disabled_by_another_process_take_effect_within_2s
         # Edited: every 3 seconds from now on.
         _cli(cfg, "jobs", "edit", "live", "--cron", "* * * * * */3")
         edited = datetime.now(UTC)
-        after = wait_until(lambda: [f for f in fires("live") if f > edited + timedelta(seconds=2)], 8, 0.1,
-                           "a fire on the new schedule")
+        after = wait_until(
+            lambda: [f for f in fires("live") if f > edited + timedelta(seconds=2)],
+            8,
+            0.1,
+            "a fire on the new schedule",
+        )
         time.sleep(1.5)
         after = [f for f in fires("live") if f > edited + timedelta(seconds=2)]
         assert all(f.second % 3 == 0 for f in after), after

@@ -15,8 +15,16 @@ from datetime import timedelta
 
 import pytest
 import yaml
-from sched_helpers import T0, add_pipelines, cli_command, config_settings, executions, fake_scheduler, ok_spec, \
-    write_config
+from sched_helpers import (
+    T0,
+    add_pipelines,
+    cli_command,
+    config_settings,
+    executions,
+    fake_scheduler,
+    ok_spec,
+    write_config,
+)
 
 from mimir_tui.errors import PersistenceError
 from mimir_tui.persistence import JobExecutionRecord, RunRequest, Worker, open_backend, utcnow
@@ -33,16 +41,25 @@ def _job(backend, **options):
 
 
 def _row(backend, job, worker_id, status="running", scheduled_for=None):
-    record = JobExecutionRecord(job_id=job.id, pipeline=job.pipeline, start_time=utcnow(), status=status,
-                                triggered_by="scheduler" if scheduled_for else "manual",
-                                scheduled_for=scheduled_for, worker_id=worker_id, context={}, steps=[])
+    record = JobExecutionRecord(
+        job_id=job.id,
+        pipeline=job.pipeline,
+        start_time=utcnow(),
+        status=status,
+        triggered_by="scheduler" if scheduled_for else "manual",
+        scheduled_for=scheduled_for,
+        worker_id=worker_id,
+        context={},
+        steps=[],
+    )
     backend.save_execution(record)
     return record
 
 
 def _worker(backend, worker_id, status="running"):
-    backend.workers.register_worker(Worker(id=worker_id, host="elsewhere", pid=1, version="t", started_at=utcnow(),
-                                   heartbeat_at=utcnow()))
+    backend.workers.register_worker(
+        Worker(id=worker_id, host="elsewhere", pid=1, version="t", started_at=utcnow(), heartbeat_at=utcnow())
+    )
     if status != "running":
         backend.workers.heartbeat(worker_id, status=status, revive=True)
 
@@ -126,8 +143,9 @@ def test_a_conditional_save_never_overwrites_a_finished_run(backend):
     after = backend.get_execution(record.id)
     assert (after.status, after.error) == ("interrupted", "interrupted: reaped")
 
-    fresh = JobExecutionRecord(job_id=job.id, pipeline="ok", start_time=T0, status="running",
-                               triggered_by="manual", context={}, steps=[])
+    fresh = JobExecutionRecord(
+        job_id=job.id, pipeline="ok", start_time=T0, status="running", triggered_by="manual", context={}, steps=[]
+    )
     assert backend.save_execution(fresh, only_unfinished=True) is True, "a new row is inserted"
     assert backend.get_execution(fresh.id).status == "running"
     # The plain save stays an upsert (the scheduler records its own stopped run interrupted).
@@ -138,8 +156,10 @@ def test_a_conditional_save_never_overwrites_a_finished_run(backend):
 def test_a_run_ended_by_another_instance_stops_and_keeps_that_end(sqlite_settings, caplog):
     backend = open_backend(sqlite_settings)
     try:
-        spec = PipelineSpec(name="slow", steps=[
-            {"name": f"s{i}", "plugin": "Data_Processing.delay", "config": {"seconds": 0.3}} for i in range(10)])
+        spec = PipelineSpec(
+            name="slow",
+            steps=[{"name": f"s{i}", "plugin": "Data_Processing.delay", "config": {"seconds": 0.3}} for i in range(10)],
+        )
         runner = PipelineRunner(backend, sqlite_settings)
         exec_id = "run-ended-elsewhere"
 
@@ -176,8 +196,9 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
     backend = open_backend(sqlite_settings)
     try:
         add_pipelines(backend, ok_spec())
-        job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=T0, max_retries=3,
-                              retry_backoff_seconds=0)
+        job = jobs.create_job(
+            backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=T0, max_retries=3, retry_backoff_seconds=0
+        )
         clock = FakeClock(T0)
         scheduler = fake_scheduler(backend, sqlite_settings, clock, worker_id="slowpoke")
         real = scheduler.runner.run
@@ -206,7 +227,9 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
         assert scheduler.poll_queue() == 2  # the run, then the reaper's retry of it
         rows = sorted(executions(backend, job.id), key=lambda r: r.attempt)
         assert [(r.status, r.attempt, r.triggered_by) for r in rows] == [
-            ("interrupted", 1, "manual"), ("success", 2, "retry")]
+            ("interrupted", 1, "manual"),
+            ("success", 2, "retry"),
+        ]
         assert rows[0].error == "interrupted: reaped"
         assert backend.runs.list_queue() == [], "no second retry"
     finally:
@@ -217,8 +240,16 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
 
 
 def test_fires_claimed_before_a_failing_claim_still_run(store, sqlite_settings, clock):
-    job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(),
-                          misfire_policy="all", misfire_cap=3, misfire_grace_seconds=10)
+    job = jobs.create_job(
+        store,
+        name="m",
+        pipeline="ok",
+        cron_expr="* * * * *",
+        now=clock.now(),
+        misfire_policy="all",
+        misfire_cap=3,
+        misfire_grace_seconds=10,
+    )
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     real = store.runs.claim_fire
     calls: list[int] = []
@@ -242,13 +273,23 @@ def test_fires_claimed_before_a_failing_claim_still_run(store, sqlite_settings, 
 
 
 def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_settings, clock):
-    job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(),
-                          max_retries=1, retry_backoff_seconds=0)
+    job = jobs.create_job(
+        store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(), max_retries=1, retry_backoff_seconds=0
+    )
     scheduler = fake_scheduler(store, sqlite_settings, clock, worker_id="me")
     scheduler.register()
     # A fire claimed, never handed to the pool; a run whose end could not be saved.
-    lost_fire = JobExecutionRecord(job_id=job.id, pipeline="ok", start_time=T0, status="queued",
-                                   triggered_by="scheduler", scheduled_for=T0, worker_id="me", context={}, steps=[])
+    lost_fire = JobExecutionRecord(
+        job_id=job.id,
+        pipeline="ok",
+        start_time=T0,
+        status="queued",
+        triggered_by="scheduler",
+        scheduled_for=T0,
+        worker_id="me",
+        context={},
+        steps=[],
+    )
     assert store.runs.claim_fire(lost_fire)
     stuck = _row(store, job, "me")
     tracked = _row(store, job, "me")
@@ -267,8 +308,16 @@ def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_s
 def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, clock, monkeypatch):
     """The database is away when the run ends (and for the retries of Executor.record_failure): the
     row stays running, then the next beats interrupt it and queue its retry."""
-    job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now(),
-                          max_retries=1, retry_backoff_seconds=0, misfire_grace_seconds=60)
+    job = jobs.create_job(
+        store,
+        name="m",
+        pipeline="ok",
+        cron_expr="* * * * *",
+        now=clock.now(),
+        max_retries=1,
+        retry_backoff_seconds=0,
+        misfire_grace_seconds=60,
+    )
     scheduler = fake_scheduler(store, sqlite_settings, clock, worker_id="me")
     scheduler.register()
     monkeypatch.setattr("mimir_tui.scheduler.executor.time.sleep", lambda s: None)
@@ -318,16 +367,24 @@ def test_worker_session_registers_heartbeats_and_stops(sqlite_settings):
 
 def _slow_pipeline(tmp_path):
     path = tmp_path / "slow.yaml"
-    path.write_text(yaml.safe_dump({"name": "slow", "steps": [
-        {"name": "wait", "plugin": "Data_Processing.delay", "config": {"seconds": 60}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "slow", "steps": [{"name": "wait", "plugin": "Data_Processing.delay", "config": {"seconds": 60}}]}
+        )
+    )
     return path
 
 
 def _start_run(tmp_path):
     config = write_config(tmp_path / "svc", scheduler={"heartbeat_interval": 0.5, "stale_after": 2})
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIMIR_")}
-    proc = subprocess.Popen([*cli_command(), "--config", str(config), "pipelines", "run", str(_slow_pipeline(tmp_path))],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [*cli_command(), "--config", str(config), "pipelines", "run", str(_slow_pipeline(tmp_path))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     settings = config_settings(config)
     backend = open_backend(settings)
     deadline = time.monotonic() + 30
@@ -383,8 +440,17 @@ def test_fires_claimed_by_a_long_tick_are_not_reconciled_away(store, sqlite_sett
     job = jobs.create_job(store, name="m", pipeline="ok", cron_expr="* * * * *", now=clock.now())
     scheduler = fake_scheduler(store, sqlite_settings, clock, worker_id="me")
     scheduler.register()
-    pending = JobExecutionRecord(job_id=job.id, pipeline="ok", start_time=T0, status="queued",
-                                 triggered_by="scheduler", scheduled_for=T0, worker_id="me", context={}, steps=[])
+    pending = JobExecutionRecord(
+        job_id=job.id,
+        pipeline="ok",
+        start_time=T0,
+        status="queued",
+        triggered_by="scheduler",
+        scheduled_for=T0,
+        worker_id="me",
+        context={},
+        steps=[],
+    )
     assert store.runs.claim_fire(pending)
     scheduler._claimed.add(pending.id)  # what _fire does right after its claim lands
 

@@ -17,13 +17,23 @@ from mimir_tui.scheduler.clock import DatabaseClock, FakeClock, SystemClock
 
 def _job(backend, **options):
     add_pipelines(backend, ok_spec())
-    return jobs.create_job(backend, name="j", pipeline="ok", cron_expr=options.pop("cron", "* * * * *"), now=T0,
-                           **options)
+    return jobs.create_job(
+        backend, name="j", pipeline="ok", cron_expr=options.pop("cron", "* * * * *"), now=T0, **options
+    )
 
 
 def _fire(job, when, worker="w", status="queued"):
-    return JobExecutionRecord(job_id=job.id, pipeline=job.pipeline, start_time=when, status=status,
-                              triggered_by="scheduler", scheduled_for=when, worker_id=worker, context={}, steps=[])
+    return JobExecutionRecord(
+        job_id=job.id,
+        pipeline=job.pipeline,
+        start_time=when,
+        status=status,
+        triggered_by="scheduler",
+        scheduled_for=when,
+        worker_id=worker,
+        context={},
+        steps=[],
+    )
 
 
 def test_claim_fire_is_exactly_once_per_run_key(backend):
@@ -56,10 +66,22 @@ def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend):
 def test_the_queue_gives_the_highest_priority_first_then_the_oldest(backend):
     job = _job(backend, enabled=False)
     made = {}
-    for name, priority, offset in (("old-low", 0, 0), ("new-high", 5, 2), ("old-high", 5, 1), ("mid", 1, 0),
-                                   ("future", 9, 60)):
-        made[name] = backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=priority,
-                                                available_at=T0 + timedelta(seconds=offset), requested_by=name))
+    for name, priority, offset in (
+        ("old-low", 0, 0),
+        ("new-high", 5, 2),
+        ("old-high", 5, 1),
+        ("mid", 1, 0),
+        ("future", 9, 60),
+    ):
+        made[name] = backend.runs.enqueue(
+            RunRequest(
+                job_id=job.id,
+                pipeline="ok",
+                priority=priority,
+                available_at=T0 + timedelta(seconds=offset),
+                requested_by=name,
+            )
+        )
     now = T0 + timedelta(seconds=10)
     order = []
     while (got := backend.runs.claim_request("w", now=now)) is not None:
@@ -110,8 +132,10 @@ def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(b
     claimed: list[list[str]] = [[] for _ in range(threads)]
     errors: list[str] = []
     barrier = threading.Barrier(threads)
-    workers = [threading.Thread(target=_claim_all, args=(backend_settings, f"w{i}", claimed[i], errors, barrier))
-               for i in range(threads)]
+    workers = [
+        threading.Thread(target=_claim_all, args=(backend_settings, f"w{i}", claimed[i], errors, barrier))
+        for i in range(threads)
+    ]
     for t in workers:
         t.start()
     for t in workers:
@@ -202,11 +226,13 @@ def test_a_peer_in_another_pid_namespace_is_not_judged_by_its_pid(backend):
     from mimir_tui.scheduler import workers as worker_ids
 
     host = socket.gethostname()
-    free_pid = 2 ** 22 + 12345  # above pid_max: no such process here
-    backend.workers.register_worker(Worker(id="peer-other-ns", host=host, pid=free_pid, version="t",
-                                   instance_key="another-boot:4026531999"))
-    backend.workers.register_worker(Worker(id="peer-same-ns", host=host, pid=free_pid, version="t",
-                                   instance_key=worker_ids.instance_key()))
+    free_pid = 2**22 + 12345  # above pid_max: no such process here
+    backend.workers.register_worker(
+        Worker(id="peer-other-ns", host=host, pid=free_pid, version="t", instance_key="another-boot:4026531999")
+    )
+    backend.workers.register_worker(
+        Worker(id="peer-same-ns", host=host, pid=free_pid, version="t", instance_key=worker_ids.instance_key())
+    )
     workers = {w.id: w for w in backend.workers.list_workers()}
     assert not worker_ids._crashed_here(workers["peer-other-ns"], host)
     assert worker_ids._crashed_here(workers["peer-same-ns"], host)
@@ -253,8 +279,9 @@ def test_an_instance_with_a_fast_clock_fires_on_the_databases_time(backend, back
     """Without the database's clock, an instance 10 minutes fast would fire 10 minutes early."""
     add_pipelines(backend, ok_spec())
     db_now = backend.database_now()
-    job = jobs.create_job(backend, name="every-second", pipeline="ok", cron_expr="* * * * * *",
-                           now=db_now - timedelta(seconds=3))
+    job = jobs.create_job(
+        backend, name="every-second", pipeline="ok", cron_expr="* * * * * *", now=db_now - timedelta(seconds=3)
+    )
     clock = _OffDatabaseClock(backend)
     clock.skew = timedelta(minutes=10)
     scheduler = fake_scheduler(backend, backend_settings, clock)
@@ -281,13 +308,16 @@ def test_a_run_asked_for_on_a_machine_with_a_fast_clock_is_available_at_once(bac
     got = backend.runs.claim_request("w", now=db_now)
     assert got is not None and got[0].id == request.id
     # A time given is kept (a retry's backoff).
-    later = backend.runs.enqueue(RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=db_now + timedelta(hours=1)))
+    later = backend.runs.enqueue(
+        RunRequest(job_id=job.id, pipeline=job.pipeline, available_at=db_now + timedelta(hours=1))
+    )
     assert later.available_at == db_now + timedelta(hours=1)
     assert backend.runs.claim_request("w", now=backend.database_now()) is None
 
 
-def test_a_job_created_on_a_machine_with_a_slow_clock_starts_on_the_databases_time(backend, backend_settings,
-                                                                                  monkeypatch):
+def test_a_job_created_on_a_machine_with_a_slow_clock_starts_on_the_databases_time(
+    backend, backend_settings, monkeypatch
+):
     """Its first next_run comes from the database's clock, as the schedulers' fires do: no
     fires dated before the job existed (from a slow machine), none skipped (from a fast one)."""
     from mimir_tui.scheduler.core import Scheduler
@@ -305,8 +335,7 @@ def test_a_job_created_on_a_machine_with_a_slow_clock_starts_on_the_databases_ti
     assert edited.next_run > created
 
 
-def test_runs_on_a_machine_with_a_slow_clock_are_recorded_on_the_databases_time(backend, backend_settings,
-                                                                             monkeypatch):
+def test_runs_on_a_machine_with_a_slow_clock_are_recorded_on_the_databases_time(backend, backend_settings, monkeypatch):
     """A run's start, end and step times, and its log lines, come from the clock the schedulers
     fire on: the history of runs from several machines sorts as they happened."""
     from mimir_tui.pipelines import runner as runner_module
@@ -331,6 +360,8 @@ def test_runs_on_a_machine_with_a_slow_clock_are_recorded_on_the_databases_time(
         assert abs(record.start_time - db_now) < timedelta(seconds=5)
         assert abs(record.step_records()[0].start_time - db_now) < timedelta(seconds=5)
         log_text = scheduler.runner.log_path(record.id).read_text()
-        assert db_now.strftime("%Y-%m-%dT%H:%M") in log_text or (db_now - timedelta(minutes=1)).strftime(
-            "%Y-%m-%dT%H:%M") in log_text
+        assert (
+            db_now.strftime("%Y-%m-%dT%H:%M") in log_text
+            or (db_now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M") in log_text
+        )
     assert record.status == "success" and 0 <= record.duration < 5000

@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import pytest
-from sched_helpers import T0, UTC, add_pipelines, bad_spec, executions, fake_scheduler, ok_spec
+from sched_helpers import T0, UTC, add_pipelines, executions, fake_scheduler, ok_spec
 from sqlalchemy import select, text
 
 from mimir_tui.errors import PersistenceError
@@ -29,8 +30,9 @@ from mimir_tui.scheduler.pool import RunPool
 
 def every_minute(store, clock, **options):
     options.setdefault("misfire_grace_seconds", 10)
-    return jobs.create_job(store, name="m", pipeline=options.pop("pipeline", "ok"), cron_expr="* * * * *",
-                           now=clock.now(), **options)
+    return jobs.create_job(
+        store, name="m", pipeline=options.pop("pipeline", "ok"), cron_expr="* * * * *", now=clock.now(), **options
+    )
 
 
 # -- misfires ------------------------------------------------------------------------------
@@ -92,8 +94,16 @@ def test_a_long_downtime_runs_the_latest_fires_and_says_what_was_missed(store, s
     """Two hours of an every-second job: more fires than are recorded one by one. The run is
     the latest fire (not one from two hours ago), and the oldest recorded row says that every
     fire before it was missed too; nothing between is lost silently."""
-    job = jobs.create_job(store, name="s", pipeline="ok", cron_expr="* * * * * *", now=T0,
-                          misfire_policy=policy, misfire_cap=cap, misfire_grace_seconds=5)
+    job = jobs.create_job(
+        store,
+        name="s",
+        pipeline="ok",
+        cron_expr="* * * * * *",
+        now=T0,
+        misfire_policy=policy,
+        misfire_cap=cap,
+        misfire_grace_seconds=5,
+    )
     now = T0 + timedelta(hours=2)
     clock.set(now)
     started = time.perf_counter()
@@ -130,7 +140,7 @@ def test_catch_up_runs_queue_behind_each_other_instead_of_counting_as_overlaps(s
     assert [r.status for r in runs] == ["success"] * 3
     assert not any("still active" in (r.error or "") for r in rows)
     runs.sort(key=lambda r: r.start_time)
-    for before, after in zip(runs, runs[1:]):
+    for before, after in pairwise(runs):
         assert after.start_time >= before.end_time, "max_concurrent 1: one at a time"
 
 
@@ -139,8 +149,11 @@ def test_catch_up_runs_queue_behind_each_other_instead_of_counting_as_overlaps(s
 
 def test_an_overlapping_fire_is_recorded_missed_not_dropped(store, sqlite_settings, clock):
     job = every_minute(store, clock, max_concurrent=1, misfire_grace_seconds=60)
-    busy = store.save_execution(JobExecutionRecord(
-        job_id=job.id, pipeline="ok", status="running", triggered_by="manual", worker_id="w2", context={}, steps=[]))
+    busy = store.save_execution(
+        JobExecutionRecord(
+            job_id=job.id, pipeline="ok", status="running", triggered_by="manual", worker_id="w2", context={}, steps=[]
+        )
+    )
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     clock.set(T0 + timedelta(minutes=1))
     report = scheduler.tick()
@@ -158,8 +171,11 @@ def test_an_overlapping_fire_is_recorded_missed_not_dropped(store, sqlite_settin
 
 def test_max_concurrent_two_allows_a_second_run(store, sqlite_settings, clock):
     job = every_minute(store, clock, max_concurrent=2, misfire_grace_seconds=60)
-    store.save_execution(JobExecutionRecord(
-        job_id=job.id, pipeline="ok", status="running", triggered_by="manual", worker_id="w2", context={}, steps=[]))
+    store.save_execution(
+        JobExecutionRecord(
+            job_id=job.id, pipeline="ok", status="running", triggered_by="manual", worker_id="w2", context={}, steps=[]
+        )
+    )
     clock.set(T0 + timedelta(minutes=1))
     assert len(fake_scheduler(store, sqlite_settings, clock).tick().claimed) == 1
 
@@ -213,8 +229,9 @@ def test_edits_by_anyone_are_picked_up_through_the_signature(store, sqlite_setti
 def test_next_run_is_stored_in_utc_and_follows_enable_and_disable(backend, clock):
     add_pipelines(backend, ok_spec())
     # 07:00 in New York at T0; the job runs at 09:00 local = 14:00 UTC (EST, UTC-5).
-    job = jobs.create_job(backend, name="ny", pipeline="ok", cron_expr="0 9 * * *", timezone="America/New_York",
-                          now=clock.now())
+    job = jobs.create_job(
+        backend, name="ny", pipeline="ok", cron_expr="0 9 * * *", timezone="America/New_York", now=clock.now()
+    )
     stored = backend.get_job(job.id)
     assert stored.next_run == datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
     assert stored.next_run.utcoffset() == timedelta(0)
@@ -256,15 +273,18 @@ def test_one_job_failing_to_fire_does_not_hold_up_the_others(store, sqlite_setti
     monkeypatch.setattr(store.executions, "count_running", real)
     clock.advance(5)
     scheduler.tick()  # the failed fire is tried again, still within its grace
-    assert [(r.scheduled_for, r.status) for r in executions(store, broken.id)] == [(T0 + timedelta(minutes=1), "success")]
+    assert [(r.scheduled_for, r.status) for r in executions(store, broken.id)] == [
+        (T0 + timedelta(minutes=1), "success")
+    ]
 
 
 # -- retries ----------------------------------------------------------------------------------
 
 
 def test_a_failing_run_is_retried_with_exponential_backoff_then_stops(store, sqlite_settings, clock):
-    job = jobs.create_job(store, name="r", pipeline="bad", cron_expr="0 * * * *", now=clock.now(),
-                          max_retries=2, retry_backoff_seconds=10)
+    job = jobs.create_job(
+        store, name="r", pipeline="bad", cron_expr="0 * * * *", now=clock.now(), max_retries=2, retry_backoff_seconds=10
+    )
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     fire = T0 + timedelta(hours=1)
     clock.set(fire)
@@ -285,15 +305,17 @@ def test_a_failing_run_is_retried_with_exponential_backoff_then_stops(store, sql
     assert queue() == [], "max_retries 2: three attempts in all"
     rows = executions(store, job.id)
     assert [(r.attempt, r.triggered_by, r.status) for r in rows] == [
-        (1, "scheduler", "failed"), (2, "retry", "failed"), (3, "retry", "failed")]
+        (1, "scheduler", "failed"),
+        (2, "retry", "failed"),
+        (3, "retry", "failed"),
+    ]
     assert all(r.worker_id == "w1" for r in rows)
     assert store.get_job(job.id).last_result == "failed"
 
 
 def test_no_retry_without_max_retries_nor_after_success(store, sqlite_settings, clock):
     failing = jobs.create_job(store, name="f", pipeline="bad", cron_expr="0 * * * *", now=clock.now())
-    passing = jobs.create_job(store, name="p", pipeline="ok", cron_expr="0 * * * *", now=clock.now(),
-                              max_retries=3)
+    passing = jobs.create_job(store, name="p", pipeline="ok", cron_expr="0 * * * *", now=clock.now(), max_retries=3)
     clock.set(T0 + timedelta(hours=1))
     fake_scheduler(store, sqlite_settings, clock).tick()
     assert store.runs.list_queue() == []
@@ -330,8 +352,9 @@ def _running_execution(backend, job, worker_id: str, now: datetime) -> JobExecut
 
 def test_a_stale_worker_runs_become_interrupted_and_are_retried(backend, backend_settings, clock):
     add_pipelines(backend, ok_spec())
-    job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(),
-                          max_retries=1, retry_backoff_seconds=5)
+    job = jobs.create_job(
+        backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(), max_retries=1, retry_backoff_seconds=5
+    )
     a = fake_scheduler(backend, backend_settings, clock, worker_id="A")
     b = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="B")
     a.register()
@@ -387,8 +410,11 @@ def test_a_worker_that_heartbeats_just_before_the_reap_keeps_its_runs(backend, b
 
     def before(conn, cursor, statement, parameters, context, executemany):
         values = parameters.values() if isinstance(parameters, dict) else parameters
-        if statement.lstrip().upper().startswith("UPDATE WORKERS") and "dead" in list(values or []) \
-                and "beat" not in results:
+        if (
+            statement.lstrip().upper().startswith("UPDATE WORKERS")
+            and "dead" in list(values or [])
+            and "beat" not in results
+        ):
             import threading
 
             thread = threading.Thread(target=lambda: results.__setitem__("beat", other.workers.heartbeat("B", now=now)))
@@ -421,24 +447,48 @@ def test_a_restart_recovers_its_own_hosts_dead_instance_at_once(store, sqlite_se
     its heartbeat would go stale."""
     import socket
 
-    job = jobs.create_job(store, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(), max_retries=1,
-                          retry_backoff_seconds=0)
+    job = jobs.create_job(
+        store, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(), max_retries=1, retry_backoff_seconds=0
+    )
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    store.workers.register_worker(Worker(id="old", host=socket.gethostname(), pid=gone.pid, version="t",
-                                 started_at=clock.now(), heartbeat_at=clock.now()))
+    store.workers.register_worker(
+        Worker(
+            id="old",
+            host=socket.gethostname(),
+            pid=gone.pid,
+            version="t",
+            started_at=clock.now(),
+            heartbeat_at=clock.now(),
+        )
+    )
     run = _running_execution(store, job, "old", clock.now())
     # A container restarted with the same hostname runs the service under the same pid again:
     # a row with our pid that this process did not register is a dead predecessor's.
-    store.workers.register_worker(Worker(id="same-pid", host=socket.gethostname(), pid=os.getpid(), version="t",
-                                 started_at=clock.now(), heartbeat_at=clock.now()))
+    store.workers.register_worker(
+        Worker(
+            id="same-pid",
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version="t",
+            started_at=clock.now(),
+            heartbeat_at=clock.now(),
+        )
+    )
     same_pid_run = _running_execution(store, job, "same-pid", clock.now())
-    alive = Worker(id="peer", host=socket.gethostname(), pid=os.getppid(), version="t",
-                   started_at=clock.now(), heartbeat_at=clock.now())
+    alive = Worker(
+        id="peer",
+        host=socket.gethostname(),
+        pid=os.getppid(),
+        version="t",
+        started_at=clock.now(),
+        heartbeat_at=clock.now(),
+    )
     store.workers.register_worker(alive)
     peer_run = _running_execution(store, job, "peer", clock.now())
-    elsewhere = Worker(id="elsewhere", host="another-host", pid=gone.pid, version="t",
-                       started_at=clock.now(), heartbeat_at=clock.now())
+    elsewhere = Worker(
+        id="elsewhere", host="another-host", pid=gone.pid, version="t", started_at=clock.now(), heartbeat_at=clock.now()
+    )
     store.workers.register_worker(elsewhere)
     elsewhere_run = _running_execution(store, job, "elsewhere", clock.now())
 
@@ -466,8 +516,9 @@ def test_stop_marks_unfinished_runs_interrupted_and_queues_their_retries(sqlite_
     backend = open_backend(sqlite_settings)
     try:
         add_pipelines(backend, ok_spec("slow", seconds=30), ok_spec("quick", seconds=0.2))
-        slow = jobs.create_job(backend, name="slow", pipeline="slow", cron_expr="0 0 1 1 *", max_retries=1,
-                               retry_backoff_seconds=0)
+        slow = jobs.create_job(
+            backend, name="slow", pipeline="slow", cron_expr="0 0 1 1 *", max_retries=1, retry_backoff_seconds=0
+        )
         quick = jobs.create_job(backend, name="quick", pipeline="quick", cron_expr="0 0 1 1 *")
         scheduler = Scheduler(backend, sqlite_settings)
         scheduler.start()
@@ -538,12 +589,17 @@ def test_a_run_that_cannot_start_does_not_block_its_job(store, sqlite_settings, 
     clock.set(T0 + timedelta(minutes=2))
     assert len(scheduler.tick().claimed) == 1
     assert sorted((r.status, r.attempt, r.triggered_by) for r in executions(store, job.id)) == [
-        ("failed", 1, "scheduler"), ("success", 1, "scheduler"), ("success", 2, "retry")]
+        ("failed", 1, "scheduler"),
+        ("success", 1, "scheduler"),
+        ("success", 2, "retry"),
+    ]
 
 
-@pytest.mark.parametrize("start,days", [(datetime(2026, 3, 7, 5, 0, tzinfo=UTC), 3),
-                                        (datetime(2026, 10, 31, 4, 0, tzinfo=UTC), 3)],
-                         ids=["spring-forward", "fall-back"])
+@pytest.mark.parametrize(
+    "start,days",
+    [(datetime(2026, 3, 7, 5, 0, tzinfo=UTC), 3), (datetime(2026, 10, 31, 4, 0, tzinfo=UTC), 3)],
+    ids=["spring-forward", "fall-back"],
+)
 def test_the_scheduler_fires_across_dst_nights_in_new_york(store, sqlite_settings, start, days):
     """Jobs at 01:30 (repeated on fall-back night) and 02:30 (skipped on spring-forward night)
     run once per local day; an hourly job runs once per real hour."""
@@ -551,9 +607,18 @@ def test_the_scheduler_fires_across_dst_nights_in_new_york(store, sqlite_setting
 
     tz = ZoneInfo("America/New_York")
     clock = FakeClock(start)
-    made = {expr: jobs.create_job(store, name=expr, pipeline="ok", cron_expr=expr, timezone="America/New_York",
-                                  now=start, misfire_grace_seconds=0)
-            for expr in ("30 1 * * *", "30 2 * * *", "0 * * * *")}
+    made = {
+        expr: jobs.create_job(
+            store,
+            name=expr,
+            pipeline="ok",
+            cron_expr=expr,
+            timezone="America/New_York",
+            now=start,
+            misfire_grace_seconds=0,
+        )
+        for expr in ("30 1 * * *", "30 2 * * *", "0 * * * *")
+    }
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     scheduler.refresh_jobs()
     end = start + timedelta(days=days)
@@ -569,14 +634,22 @@ def test_the_scheduler_fires_across_dst_nights_in_new_york(store, sqlite_setting
         days_seen = [r.scheduled_for.astimezone(tz).date() for r in rows]
         assert len(days_seen) == len(set(days_seen)) == days, (expr, [r.scheduled_for for r in rows])
     hourly = [r.scheduled_for for r in executions(store, made["0 * * * *"].id)]
-    assert {b - a for a, b in zip(hourly, hourly[1:])} == {timedelta(hours=1)}
+    assert {b - a for a, b in pairwise(hourly)} == {timedelta(hours=1)}
     assert len(hourly) == days * 24
 
 
 def test_a_job_timeout_stops_the_run_and_counts_as_a_failure_to_retry(store, sqlite_settings, clock):
     add_pipelines(store, ok_spec("slow", seconds=30))
-    job = jobs.create_job(store, name="t", pipeline="slow", cron_expr="0 * * * *", now=clock.now(),
-                          timeout_seconds=0.5, max_retries=1, retry_backoff_seconds=0)
+    job = jobs.create_job(
+        store,
+        name="t",
+        pipeline="slow",
+        cron_expr="0 * * * *",
+        now=clock.now(),
+        timeout_seconds=0.5,
+        max_retries=1,
+        retry_backoff_seconds=0,
+    )
     clock.set(T0 + timedelta(hours=1))
     started = time.monotonic()
     fake_scheduler(store, sqlite_settings, clock).tick()

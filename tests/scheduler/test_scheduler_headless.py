@@ -28,7 +28,9 @@ settings.pipelines.directory = str(root / "pipelines")
 settings.pipelines.watch = True
 settings.logging.executions_dir = str(root / "executions")
 backend = open_backend(settings)
-save_spec(backend, PipelineSpec(name="ok", steps=[{"name": "w", "plugin": "Data_Processing.delay", "config": {"seconds": 0}}]))
+save_spec(
+    backend, PipelineSpec(name="ok", steps=[{"name": "w", "plugin": "Data_Processing.delay", "config": {"seconds": 0}}])
+)
 t0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
 job = jobs.create_job(backend, name="j", pipeline="ok", cron_expr="* * * * *", now=t0)
 clock = FakeClock(t0 + timedelta(minutes=1))

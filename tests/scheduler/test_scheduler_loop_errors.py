@@ -37,8 +37,9 @@ def broken_refresh(**_kw):
     return 1 / 0
 
 
-@pytest.mark.parametrize("loop, step", [("_fire_loop", "refresh_jobs"), ("_queue_loop", "poll_queue"),
-                                        ("_heartbeat_loop", "beat")])
+@pytest.mark.parametrize(
+    "loop, step", [("_fire_loop", "refresh_jobs"), ("_queue_loop", "poll_queue"), ("_heartbeat_loop", "beat")]
+)
 def test_a_bug_in_a_loop_logs_its_traceback_once(store, sqlite_settings, caplog, monkeypatch, loop, step) -> None:
     scheduler = fake_scheduler(store, sqlite_settings, StopAfter(POLLS))
     monkeypatch.setattr(scheduler, step, broken_refresh)

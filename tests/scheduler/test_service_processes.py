@@ -19,8 +19,10 @@ pytestmark = pytest.mark.slow
 
 
 def registered(backend, proc) -> bool:
-    return any(w.pid == proc.pid and w.status == "running" and w.host == socket.gethostname()
-               for w in backend.workers.list_workers())
+    return any(
+        w.pid == proc.pid and w.status == "running" and w.host == socket.gethostname()
+        for w in backend.workers.list_workers()
+    )
 
 
 class Cluster:
@@ -37,13 +39,21 @@ class Cluster:
         self.job_ids: list[str] = []
 
     def wait_registered(self) -> None:
-        wait_until(lambda: all(registered(self.backend, p) for p in self.procs), 30,
-                   what=f"{self.name}: three services to register")
+        wait_until(
+            lambda: all(registered(self.backend, p) for p in self.procs),
+            30,
+            what=f"{self.name}: three services to register",
+        )
 
     def add_jobs(self) -> None:
         for i in range(self.n_jobs):
-            job = jobs.create_job(self.backend, name=f"every-second-{i}", pipeline="ok", cron_expr="* * * * * *",
-                                  job_id=f"{self.name}-{i}")
+            job = jobs.create_job(
+                self.backend,
+                name=f"every-second-{i}",
+                pipeline="ok",
+                cron_expr="* * * * * *",
+                job_id=f"{self.name}-{i}",
+            )
             self.job_ids.append(job.id)
 
     def stop(self) -> list[tuple[int, float]]:
@@ -87,8 +97,9 @@ def test_three_processes_per_database_fire_every_second_exactly_once(tmp_path, s
     work is spread over more than one instance. SIGTERM: all exit 0 in time."""
     sqlite_cfg = write_config(tmp_path / "sqlite")
     pg = server_settings("postgres")
-    pg_cfg = write_config(tmp_path / "pg", persistence={
-        "backend": "postgres", "connection_string": pg.persistence.connection_string})
+    pg_cfg = write_config(
+        tmp_path / "pg", persistence={"backend": "postgres", "connection_string": pg.persistence.connection_string}
+    )
     clusters = [Cluster("sqlite", sqlite_cfg, services), Cluster("postgres", pg_cfg, services)]
     try:
         for cluster in clusters:
@@ -107,8 +118,7 @@ def test_three_processes_per_database_fire_every_second_exactly_once(tmp_path, s
             print(cluster.name, result)
             assert result["statuses"].get("success", 0) >= 20 * cluster.n_jobs * 0.8, (cluster.name, result)
             assert len(result["workers"]) >= 2, f"{cluster.name}: all the work on one instance {result}"
-            leftovers = [r for r in cluster.backend.list_executions(None, 10_000)
-                         if r.status in ("running", "queued")]
+            leftovers = [r for r in cluster.backend.list_executions(None, 10_000) if r.status in ("running", "queued")]
             assert leftovers == [], cluster.name
             assert {w.status for w in cluster.backend.workers.list_workers()} == {"stopped"}
     finally:
@@ -124,8 +134,15 @@ def test_sigkill_mid_run_then_restart(tmp_path, services):
     backend = open_backend(config_settings(cfg))
     try:
         add_pipelines(backend, ok_spec(), ok_spec("slow", seconds=3))
-        slow = jobs.create_job(backend, name="slow", pipeline="slow", cron_expr="* * * * * */4", max_retries=1,
-                               retry_backoff_seconds=0, job_id="slow")
+        slow = jobs.create_job(
+            backend,
+            name="slow",
+            pipeline="slow",
+            cron_expr="* * * * * */4",
+            max_retries=1,
+            retry_backoff_seconds=0,
+            job_id="slow",
+        )
         jobs.create_job(backend, name="tick", pipeline="ok", cron_expr="* * * * * *", job_id="tick")
         first = services.start(cfg, tag="first")
 
@@ -134,8 +151,9 @@ def test_sigkill_mid_run_then_restart(tmp_path, services):
 
         victim = wait_until(running_slow, 30, 0.05, "a slow run")[0]
         time.sleep(1.0)  # mid-run
-        finished_before = {r.id: r.status for r in backend.list_executions(None, 10_000)
-                           if r.status not in ("running", "queued")}
+        finished_before = {
+            r.id: r.status for r in backend.list_executions(None, 10_000) if r.status not in ("running", "queued")
+        }
         assert any(r == "success" for r in finished_before.values())
         first.kill()
         first.wait(timeout=10)
@@ -143,8 +161,12 @@ def test_sigkill_mid_run_then_restart(tmp_path, services):
 
         killed_at = time.monotonic()
         second = services.start(cfg, tag="second")
-        wait_until(lambda: backend.get_execution(victim.id).status == "interrupted", 15, 0.05,
-                   "the killed run to be interrupted")
+        wait_until(
+            lambda: backend.get_execution(victim.id).status == "interrupted",
+            15,
+            0.05,
+            "the killed run to be interrupted",
+        )
         assert time.monotonic() - killed_at < 10, "recovered at start, not after stale_after (30 s)"
         restarted = datetime.now(UTC)
         after = backend.get_execution(victim.id)
@@ -164,8 +186,11 @@ def test_sigkill_mid_run_then_restart(tmp_path, services):
         assert [r.id for r in rows if r.status in ("running", "queued")] == []
         now_status = {r.id: r.status for r in rows}
         assert {k: now_status.get(k) for k in finished_before} == finished_before, "finished executions are kept"
-        later = [r for r in rows if r.job_id == "tick" and r.scheduled_for and r.scheduled_for > restarted
-                 and r.status == "success"]
+        later = [
+            r
+            for r in rows
+            if r.job_id == "tick" and r.scheduled_for and r.scheduled_for > restarted and r.status == "success"
+        ]
         assert len(later) >= 3, "the schedule continues after the restart"
         workers = {w.pid: w.status for w in backend.workers.list_workers()}
         assert workers[first.pid] == "dead" and workers[second.pid] == "stopped"
@@ -177,13 +202,24 @@ def _one_manual_run(tmp_path: Path, services: Services, *, grace: float, seconds
     cfg = write_config(tmp_path / f"site-{grace}", scheduler={"shutdown_grace": grace})
     backend = open_backend(config_settings(cfg))
     add_pipelines(backend, ok_spec("work", seconds=seconds))
-    job = jobs.create_job(backend, name="work", pipeline="work", cron_expr="0 0 1 1 *", job_id="work",
-                          max_retries=retries, retry_backoff_seconds=0)
+    job = jobs.create_job(
+        backend,
+        name="work",
+        pipeline="work",
+        cron_expr="0 0 1 1 *",
+        job_id="work",
+        max_retries=retries,
+        retry_backoff_seconds=0,
+    )
     proc = services.start(cfg)
     wait_until(lambda: registered(backend, proc), 30, what="the service to register")
     request = jobs.run_job_now(backend, job.id)
-    wait_until(lambda: backend.list_executions(job.id, 5) and
-               backend.list_executions(job.id, 5)[0].status == "running", 15, 0.05, "the run to start")
+    wait_until(
+        lambda: backend.list_executions(job.id, 5) and backend.list_executions(job.id, 5)[0].status == "running",
+        15,
+        0.05,
+        "the run to start",
+    )
     return backend, proc, request
 
 
@@ -209,8 +245,9 @@ def test_sigterm_interrupts_a_run_longer_than_the_grace(tmp_path, services):
         assert took < 1 + 5, took
         record = backend.get_execution(request.execution_id)
         assert record.status == "interrupted" and record.error == STOPPED_REASON
-        assert [(r.triggered_by, r.attempt) for r in backend.runs.list_queue()] == [("retry", 2)], \
+        assert [(r.triggered_by, r.attempt) for r in backend.runs.list_queue()] == [("retry", 2)], (
             "the next instance retries it"
+        )
         assert {w.status for w in backend.workers.list_workers()} == {"stopped"}
         log = (tmp_path / "site-1" / "logs" / "mimir.log").read_text()
         assert "received SIGTERM" in log and "stopped" in log
@@ -235,25 +272,34 @@ def test_queues_route_jobs_to_the_services_that_serve_them(tmp_path, services, s
     try:
         add_pipelines(backend, ok_spec())
         cpu_proc, gpu_proc = services.start(cpu_cfg, tag="cpu"), services.start(gpu_cfg, tag="gpu")
-        wait_until(lambda: registered(backend, cpu_proc) and registered(backend, gpu_proc), 30,
-                   what="both services to register")
+        wait_until(
+            lambda: registered(backend, cpu_proc) and registered(backend, gpu_proc),
+            30,
+            what="both services to register",
+        )
         workers = {w.pid: w.id for w in backend.workers.list_workers()}
         cpu_id, gpu_id = workers[cpu_proc.pid], workers[gpu_proc.pid]
         plain = jobs.create_job(backend, name="plain", pipeline="ok", cron_expr="* * * * * *", job_id="plain")
-        render = jobs.create_job(backend, name="render", pipeline="ok", cron_expr="* * * * * *", job_id="render",
-                                 queue="gpu")
+        render = jobs.create_job(
+            backend, name="render", pipeline="ok", cron_expr="* * * * * *", job_id="render", queue="gpu"
+        )
         manual = jobs.run_job_now(backend, render.id)
         time.sleep(5)
-        health = subprocess.run([*cli_command(), "health", "--json", "--config", str(cpu_cfg)],
-                                capture_output=True, text=True, timeout=60)
+        health = subprocess.run(
+            [*cli_command(), "health", "--json", "--config", str(cpu_cfg)], capture_output=True, text=True, timeout=60
+        )
         for proc in (cpu_proc, gpu_proc):
             assert services.terminate(proc)[0] == 0, services.output(proc)
-        ran = {job.id: {r.worker_id for r in backend.list_executions(job.id, 1000) if r.status == "success"}
-               for job in (plain, render)}
+        ran = {
+            job.id: {r.worker_id for r in backend.list_executions(job.id, 1000) if r.status == "success"}
+            for job in (plain, render)
+        }
         assert ran == {"plain": {cpu_id}, "render": {gpu_id}}, ran
         assert backend.get_execution(manual.execution_id).worker_id == gpu_id
         queues = json.loads(health.stdout)["queues"]
-        assert queues == {"default": {"jobs": 1, "queued": 0, "instances": 1},
-                          "gpu": {"jobs": 1, "queued": 0, "instances": 1}}, queues
+        assert queues == {
+            "default": {"jobs": 1, "queued": 0, "instances": 1},
+            "gpu": {"jobs": 1, "queued": 0, "instances": 1},
+        }, queues
     finally:
         backend.close()

@@ -73,8 +73,9 @@ def test_health_lists_live_instances_and_their_load(capsys, config_file: Path) -
         store.workers.register_worker(Worker(id="host-a:1", host="host-a", pid=1, version="t", capacity=4, running=3))
         store.workers.register_worker(Worker(id="host-b:2", host="host-b", pid=2, version="t"))  # runs inline
         old = utcnow() - timedelta(minutes=5)  # silent for 5 minutes: not live
-        store.workers.register_worker(Worker(id="host-c:3", host="host-c", pid=3, version="t", started_at=old,
-                                     heartbeat_at=old))
+        store.workers.register_worker(
+            Worker(id="host-c:3", host="host-c", pid=3, version="t", started_at=old, heartbeat_at=old)
+        )
     code, out, _ = run(capsys, "health", "--json", "--config", str(config_file))
     assert code == 0
     instances = {w["id"]: w for w in json.loads(out)["instances"]}
@@ -82,7 +83,9 @@ def test_health_lists_live_instances_and_their_load(capsys, config_file: Path) -
     assert (instances["host-a:1"]["run_slots"], instances["host-a:1"]["runs"]) == (4, 3)
     assert 0 <= instances["host-a:1"]["heartbeat_age_s"] < 60
     code, out, _ = run(capsys, "health", "--config", str(config_file))
-    assert "2 live" in out and "host-a:1  running, 3/4 run slots taken" in out and "host-b:2  running, runs inline" in out
+    assert (
+        "2 live" in out and "host-a:1  running, 3/4 run slots taken" in out and "host-b:2  running, runs inline" in out
+    )
 
 
 @pytest.mark.parametrize(

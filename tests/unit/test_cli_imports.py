@@ -20,15 +20,35 @@ import pytest
 
 # Packages that --help, --version and a usage error must not import (nor Mimir's heavy parts).
 HEAVY = [
-    "sqlalchemy", "sqlmodel", "pydantic", "pydantic_core", "pydantic_settings", "alembic", "chromadb",
-    "textual", "httpx", "croniter", "yaml",
-    "mimir_tui.config", "mimir_tui.persistence", "mimir_tui.scheduler", "mimir_tui.pipelines", "mimir_tui.tui",
-    "mimir_tui.health", "mimir_tui.service",
+    "sqlalchemy",
+    "sqlmodel",
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "alembic",
+    "chromadb",
+    "textual",
+    "httpx",
+    "croniter",
+    "yaml",
+    "mimir_tui.config",
+    "mimir_tui.persistence",
+    "mimir_tui.scheduler",
+    "mimir_tui.pipelines",
+    "mimir_tui.tui",
+    "mimir_tui.health",
+    "mimir_tui.service",
 ]
 
 # What no ordinary command (jobs list, health, executions list, config show) needs.
 NOT_FOR_ORDINARY_COMMANDS = [
-    "alembic", "chromadb", "textual", "httpx", "mimir_tui.pipelines", "mimir_tui.tui", "mimir_tui.service",
+    "alembic",
+    "chromadb",
+    "textual",
+    "httpx",
+    "mimir_tui.pipelines",
+    "mimir_tui.tui",
+    "mimir_tui.service",
 ]
 
 # Runs each argv through main() in turn, in one fresh interpreter, and after each one prints
@@ -87,7 +107,10 @@ USAGE_ERRORS = [
 def probe(runs: list[list[str]], watched: list[str], cwd: Path) -> list[dict]:
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(watched), json.dumps(runs)],
-        capture_output=True, text=True, timeout=120, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
@@ -134,9 +157,17 @@ def test_the_probe_sees_a_heavy_import(tmp_path: Path) -> None:
     assert first_offender(results)["argv"] == ["jobs", "list"]
 
 
-@pytest.mark.parametrize("argv", [
-    ["jobs", "list"], ["jobs", "list", "--json"], ["health"], ["executions", "list"], ["config", "show"],
-], ids=lambda argv: " ".join(argv))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["jobs", "list"],
+        ["jobs", "list", "--json"],
+        ["health"],
+        ["executions", "list"],
+        ["config", "show"],
+    ],
+    ids=lambda argv: " ".join(argv),
+)
 def test_ordinary_commands_import_only_what_they_use(argv: list[str], tmp_path: Path) -> None:
     """Listing jobs or checking health needs the database, not the dashboard, the vector store,
     HTTP or the pipeline plugins; and once the schema is current, not Alembic either (the first
@@ -167,17 +198,21 @@ def test_head_revision_without_alembic_agrees_with_alembic() -> None:
     assert _head_from_files() == head_revision() != ""
 
 
-@pytest.mark.parametrize("argv", [
-    ["jobs", "list", "--json"],
-    ["--config", "site.yaml", "health"],
-    ["health", "--config", "jobs"],  # a value that is another command's name
-    ["--config", "health", "jobs", "add", "--name", "n", "--pipeline", "health", "--cron", "* * * * *"],
-    ["executions", "list", "--status", "failed,missed", "--limit", "3"],
-    ["pipelines", "run", "jobs", "--timeout", "5"],
-    ["config", "show"],
-    ["--headless", "--config", "c.yaml"],
-    [],
-], ids=lambda argv: " ".join(argv) or "(none)")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["jobs", "list", "--json"],
+        ["--config", "site.yaml", "health"],
+        ["health", "--config", "jobs"],  # a value that is another command's name
+        ["--config", "health", "jobs", "add", "--name", "n", "--pipeline", "health", "--cron", "* * * * *"],
+        ["executions", "list", "--status", "failed,missed", "--limit", "3"],
+        ["pipelines", "run", "jobs", "--timeout", "5"],
+        ["config", "show"],
+        ["--headless", "--config", "c.yaml"],
+        [],
+    ],
+    ids=lambda argv: " ".join(argv) or "(none)",
+)
 def test_the_parser_built_for_a_command_line_parses_it_as_the_whole_one(argv: list[str]) -> None:
     """main() builds only the parsers of the commands its argv names; it must read that argv
     exactly as the parser of every command does."""

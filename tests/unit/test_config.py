@@ -149,8 +149,7 @@ def test_empty_file_and_empty_sections_mean_defaults(tmp_path: Path) -> None:
 def test_environment_overrides_with_sources(tmp_path: Path, monkeypatch) -> None:
     config = write(
         tmp_path / "conf" / "config.yaml",
-        "persistence:\n  backend: sqlite\n  database_path: ./file.db\n  retention_days: 9\n"
-        "logging:\n  level: info\n",
+        "persistence:\n  backend: sqlite\n  database_path: ./file.db\n  retention_days: 9\nlogging:\n  level: info\n",
     )
     monkeypatch.setenv("MIMIR_DATABASE_PATH", "rel/env.db")
     monkeypatch.setenv("MIMIR_VECTOR_DB_PATH", str(tmp_path / "vectors"))
@@ -297,8 +296,17 @@ def test_repository_config_validates() -> None:
     assert s.persistence.database_path == str(REPO_ROOT / "data" / "mimir.db")
     assert s.persistence.vector_db_path == str(REPO_ROOT / "data" / "chromem.db")
     # the seed's persistence section, key for key
-    for key in ("enabled", "backend", "database_path", "connection_string", "vector_db_path",
-                "enable_vector_db", "backup_enabled", "backup_path", "retention_days"):
+    for key in (
+        "enabled",
+        "backend",
+        "database_path",
+        "connection_string",
+        "vector_db_path",
+        "enable_vector_db",
+        "backup_enabled",
+        "backup_path",
+        "retention_days",
+    ):
         assert f"persistence.{key}" in s.sources, key
     for section in ("scheduler", "pipelines", "plugins", "logging", "ui", "vectors"):
         assert any(k.startswith(section + ".") for k in s.sources), section

@@ -35,7 +35,9 @@ print(json.dumps(sorted(m for m in sys.modules if m == "textual" or m.startswith
 def test_headless_modules_do_not_import_textual() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", PROBE.format(modules=HEADLESS_MODULES)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -46,7 +48,9 @@ def test_the_probe_can_see_textual() -> None:
     """The check above is real: importing the dashboard does load textual."""
     proc = subprocess.run(
         [sys.executable, "-c", "import sys, mimir_tui.tui.app; print('textual' in sys.modules)"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"

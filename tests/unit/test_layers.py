@@ -13,7 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mimir_tui"
 
 #: What the persistence layer may import of the package: itself and the foundation.
 PERSISTENCE_MAY_IMPORT = {
-    "mimir_tui.persistence", "mimir_tui.config", "mimir_tui.errors", "mimir_tui.secrets", "mimir_tui.constants",
+    "mimir_tui.persistence",
+    "mimir_tui.config",
+    "mimir_tui.errors",
+    "mimir_tui.secrets",
+    "mimir_tui.constants",
 }
 #: The fronts: the core (scheduler, pipelines, persistence, ops, vectors) imports none of them.
 FRONTS = ("mimir_tui.tui", "mimir_tui.commands", "mimir_tui.cli")
@@ -63,7 +67,8 @@ def test_only_the_tui_imports_textual(module: str) -> None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, ("mimir_tui.persistence",))))
 def test_persistence_imports_nothing_above_it(module: str) -> None:
     above = sorted(
-        i for i in MODULES[module]
+        i
+        for i in MODULES[module]
         if i.startswith("mimir_tui") and i != "mimir_tui" and not within(i, PERSISTENCE_MAY_IMPORT)
     )
     assert not above, f"{module} imports {above}"

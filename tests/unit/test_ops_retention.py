@@ -3,18 +3,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from mimir_tui.ops.retention import apply_retention
 from mimir_tui.persistence import JobExecutionRecord, Worker
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def execution(backend, status: str, days_ago: float) -> JobExecutionRecord:
     started = NOW - timedelta(days=days_ago)
-    record = JobExecutionRecord(pipeline="p", start_time=started, status=status, triggered_by="manual",
-                                context={}, steps=[])
+    record = JobExecutionRecord(
+        pipeline="p", start_time=started, status=status, triggered_by="manual", context={}, steps=[]
+    )
     if status != "running":
         record.end_time, record.duration = started + timedelta(seconds=1), 1000
     backend.save_execution(record)
@@ -23,7 +24,9 @@ def execution(backend, status: str, days_ago: float) -> JobExecutionRecord:
 
 def worker(backend, worker_id: str, status: str, days_ago: float) -> None:
     seen = NOW - timedelta(days=days_ago)
-    backend.workers.register_worker(Worker(id=worker_id, host="h", pid=1, version="t", started_at=seen, heartbeat_at=seen))
+    backend.workers.register_worker(
+        Worker(id=worker_id, host="h", pid=1, version="t", started_at=seen, heartbeat_at=seen)
+    )
     if status != "running":
         backend.workers.heartbeat(worker_id, now=seen, status=status)
 

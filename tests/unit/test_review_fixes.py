@@ -88,7 +88,9 @@ def test_config_errors_and_config_show_mask_secrets(tmp_path, capsys):
         load_settings(bad)
     assert "S3cretPw" not in str(info.value)
     good = tmp_path / "good.yaml"
-    good.write_text("security:\n  jwt_secret: S3cretPw\n  api_keys: [S3cretPw]\nserver:\n  password: S3cretPw\n  port: 80\n")
+    good.write_text(
+        "security:\n  jwt_secret: S3cretPw\n  api_keys: [S3cretPw]\nserver:\n  password: S3cretPw\n  port: 80\n"
+    )
     code, out, err = run(capsys, "config", "show", "--json", "--config", str(good))
     assert code == 0
     assert "S3cretPw" not in out + err

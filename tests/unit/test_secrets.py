@@ -31,12 +31,20 @@ CASES = [
     ("connection string, password with @", mask_url, "postgres://u:p@ss@host/db", "postgres://u:***@host/db"),
     ("connection string without a scheme", mask_url, "u:secret@host/db", "u:***@host/db"),
     ("libpq DSN as connection string", mask_url, "host=h password=secret", "host=h password=***"),
-    ("known value in free text", _masker("tok-0123456789").mask, "server said: bad key tok-0123456789",
-     "server said: bad key ***"),
+    (
+        "known value in free text",
+        _masker("tok-0123456789").mask,
+        "server said: bad key tok-0123456789",
+        "server said: bad key ***",
+    ),
     ("known value, longest first", _masker("abcd", "abcdefgh").mask, "abcdefgh", "***"),
     ("known value under 4 chars", _masker("abc").mask, "abc abcabc", "abc abcabc"),
-    ("the value masker masks shapes too", _masker("tok-0123456789").mask, "mysql://root:pw@db/x password=p",
-     "mysql://root:***@db/x password=***"),
+    (
+        "the value masker masks shapes too",
+        _masker("tok-0123456789").mask,
+        "mysql://root:pw@db/x password=p",
+        "mysql://root:***@db/x password=***",
+    ),
 ]
 
 
@@ -45,11 +53,29 @@ def test_every_pattern(what, mask, text, masked):
     assert mask(text) == masked
 
 
-@pytest.mark.parametrize("key", [
-    "password", "Passwords", "PassWord", "pwd", "passphrase", "client_secret", "api_key", "apiKey", "X-Api-Key",
-    "APIKEY", "Authorization", "accessToken", "access_token", "TOKEN", "private_key", "Set-Cookie", "session_id",
-    "db credentials",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "Passwords",
+        "PassWord",
+        "pwd",
+        "passphrase",
+        "client_secret",
+        "api_key",
+        "apiKey",
+        "X-Api-Key",
+        "APIKEY",
+        "Authorization",
+        "accessToken",
+        "access_token",
+        "TOKEN",
+        "private_key",
+        "Set-Cookie",
+        "session_id",
+        "db credentials",
+    ],
+)
 def test_secret_keys(key):
     assert is_secret_key(key)
 
@@ -81,6 +107,11 @@ def test_mask_tree_with_a_masker_masks_known_values_too():
 
 
 def test_secret_values_collects_what_is_under_secret_keys():
-    config = {"url": "https://x", "headers": {"Authorization": "Bearer abc123"}, "steps": [{"api_key": 12345}],
-              "verbose": True, "token": True}
+    config = {
+        "url": "https://x",
+        "headers": {"Authorization": "Bearer abc123"},
+        "steps": [{"api_key": 12345}],
+        "verbose": True,
+        "token": True,
+    }
     assert secret_values(config) == {"Bearer abc123", "abc123", "12345"}

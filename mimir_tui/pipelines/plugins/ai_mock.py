@@ -50,8 +50,11 @@ class MockChat(Plugin):
             content = " ".join(content.split()[: config.max_tokens])
             finish = "length"
         prompt_tokens = sum(_words(reply_text(m.get("content"))) for m in messages)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": _words(content),
-                 "total_tokens": prompt_tokens + _words(content)}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": _words(content),
+            "total_tokens": prompt_tokens + _words(content),
+        }
         digest = hashlib.sha256(json.dumps([model, messages], sort_keys=True, default=str).encode()).hexdigest()[:16]
         raw = {
             "id": f"chatcmpl-mock-{digest}",
@@ -61,4 +64,11 @@ class MockChat(Plugin):
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": usage,
         }
-        return {"content": content, "role": "assistant", "model": model, "usage": usage, "finish_reason": finish, "raw": raw}
+        return {
+            "content": content,
+            "role": "assistant",
+            "model": model,
+            "usage": usage,
+            "finish_reason": finish,
+            "raw": raw,
+        }

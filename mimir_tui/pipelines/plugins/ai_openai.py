@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 import httpx
@@ -74,7 +74,7 @@ class ChatConfig(PluginConfig):
         return value
 
     @model_validator(mode="after")
-    def _something_to_say(self) -> "ChatConfig":
+    def _something_to_say(self) -> ChatConfig:
         if not self.messages and not self.prompt:
             raise ValueError("give 'messages' (a list of {role, content}) or 'prompt'")
         return self
@@ -92,11 +92,14 @@ class ChatConfig(PluginConfig):
 
 class OpenAIConfig(ChatConfig):
     base_url: str | None = Field(
-        None, validation_alias=AliasChoices("base_url", "api_base", "endpoint"),
+        None,
+        validation_alias=AliasChoices("base_url", "api_base", "endpoint"),
         description=f"the API root (else env OPENAI_BASE_URL, else {DEFAULT_BASE_URL})",
     )
     timeout: float = Field(120.0, gt=0, description="seconds for the request")
-    extra: dict[str, Any] = Field(default_factory=dict, description="more request-body fields (top_p, stop, seed, response_format...)")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="more request-body fields (top_p, stop, seed, response_format...)"
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="more request headers")
     retries: int = Field(0, ge=0, le=10, description="retries on 429, 5xx and connection errors, with backoff")
 
@@ -143,7 +146,7 @@ def server_error(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response | None, attempt: int) -> float:
-    delay = min(30.0, 2.0 ** attempt)
+    delay = min(30.0, 2.0**attempt)
     if response is not None:
         raw = response.headers.get("retry-after", "").strip()
         if raw:
@@ -151,7 +154,7 @@ def _retry_after(response: httpx.Response | None, attempt: int) -> float:
                 delay = float(raw)
             except ValueError:
                 try:
-                    delay = (parsedate_to_datetime(raw) - datetime.now(timezone.utc)).total_seconds()
+                    delay = (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds()
                 except (TypeError, ValueError):
                     pass
     return max(0.0, min(delay, 60.0))
@@ -160,7 +163,9 @@ def _retry_after(response: httpx.Response | None, attempt: int) -> float:
 class OpenAIChat(Plugin):
     type = "AIModels"
     name = "openai"
-    description = "Chat completion against any OpenAI-compatible endpoint. Result {content, model, usage, finish_reason, raw}."
+    description = (
+        "Chat completion against any OpenAI-compatible endpoint. Result {content, model, usage, finish_reason, raw}."
+    )
     Config = OpenAIConfig
 
     async def execute(self, config: OpenAIConfig, ctx: StepContext) -> dict[str, Any]:
@@ -191,20 +196,28 @@ class OpenAIChat(Plugin):
             for attempt in range(config.retries + 1):
                 last = attempt == config.retries
                 try:
-                    response = await cancellable(client.post(url, json=body, headers=headers), ctx, what=f"POST {shown}")
+                    response = await cancellable(
+                        client.post(url, json=body, headers=headers), ctx, what=f"POST {shown}"
+                    )
                 except httpx.TimeoutException:
                     if last:
                         raise StepTimedOut(f"POST {shown} timed out after {config.timeout:g}s") from None
                     response = None
                 except httpx.HTTPError as exc:
                     if last:
-                        raise PluginError(scrub(f"POST {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}")) from None
+                        raise PluginError(
+                            scrub(f"POST {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}")
+                        ) from None
                     response = None
                 else:
                     if response.status_code not in RETRY_STATUS or last:
                         break
                 wait = _retry_after(response, attempt)
-                ctx.log("WARNING", f"POST {shown}: {'HTTP ' + str(response.status_code) if response is not None else 'no response'}; retry {attempt + 1} of {config.retries} in {wait:g}s")
+                ctx.log(
+                    "WARNING",
+                    f"POST {shown}: {'HTTP ' + str(response.status_code) if response is not None else 'no response'};"
+                    f" retry {attempt + 1} of {config.retries} in {wait:g}s",
+                )
                 await cancellable(asyncio.sleep(wait), ctx, what="retry wait")
         assert response is not None
         if response.status_code >= 400:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,7 +19,9 @@ class ApiConfig(PluginConfig):
     method: str = Field("GET", description="GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
     headers: dict[str, str] = Field(default_factory=dict, description="request headers")
     params: dict[str, Any] = Field(default_factory=dict, description="query string parameters")
-    data: Any = Field(None, description="request body: a mapping or list is sent as JSON (the original's key), text as is")
+    data: Any = Field(
+        None, description="request body: a mapping or list is sent as JSON (the original's key), text as is"
+    )
     json_body: Any = Field(
         None, validation_alias=AliasChoices("json", "json_body"), description="request body sent as JSON"
     )
@@ -53,7 +55,7 @@ class ApiConfig(PluginConfig):
         return value
 
     @model_validator(mode="after")
-    def _one_body(self) -> "ApiConfig":
+    def _one_body(self) -> ApiConfig:
         given = [k for k, v in (("data", self.data), ("json", self.json_body), ("form", self.form)) if v is not None]
         if len(given) > 1:
             raise ValueError(f"give only one request body, not {' and '.join(given)}")
@@ -92,7 +94,9 @@ def expected_text(expected: int | list[int] | None) -> str:
 class ApiInput(Plugin):
     type = "Input"
     name = "api"
-    description = "Call an HTTP API; the result holds url, status_code, headers, body (decoded JSON or text), timestamp."
+    description = (
+        "Call an HTTP API; the result holds url, status_code, headers, body (decoded JSON or text), timestamp."
+    )
     Config = ApiConfig
 
     async def execute(self, config: ApiConfig, ctx: StepContext) -> dict[str, Any]:
@@ -128,7 +132,9 @@ class ApiInput(Plugin):
             except httpx.TimeoutException:
                 raise StepTimedOut(f"{config.method} {shown} timed out after {config.timeout:g}s") from None
             except httpx.HTTPError as exc:
-                raise PluginError(f"{config.method} {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}") from None
+                raise PluginError(
+                    f"{config.method} {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}"
+                ) from None
         final_url = redact_url(str(response.url))
         if not status_ok(response.status_code, config.expected_status):
             body = excerpt(response.text, 200) if response.content else "(empty body)"
@@ -141,5 +147,5 @@ class ApiInput(Plugin):
             "status_code": response.status_code,
             "headers": dict(response.headers.items()),
             "body": decode_body(response),
-            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "timestamp": datetime.now(UTC).isoformat(),
         }

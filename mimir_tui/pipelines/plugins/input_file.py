@@ -25,7 +25,10 @@ FORMATS_BY_SUFFIX = {
 
 
 class FileConfig(PluginConfig):
-    path: str = Field(validation_alias=AliasChoices("path", "file", "file_path", "filename"), description="the file to read (relative to the working directory)")
+    path: str = Field(
+        validation_alias=AliasChoices("path", "file", "file_path", "filename"),
+        description="the file to read (relative to the working directory)",
+    )
     format: Literal["auto", "text", "json", "jsonl", "yaml", "csv"] = Field(
         "auto", description="auto picks by extension (.json .jsonl .yaml/.yml .csv/.tsv; anything else is text)"
     )
@@ -96,7 +99,9 @@ def parse_text(text: str, fmt: str, *, source: str, delimiter: str = ",", header
 class FileInput(Plugin):
     type = "Input"
     name = "file"
-    description = "Read a file: text, JSON, JSON Lines, YAML or CSV (rows as dicts). Result {path, format, bytes, data}."
+    description = (
+        "Read a file: text, JSON, JSON Lines, YAML or CSV (rows as dicts). Result {path, format, bytes, data}."
+    )
     Config = FileConfig
 
     def execute(self, config: FileConfig, ctx: StepContext) -> dict[str, Any]:
@@ -108,7 +113,7 @@ class FileInput(Plugin):
         size = path.stat().st_size
         if size > config.max_bytes:
             raise PluginError(f"file {path} is {size} bytes, more than max_bytes ({config.max_bytes})")
-        fmt = config.format
+        fmt: str = config.format
         if fmt == "auto":
             fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower(), "text")
         delimiter = config.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -65,7 +65,7 @@ def _date(raw: str) -> str:
         except ValueError:
             return raw
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.isoformat()
 
 
@@ -99,9 +99,10 @@ def parse_feed(xml_text: str | bytes, *, limit: int | None = None, strip_html: b
         entries = [c for c in root if _local(c.tag) == "entry"]
         feed_link = _atom_link(root)
     elif kind in ("rss", "rdf"):
-        channel = _child(root, "channel")
-        if channel is None:
+        found = _child(root, "channel")
+        if found is None:
             raise PluginError("not a valid RSS feed: no <channel>")
+        channel = found
         # RSS 2.0 keeps items in <channel>; RSS 1.0 (RDF) beside it.
         entries = [c for c in channel if _local(c.tag) == "item"] or [c for c in root if _local(c.tag) == "item"]
         feed_link = _text(_child(channel, "link"))
@@ -121,32 +122,41 @@ def parse_feed(xml_text: str | bytes, *, limit: int | None = None, strip_html: b
             published = _text(_child(entry, "pubdate", "date", "published", "updated"))
             summary = _text(_child(entry, "description", "summary", "encoded"))
             ident = _text(_child(entry, "guid")) or entry.get("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about", "")
-        items.append({
-            "title": _text(_child(entry, "title")),
-            "link": link,
-            "published": _date(published),
-            "summary": plain(summary) if strip_html else summary,
-            "id": ident or link,
-        })
+        items.append(
+            {
+                "title": _text(_child(entry, "title")),
+                "link": link,
+                "published": _date(published),
+                "summary": plain(summary) if strip_html else summary,
+                "id": ident or link,
+            }
+        )
     return {"title": _text(_child(channel, "title")), "link": feed_link, "items": items, "count": len(items)}
 
 
 class RssInput(Plugin):
     type = "Input"
     name = "rss"
-    description = "Fetch an RSS or Atom feed; the result holds the feed title and items [{title, link, published, summary, id}]."
+    description = (
+        "Fetch an RSS or Atom feed; the result holds the feed title and items [{title, link, published, summary, id}]."
+    )
     Config = RssConfig
 
     async def execute(self, config: RssConfig, ctx: StepContext) -> dict[str, Any]:
         shown = redact_url(config.url)
-        headers = {"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5", **config.headers}
+        headers = {
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+            **config.headers,
+        }
         async with httpx.AsyncClient(timeout=config.timeout, follow_redirects=True) as client:
             try:
                 response = await cancellable(client.get(config.url, headers=headers), ctx, what=f"GET {shown}")
             except httpx.TimeoutException:
                 raise StepTimedOut(f"GET {shown} timed out after {config.timeout:g}s") from None
             except httpx.HTTPError as exc:
-                raise PluginError(f"GET {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}") from None
+                raise PluginError(
+                    f"GET {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}"
+                ) from None
         if not 200 <= response.status_code < 300:
             raise PluginError(f"GET {shown} returned HTTP {response.status_code}: {excerpt(response.text)}")
         feed = parse_feed(response.content, limit=config.limit, strip_html=config.strip_html)

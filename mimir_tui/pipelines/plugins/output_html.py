@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
@@ -53,7 +53,8 @@ class HtmlConfig(PluginConfig):
     title: str = Field("Mimir report", description="the report's title")
     description: str | None = Field(None, description="a paragraph under the title")
     inputs: list[str] | None = Field(
-        None, validation_alias=AliasChoices("inputs", "input"),
+        None,
+        validation_alias=AliasChoices("inputs", "input"),
         description="context keys to show (dotted paths allowed); default the whole context",
     )
     data: Any = Field(None, description="a value to show inline, as a section named 'data'")
@@ -138,12 +139,15 @@ class Renderer:
                         columns.append(key)
             head = "".join(f'<th scope="col">{esc(c)}</th>' for c in columns)
             body = "".join(
-                "<tr>" + "".join(
-                    f"<td>{self.cell(c, item[c], depth + 1) if c in item else ''}</td>" for c in columns
-                ) + "</tr>"
+                "<tr>"
+                + "".join(f"<td>{self.cell(c, item[c], depth + 1) if c in item else ''}</td>" for c in columns)
+                + "</tr>"
                 for item in shown
             )
-            return f'<div class="scroll"><table class="records"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
+            return (
+                f'<div class="scroll"><table class="records"><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table></div>{more}"
+            )
         lis = "".join(f"<li>{self.render(item, depth + 1)}</li>" for item in shown)
         return f'<ol class="items">{lis}</ol>{more}'
 
@@ -172,7 +176,7 @@ def render_report(
     now: datetime | None = None,
 ) -> str:
     renderer = Renderer(max_rows=max_rows, max_depth=max_depth)
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     meta = [f"Generated {esc(stamp)}"]
     if pipeline:
         meta.append(f"pipeline <strong>{esc(pipeline)}</strong>")
@@ -217,7 +221,10 @@ def _is_report(value: Any) -> bool:
 class HtmlOutput(Plugin):
     type = "Output"
     name = "html"
-    description = "Render chosen context values (default: all) as a self-contained HTML report; optionally write it to a file. Result {html, file, bytes}."
+    description = (
+        "Render chosen context values (default: all) as a self-contained HTML report;"
+        " optionally write it to a file. Result {html, file, bytes}."
+    )
     Config = HtmlConfig
 
     def execute(self, config: HtmlConfig, ctx: StepContext) -> dict[str, Any]:
@@ -233,11 +240,21 @@ class HtmlOutput(Plugin):
                 for k, v in ctx.context.items()
             ]
         text = render_report(
-            config.title, sections, description=config.description, pipeline=ctx.pipeline,
-            execution_id=ctx.execution_id, max_rows=config.max_rows, max_depth=config.max_depth,
+            config.title,
+            sections,
+            description=config.description,
+            pipeline=ctx.pipeline,
+            execution_id=ctx.execution_id,
+            max_rows=config.max_rows,
+            max_depth=config.max_depth,
         )
         encoded = text.encode("utf-8")
-        result: dict[str, Any] = {"title": config.title, "file": None, "bytes": len(encoded), "sections": [n for n, _ in sections]}
+        result: dict[str, Any] = {
+            "title": config.title,
+            "file": None,
+            "bytes": len(encoded),
+            "sections": [n for n, _ in sections],
+        }
         if config.file:
             path = resolve_path(config.file)
             atomic_write(path, encoded, mkdir=config.mkdir)

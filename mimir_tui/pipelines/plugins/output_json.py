@@ -39,7 +39,9 @@ def _lock_for(path: Path) -> threading.Lock:
 
 
 class JsonOutputConfig(PluginConfig):
-    file: str = Field(validation_alias=FILE_ALIASES, description="the file to write (relative to the working directory)")
+    file: str = Field(
+        validation_alias=FILE_ALIASES, description="the file to write (relative to the working directory)"
+    )
     input: str | None = Field(None, description="context key to write (dotted path allowed); default the whole context")
     data: Any = Field(None, description="the value to write, inline (instead of input)")
     pretty: bool = Field(False, description="indent the JSON (2 spaces unless indent says otherwise)")
@@ -50,7 +52,7 @@ class JsonOutputConfig(PluginConfig):
     sort_keys: bool = False
 
     @model_validator(mode="after")
-    def _one_source(self) -> "JsonOutputConfig":
+    def _one_source(self) -> JsonOutputConfig:
         if self.input is not None and self.data is not None:
             raise ValueError("give 'input' or 'data', not both")
         return self
@@ -72,7 +74,10 @@ def _dumps(value: Any, indent: int | None, sort_keys: bool) -> str:
 class JsonOutput(Plugin):
     type = "Output"
     name = "json"
-    description = "Write a context value or inline data to a JSON (or JSON Lines) file, atomically. Result {file, bytes, records}."
+    description = (
+        "Write a context value or inline data to a JSON (or JSON Lines) file, atomically."
+        " Result {file, bytes, records}."
+    )
     Config = JsonOutputConfig
 
     def execute(self, config: JsonOutputConfig, ctx: StepContext) -> dict[str, Any]:
@@ -91,10 +96,14 @@ class JsonOutput(Plugin):
             elif config.append:
                 existing = self._read_array(path)
                 combined = existing + new_items
-                size = atomic_write(path, (_dumps(combined, indent, config.sort_keys) + "\n").encode("utf-8"), mkdir=config.mkdir)
+                size = atomic_write(
+                    path, (_dumps(combined, indent, config.sort_keys) + "\n").encode("utf-8"), mkdir=config.mkdir
+                )
                 total = len(combined)
             else:
-                size = atomic_write(path, (_dumps(value, indent, config.sort_keys) + "\n").encode("utf-8"), mkdir=config.mkdir)
+                size = atomic_write(
+                    path, (_dumps(value, indent, config.sort_keys) + "\n").encode("utf-8"), mkdir=config.mkdir
+                )
                 total = None
         records = len(new_items)
         ctx.log("INFO", f"wrote {records} record(s) to {path}" + (" (appended)" if config.append else ""))
@@ -140,7 +149,7 @@ class JsonOutput(Plugin):
                         data = b"\n" + data
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
             return os.fstat(fd).st_size
         finally:

@@ -27,14 +27,19 @@ class CommandConfig(PluginConfig):
     )
     shell: bool = Field(False, description="run the command string through /bin/sh")
     cwd: str | None = Field(None, description="working directory")
-    env: dict[str, str | None] = Field(default_factory=dict, description="variables set over the inherited environment (null removes one)")
+    env: dict[str, str | None] = Field(
+        default_factory=dict, description="variables set over the inherited environment (null removes one)"
+    )
     timeout: float | None = Field(None, gt=0, description="seconds before the program is killed")
     allow_failure: bool = Field(False, description="a non-zero exit does not fail the step")
     ok_exit_codes: list[int] = Field(
-        default_factory=lambda: [0], validation_alias=AliasChoices("ok_exit_codes", "ok_codes"),
+        default_factory=lambda: [0],
+        validation_alias=AliasChoices("ok_exit_codes", "ok_codes"),
         description="exit codes that count as success",
     )
-    input: str | None = Field(None, validation_alias=AliasChoices("input", "stdin"), description="text sent to the program's standard input")
+    input: str | None = Field(
+        None, validation_alias=AliasChoices("input", "stdin"), description="text sent to the program's standard input"
+    )
     encoding: str = "utf-8"
     max_output: int = Field(1_000_000, ge=0, description="characters of stdout/stderr kept in the result, each")
     kill_grace: float = Field(2.0, ge=0, description="seconds between SIGTERM and SIGKILL")
@@ -67,11 +72,11 @@ class CommandConfig(PluginConfig):
         return value
 
     @model_validator(mode="after")
-    def _shell_rules(self) -> "CommandConfig":
+    def _shell_rules(self) -> CommandConfig:
         if isinstance(self.command, str):
             if not self.shell:
                 raise ValueError(
-                    "command is a string: give it as an argv list (e.g. [\"ls\", \"-l\"]), "
+                    'command is a string: give it as an argv list (e.g. ["ls", "-l"]), '
                     "or set shell: true to run it through the shell"
                 )
             if not self.command.strip():
@@ -132,7 +137,9 @@ def exit_text(code: int) -> str:
 class Command(Plugin):
     type = "System"
     name = "command"
-    description = "Run a program (argv list; a shell only with shell: true). Result {stdout, stderr, exit_code, duration}."
+    description = (
+        "Run a program (argv list; a shell only with shell: true). Result {stdout, stderr, exit_code, duration}."
+    )
     Config = CommandConfig
 
     def execute(self, config: CommandConfig, ctx: StepContext) -> dict[str, Any]:
@@ -165,7 +172,9 @@ class Command(Plugin):
                 start_new_session=os.name == "posix",
             )
         except FileNotFoundError:
-            raise PluginError(f"program {config.command[0] if isinstance(config.command, list) else 'sh'!r} not found") from None
+            raise PluginError(
+                f"program {config.command[0] if isinstance(config.command, list) else 'sh'!r} not found"
+            ) from None
         except PermissionError:
             raise PluginError(f"cannot run {name!r}: permission denied") from None
         except OSError as exc:

@@ -34,8 +34,9 @@ import copy
 import json
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable, Literal
+from typing import Any, Literal, NoReturn, get_args
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
@@ -43,20 +44,75 @@ from ..registry import Plugin, PluginConfig, PluginError, StepContext
 from .common import MISSING, describe_keys, get_path, resolve_data, type_name
 
 OpName = Literal[
-    "select", "filter", "map", "rename", "split", "join", "regex", "extract", "replace",
-    "upper", "lower", "strip", "count", "aggregate", "sort", "limit", "unique", "flatten",
+    "select",
+    "filter",
+    "map",
+    "rename",
+    "split",
+    "join",
+    "regex",
+    "extract",
+    "replace",
+    "upper",
+    "lower",
+    "strip",
+    "count",
+    "aggregate",
+    "sort",
+    "limit",
+    "unique",
+    "flatten",
 ]
-OP_ALIASES = {"uppercase": "upper", "lowercase": "lower", "trim": "strip", "where": "filter", "pick": "select",
-              "head": "limit", "dedupe": "unique", "distinct": "unique", "order_by": "sort"}
+OP_ALIASES = {
+    "uppercase": "upper",
+    "lowercase": "lower",
+    "trim": "strip",
+    "where": "filter",
+    "pick": "select",
+    "head": "limit",
+    "dedupe": "unique",
+    "distinct": "unique",
+    "order_by": "sort",
+}
 
 FilterOp = Literal[
-    "eq", "ne", "gt", "ge", "lt", "le", "contains", "not_contains", "in", "not_in",
-    "exists", "not_exists", "regex", "startswith", "endswith",
+    "eq",
+    "ne",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "contains",
+    "not_contains",
+    "in",
+    "not_in",
+    "exists",
+    "not_exists",
+    "regex",
+    "startswith",
+    "endswith",
 ]
-FILTER_ALIASES = {"==": "eq", "=": "eq", "equals": "eq", "!=": "ne", "<>": "ne", "neq": "ne", ">": "gt",
-                  ">=": "ge", "gte": "ge", "<": "lt", "<=": "le", "lte": "le", "matches": "regex",
-                  "match": "regex", "not in": "not_in", "notin": "not_in", "has": "exists",
-                  "starts_with": "startswith", "ends_with": "endswith"}
+FILTER_ALIASES = {
+    "==": "eq",
+    "=": "eq",
+    "equals": "eq",
+    "!=": "ne",
+    "<>": "ne",
+    "neq": "ne",
+    ">": "gt",
+    ">=": "ge",
+    "gte": "ge",
+    "<": "lt",
+    "<=": "le",
+    "lte": "le",
+    "matches": "regex",
+    "match": "regex",
+    "not in": "not_in",
+    "notin": "not_in",
+    "has": "exists",
+    "starts_with": "startswith",
+    "ends_with": "endswith",
+}
 
 AggFunction = Literal["sum", "avg", "min", "max", "count"]
 
@@ -97,7 +153,7 @@ def _canonical(value: Any, aliases: dict[str, str]) -> Any:
 class Operation(PluginConfig):
     """One operation and its keys."""
 
-    operation: OpName = Field(description="what to do: " + ", ".join(OpName.__args__))
+    operation: OpName = Field(description="what to do: " + ", ".join(get_args(OpName)))
     fields: list[str] | dict[str, str] | None = Field(None, description="select: paths to keep, or {new_name: path}")
     field: str | None = Field(None, description="the value inside each record (dotted path; '.' = the item)")
     op: FilterOp | None = Field(None, description="filter: comparison (default eq, or exists without value)")
@@ -107,14 +163,22 @@ class Operation(PluginConfig):
     separator: str | None = Field(None, description="split (default whitespace) / join (default ', ')")
     pattern: str | None = Field(None, description="regex/extract/replace: a Python regular expression")
     group: int | str | list[int | str] | None = Field(
-        None, validation_alias=AliasChoices("group", "groups"), description="regex: group number(s) or name(s) to return"
+        None,
+        validation_alias=AliasChoices("group", "groups"),
+        description="regex: group number(s) or name(s) to return",
     )
-    all_matches: bool = Field(True, validation_alias=AliasChoices("all", "all_matches"), description="regex: every match (true) or the first")
+    all_matches: bool = Field(
+        True, validation_alias=AliasChoices("all", "all_matches"), description="regex: every match (true) or the first"
+    )
     ignore_case: bool = False
     replacement: str = Field("", description="replace: the replacement (\\1 refers to a group)")
-    target: str | None = Field(None, validation_alias=AliasChoices("target", "as"), description="text ops on records: field to write")
+    target: str | None = Field(
+        None, validation_alias=AliasChoices("target", "as"), description="text ops on records: field to write"
+    )
     function: AggFunction | None = Field(
-        None, validation_alias=AliasChoices("function", "func", "agg"), description="aggregate: sum, avg, min, max or count"
+        None,
+        validation_alias=AliasChoices("function", "func", "agg"),
+        description="aggregate: sum, avg, min, max or count",
     )
     group_by: str | None = Field(None, description="count/aggregate: one result per value of this field")
     by: str | None = Field(None, description="sort/unique: the field to order or compare by")
@@ -138,7 +202,7 @@ class Operation(PluginConfig):
         return _canonical(value, {"mean": "avg", "average": "avg", "total": "sum"})
 
     @model_validator(mode="after")
-    def _check(self) -> "Operation":
+    def _check(self) -> Operation:
         if self.operation is not None:
             check_operation(self, self.model_fields_set - _NON_OP_KEYS)
         return self
@@ -147,7 +211,7 @@ class Operation(PluginConfig):
 _NON_OP_KEYS = {"input", "data", "operations"}
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise ValueError(message)
 
 
@@ -156,7 +220,8 @@ def check_operation(op: Operation, given: set[str]) -> None:
     allowed = OP_KEYS[name] | COMMON
     extra = sorted(SHOWN.get(k, k) for k in given - allowed)
     if extra:
-        _fail(f"{', '.join(extra)} does not apply to operation {name!r} (it reads: {', '.join(sorted(SHOWN.get(k, k) for k in OP_KEYS[name])) or 'nothing'})")
+        reads = ", ".join(sorted(SHOWN.get(k, k) for k in OP_KEYS[name])) or "nothing"
+        _fail(f"{', '.join(extra)} does not apply to operation {name!r} (it reads: {reads})")
     if name == "select" and not op.fields:
         _fail("operation 'select' needs 'fields' (a list of field paths or {new_name: path})")
     if name == "filter":
@@ -204,13 +269,14 @@ def _compile(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 
 
 class TransformConfig(Operation):
+    # Optional here, required in Operation: pydantic allows a subclass to widen a field, mypy does not.
     operation: OpName | None = Field(None, description="one operation (or give 'operations')")  # type: ignore[assignment]
     input: str | None = Field(None, description="context key to read (dotted path allowed)")
     data: Any = Field(None, description="the data inline (instead of input)")
     operations: list[Operation] | None = Field(None, description="operations applied in order")
 
     @model_validator(mode="after")
-    def _one_way(self) -> "TransformConfig":
+    def _one_way(self) -> TransformConfig:
         if self.operations is not None:
             stray = sorted(SHOWN.get(k, k) for k in self.model_fields_set - _NON_OP_KEYS)
             if stray:
@@ -218,7 +284,7 @@ class TransformConfig(Operation):
             if not self.operations:
                 raise ValueError("'operations' is empty")
         elif self.operation is None:
-            raise ValueError("give 'operation' (one of " + ", ".join(OpName.__args__) + ") or 'operations'")
+            raise ValueError("give 'operation' (one of " + ", ".join(get_args(OpName)) + ") or 'operations'")
         if self.input is not None and self.data is not None:
             raise ValueError("give 'input' or 'data', not both")
         return self
@@ -277,7 +343,12 @@ def _number(value: Any) -> float | int | None:
 
 def _pair(a: Any, b: Any) -> tuple[Any, Any]:
     """Compare numbers with numeric text as numbers (CSV cells are text)."""
-    if isinstance(a, (int, float)) and not isinstance(a, bool) or isinstance(b, (int, float)) and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and not isinstance(a, bool)
+        or isinstance(b, (int, float))
+        and not isinstance(b, bool)
+    ):
         na, nb = _number(a), _number(b)
         if na is not None and nb is not None:
             return na, nb
@@ -323,7 +394,9 @@ def matches(op: str, actual: Any, expected: Any, ignore_case: bool = False) -> b
         if isinstance(a, str):
             found = str(b) in a
         elif isinstance(a, (list, tuple, set, dict)):
-            found = b in a or (_number(b) is not None and any(_pair(x, b)[0] == _pair(x, b)[1] for x in a if not isinstance(a, dict)))
+            found = b in a or (
+                _number(b) is not None and any(_pair(x, b)[0] == _pair(x, b)[1] for x in a if not isinstance(a, dict))
+            )
         else:
             found = False
         return found == (op == "contains")
@@ -514,7 +587,8 @@ def op_replace(op: Operation, data: Any) -> Any:
 
 
 def op_case(op: Operation, data: Any) -> Any:
-    fn = {"upper": str.upper, "lower": str.lower, "strip": str.strip}[op.operation]
+    cases: dict[str, Callable[[str], str]] = {"upper": str.upper, "lower": str.lower, "strip": str.strip}
+    fn = cases[op.operation]
     return _text_op(op, data, fn)
 
 
@@ -556,7 +630,7 @@ def aggregate_values(function: str, values: list[Any], field: str | None) -> Any
     present = [v for v in values if v is not None and v is not MISSING]
     numbers = [_number(v) for v in present]
     if function in ("sum", "avg"):
-        bad = next((v for v, n in zip(present, numbers) if n is None), MISSING)
+        bad = next((v for v, n in zip(present, numbers, strict=True) if n is None), MISSING)
         if bad is not MISSING:
             raise PluginError(f"aggregate {function}: field {field!r} has a value that is not a number: {bad!r}")
         if not numbers:
@@ -568,9 +642,9 @@ def aggregate_values(function: str, values: list[Any], field: str | None) -> Any
         return float(total / len(numbers))
     if not present:
         return None
-    if all(n is not None for n in numbers):
-        pick = min if function == "min" else max
-        return pick(numbers)  # type: ignore[type-var]
+    known = [n for n in numbers if n is not None]
+    if len(known) == len(numbers):  # all numbers: compared as numbers ("10" > "9")
+        return min(known) if function == "min" else max(known)
     try:
         return min(present) if function == "min" else max(present)
     except TypeError:
@@ -616,7 +690,7 @@ def op_sort(op: Operation, data: Any) -> Any:
 def op_limit(op: Operation, data: Any) -> Any:
     records = _records(data, "limit")
     end = None if op.limit is None else op.offset + op.limit
-    return records[op.offset:end]
+    return records[op.offset : end]
 
 
 def op_unique(op: Operation, data: Any) -> Any:
@@ -646,10 +720,24 @@ def op_flatten(op: Operation, data: Any) -> Any:
 
 
 HANDLERS: dict[str, Callable[[Operation, Any], Any]] = {
-    "select": op_select, "filter": op_filter, "map": op_map, "rename": op_map, "split": op_split,
-    "join": op_join, "regex": op_regex, "extract": op_regex, "replace": op_replace, "upper": op_case,
-    "lower": op_case, "strip": op_case, "count": op_count, "aggregate": op_aggregate, "sort": op_sort,
-    "limit": op_limit, "unique": op_unique, "flatten": op_flatten,
+    "select": op_select,
+    "filter": op_filter,
+    "map": op_map,
+    "rename": op_map,
+    "split": op_split,
+    "join": op_join,
+    "regex": op_regex,
+    "extract": op_regex,
+    "replace": op_replace,
+    "upper": op_case,
+    "lower": op_case,
+    "strip": op_case,
+    "count": op_count,
+    "aggregate": op_aggregate,
+    "sort": op_sort,
+    "limit": op_limit,
+    "unique": op_unique,
+    "flatten": op_flatten,
 }
 
 
@@ -670,7 +758,10 @@ def apply_operations(steps: list[Operation], data: Any) -> Any:
 class Transform(Plugin):
     type = "Data_Processing"
     name = "transform"
-    description = "Reshape data: select, filter, map/rename, split, join, regex/extract, replace, count, aggregate, sort, limit, unique, flatten."
+    description = (
+        "Reshape data: select, filter, map/rename, split, join, regex/extract, replace, count, aggregate,"
+        " sort, limit, unique, flatten."
+    )
     Config = TransformConfig
 
     def execute(self, config: TransformConfig, ctx: StepContext) -> Any:

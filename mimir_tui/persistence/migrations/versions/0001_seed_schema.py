@@ -3,10 +3,11 @@
 Revision ID: 0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-from mimir_tui.persistence.types import mysql_table_options, JSONText, LongText, UTCDateTime
+from mimir_tui.persistence.types import JSONText, LongText, UTCDateTime, mysql_table_options
 
 revision = "0001"
 down_revision = None
@@ -53,9 +54,7 @@ def upgrade() -> None:
         sa.Column("context", JSONText(), nullable=True),
         sa.Column("steps", JSONText(), nullable=True),
         sa.Column("triggered_by", sa.String(16), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["scheduled_jobs.id"], ondelete="CASCADE", name="fk_job_executions_job_id"
-        ),
+        sa.ForeignKeyConstraint(["job_id"], ["scheduled_jobs.id"], ondelete="CASCADE", name="fk_job_executions_job_id"),
         **options,
     )
     op.create_index("idx_job_executions_job_id_start_time", "job_executions", ["job_id", "start_time"])

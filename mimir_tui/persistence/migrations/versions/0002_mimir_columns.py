@@ -8,6 +8,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -59,6 +60,16 @@ def downgrade() -> None:
         for name in ("load_error", "checksum", "source_path", "enabled"):
             t.drop_column(name)
     with op.batch_alter_table("scheduled_jobs") as t:
-        for name in ("priority", "max_concurrent", "misfire_cap", "misfire_grace_seconds", "misfire_policy",
-                     "retry_backoff_seconds", "max_retries", "timeout_seconds", "timezone", "description"):
+        for name in (
+            "priority",
+            "max_concurrent",
+            "misfire_cap",
+            "misfire_grace_seconds",
+            "misfire_policy",
+            "retry_backoff_seconds",
+            "max_retries",
+            "timeout_seconds",
+            "timezone",
+            "description",
+        ):
             t.drop_column(name)

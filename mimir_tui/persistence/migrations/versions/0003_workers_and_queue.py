@@ -3,10 +3,11 @@
 Revision ID: 0003
 Revises: 0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-from mimir_tui.persistence.types import mysql_table_options, UTCDateTime
+from mimir_tui.persistence.types import UTCDateTime, mysql_table_options
 
 revision = "0003"
 down_revision = "0002"

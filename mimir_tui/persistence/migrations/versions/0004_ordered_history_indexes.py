@@ -7,6 +7,7 @@ index instead of sorting the rows of a start_time range.
 Revision ID: 0004
 Revises: 0003
 """
+
 from alembic import op
 
 revision = "0004"

@@ -7,6 +7,7 @@ With only the (job_id, start_time, id) index it read every row of the job's hist
 Revision ID: 0005
 Revises: 0004
 """
+
 from alembic import op
 
 revision = "0005"

@@ -7,6 +7,7 @@ a hostname (a fixed ``hostname:``, ``network_mode: host``) must not judge each o
 Revision ID: 0006
 Revises: 0005
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -6,6 +6,7 @@ peer that reported free slots at its last heartbeat (``scheduler.defer_when_busy
 Revision ID: 0007
 Revises: 0006
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -7,6 +7,7 @@ an instance with a GPU fires and claims only the jobs of the ``gpu`` queue, say.
 Revision ID: 0008
 Revises: 0007
 """
+
 import sqlalchemy as sa
 from alembic import op
 
