@@ -51,7 +51,7 @@ from pathlib import Path
 
 from mimir_tui.config import Settings, load_settings
 from mimir_tui.logsetup import setup_logging
-from mimir_tui.persistence import JobExecutionRecord, open_backend
+from mimir_tui.persistence import open_backend
 from mimir_tui.persistence.models import EXECUTIONS
 from mimir_tui.persistence.types import sqlite_datetime_text
 from mimir_tui.pipelines.registry import default_registry

@@ -64,9 +64,11 @@ def quiet_logging() -> None:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Models, datetimes (ISO-8601 UTC), enums and paths, as plain JSON data."""
+    """Models, lean rows, datetimes (ISO-8601 UTC), enums and paths, as plain JSON data."""
     if hasattr(value, "model_dump"):
         return to_jsonable(value.model_dump())
+    if hasattr(value, "as_dict"):  # a lean row (persistence.rows): a tuple with named columns
+        return to_jsonable(value.as_dict())
     if isinstance(value, datetime):
         from ..persistence.types import as_utc  # cheap: whatever made a datetime has loaded it already
 

@@ -59,7 +59,8 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
         raise BadInput(f"--limit {args.limit}: give a number from 0 to 1000000")
     if args.job is not None:
         ctx.backend.get_job(args.job)  # an unknown job is bad input, not an empty list
-    rows = ctx.backend.list_executions(args.job, args.limit, status=statuses)
+    # Lean rows: a page of the history without each run's context (``show`` has it whole).
+    rows = ctx.backend.executions.page(args.job, args.limit, status=statuses)
     if args.json:
         print_json(rows)
         return 0

@@ -120,7 +120,7 @@ class Prepared:
     """A Core statement compiled once for one dialect, run on a driver connection.
 
     ``params(values)`` turns a mapping of bind names to Python values into what the driver
-    takes (in order for positional paramstyles); ``rows(cursor)`` the result rows into tuples
+    takes (in order for positional paramstyles); ``convert(rows)`` the driver's rows into lists
     of Python values, in the order of the statement's selected columns."""
 
     def __init__(self, statement: ClauseElement, engine: Engine, column_keys: Sequence[str] | None = None) -> None:

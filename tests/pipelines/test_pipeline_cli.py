@@ -192,7 +192,9 @@ def test_run_a_file_that_fails_exits_1_and_executions_show_it(cli, local_store):
     assert [s["status"] for s in record["steps"]] == ["success", "failed"]
 
     listed = cli("executions", "list", "--json")
-    assert [r["id"] for r in json.loads(listed.stdout)] == [record["id"]]
+    (row,) = json.loads(listed.stdout)
+    assert row["id"] == record["id"] and row["status"] == "failed" and row["start_time"].endswith("+00:00")
+    assert row["steps"] == record["steps"] and "context" not in row  # a page: the context is in show
     assert json.loads(cli("executions", "list", "--status", "success", "--json").stdout) == []
     assert len(json.loads(cli("executions", "list", "--status", "failed,success", "--json").stdout)) == 1
     bad_status = cli("executions", "list", "--status", "exploded")
