@@ -14,8 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import Conflict, NotFound, PersistenceError
 from .db import Database, one_of, operation
-from .jobs import values_of
-from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status, WorkerStatus, records
+from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status, WorkerStatus, records, values_of
 from .rows import ExecutionRow
 from .types import as_utc, utcnow
 
@@ -42,7 +41,7 @@ class ExecutionStore:
         self.db = db
         #: Retention batches are sized to hold the write lock about this long each (commit
         #: included), so a concurrent writer waits about that long at most.
-        self.delete_batch_target_s = 0.08
+        self.delete_batch_target_s = 0.1
 
     # -- writing a run as it goes ------------------------------------------------------
 

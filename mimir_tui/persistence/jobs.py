@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, case, delete, func, insert, select, true, upda
 
 from ..errors import Conflict, NotFound
 from .db import Database, operation
-from .models import JOBS, PIPELINES, QUEUE, PipelineConfig, ScheduledJob
+from .models import JOBS, PIPELINES, QUEUE, PipelineConfig, ScheduledJob, values_of
 from .rows import JobRow
 from .types import as_utc, utcnow
 
@@ -27,11 +27,6 @@ class Unchanged(Enum):
 
 
 UNCHANGED: Final = Unchanged.UNCHANGED
-
-
-def values_of(obj: Any, table: Any) -> dict[str, Any]:
-    """A record's column values, by column name."""
-    return {c.name: getattr(obj, c.name) for c in table.columns}
 
 
 class JobStore:

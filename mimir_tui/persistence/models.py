@@ -197,6 +197,11 @@ class RunRequest(SQLModel):
     queue: str = Field(default=DEFAULT_QUEUE, max_length=64)  # its job's (schema version 8)
 
 
+def values_of(record: Any, table: Table) -> dict[str, Any]:
+    """A record's values by column name: what an INSERT or UPDATE of ``table`` binds."""
+    return {c.name: getattr(record, c.name) for c in table.columns}
+
+
 def records(model: type[M], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[M]:
     """Instances of ``model`` from rows of converted values, in ``columns`` order, without
     validation (they are our own rows). Each is a copy of one blank instance with the row's

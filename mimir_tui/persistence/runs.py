@@ -17,8 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import Database, operation
 from .executions import COLUMNS
-from .jobs import values_of
-from .models import EXECUTIONS, JOBS, QUEUE, JobExecutionRecord, RunRequest, Status
+from .models import EXECUTIONS, JOBS, QUEUE, JobExecutionRecord, RunRequest, Status, values_of
 from .types import as_utc, utcnow
 
 #: MySQL/MariaDB's ER_DUP_ENTRY: InnoDB rolls back the one statement, not the transaction.

@@ -9,8 +9,7 @@ from sqlalchemy import and_, delete, insert, select, update
 
 from .db import Database, operation
 from .executions import LIVE_WORKER, ExecutionStore
-from .jobs import values_of
-from .models import WORKERS, JobExecutionRecord, Worker, WorkerStatus
+from .models import WORKERS, JobExecutionRecord, Worker, WorkerStatus, values_of
 from .rows import WorkerRow
 from .types import as_utc
 
