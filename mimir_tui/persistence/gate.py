@@ -170,9 +170,9 @@ class BulkRun:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """One batch, holding the gate. From the second on, it first steps aside: a moment for
-        writers of other processes, and until this process's waiters are through (at most
-        :data:`BULK_YIELD_MAX_S`): they poll, and would otherwise lose most races to a batch
-        that starts at once."""
+        writers of other processes (they poll the lock file every millisecond), and until this
+        process's waiters are through (at most :data:`BULK_YIELD_MAX_S`): a woken waiter can
+        still lose the mutex to a batch that starts at once, on a busy machine."""
         if self._batches:
             time.sleep(BULK_PAUSE_S)
             deadline = time.monotonic() + BULK_YIELD_MAX_S
