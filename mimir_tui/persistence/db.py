@@ -145,7 +145,12 @@ class Prepared:
         given = values or {}
         out = []
         for name, proc in self._binds:
-            value = given[name] if name in given else self._fixed.get(name)
+            if name in given:
+                value = given[name]
+            elif name in self._fixed:
+                value = self._fixed[name]
+            else:  # a typo or a forgotten value must not become NULL
+                raise KeyError(f"no value for the parameter {name!r} of: {self.sql}")
             out.append(proc(value) if proc is not None and value is not None else value)
         if self._positional:
             return tuple(out)
@@ -199,8 +204,10 @@ class Database:
             with self._write_engine.begin() as conn:
                 yield conn
             return
-        with self.gate, self._write_engine.begin() as conn:
-            with self._checkpoints_deferred(conn.connection.driver_connection):
+        # The checkpoint setting is changed around the whole transaction: its COMMIT is where
+        # SQLite would checkpoint.
+        with self.gate, self._write_engine.connect() as conn:
+            with self._checkpoints_deferred(conn.connection.driver_connection), conn.begin():
                 yield conn
 
     # -- prepared statements on driver connections -------------------------------------
@@ -240,8 +247,9 @@ class Database:
 
     def _raw_transaction(self, begin: str | None) -> Iterator[RawTransaction]:
         conn = self._acquire()
-        cursor = conn.cursor()
+        cursor = None
         try:
+            cursor = conn.cursor()
             if begin:
                 cursor.execute(begin)
             with self._checkpoints_deferred(conn):
@@ -254,7 +262,8 @@ class Database:
                 pass
             raise
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
             self._release(conn)
 
     @contextmanager

@@ -51,18 +51,21 @@ class RunStore:
             if execution.job_id is None or execution.scheduled_for is None:
                 raise ValueError("a scheduled fire needs job_id and scheduled_for")
         now = utcnow()
-        landed: list[JobExecutionRecord] = []
+        landed: set[int] = set()
         prepared = self.db.prepare("claim_fire", self._insert_unless_claimed, COLUMNS)
+        # Inserted in run-key order: two instances claiming overlapping fires take the keys'
+        # locks in the same order, so neither waits for the other in a deadlock.
+        ordered = sorted(executions, key=lambda e: (e.job_id or "", e.scheduled_for))
         with self.db.raw_write() as tx:
-            for execution in executions:
+            for execution in ordered:
                 execution.updated_at = now
                 try:
                     if tx.execute(prepared, values_of(execution, EXECUTIONS)) == 1:
-                        landed.append(execution)
+                        landed.add(id(execution))
                 except Exception as exc:
                     if self.db.dialect.upsert or _error_code(exc) != _DUPLICATE_KEY:
                         raise
-        return landed
+        return [e for e in executions if id(e) in landed]
 
     def _insert_unless_claimed(self) -> Any:
         if not self.db.dialect.upsert:

@@ -229,3 +229,37 @@ def test_database_is_locked_never_reaches_a_user(sqlite_settings) -> None:
     finally:
         outsider.close()
         backend.close()
+
+
+@pytest.mark.parametrize("path", ["raw_write", "write"])
+def test_writers_leave_wal_checkpoints_to_a_running_retention(tmp_path, path: str) -> None:
+    """While a bulk operation runs, a writer's COMMIT must not checkpoint a large WAL (on
+    either way of writing): retention checkpoints itself, between batches."""
+    from sqlalchemy import text
+
+    from mimir_tui.config import PersistenceSettings
+    from mimir_tui.persistence.db import Database
+    from mimir_tui.persistence.engine import make_engine
+
+    settings = PersistenceSettings(database_path=str(tmp_path / "m.db"))
+    db = Database(make_engine(settings), settings)
+    try:
+        with db.write() as conn:
+            conn.execute(text("CREATE TABLE t (x BLOB)"))
+        with db.gate.bulk():
+            for _ in range(6):  # some 1,500 pages into the WAL, past the 1,000 of a checkpoint
+                with db.raw_write() as tx:
+                    tx.cursor.execute("INSERT INTO t VALUES (randomblob(1000000))")
+            before = os.path.getsize(settings.database_path)
+            if path == "write":
+                with db.write() as conn:
+                    conn.execute(text("INSERT INTO t VALUES (1)"))
+            else:
+                with db.raw_write() as tx:
+                    tx.cursor.execute("INSERT INTO t VALUES (1)")
+            assert os.path.getsize(settings.database_path) == before, "the writer's commit checkpointed"
+        with db.raw_write() as tx:  # bulk over: commits checkpoint again
+            tx.cursor.execute("INSERT INTO t VALUES (2)")
+        assert os.path.getsize(settings.database_path) > before
+    finally:
+        db.close()
