@@ -66,6 +66,13 @@ class Dialect:
     #: None: the primary key).
     row_key: str | None
 
+    def insert(self, table: Any) -> Any:
+        """The INSERT that can say ON CONFLICT (only where :attr:`upsert` holds). Imported here:
+        a statement is built once, and a command on SQLite need not load PostgreSQL's dialect."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return postgresql.insert(table) if self.name == "postgresql" else sqlite.insert(table)
+
     @classmethod
     def of(cls, name: str) -> Dialect:
         return cls(

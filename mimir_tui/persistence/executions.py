@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import Conflict, NotFound, PersistenceError
 from .db import Database, one_of, operation
@@ -80,8 +79,7 @@ class ExecutionStore:
 
     def _upsert(self, only_unfinished: bool) -> Any:
         def build() -> Any:
-            make = postgresql.insert if self.db.dialect.name == "postgresql" else sqlite.insert
-            stmt = make(EXECUTIONS)
+            stmt = self.db.dialect.insert(EXECUTIONS)
             return stmt.on_conflict_do_update(
                 index_elements=[EXECUTIONS.c.id],
                 set_={name: stmt.excluded[name] for name in SAVED},

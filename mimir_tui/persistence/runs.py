@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import Database, operation
 from .executions import COLUMNS
@@ -70,8 +69,7 @@ class RunStore:
     def _insert_unless_claimed(self) -> Any:
         if not self.db.dialect.upsert:
             return insert(EXECUTIONS)  # MySQL: a duplicate key error says "claimed already"
-        make = postgresql.insert if self.db.dialect.name == "postgresql" else sqlite.insert
-        return make(EXECUTIONS).on_conflict_do_nothing()
+        return self.db.dialect.insert(EXECUTIONS).on_conflict_do_nothing()
 
     # -- the queue ---------------------------------------------------------------------
 
