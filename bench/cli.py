@@ -42,6 +42,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import common
+from common import percentile
+
 HEAVY = (
     "sqlalchemy",
     "sqlmodel",
@@ -59,18 +62,7 @@ HEAVY = (
 )
 
 
-@dataclass
-class Report:
-    lines: list[str] = field(default_factory=list)
-    failed: int = 0
-
-    def say(self, text: str = "") -> None:
-        print(text, flush=True)
-
-    def info(self, line: str) -> None:
-        self.lines.append(line)
-        self.say(line)
-
+class Report(common.Report):
     def figure(self, name: str, mimir: float, base: float, target: float | None) -> None:
         ratio = mimir / base if base > 0 else math.inf
         if target is None:
@@ -109,11 +101,6 @@ class Command:
             lines = len(proc.stdout.decode().splitlines())
             if lines != self.expect_lines:
                 raise SystemExit(f"{self.name}: printed {lines} lines, expected {self.expect_lines}")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def cli_argv() -> list[str]:
@@ -239,12 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    report.say(f"\n== summary ({time.perf_counter() - started:.0f} s)")
-    for line in report.lines:
-        if not line.startswith("  "):
-            print(line)
-    print("ALL TARGETS MET" if not report.failed else f"{report.failed} TARGET(S) MISSED")
-    return 0 if not report.failed else 1
+    return report.summary(started)
 
 
 if __name__ == "__main__":

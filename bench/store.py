@@ -43,11 +43,13 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import common
+from common import percentile
 from sqlalchemy import event
 
 from mimir_tui.config import PersistenceSettings
@@ -81,14 +83,7 @@ class Sizes:
 QUICK = Sizes(saves=2_000, rows=100_000, jobs=1_000, queries=1_000)
 
 
-@dataclass
-class Report:
-    lines: list[str] = field(default_factory=list)
-    failed: int = 0
-
-    def say(self, text: str = "") -> None:
-        print(text, flush=True)
-
+class Report(common.Report):
     def figure(self, name: str, mimir: float, raw: float, unit: str, target: float) -> None:
         ratio = mimir / raw if raw > 0 else math.inf
         ok = ratio <= target
@@ -104,10 +99,6 @@ class Report:
         ok = value <= target
         self.failed += not ok
         line = f"{name}: mimir {value:.1f} {unit} (target <= {target:g} {unit}) {'PASS' if ok else 'FAIL'}{note}"
-        self.lines.append(line)
-        self.say(line)
-
-    def info(self, line: str) -> None:
         self.lines.append(line)
         self.say(line)
 
@@ -418,11 +409,6 @@ def interleaved(jobs: list[str], mimir: Callable[[str], Any], raw: Callable[[str
             out_r.append(raw(job))
             out_m.append(mimir(job))
     return out_m, out_r
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def memory_line(report: Report, phase: str, mimir_kib: float, raw_kib: float, rss_delta: float, what: str) -> None:
@@ -908,12 +894,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    report.say(f"\n== summary ({time.perf_counter() - started:.0f} s)")
-    for line in report.lines:
-        if not line.startswith("  "):
-            print(line)
-    print("ALL TARGETS MET" if not report.failed else f"{report.failed} TARGET(S) MISSED")
-    return 0 if not report.failed else 1
+    return report.summary(started)
 
 
 if __name__ == "__main__":
