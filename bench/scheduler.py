@@ -30,6 +30,13 @@ c. Idle CPU: the service with 1,000 enabled jobs that do not fire in the window 
    doing nothing, and the same loop running the one query a database-driven scheduler cannot
    avoid (count and latest ``updated_at`` of the jobs table) on raw ``sqlite3``.
 
+d. What stopping a runaway step costs (issue 9): patterns in ``Data_Processing.transform`` match
+   on the ``regex`` package with a timeout and the GIL released, instead of the standard
+   library's ``re``. CPU per match of a typical pattern over 1,000 short texts, against ``re``
+   in the same process, and what that adds to a fire whose step filters 1,000 records. (The
+   other part, raising in a plugin thread that outlives its step, costs nothing until a step
+   is abandoned.)
+
 Targets: fire lag p99 < 1 s; idle CPU < 2% of a core. Exit status 0 when both are met.
 The machine's load average is printed first: figures taken while other work runs are noisy.
 """
@@ -437,6 +444,30 @@ def phase_idle(
 # -- main -----------------------------------------------------------------------------------
 
 
+def phase_step_guard(report: Report, texts: int = 1000, repeats: int = 200) -> None:
+    """d. (see the module's docstring)"""
+    import re
+
+    from mimir_tui.pipelines.plugins import transform
+
+    pattern = r"^item-\d+[05]$"
+    words = [f"item-{i}" for i in range(texts)]
+    guarded = transform._compile(pattern, False)
+    plain = re.compile(pattern)
+
+    def cpu_per_match(match: object) -> float:
+        started = time.process_time()
+        for _ in range(repeats):
+            for word in words:
+                match(word)  # type: ignore[operator]
+        return (time.process_time() - started) / (repeats * texts)
+
+    base = cpu_per_match(plain.search)
+    mine = cpu_per_match(lambda word: transform._match(guarded, "search", word))
+    report.ratio("CPU per match", mine * 1e6, base * 1e6, "µs", "baseline (re.search)")
+    report.say(f"  added to a fire whose step filters {texts} records: {(mine - base) * texts * 1000:.3f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 jobs every second for ~10 s, 10 s idle window")
@@ -482,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; poll_interval {poll:g} s, "
         f"max_concurrency {concurrency}"
     )
+    report.say("\nd. step guard: patterns on regex (timeout, GIL released) vs re")
+    phase_step_guard(report)
     workdir = Path(tempfile.mkdtemp(prefix="mimir-bench-sched-"))
     try:
         idle_db: Path | None = None

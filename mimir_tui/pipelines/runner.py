@@ -28,6 +28,7 @@ Public API (the scheduler's)::
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import inspect
 import logging
 import os
@@ -93,10 +94,26 @@ class _Outcome(Exception):
         self.message = message
 
 
-async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+class StepAbandoned(BaseException):
+    """Raised inside the thread of a sync plugin that did not stop when its step timed out or
+    was cancelled (a BaseException: ``except Exception`` in the plugin does not swallow it)."""
+
+
+def _raise_in(thread: threading.Thread) -> None:
+    """Stop the Python code running in ``thread`` with :class:`StepAbandoned`, raised at its
+    next bytecode: CPython's documented ``PyThreadState_SetAsyncExc``. Code blocked in C (a
+    socket read, a ``regex`` match) gets it when the call returns: the built-in plugins bound
+    those by the step's time (see docs/security.md)."""
+    if thread.is_alive() and thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(StepAbandoned))
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any, grace: float = 0.5) -> Any:
     """Run ``fn`` in a daemon thread of its own and await its result. Unlike
     ``asyncio.to_thread`` the loop never waits for the thread at shutdown: a plugin stuck in a
-    blocking call cannot hold up the end of a cancelled or timed-out run."""
+    blocking call cannot hold up the end of a cancelled or timed-out run. Cancelled (the step
+    timed out or was cancelled), the thread gets ``grace`` seconds to notice
+    ``ctx.cancel_event``, then :class:`StepAbandoned` is raised in it."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -110,18 +127,23 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
     def target() -> None:
         try:
-            result = fn(*args)
-            outcome = (True, result)
-        except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit fails the step only
-            outcome = (False, exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}"))
-        try:
+            try:
+                outcome = (True, fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit fails the step only
+                outcome = (False, exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}"))
             loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:  # the loop is gone: the run ended without us
+        except (RuntimeError, StepAbandoned):  # the loop is gone, or stopped as fn returned: nobody waits
             pass
 
     thread = threading.Thread(target=target, name=f"mimir-step-{getattr(fn, '__qualname__', 'plugin')}", daemon=True)
     thread.start()
-    return await future
+    try:
+        return await future
+    except asyncio.CancelledError:
+        stopper = threading.Timer(grace, _raise_in, (thread,))
+        stopper.daemon = True
+        stopper.start()
+        raise
 
 
 def _describe_exception(exc: BaseException) -> str:
@@ -479,7 +501,7 @@ class PipelineRunner:
             except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
                 raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
         else:
-            result = await _in_thread(plugin.execute, config, ctx)
+            result = await _in_thread(plugin.execute, config, ctx, grace=self.stop_grace)
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -337,6 +337,55 @@ def test_sigterm_to_a_running_cli_run_records_cancelled(local_store, cli_command
     assert "cancelled" in out
 
 
+REDOS = """
+name: redos
+steps:
+  - name: match
+    plugin: Data_Processing.transform
+    timeout: {timeout}
+    config:
+      data: [{{s: "{text}"}}, {{s: "aaaa"}}]
+      operation: filter
+      field: s
+      op: regex
+      value: "{pattern}"
+"""
+
+
+def test_redos_attack_from_the_issue_finishes_in_a_cli_run(cli_command_env):
+    """Issue 9's reported attack: ``^(a+)+$`` over ``"a" * 39 + "!"`` froze the process for
+    minutes (the standard library's ``re`` holds the GIL while it backtracks)."""
+    path = write("redos.yaml", REDOS.format(timeout=5, text="a" * 39 + "!", pattern="^(a+)+$"))
+    ran = subprocess.run(
+        [*cli_command_env, "pipelines", "run", str(path), "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["steps"][0]["output"] == [{"s": "aaaa"}]
+
+
+@pytest.mark.slow
+def test_redos_attack_sigterm_stops_a_cli_run_stuck_in_a_match(local_store, cli_command_env):
+    """Before, only SIGKILL stopped it: the match held the GIL, so no signal handler ran."""
+    path = write("redos.yaml", REDOS.format(timeout=120, text="a" * 39 + "!", pattern="^(a|aa)+$"))
+    proc = subprocess.Popen(
+        [*cli_command_env, "pipelines", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not local_store.list_executions(limit=1, status="running"):
+            time.sleep(0.05)
+        (running,) = local_store.list_executions(limit=1, status="running")
+        time.sleep(0.5)  # well inside the match
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert local_store.get_execution(running.id).status == "cancelled"
+
+
 @pytest.fixture
 def cli_command_env() -> list[str]:
     script = Path(sys.executable).with_name("mimir-tui")

@@ -23,6 +23,10 @@ Operations and their keys::
     unique     by (or field)
     flatten                                                  a list of lists -> one list
 
+Patterns are user input matched against data nobody vetted: they run on the ``regex`` package,
+with the GIL released and a match timeout of the step's time left, so a catastrophic pattern
+ends as a timed-out step instead of freezing the instance.
+
 ``field`` names a value inside each record (dotted path; ``.`` is the item itself). Text
 operations work on a string, a list of strings, or, with ``field``, on that field of each record
 (written back to ``target``, default the same field).
@@ -33,14 +37,17 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal, NoReturn, get_args
 
+import regex
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
-from ..registry import Plugin, PluginConfig, PluginError, StepContext
+from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
 from .common import MISSING, describe_keys, get_path, resolve_data, type_name
 
 OpName = Literal[
@@ -261,11 +268,34 @@ def check_operation(op: Operation, given: set[str]) -> None:
         _fail("give 'by' or 'field', not both")
 
 
-def _compile(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+@lru_cache(maxsize=256)
+def _compile(pattern: str, ignore_case: bool) -> regex.Pattern[str]:
     try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
+        return regex.compile(pattern, regex.IGNORECASE if ignore_case else 0)
+    except regex.error as exc:
         raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+#: When the running step's time is up (``time.monotonic()``), or None: set by
+#: :func:`apply_operations` for the thread it runs in.
+_deadline: ContextVar[float | None] = ContextVar("transform_deadline", default=None)
+
+#: The longest one match may take when the step has no time limit.
+MATCH_TIMEOUT = 60.0
+
+
+def _match(pattern: regex.Pattern[str], how: str, *args: Any) -> Any:
+    """``pattern.<how>(*args)`` (search, finditer, sub) with the GIL released and a timeout of
+    the step's time left: a pattern that backtracks without end fails its step, alone."""
+    deadline = _deadline.get()
+    timeout = MATCH_TIMEOUT if deadline is None else max(0.01, deadline - time.monotonic())
+    try:
+        result = getattr(pattern, how)(*args, timeout=timeout, concurrent=True)
+        return list(result) if how == "finditer" else result
+    except TimeoutError:
+        raise StepTimedOut(
+            f"pattern {pattern.pattern!r} did not finish matching within {timeout:.3g}s (catastrophic backtracking?)"
+        ) from None
 
 
 class TransformConfig(Operation):
@@ -408,7 +438,7 @@ def matches(op: str, actual: Any, expected: Any, ignore_case: bool = False) -> b
             found = any(_pair(a, x)[0] == _pair(a, x)[1] for x in b)
         return found == (op == "in")
     if op == "regex":
-        return present and re.search(expected, str(actual), re.IGNORECASE if ignore_case else 0) is not None
+        return present and _match(_compile(expected, ignore_case), "search", str(actual)) is not None
     if op in ("startswith", "endswith"):
         if not present:
             return False
@@ -552,7 +582,7 @@ def op_join(op: Operation, data: Any) -> Any:
 def op_regex(op: Operation, data: Any) -> Any:
     pattern = _compile(op.pattern or "", op.ignore_case)
 
-    def one(m: re.Match[str]) -> Any:
+    def one(m: regex.Match[str]) -> Any:
         if isinstance(op.group, list):
             return [m.group(g) for g in op.group]
         if op.group is not None:
@@ -567,8 +597,8 @@ def op_regex(op: Operation, data: Any) -> Any:
 
     def extract(text: str) -> Any:
         if op.all_matches:
-            return [one(m) for m in pattern.finditer(text)]
-        m = pattern.search(text)
+            return [one(m) for m in _match(pattern, "finditer", text)]
+        m = _match(pattern, "search", text)
         return one(m) if m else None
 
     return _text_op(op, data, extract)
@@ -579,8 +609,8 @@ def op_replace(op: Operation, data: Any) -> Any:
 
     def sub(text: str) -> str:
         try:
-            return pattern.sub(op.replacement, text)
-        except (re.error, IndexError) as exc:
+            return _match(pattern, "sub", op.replacement, text)
+        except (regex.error, IndexError) as exc:
             raise PluginError(f"replace: bad replacement {op.replacement!r}: {exc}") from None
 
     return _text_op(op, data, sub)
@@ -741,8 +771,10 @@ HANDLERS: dict[str, Callable[[Operation, Any], Any]] = {
 }
 
 
-def apply_operations(steps: list[Operation], data: Any) -> Any:
-    """Apply the operations in order; an error names the operation (and its index in a list)."""
+def apply_operations(steps: list[Operation], data: Any, timeout: float | None = None) -> Any:
+    """Apply the operations in order; an error names the operation (and its index in a list).
+    ``timeout``: seconds every pattern match together may take (the step's time left)."""
+    _deadline.set(None if timeout is None else time.monotonic() + timeout)
     value = copy.deepcopy(data)  # never change the context's objects
     for index, op in enumerate(steps):
         assert op.operation is not None
@@ -766,4 +798,4 @@ class Transform(Plugin):
 
     def execute(self, config: TransformConfig, ctx: StepContext) -> Any:
         data = resolve_data(config.data, config.input, ctx)
-        return apply_operations(config.steps(), data)
+        return apply_operations(config.steps(), data, ctx.timeout)
