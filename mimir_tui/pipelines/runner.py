@@ -44,7 +44,7 @@ from pydantic import ValidationError
 from ..errors import BadInput, MimirError, NotFound
 from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
 from ..persistence.types import as_utc, utcnow
-from ..secrets import SecretMasker, secret_values
+from ..secrets import SecretMasker, mask_tree, secret_values
 from . import templates
 from .cancel import CancelToken
 from .execlog import ExecutionLog, execution_log_path
@@ -311,7 +311,8 @@ class PipelineRunner:
             self._ended_elsewhere(ended)
             return ended
 
-        secrets = SecretMasker()
+        secrets = SecretMasker()  # every secret the steps refer to, masked from the first step on
+        secrets.add(templates.referenced_secrets([step.config for step in spec.steps], self._environ()))
         exec_log = ExecutionLog(
             self.log_path(exec_id),
             fmt=self.settings.logging.format,
@@ -356,6 +357,8 @@ class PipelineRunner:
         record.duration = int((record.end_time - as_utc(record.start_time)).total_seconds() * 1000)
         max_chars = self.settings.pipelines.summary_max_chars
         record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
+        # Secrets a step's {{ }} revealed after earlier steps were recorded: masked there too.
+        record.steps = mask_tree(record.steps or [], secrets)
         exec_log.write(
             "INFO" if status is Status.success else "ERROR",
             f"pipeline {spec.name!r} finished: {status.value} in {record.duration} ms"
@@ -413,6 +416,9 @@ class PipelineRunner:
                 await asyncio.sleep(delay)
                 delay *= 2
         return record
+
+    def _environ(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
 
     def _cancel_requested(self, execution_id: str) -> bool:
         """Whether someone asked, through the database, to cancel the run (polled a few times
@@ -594,7 +600,7 @@ class PipelineRunner:
     ) -> tuple[Status, str | None]:
         """Run every step; return the run's (status, error)."""
         max_chars = self.settings.pipelines.summary_max_chars
-        environ = os.environ if self.environ is None else self.environ
+        environ = self._environ()
         deadline = time.monotonic() + pipeline_timeout if pipeline_timeout else None
         run_info = {
             "id": record.id,

@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..secrets import is_secret_key, secret_values
+
 #: The one top-level name a template may use besides earlier outputs.
 RUN_KEY = "run"
 
@@ -267,6 +269,42 @@ def expand(value: Any, scope: Mapping[str, Any], environ: Mapping[str, str] | No
     return value
 
 
+def referenced_secrets(value: Any, environ: Mapping[str, str] | None = None) -> set[str]:
+    """The secrets step configs refer to that are known before the run: the values under
+    secret-looking keys (``api_key: ${TOKEN}``, ``Authorization: "Bearer ${TOKEN}"``), with
+    their environment references filled in, and every ``${NAME}`` whose name looks secret
+    (``${API_TOKEN}``), wherever it stands. Gathered before the first step, so that a secret
+    a later step uses is masked in what the earlier ones print. (A value a ``{{ }}`` brings
+    in is known only when its step's config is expanded.)"""
+    env = os.environ if environ is None else environ
+    found: set[str] = set()
+
+    def walk(node: Any, secret: bool) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, is_secret_key(k))
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v, secret)
+        elif isinstance(node, str):
+            tokens = list(_tokens(node))
+            found.update(
+                env[m.group("env")]
+                for m in tokens
+                if m.group("env") and env.get(m.group("env")) and (secret or is_secret_key(m.group("env")))
+            )
+            if secret and not any(m.group("expr") is not None for m in tokens):
+                try:
+                    found.update(secret_values({"secret": expand_string(node, {}, env)}))
+                except TemplateError:  # an unset variable: the step will say so
+                    pass
+        elif secret:
+            found.update(secret_values({"secret": node}))
+
+    walk(value, False)
+    return found
+
+
 __all__ = [
     "MissingVariable",
     "RUN_KEY",
@@ -279,6 +317,7 @@ __all__ = [
     "parse_path",
     "referenced_env",
     "referenced_outputs",
+    "referenced_secrets",
     "resolve_path",
     "stringify",
 ]
