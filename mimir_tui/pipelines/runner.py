@@ -48,7 +48,7 @@ from ..secrets import SecretMasker, mask_tree, secret_values
 from . import templates
 from .cancel import CancelToken
 from .execlog import ExecutionLog, execution_log_path
-from .registry import PluginRegistry, StepContext
+from .registry import Plugin, PluginRegistry, StepContext
 from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
 from .summaries import summarize
 
@@ -636,8 +636,9 @@ class PipelineRunner:
             config_data: Any = None
             try:
                 scope = {templates.RUN_KEY: run_info, **context}
+                plugin_cls = self.registry.get(step.plugin)
                 try:
-                    config_data = templates.expand(step.config, scope, environ)
+                    config_data = (plugin_cls or Plugin).expand_config(step.config, scope, environ)
                 except templates.TemplateError as exc:
                     srec.input = summarize(step.config, max_chars, secrets)  # as written, unexpanded
                     raise _Outcome(Status.failed, str(exc)) from None
@@ -647,7 +648,6 @@ class PipelineRunner:
                 await self._save(record, exec_log, stop)
                 await self._notify(on_step, srec, record, exec_log)
 
-                plugin_cls = self.registry.get(step.plugin)
                 if plugin_cls is None:
                     raise _Outcome(Status.failed, f"unknown plugin {step.plugin!r}")
                 try:
