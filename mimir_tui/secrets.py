@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,9 +63,11 @@ _CONN_PASSWORD_NO_SCHEME = re.compile(r"([^:/@\s]*:)\S*@")
 # -- by key -------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: Any) -> bool:
     """``api_key``, ``X-Api-Key``, ``accessToken``, ``Authorization``, ``password`` are secret;
-    ``max_tokens`` and ``token_count`` are not."""
+    ``max_tokens`` and ``token_count`` are not. (Cached: every key of every summarized value
+    and config is asked, the same few names again and again.)"""
     if not isinstance(key, str):
         return False
     key = key.strip()
