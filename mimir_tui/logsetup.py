@@ -1,15 +1,65 @@
-"""Logging for the service and the dashboard: stdout and/or a rotating file, text or JSON lines."""
+"""Logging for the service and the dashboard: stdout and/or a rotating file, text or JSON lines.
+
+Log files are the owner's only, like the database: files 0600, folders Mimir creates 0700,
+whatever the umask (:func:`open_private`, :func:`private_dirs`; the execution logs use them too).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import logging.handlers
+import os
+import stat
 import sys
 from datetime import UTC, datetime
+from io import TextIOWrapper
 from pathlib import Path
 
 from .errors import MimirError
+
+
+def private_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each 0700. Folders that exist are left as
+    they are (a log may live in ``/var/log``)."""
+    missing: list[Path] = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for one in reversed(missing):
+        try:
+            one.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(one, 0o700)  # the umask may have taken bits off
+
+
+def open_private(
+    path: Path, *, encoding: str = "utf-8", errors: str | None = None, buffering: int = -1
+) -> TextIOWrapper:
+    """``path`` opened for appending text; a new file is made 0600 (whatever the umask), an
+    existing regular file that others may read is narrowed to its owner (a device or a FIFO
+    is never touched)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_EXCL, 0o600)
+        os.fchmod(fd, 0o600)
+    except FileExistsError:
+        fd = os.open(path, flags)
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:
+            try:
+                os.fchmod(fd, stat.S_IMODE(mode) & 0o700 or 0o600)
+            except OSError:  # not ours to change: it is still written
+                pass
+    return open(fd, "a", encoding=encoding, errors=errors, buffering=buffering)
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files (the first, and each one after a rotation) are 0600."""
+
+    def _open(self) -> TextIOWrapper:
+        return open_private(Path(self.baseFilename), encoding=self.encoding or "utf-8", errors=self.errors)
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,8 +94,8 @@ def setup_logging(settings, *, console: bool = True) -> None:
     if cfg.output in ("file", "both") or not console:
         path = Path(cfg.file_path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.handlers.RotatingFileHandler(
+            private_dirs(path.parent)
+            file_handler = PrivateRotatingFileHandler(
                 path, maxBytes=cfg.max_size * 1024 * 1024, backupCount=cfg.max_backups, encoding="utf-8"
             )
         except OSError as exc:

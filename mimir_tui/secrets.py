@@ -6,9 +6,10 @@ secret are recognised:
 
 * by **key**: the value under ``password``, ``api_key``, ``Authorization``, ``accessToken``...
   (:func:`is_secret_key`, :func:`mask_tree`);
-* by **shape**, inside free text: a URL's password (``scheme://user:pw@host``) and a
-  ``password=pw`` pair as in libpq DSNs (:func:`mask_text`); a whole connection string, whose
-  password may hold characters a URL parser stops at (:func:`mask_url`);
+* by **shape**, inside free text: a URL's password (``scheme://user:pw@host``), a secret in
+  its query (``?password=pw``, ``&sslpassword=pw``, ``&api_key=k``) and a ``password=pw`` pair
+  as in libpq DSNs (:func:`mask_text`); a whole connection string, whose password may hold
+  characters a URL parser stops at (:func:`mask_url`, the one function for every URL shown);
 * by **value**: strings seen under secret keys earlier (a step's config), masked wherever they
   turn up later, in an error, a log line, an API's echo (:func:`secret_values`, :class:`SecretMasker`).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,7 +44,15 @@ _CAMEL_HUMP = re.compile(r"([a-z0-9])([A-Z])")
 URL_PASSWORD = re.compile(r"(://[^/\s:@\[]*:)(?!\d*[/?#])[^@\s]*@")
 
 #: A ``password=`` pair, as in libpq DSNs (``host=h password=pw``); the value bare or quoted.
-DSN_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\S+)")
+#: (In a URL's query, ``?password=pw&...``, :data:`URL_QUERY_PARAM` masks the value alone.)
+DSN_PASSWORD = re.compile(r"(?i)(?<![?&])\b(password|passwd|pwd)(\s*=\s*)('[^']*'|\S+)")
+
+#: A parameter in a URL's query (``?name=value`` or ``&name=value``); masked when
+#: :func:`is_secret_param` says so.
+URL_QUERY_PARAM = re.compile(r"([?&])([^=&#?\s]+)=([^&#\s]*)")
+# Query names that are secret without a separator before the word: libpq's ``sslpassword``,
+# ``accesstoken``, ``clientsecret``; and the parts of a signed URL.
+_SECRET_PARAM = re.compile(r"(?i)(password|passwd|passphrase|secret|token)$|^(key|sig|signature)$")
 
 # A whole connection string, where the drivers take the password up to the last "@" (an
 # unescaped / ? # or @ included): with a scheme, and without one (a typo such as "postgres:/").
@@ -53,9 +63,11 @@ _CONN_PASSWORD_NO_SCHEME = re.compile(r"([^:/@\s]*:)\S*@")
 # -- by key -------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: Any) -> bool:
     """``api_key``, ``X-Api-Key``, ``accessToken``, ``Authorization``, ``password`` are secret;
-    ``max_tokens`` and ``token_count`` are not."""
+    ``max_tokens`` and ``token_count`` are not. (Cached: every key of every summarized value
+    and config is asked, the same few names again and again.)"""
     if not isinstance(key, str):
         return False
     key = key.strip()
@@ -77,19 +89,37 @@ def mask_tree(value: Any, masker: SecretMasker | None = None) -> Any:
     return value
 
 
+def is_secret_param(name: str) -> bool:
+    """A URL query parameter whose value is a secret: any secret key (``password``, ``api_key``,
+    ``access_token``), and ``sslpassword``, ``key``, ``sig``; not ``sslmode`` or ``max_tokens``."""
+    return is_secret_key(name) or bool(_SECRET_PARAM.search(name))
+
+
 # -- by shape -----------------------------------------------------------------------------------
 
 
+def _mask_param(match: re.Match[str]) -> str:
+    sep, name, value = match.groups()
+    return f"{sep}{name}={MASK}" if value and is_secret_param(name) else match.group(0)
+
+
 def mask_text(text: str) -> str:
-    """Passwords inside free text: ``scheme://user:pw@`` and ``password=pw``."""
+    """Passwords inside free text: ``scheme://user:pw@``, ``?password=pw`` (and the other
+    secret query parameters) and ``password=pw``."""
     if "://" in text:
         text = URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    if "=" not in text:
+        return text
+    text = URL_QUERY_PARAM.sub(_mask_param, text)
     return DSN_PASSWORD.sub(rf"\1\2{MASK}", text)
 
 
 def mask_url(url: str) -> str:
-    """A connection string with its password masked: ``scheme://user:secret@host/db`` ->
-    ``scheme://user:***@host/db``; a string without one unchanged.
+    """A URL or connection string with its secrets masked: ``scheme://user:secret@host/db`` ->
+    ``scheme://user:***@host/db``, ``...?password=pw&sslmode=require`` -> ``...?password=***&
+    sslmode=require`` (every secret query parameter, :func:`is_secret_param`); a string without
+    one unchanged. The one function for every URL Mimir shows: ``health``, the service log,
+    ``config show``, errors, plugin messages.
 
     A malformed string (no ``scheme://``, or a libpq ``password=...`` DSN) still has anything
     that looks like a password masked: it ends up in error messages and ``config show``. For
@@ -97,6 +127,10 @@ def mask_url(url: str) -> str:
     """
     if not url:
         return url
+    return URL_QUERY_PARAM.sub(_mask_param, _mask_userinfo(url))
+
+
+def _mask_userinfo(url: str) -> str:
     if "://" not in url:
         return _CONN_PASSWORD_NO_SCHEME.sub(rf"\1{MASK}@", DSN_PASSWORD.sub(rf"\1\2{MASK}", url))
     try:
@@ -168,6 +202,7 @@ __all__ = [
     "URL_PASSWORD",
     "SecretMasker",
     "is_secret_key",
+    "is_secret_param",
     "mask_text",
     "mask_tree",
     "mask_url",

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,26 @@ class ServerDatabases:
         except _Unavailable as exc:
             self.failures[backend] = str(exc)
             unavailable(str(exc))
+
+    @contextmanager
+    def mysql_user(self, user: str, password: str) -> Iterator[None]:
+        """A MariaDB user with ``password`` and every right on the session database (from
+        127.0.0.1 and localhost), dropped at the end."""
+        database = self.database("mysql")
+        conn = self.admin_connect("mysql")
+        hosts = ("127.0.0.1", "localhost")
+        try:
+            with conn.cursor() as cur:
+                for host in hosts:
+                    cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+                    cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+                    cur.execute(f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'{host}'")
+            yield
+        finally:
+            with conn.cursor() as cur:
+                for host in hosts:
+                    cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+            conn.close()
 
     def database(self, backend: str) -> str:
         """The session's database on ``backend``; created the first time it is asked for."""

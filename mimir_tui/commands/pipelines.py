@@ -29,7 +29,9 @@ def register(sub, common) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=run_show)
 
-    val = actions.add_parser("validate", parents=[common], help="check pipeline files; exit 2 on any error")
+    val = actions.add_parser(
+        "validate", parents=[common], help="check pipeline files; exit 2 on any error (warnings: exit 0)"
+    )
     val.add_argument("files", nargs="+", metavar="FILE", help="YAML files or directories")
     val.add_argument("--json", action="store_true", help="print a JSON report")
     val.set_defaults(handler=run_validate)
@@ -122,6 +124,8 @@ def run_validate(ctx: Context, args: argparse.Namespace) -> int:
         for issue in report.issues:
             print(str(issue), file=sys.stderr)
             bad = True
+        for warning in report.warnings:  # risks, not errors: the exit status stays 0
+            print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print_json(
             [
@@ -130,6 +134,7 @@ def run_validate(ctx: Context, args: argparse.Namespace) -> int:
                     "ok": r.ok,
                     "pipelines": [s.name for s in r.pipelines],
                     "errors": [i.to_dict() for i in r.issues],
+                    "warnings": [w.to_dict() for w in r.warnings],
                 }
                 for r in reports
             ]

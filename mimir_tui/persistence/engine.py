@@ -18,7 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..config import PersistenceSettings
 from ..errors import BadInput, PersistenceError
-from ..secrets import MASK, mask_text, mask_url
+from ..secrets import MASK, is_secret_param, mask_text, mask_url
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WRITE = {"mimir_write": True}
@@ -54,6 +54,11 @@ def server_url(settings: PersistenceSettings) -> URL:
         url = make_url(driver + "://" + raw.split("://", 1)[1])
     except ArgumentError:
         raise BadInput(f"persistence.connection_string {mask_url(raw)!r} is not a valid URL") from None
+    if url.host and "@" in url.host and url.password is not None:
+        # An unescaped "@" in the password: SQLAlchemy ends the password at the first "@"
+        # and takes the rest for the host; the password runs to the last one (as urlsplit has it).
+        tail, _, host = url.host.rpartition("@")
+        url = url.set(password=f"{url.password}@{tail}", host=host)
     if not url.database:
         raise BadInput(f"persistence.connection_string {mask_url(raw)!r} names no database")
     return url
@@ -64,22 +69,25 @@ def display_url(settings: PersistenceSettings) -> str:
     if settings.backend == "sqlite":
         return f"sqlite:///{settings.database_path}"
     try:
-        return server_url(settings).render_as_string(hide_password=True)
+        return mask_url(server_url(settings).render_as_string(hide_password=True))
     except BadInput:
         return mask_url(settings.connection_string)
 
 
 def scrub(text: str, settings: PersistenceSettings | None) -> str:
-    """Remove the connection string's password from a message."""
+    """Remove the connection string's password and secret query values from a message."""
     if settings is None or not settings.connection_string:
         return text
     try:
-        password = server_url(settings).password
+        url = server_url(settings)
+        found = [url.password, *(v for k, v in url.query.items() if is_secret_param(k))]
     except BadInput:
-        password = None
+        found = []
     text = text.replace(settings.connection_string, mask_url(settings.connection_string))
-    if password:
-        text = text.replace(str(password), MASK)
+    for value in found:
+        for one in value if isinstance(value, tuple) else [value]:
+            if one:
+                text = text.replace(str(one), MASK)
     return mask_text(text)
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..logsetup import open_private, private_dirs
 from ..persistence.types import utcnow
 from ..secrets import SecretMasker
 
@@ -36,7 +37,8 @@ def log_level(level: Any) -> str:
 class ExecutionLog:
     """``logs/executions/<id>.log``: one line per event, tagged with time, level, step and plugin.
     Text lines (``logging.format: text``) or JSON lines (``json``: the original's
-    ``{timestamp, level, message, step_name, plugin}``). Thread-safe; secrets masked."""
+    ``{timestamp, level, message, step_name, plugin}``). Thread-safe; secrets masked; the file
+    0600 and the folders made for it 0700 (:func:`mimir_tui.logsetup.open_private`)."""
 
     def __init__(
         self,
@@ -55,8 +57,8 @@ class ExecutionLog:
         self._lock = threading.Lock()
         self._handle = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(path, "a", encoding="utf-8", buffering=1)
+            private_dirs(path.parent)
+            self._handle = open_private(path, buffering=1)
         except OSError as exc:  # a log that cannot be written must not stop the run
             log.warning("cannot write execution log %s: %s", path, exc)
 

@@ -23,7 +23,7 @@ import inspect
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any, ClassVar, TypeAlias
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import BadInput, MimirError
+from . import templates
 
 log = logging.getLogger("mimir.plugins")
 
@@ -126,6 +127,20 @@ class Plugin:
                 }
             )
         return rows
+
+    @classmethod
+    def expand_config(cls, config: Any, scope: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Any:
+        """The step's config with its templates filled in from ``scope`` (earlier outputs and
+        ``run``) and ``environ``, as the runner calls it before validating the config. A plugin
+        that hands text to an interpreter overrides it to quote what the templates bring in
+        (``System.command`` with ``shell: true``)."""
+        return templates.expand(config, scope, environ)
+
+    @classmethod
+    def config_warnings(cls, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``[(key, message)]``: risks in a step's config (as written) that are not errors;
+        ``pipelines validate`` prints them as warnings."""
+        return []
 
     def execute(self, config: Any, ctx: StepContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

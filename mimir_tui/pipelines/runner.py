@@ -45,11 +45,11 @@ from pydantic import ValidationError
 from ..errors import BadInput, MimirError, NotFound
 from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
 from ..persistence.types import as_utc, utcnow
-from ..secrets import SecretMasker, secret_values
+from ..secrets import SecretMasker, mask_tree, secret_values
 from . import templates
 from .cancel import CancelToken
 from .execlog import ExecutionLog, execution_log_path
-from .registry import PluginRegistry, StepContext
+from .registry import Plugin, PluginRegistry, StepContext
 from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
 from .summaries import summarize
 
@@ -333,7 +333,8 @@ class PipelineRunner:
             self._ended_elsewhere(ended)
             return ended
 
-        secrets = SecretMasker()
+        secrets = SecretMasker()  # every secret the steps refer to, masked from the first step on
+        secrets.add(templates.referenced_secrets([step.config for step in spec.steps], self._environ()))
         exec_log = ExecutionLog(
             self.log_path(exec_id),
             fmt=self.settings.logging.format,
@@ -378,6 +379,8 @@ class PipelineRunner:
         record.duration = int((record.end_time - as_utc(record.start_time)).total_seconds() * 1000)
         max_chars = self.settings.pipelines.summary_max_chars
         record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
+        # Secrets a step's {{ }} revealed after earlier steps were recorded: masked there too.
+        record.steps = mask_tree(record.steps or [], secrets)
         exec_log.write(
             "INFO" if status is Status.success else "ERROR",
             f"pipeline {spec.name!r} finished: {status.value} in {record.duration} ms"
@@ -435,6 +438,9 @@ class PipelineRunner:
                 await asyncio.sleep(delay)
                 delay *= 2
         return record
+
+    def _environ(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
 
     def _cancel_requested(self, execution_id: str) -> bool:
         """Whether someone asked, through the database, to cancel the run (polled a few times
@@ -616,7 +622,7 @@ class PipelineRunner:
     ) -> tuple[Status, str | None]:
         """Run every step; return the run's (status, error)."""
         max_chars = self.settings.pipelines.summary_max_chars
-        environ = os.environ if self.environ is None else self.environ
+        environ = self._environ()
         deadline = time.monotonic() + pipeline_timeout if pipeline_timeout else None
         run_info = {
             "id": record.id,
@@ -652,8 +658,9 @@ class PipelineRunner:
             config_data: Any = None
             try:
                 scope = {templates.RUN_KEY: run_info, **context}
+                plugin_cls = self.registry.get(step.plugin)
                 try:
-                    config_data = templates.expand(step.config, scope, environ)
+                    config_data = (plugin_cls or Plugin).expand_config(step.config, scope, environ)
                 except templates.TemplateError as exc:
                     srec.input = summarize(step.config, max_chars, secrets)  # as written, unexpanded
                     raise _Outcome(Status.failed, str(exc)) from None
@@ -663,7 +670,6 @@ class PipelineRunner:
                 await self._save(record, exec_log, stop)
                 await self._notify(on_step, srec, record, exec_log)
 
-                plugin_cls = self.registry.get(step.plugin)
                 if plugin_cls is None:
                     raise _Outcome(Status.failed, f"unknown plugin {step.plugin!r}")
                 try:

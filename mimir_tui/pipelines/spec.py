@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -702,13 +702,34 @@ def _exprs(text: str) -> list[str]:
     return list(templates.iter_templates(text))
 
 
+def pipeline_warnings(spec: PipelineSpec, registry: Any) -> list[PipelineIssue]:
+    """Risks in a valid pipeline that its plugins point out (``Plugin.config_warnings``, e.g.
+    a shell command built from templates): reported, never refused."""
+    found: list[PipelineIssue] = []
+    for step in spec.steps:
+        plugin_cls = registry.get(step.plugin) if registry is not None else None
+        for key, message in plugin_cls.config_warnings(step.config) if plugin_cls is not None else []:
+            found.append(
+                PipelineIssue(
+                    message,
+                    file=spec.source_path,
+                    line=step.line("config", key),
+                    pipeline=spec.name,
+                    step=step.name,
+                    key=f"config.{key}",
+                )
+            )
+    return found
+
+
 @dataclass
 class FileReport:
-    """What validating one file found."""
+    """What validating one file found: ``issues`` (errors) and ``warnings``."""
 
     path: str
     pipelines: list[PipelineSpec]
     issues: list[PipelineIssue]
+    warnings: list[PipelineIssue] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -722,9 +743,11 @@ def validate_files(paths: Iterable[str | Path], registry: Any) -> list[FileRepor
     for given in paths:
         for path in pipeline_files(given):
             specs, issues = read_file(path)
+            warnings: list[PipelineIssue] = []
             for spec in specs:
                 issues += validate_pipeline(spec, registry)
-            reports.append(FileReport(str(path), specs, issues))
+                warnings += pipeline_warnings(spec, registry)
+            reports.append(FileReport(str(path), specs, issues, warnings))
     seen: list[PipelineSpec] = []
     by_source = {r.path: r for r in reports}
     for report in reports:
@@ -751,6 +774,7 @@ __all__ = [
     "parse_documents",
     "parse_text",
     "pipeline_files",
+    "pipeline_warnings",
     "read_file",
     "validate_files",
     "validate_pipeline",

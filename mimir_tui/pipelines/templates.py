@@ -13,6 +13,10 @@ Two kinds of reference, recursively through dicts, lists and strings:
 A string that is exactly one template yields the raw value (a list stays a list); templates
 embedded in longer text are stringified (dicts and lists as JSON, None as an empty string).
 Substituted text is never scanned again, so a value cannot inject a template.
+
+Text bound for an interpreter is expanded with a ``quote`` function: every value a template
+brings in, ``{{ }}`` and ``${}``, goes through it, so that data never arrives as code (a shell
+command's values become environment variables it refers to: ``System.command``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+from ..secrets import is_secret_key, secret_values
 
 #: The one top-level name a template may use besides earlier outputs.
 RUN_KEY = "run"
@@ -230,41 +236,97 @@ def _env_value(match: re.Match[str], environ: Mapping[str, str]) -> str:
     return value
 
 
-def expand_string(text: str, scope: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Any:
+#: ``quote(value, before)``: the text that stands for ``value`` in the string; ``before`` is the
+#: string's own text up to the template (earlier templates left out), to tell where it stands.
+Quote = Callable[[str, str], str]
+
+
+def expand_string(
+    text: str, scope: Mapping[str, Any], environ: Mapping[str, str] | None = None, quote: Quote | None = None
+) -> Any:
+    """``text`` with its templates replaced. With ``quote``, every value brought in goes
+    through it as text (a string that is one template too)."""
     env = os.environ if environ is None else environ
     matches = list(_tokens(text))
     if not matches:
         return text
-    if len(matches) == 1 and matches[0].group("expr") is not None and matches[0].span() == (0, len(text)):
+    whole = len(matches) == 1 and matches[0].group("expr") is not None and matches[0].span() == (0, len(text))
+    if whole and quote is None:
         return resolve_path(scope, matches[0].group("expr"))
     out: list[str] = []
+    literal: list[str] = []  # the text around the templates, as written
+
+    def value(text: str) -> str:
+        return quote(text, "".join(literal)) if quote is not None else text
+
     pos = 0
     for m in matches:
         out.append(text[pos : m.start()])
+        literal.append(text[pos : m.start()])
         if m.group("escape") is not None:
             out.append("${")
+            literal.append("${")
         elif m.group("env") is not None:
-            out.append(_env_value(m, env))
+            out.append(value(_env_value(m, env)))
         elif m.group("badenv") is not None:
             raise TemplateError(f"bad environment reference ${{{m.group('badenv')}}}")
         else:
-            out.append(stringify(resolve_path(scope, m.group("expr"))))
+            out.append(value(stringify(resolve_path(scope, m.group("expr")))))
         pos = m.end()
     out.append(text[pos:])
     return "".join(out)
 
 
-def expand(value: Any, scope: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Any:
-    """``value`` with every template replaced, recursively; a new structure (input untouched)."""
+def expand(
+    value: Any, scope: Mapping[str, Any], environ: Mapping[str, str] | None = None, quote: Quote | None = None
+) -> Any:
+    """``value`` with every template replaced, recursively; a new structure (input untouched).
+    ``quote``: see :func:`expand_string`."""
     if isinstance(value, str):
-        return expand_string(value, scope, environ)
+        return expand_string(value, scope, environ, quote)
     if isinstance(value, Mapping):
-        return {k: expand(v, scope, environ) for k, v in value.items()}
+        return {k: expand(v, scope, environ, quote) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand(v, scope, environ) for v in value]
+        return [expand(v, scope, environ, quote) for v in value]
     if isinstance(value, tuple):
-        return tuple(expand(v, scope, environ) for v in value)
+        return tuple(expand(v, scope, environ, quote) for v in value)
     return value
+
+
+def referenced_secrets(value: Any, environ: Mapping[str, str] | None = None) -> set[str]:
+    """The secrets step configs refer to that are known before the run: the values under
+    secret-looking keys (``api_key: ${TOKEN}``, ``Authorization: "Bearer ${TOKEN}"``), with
+    their environment references filled in, and every ``${NAME}`` whose name looks secret
+    (``${API_TOKEN}``), wherever it stands. Gathered before the first step, so that a secret
+    a later step uses is masked in what the earlier ones print. (A value a ``{{ }}`` brings
+    in is known only when its step's config is expanded.)"""
+    env = os.environ if environ is None else environ
+    found: set[str] = set()
+
+    def walk(node: Any, secret: bool) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, is_secret_key(k))
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v, secret)
+        elif isinstance(node, str):
+            tokens = list(_tokens(node))
+            found.update(
+                env[m.group("env")]
+                for m in tokens
+                if m.group("env") and env.get(m.group("env")) and (secret or is_secret_key(m.group("env")))
+            )
+            if secret and not any(m.group("expr") is not None for m in tokens):
+                try:
+                    found.update(secret_values({"secret": expand_string(node, {}, env)}))
+                except TemplateError:  # an unset variable: the step will say so
+                    pass
+        elif secret:
+            found.update(secret_values({"secret": node}))
+
+    walk(value, False)
+    return found
 
 
 __all__ = [
@@ -279,6 +341,7 @@ __all__ = [
     "parse_path",
     "referenced_env",
     "referenced_outputs",
+    "referenced_secrets",
     "resolve_path",
     "stringify",
 ]

@@ -233,21 +233,9 @@ PW_USER = "mimir_pw_test"
 def mariadb_user(server_databases, server_settings):
     settings = server_settings("mysql")  # skips (or fails in CI) without the server
     database = server_databases.database("mysql")
-    conn = server_databases.admin_connect("mysql")
-    hosts = ("127.0.0.1", "localhost")
-    try:
-        with conn.cursor() as cur:
-            for host in hosts:
-                cur.execute(f"DROP USER IF EXISTS '{PW_USER}'@'{host}'")
-                cur.execute(f"CREATE USER '{PW_USER}'@'{host}' IDENTIFIED BY 'right-pass'")
-                cur.execute(f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{PW_USER}'@'{host}'")
-        info = server_databases.info("mysql")
+    info = server_databases.info("mysql")
+    with server_databases.mysql_user(PW_USER, "right-pass"):
         yield settings, (lambda password: f"mysql://{PW_USER}:{password}@{info.host}:{info.port}/{database}")
-    finally:
-        with conn.cursor() as cur:
-            for host in hosts:
-                cur.execute(f"DROP USER IF EXISTS '{PW_USER}'@'{host}'")
-        conn.close()
 
 
 @pytest.mark.slow

@@ -31,6 +31,47 @@ CASES = [
     ("connection string, password with @", mask_url, "postgres://u:p@ss@host/db", "postgres://u:***@host/db"),
     ("connection string without a scheme", mask_url, "u:secret@host/db", "u:***@host/db"),
     ("libpq DSN as connection string", mask_url, "host=h password=secret", "host=h password=***"),
+    # Connection strings with the password in the query (issue 9: health printed them in clear)
+    ("?password=", mask_url, "postgres://u@h/db?password=s3cret", "postgres://u@h/db?password=***"),
+    (
+        "?password= among other parameters",
+        mask_url,
+        "postgres://u@h/db?sslmode=require&password=s3cret&connect_timeout=5",
+        "postgres://u@h/db?sslmode=require&password=***&connect_timeout=5",
+    ),
+    ("?passwd= (MySQL drivers)", mask_url, "mysql://root@h/db?passwd=s3cret", "mysql://root@h/db?passwd=***"),
+    (
+        "&sslpassword= (libpq)",
+        mask_url,
+        "postgres://u@h/db?sslkey=/k.pem&sslpassword=s3cret",
+        "postgres://u@h/db?sslkey=/k.pem&sslpassword=***",
+    ),
+    (
+        "token, api_key, access_token, key, sig",
+        mask_url,
+        "https://h/x?token=a1&api_key=b2&access_token=c3&key=d4&sig=e5&page=2",
+        "https://h/x?token=***&api_key=***&access_token=***&key=***&sig=***&page=2",
+    ),
+    (
+        "userinfo and query passwords both",
+        mask_url,
+        "postgres://u:pw1@h/db?password=pw2",
+        "postgres://u:***@h/db?password=***",
+    ),
+    ("percent-escaped query value", mask_url, "mysql://r@h/d?password=a%26b%40c", "mysql://r@h/d?password=***"),
+    (
+        "query parameters that are not secret",
+        mask_url,
+        "postgres://u@h/db?sslmode=require&max_tokens=5&keyword=x&application_name=mimir",
+        "postgres://u@h/db?sslmode=require&max_tokens=5&keyword=x&application_name=mimir",
+    ),
+    (
+        "?password= in free text",
+        mask_text,
+        "cannot open mysql://root@h/db?password=s3cret&charset=utf8: refused",
+        "cannot open mysql://root@h/db?password=***&charset=utf8: refused",
+    ),
+    ("sslpassword in free text", mask_text, "GET /x?sslpassword=s3cret ok", "GET /x?sslpassword=*** ok"),
     (
         "known value in free text",
         _masker("tok-0123456789").mask,

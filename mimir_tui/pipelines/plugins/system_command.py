@@ -1,5 +1,12 @@
 """``System.command``: run a program from an argv list (a shell only with ``shell: true``).
 
+With ``shell: true`` no value a template brings into the command string (``{{ step.output }}``,
+``${NAME}``) is ever read by the shell as code: each one is handed to the program as an
+environment variable, and the command refers to it as one quoted word (``echo {{ f.data }}``
+runs as ``echo "${MIMIR_VALUE_1}"``), so a file that holds ``hello; touch owned`` is echoed, not
+run (:class:`ShellValues`). ``raw_templates: true`` is the explicit opt-out for a pipeline that
+builds shell code from values it trusts; ``pipelines validate`` warns about both.
+
 The program runs in a process group of its own; on timeout or cancellation the whole group gets
 SIGTERM, then SIGKILL after ``kill_grace`` seconds. Cancellation is checked every 0.1 s.
 """
@@ -7,17 +14,21 @@ SIGTERM, then SIGKILL after ``kill_grace`` seconds. Cancellation is checked ever
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from .. import templates
 from ..registry import Plugin, PluginConfig, PluginError, StepCancelled, StepContext, StepTimedOut
 from .common import as_text, excerpt, resolve_path
 
 POLL = 0.1
+COMMAND_KEYS = ("command", "cmd", "argv", "args")
 
 
 class CommandConfig(PluginConfig):
@@ -26,6 +37,11 @@ class CommandConfig(PluginConfig):
         description="the program and its arguments as a list; a string only with shell: true",
     )
     shell: bool = Field(False, description="run the command string through /bin/sh")
+    raw_templates: bool = Field(
+        False,
+        description="with shell: true, put template values into the command string unquoted "
+        "(they are shell code then: only for values the pipeline trusts)",
+    )
     cwd: str | None = Field(None, description="working directory")
     env: dict[str, str | None] = Field(
         default_factory=dict, description="variables set over the inherited environment (null removes one)"
@@ -134,6 +150,64 @@ def exit_text(code: int) -> str:
     return f"exited with {code}"
 
 
+# A piece of sh syntax that closes what it opens: an escaped character, a quoted string, a run
+# of plain text, a "#" inside a word.
+_SH_CLOSED = re.compile(r"""\\.|'[^']*'|"(?:\\.|[^"\\])*"|[^\\'"#]+|#""", re.DOTALL)
+
+
+def shell_context(text: str) -> str:
+    """Where the end of the sh code ``text`` stands: ``""`` (outside quotes), ``"'"`` or ``'"'``
+    (inside them). Knows quotes, backslashes and comments, not ``$(...)`` nesting, backquotes
+    or here-documents: a value placed there is still never code (:class:`ShellValues`), only
+    its quotes may show."""
+    pos = 0
+    while pos < len(text):
+        if text[pos] == "#" and (pos == 0 or text[pos - 1] in " \t\n;&|()<>"):
+            end = text.find("\n", pos)
+            if end < 0:
+                return ""
+            pos = end
+            continue
+        match = _SH_CLOSED.match(text, pos)
+        if match is None:  # a quote that is still open (or a backslash at the very end)
+            return text[pos] if text[pos] in "'\"" else ""
+        pos = match.end()
+    return ""
+
+
+class ShellValues:
+    """How a shell command's templates are filled in: each value becomes an environment
+    variable of the program (``MIMIR_VALUE_1``, ...) and the command refers to it as one word,
+    quoted for where the template stands (``"${V}"``; inside double quotes ``${V}``; inside
+    single quotes ``'"${V}"'``). The shell expands a variable once and never reads what it
+    holds as code, so no value runs, whatever it holds and wherever the template stands."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, str] = {}
+
+    def __call__(self, value: str, before: str) -> str:
+        name = f"MIMIR_VALUE_{len(self.env) + 1}"
+        self.env[name] = value
+        context = shell_context(before)
+        if context == '"':
+            return f"${{{name}}}"
+        if context == "'":
+            return f"'\"${{{name}}}\"'"
+        return f'"${{{name}}}"'
+
+
+_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def _flag(value: Any) -> bool:
+    """``value`` as the config's boolean fields read it (``true``, ``"yes"``, 1); False if unset
+    or not a boolean (validation says so later)."""
+    try:
+        return value is not None and _BOOL.validate_python(value)
+    except ValidationError:
+        return False
+
+
 class Command(Plugin):
     type = "System"
     name = "command"
@@ -141,6 +215,44 @@ class Command(Plugin):
         "Run a program (argv list; a shell only with shell: true). Result {stdout, stderr, exit_code, duration}."
     )
     Config = CommandConfig
+
+    @classmethod
+    def expand_config(cls, config: Any, scope: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Any:
+        """With ``shell: true`` (and no ``raw_templates: true``) the values the command
+        string's templates bring in go to ``env`` (:class:`ShellValues`); the other keys, and
+        an argv list, expand as in every plugin."""
+        if not isinstance(config, Mapping):
+            return templates.expand(config, scope, environ)
+        expanded = templates.expand({k: v for k, v in config.items() if k not in COMMAND_KEYS}, scope, environ)
+        values = ShellValues() if _flag(expanded.get("shell")) and not _flag(expanded.get("raw_templates")) else None
+        for key in COMMAND_KEYS:
+            if key in config:
+                command = config[key]
+                expanded[key] = templates.expand(command, scope, environ, values if isinstance(command, str) else None)
+        if values is not None and values.env and isinstance(expanded.get("env") or {}, Mapping):
+            expanded["env"] = {**(expanded.get("env") or {}), **values.env}
+        return expanded
+
+    @classmethod
+    def config_warnings(cls, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if not _flag(config.get("shell")):
+            return []
+        found: list[tuple[str, str]] = []
+        for key in COMMAND_KEYS:
+            if not templates.has_template(config.get(key)):
+                continue
+            if _flag(config.get("raw_templates")):
+                message = (
+                    "shell: true with raw_templates: true: template values reach the shell unquoted, "
+                    "as code (a value holding '; rm ...' or '$(...)' runs it); use an argv list, or drop raw_templates"
+                )
+            else:
+                message = (
+                    "shell: true with templates: each template value reaches the shell as one quoted word, "
+                    "never as code; an argv list needs no shell"
+                )
+            found.append((key, message))
+        return found
 
     def execute(self, config: CommandConfig, ctx: StepContext) -> dict[str, Any]:
         limits = [t for t in (config.timeout, ctx.timeout) if t]
