@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .safeio import safe_load
 from .secrets import MASK, is_secret_key, mask_tree, mask_url  # mask_url: persistence.engine imports it from here
 
 CONFIG_NAMES = ("config.yaml", "config.yml", "mimir.yaml", "mimir.yml")
@@ -228,7 +229,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a config file?") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

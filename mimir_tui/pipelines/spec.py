@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from ..errors import BadInput
+from ..safeio import SafeLoader
 from . import templates
 from .templates import RUN_KEY, TemplateError
 
@@ -126,7 +127,7 @@ class LineList(list):
         self.item_lines = []
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(SafeLoader):
     pass
 
 

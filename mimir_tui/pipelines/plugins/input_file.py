@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import AliasChoices, Field, field_validator
 
+from ...safeio import safe_load
 from ..registry import Plugin, PluginConfig, PluginError, StepContext
 from .common import resolve_path
 
@@ -74,7 +75,7 @@ def parse_text(text: str, fmt: str, *, source: str, delimiter: str = ",", header
         return records
     if fmt == "yaml":
         try:
-            return yaml.safe_load(text)
+            return safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
