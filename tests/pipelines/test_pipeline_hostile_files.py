@@ -1,12 +1,14 @@
 """Pipeline and config files an attacker (or a bad day) puts where Mimir reads YAML: alias
-bombs (issue 9, item 7). Each is refused with one line naming the file, and never hangs."""
+bombs, a FIFO, ``/dev/zero``, a file past ``pipelines.max_file_bytes`` (issue 9, items 7 and 12).
+Each is refused with one line naming the file, and never hangs or fills memory."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
-from hostile import alias_bomb
+from hostile import alias_bomb, fifo, limited_memory
 
 from mimir_tui.config import load_settings
 from mimir_tui.errors import ConfigError, NotFound
@@ -83,3 +85,45 @@ def test_a_config_file_alias_bomb_is_refused_with_its_file_and_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(config)
     assert str(info.value) == f"{config}:7:14: {BOMB_MESSAGE}"
+
+
+def test_validating_a_fifo_is_refused_without_waiting_for_a_writer(capsys, tmp_path):
+    """Attack: ``pipelines validate`` on a FIFO hung forever, waiting for a writer."""
+    with fifo(tmp_path / "pipe.yaml") as path:
+        code, out, err = validate(capsys, str(path))
+    assert code == 2
+    assert err.splitlines() == [f"{path}: refused: the file is a FIFO, not a regular file"]
+
+
+def test_a_pipeline_file_past_the_cap_is_refused(capsys, store, settings, registry, write_yaml):
+    """Attack: a huge pipeline file: refused past ``pipelines.max_file_bytes`` (configured
+    small here), by validate and by the watcher."""
+    folder = Path(settings.pipelines.directory)
+    big = write_yaml(
+        "big.yaml", "name: big\ndescription: " + "x" * 4096 + "\nsteps: [{name: s, plugin: Test.echo}]\n", folder
+    )
+    expected = f"{big}: refused: the file is {big.stat().st_size:,} bytes, more than pipelines.max_file_bytes (2,048)"
+
+    Path("config.yaml").write_text("pipelines:\n  max_file_bytes: 2048\n")  # the working directory's config
+    code, _, err = validate(capsys, str(big))
+    assert (code, err.splitlines()) == (2, [expected])
+
+    settings.pipelines.max_file_bytes = 2048
+    assert [str(i) for i in PipelineWatcher(store, settings, registry).sync().issues] == [expected]
+    settings.pipelines.max_file_bytes = 4 * 4096
+    assert PipelineWatcher(store, settings, registry).sync().added == ["big"]
+
+
+@pytest.mark.slow
+def test_validating_dev_zero_is_refused_as_a_real_process(cli_argv):
+    """Attack: ``mimir-tui pipelines validate /dev/zero`` read until memory ran out. (The
+    process's memory is capped, so that a regression fails here instead of taking the machine.)"""
+    result = subprocess.run(
+        [*cli_argv, "pipelines", "validate", "/dev/zero"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limited_memory(),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == ["/dev/zero: refused: the file is a character device, not a regular file"]
