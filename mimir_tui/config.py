@@ -9,7 +9,9 @@ is a :class:`ConfigError` that names the key and the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .safeio import MAX_PIPELINE_FILE_BYTES, MAX_STEP_INPUT_BYTES, safe_load
 from .secrets import MASK, is_secret_key, mask_tree, mask_url  # mask_url: persistence.engine imports it from here
 
 CONFIG_NAMES = ("config.yaml", "config.yml", "mimir.yaml", "mimir.yml")
@@ -119,12 +122,56 @@ class PipelinesSettings(_Section):
     directory: str = "./pipelines"
     watch: bool = True
     summary_max_chars: int = Field(2000, ge=16)
+    max_file_bytes: int = Field(MAX_PIPELINE_FILE_BYTES, ge=1)  # a larger pipeline file is refused
 
 
 class PluginsSettings(_Section):
     directories: list[str] = Field(default_factory=lambda: ["./plugins"])
     timeout: float = Field(300.0, gt=0)
     max_concurrency: int = Field(4, ge=1)
+    # What a step may read: a file (Input.file), an HTTP response (Input.api, Input.rss, AIModels).
+    max_file_bytes: int = Field(MAX_STEP_INPUT_BYTES, ge=1)
+    max_response_bytes: int = Field(MAX_STEP_INPUT_BYTES, ge=1)
+
+
+class SecuritySettings(_Section):
+    """Where pipeline steps may reach (docs/security.md); everything is allowed by default."""
+
+    read_paths: list[str] | None = None  # folders file plugins may read; None: anywhere
+    write_paths: list[str] | None = None  # folders file plugins may write; None: anywhere
+    block_private_networks: bool = False  # HTTP plugins: refuse loopback, private, link-local addresses
+    allowed_hosts: list[str] = Field(default_factory=list)  # host names or IP networks the block lets through
+    # The original's keys (it had a web server), accepted so its files load; Mimir does not use them.
+    original: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _set_aside_the_originals(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(key in ORIGINAL_SECURITY_KEYS for key in data):
+            data = dict(data)
+            data["original"] = {key: data.pop(key) for key in list(data) if key in ORIGINAL_SECURITY_KEYS}
+        return data
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        hosts = []
+        for entry in value:
+            text = entry.strip().lower()
+            try:
+                text = str(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                if not HOST_NAME.match(text):
+                    raise ValueError(f"not a host name or an IP network: {entry!r}") from None
+            hosts.append(text)
+        return hosts
+
+
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$")
+ORIGINAL_SECURITY_KEYS = frozenset(
+    {"enable_auth", "jwt_secret", "token_expiry", "allowed_origins", "cors_origins", "api_keys"}
+    | {"rate_limit", "enable_https", "cert_file", "key_file"}
+)
 
 
 class LoggingSettings(_Section):
@@ -171,9 +218,9 @@ class Settings(BaseModel):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     ui: UISettings = Field(default_factory=UISettings)
     vectors: VectorsSettings = Field(default_factory=VectorsSettings)
-    # The original's sections, read so its config files load; Mimir does not use them.
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    # The original's section, read so its config files load; Mimir does not use it.
     server: dict[str, Any] = Field(default_factory=dict)
-    security: dict[str, Any] = Field(default_factory=dict)
 
     # Where the config came from, and the source of every value that is not a default.
     config_path: Path | None = Field(default=None, exclude=True)
@@ -195,6 +242,7 @@ PATH_KEYS = {
     ("logging", "file_path"),
     ("logging", "executions_dir"),
 }
+PATH_LIST_KEYS = {("plugins", "directories"), ("security", "read_paths"), ("security", "write_paths")}
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -228,7 +276,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a config file?") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -280,11 +328,12 @@ def load_settings(
         value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
         if isinstance(value, str) and value:
             raw[section][key] = str((base / Path(value).expanduser()).resolve())
-    if isinstance(raw.get("plugins"), dict) and isinstance(raw["plugins"].get("directories"), list):
-        raw["plugins"]["directories"] = [
-            str((base / Path(d).expanduser()).resolve()) if isinstance(d, str) else d
-            for d in raw["plugins"]["directories"]
-        ]
+    for section, key in PATH_LIST_KEYS:
+        values = raw[section].get(key) if isinstance(raw.get(section), dict) else None
+        if isinstance(values, list):
+            raw[section][key] = [
+                str((base / Path(d).expanduser()).resolve()) if isinstance(d, str) else d for d in values
+            ]
 
     for name, (section, key, is_path) in ENV_OVERRIDES.items():
         value = env.get(name)

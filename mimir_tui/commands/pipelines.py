@@ -116,7 +116,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
 def run_validate(ctx: Context, args: argparse.Namespace) -> int:
     from ..pipelines.spec import validate_files
 
-    reports = validate_files(args.files, _registry(ctx))
+    reports = validate_files(args.files, _registry(ctx), ctx.settings.pipelines.max_file_bytes)
     if not reports:
         raise BadInput(f"no pipeline files (*.yaml, *.yml) in {', '.join(args.files)}")
     bad = False
@@ -150,7 +150,7 @@ def run_validate(ctx: Context, args: argparse.Namespace) -> int:
 def run_import(ctx: Context, args: argparse.Namespace) -> int:
     from ..pipelines.store import import_path
 
-    result = import_path(ctx.backend, args.path, _registry(ctx))
+    result = import_path(ctx.backend, args.path, _registry(ctx), max_bytes=ctx.settings.pipelines.max_file_bytes)
     for issue in result.issues:
         print(str(issue), file=sys.stderr)
     if args.json:
@@ -177,7 +177,7 @@ def _resolve(ctx: Context, args: argparse.Namespace, registry):
     if path.suffix.lower() in (".yaml", ".yml") or (path.exists() and path.is_file()):
         if not path.is_file():
             raise BadInput(f"{ref}: no such file")
-        specs = load_file(path, registry)
+        specs = load_file(path, registry, ctx.settings.pipelines.max_file_bytes)
         if args.pipeline:
             chosen = [s for s in specs if s.name == args.pipeline]
             if not chosen:

@@ -214,7 +214,7 @@ class PipelineRunner:
             return pipeline
         ref = str(pipeline)
         if ref.lower().endswith((".yaml", ".yml")) and Path(ref).is_file():
-            specs = load_file(ref, self.registry)
+            specs = load_file(ref, self.registry, self.settings.pipelines.max_file_bytes)
             if len(specs) != 1:
                 names = ", ".join(repr(s.name) for s in specs)
                 raise PipelineError(f"{ref}: holds {len(specs)} pipelines ({names}); name one of them")

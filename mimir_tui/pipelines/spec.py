@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from ..errors import BadInput
+from ..safeio import MAX_PIPELINE_FILE_BYTES, SafeLoader, UnsafeFile, read_capped
 from . import templates
 from .templates import RUN_KEY, TemplateError
 
@@ -126,7 +127,7 @@ class LineList(list):
         self.item_lines = []
 
 
-class _LineLoader(yaml.SafeLoader):
+class _LineLoader(SafeLoader):
     pass
 
 
@@ -440,23 +441,29 @@ def parse_text(text: str, source: str = "<text>") -> tuple[list[PipelineSpec], l
     return parse_documents(docs, source)
 
 
-def read_file(path: str | Path) -> tuple[list[PipelineSpec], list[PipelineIssue]]:
-    """Parse a pipeline file (no plugin checks): its pipelines and its structural issues."""
+def read_file(
+    path: str | Path, max_bytes: int = MAX_PIPELINE_FILE_BYTES
+) -> tuple[list[PipelineSpec], list[PipelineIssue]]:
+    """Parse a pipeline file (no plugin checks): its pipelines and its structural issues. A
+    FIFO, a device or a file larger than ``max_bytes`` (``pipelines.max_file_bytes``) is an
+    issue, not read."""
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path, max_bytes, "pipelines.max_file_bytes").decode("utf-8")
     except UnicodeDecodeError as exc:
         return [], [PipelineIssue(f"not UTF-8 text: {exc.reason}", file=source)]
+    except UnsafeFile as exc:
+        return [], [PipelineIssue(f"refused: the file {exc}", file=source)]
     except OSError as exc:
         return [], [PipelineIssue(f"cannot read: {exc.strerror or exc}", file=source)]
     return parse_text(text, source)
 
 
-def load_file(path: str | Path, registry: Any = None) -> list[PipelineSpec]:
+def load_file(path: str | Path, registry: Any = None, max_bytes: int = MAX_PIPELINE_FILE_BYTES) -> list[PipelineSpec]:
     """The pipelines of one file, validated (against ``registry`` if given); raises
     :class:`PipelineError` listing every problem."""
-    specs, issues = read_file(path)
+    specs, issues = read_file(path, max_bytes)
     if registry is not None:
         for spec in specs:
             issues += validate_pipeline(spec, registry)
@@ -736,13 +743,15 @@ class FileReport:
         return not self.issues
 
 
-def validate_files(paths: Iterable[str | Path], registry: Any) -> list[FileReport]:
+def validate_files(
+    paths: Iterable[str | Path], registry: Any, max_bytes: int = MAX_PIPELINE_FILE_BYTES
+) -> list[FileReport]:
     """Parse and validate files (directories expand to their YAML files), including duplicate
     pipeline names across all of them. A file with any issue has ``ok`` False."""
     reports: list[FileReport] = []
     for given in paths:
         for path in pipeline_files(given):
-            specs, issues = read_file(path)
+            specs, issues = read_file(path, max_bytes)
             warnings: list[PipelineIssue] = []
             for spec in specs:
                 issues += validate_pipeline(spec, registry)

@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import Conflict, NotFound
 from ..loop_errors import LoopErrors
 from ..persistence.models import PipelineConfig
+from ..safeio import MAX_PIPELINE_FILE_BYTES
 from .spec import (
     YAML_SUFFIXES,
     FileReport,
@@ -142,12 +143,12 @@ def _source(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
-def _defined_elsewhere(row: PipelineConfig, source: str) -> bool:
+def _defined_elsewhere(row: PipelineConfig, source: str, max_bytes: int) -> bool:
     """True if ``row`` came from another file that still exists and still defines it."""
     other = row.source_path
     if not other or other == source or not Path(other).is_file():
         return False
-    specs, _ = read_file(other)
+    specs, _ = read_file(other, max_bytes)
     return any(s.name == row.name for s in specs)
 
 
@@ -158,18 +159,20 @@ def import_path(
     *,
     record_errors: bool = False,
     prune_missing: bool = False,
+    max_bytes: int = MAX_PIPELINE_FILE_BYTES,
 ) -> ImportResult:
     """Import a YAML file, or every ``*.yaml``/``*.yml`` in a directory, into the ``pipelines``
     table. Each file is validated first (plugins, config keys, templates, duplicate names across
     the files given and against pipelines of other files in the table) and written only if it
     is entirely valid. ``record_errors`` (the watcher) writes the issues of an invalid file to
     ``load_error``; ``prune_missing`` (a directory sync) removes the pipelines of files that
-    are gone from the directory. Raises ``NotFound`` if ``path`` does not exist."""
+    are gone from the directory. A file larger than ``max_bytes`` (``pipelines.max_file_bytes``)
+    is refused as invalid. Raises ``NotFound`` if ``path`` does not exist."""
     target = Path(path)
     if not target.exists():
         raise NotFound(f"{path}: no such file or directory")
     result = ImportResult()
-    result.files = validate_files([target], registry)
+    result.files = validate_files([target], registry, max_bytes)
     rows = {row.name: row for row in backend.list_pipelines()}
 
     for report in result.files:
@@ -177,7 +180,7 @@ def import_path(
         if report.ok:
             for spec in report.pipelines:
                 row = rows.get(spec.name)
-                if row is not None and _defined_elsewhere(row, source):
+                if row is not None and _defined_elsewhere(row, source, max_bytes):
                     report.issues.append(
                         PipelineIssue(
                             f"duplicate pipeline name (already imported from {row.source_path})",
@@ -322,7 +325,14 @@ class PipelineWatcher:
     def sync(self) -> ImportResult:
         with self._sync_lock:
             self.directory.mkdir(parents=True, exist_ok=True)
-            result = import_path(self.backend, self.directory, self.registry, record_errors=True, prune_missing=True)
+            result = import_path(
+                self.backend,
+                self.directory,
+                self.registry,
+                record_errors=True,
+                prune_missing=True,
+                max_bytes=self.settings.pipelines.max_file_bytes,
+            )
             self.last_result = result
             current = {str(issue) for issue in result.issues}
             for text in sorted(current - self._logged):  # each problem once, not on every sync

@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 from textual.theme import Theme
 
+from ..safeio import safe_load
+
 log = logging.getLogger("mimir.tui")
 
 SOURCE_TREE = Path(__file__).resolve().parents[2] / "themes"  # a checkout (pip install -e)
@@ -30,7 +32,7 @@ def load_themes(dirs: list[Path] | None = None) -> dict[str, Theme]:
             continue
         for path in sorted(folder.glob("*.y*ml")):
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                data = safe_load(path.read_text(encoding="utf-8")) or {}
                 if not isinstance(data, dict) or "name" not in data or "primary" not in data:
                     raise ValueError("a theme needs at least 'name' and 'primary'")
                 themes[data["name"]] = Theme(**data)

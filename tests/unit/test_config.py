@@ -326,7 +326,7 @@ def test_original_sections_and_keys_are_accepted(tmp_path: Path) -> None:
     )
     s = load_settings(str(path))
     assert s.server["port"] == 8080
-    assert s.security["enable_auth"] is False
+    assert s.security.original["enable_auth"] is False
     assert s.scheduler.max_jobs == 100
     assert s.logging.level == "WARNING" and s.logging.format == "json"
     assert s.persistence.database_path == "/data/mimir.db"

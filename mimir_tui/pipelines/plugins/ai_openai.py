@@ -18,6 +18,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ..policy import Policy
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
 from .common import as_text, cancellable, excerpt, redact_url
 
@@ -192,12 +193,13 @@ class OpenAIChat(Plugin):
         ctx.log("DEBUG", f"POST {shown} model={model} messages={len(body['messages'])}")
 
         response: httpx.Response | None = None
-        async with httpx.AsyncClient(timeout=config.timeout) as client:
+        policy = Policy.of(ctx.settings)
+        async with policy.http_client(timeout=config.timeout) as client:
             for attempt in range(config.retries + 1):
                 last = attempt == config.retries
                 try:
                     response = await cancellable(
-                        client.post(url, json=body, headers=headers), ctx, what=f"POST {shown}"
+                        policy.send(client, "POST", url, json=body, headers=headers), ctx, what=f"POST {shown}"
                     )
                 except httpx.TimeoutException:
                     if last:

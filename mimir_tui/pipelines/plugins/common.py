@@ -15,6 +15,7 @@ from pydantic import AliasChoices
 
 # SECRET_KEY and is_secret_key are re-exported: user plugins import them from here.
 from ...secrets import MASK, SECRET_KEY, is_secret_key, mask_url  # noqa: F401
+from ..policy import resolve_path  # noqa: F401 - re-exported: user plugins import it from here
 from ..registry import PluginError, StepCancelled, StepContext
 
 T = TypeVar("T")
@@ -129,11 +130,6 @@ def type_name(value: Any) -> str:
 
 
 # -- files ---------------------------------------------------------------------------------------
-
-
-def resolve_path(path: str | os.PathLike[str]) -> Path:
-    """``~`` expanded; relative paths are relative to the working directory."""
-    return Path(os.path.expanduser(os.fspath(path))).absolute()
 
 
 def atomic_write(path: Path, data: bytes, *, mkdir: bool = True) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from ..policy import Policy
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
 from .common import cancellable, excerpt, http_url, redact_url
 
@@ -120,12 +121,13 @@ class ApiInput(Plugin):
             raise PluginError(f"invalid url {redact_url(config.url)!r}: {exc}") from None
         shown = redact_url(config.url)
         ctx.log("DEBUG", f"{config.method} {shown}")
-        async with httpx.AsyncClient(
+        policy = Policy.of(ctx.settings)
+        async with policy.http_client(
             timeout=config.timeout, follow_redirects=config.follow_redirects, verify=config.verify
         ) as client:
             try:
                 response = await cancellable(
-                    client.request(config.method, url, headers=config.headers, **kwargs),
+                    policy.send(client, config.method, url, headers=config.headers, **kwargs),
                     ctx,
                     what=f"{config.method} {shown}",
                 )

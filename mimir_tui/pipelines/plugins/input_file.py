@@ -10,8 +10,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import AliasChoices, Field, field_validator
 
+from ...safeio import safe_load
+from ..policy import Policy
 from ..registry import Plugin, PluginConfig, PluginError, StepContext
-from .common import resolve_path
 
 FORMATS_BY_SUFFIX = {
     ".json": "json",
@@ -35,7 +36,9 @@ class FileConfig(PluginConfig):
     encoding: str = "utf-8"
     delimiter: str | None = Field(None, description="CSV delimiter (default ',' or a tab for .tsv)")
     header: bool = Field(True, description="CSV: the first row names the columns (rows become dicts); false: lists")
-    max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="refuse files larger than this")
+    max_bytes: int | None = Field(
+        None, gt=0, description="refuse files larger than this (at most plugins.max_file_bytes)"
+    )
 
     @field_validator("format", mode="before")
     @classmethod
@@ -74,7 +77,7 @@ def parse_text(text: str, fmt: str, *, source: str, delimiter: str = ",", header
         return records
     if fmt == "yaml":
         try:
-            return yaml.safe_load(text)
+            return safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
@@ -105,22 +108,13 @@ class FileInput(Plugin):
     Config = FileConfig
 
     def execute(self, config: FileConfig, ctx: StepContext) -> dict[str, Any]:
-        path = resolve_path(config.path)
-        if not path.exists():
-            raise PluginError(f"file {path} does not exist")
-        if path.is_dir():
-            raise PluginError(f"{path} is a directory, not a file")
-        size = path.stat().st_size
-        if size > config.max_bytes:
-            raise PluginError(f"file {path} is {size} bytes, more than max_bytes ({config.max_bytes})")
+        policy = Policy.of(ctx.settings)
+        path = policy.readable(config.path)
         fmt: str = config.format
         if fmt == "auto":
             fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower(), "text")
         delimiter = config.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise PluginError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raw = policy.read_bytes(path, config.max_bytes)
         try:
             text = raw.decode(config.encoding)
         except LookupError:

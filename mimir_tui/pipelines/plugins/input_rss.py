@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import Field, field_validator
 
+from ..policy import Policy
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
 from .common import cancellable, excerpt, http_url, redact_url
 
@@ -148,9 +149,12 @@ class RssInput(Plugin):
             "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
             **config.headers,
         }
-        async with httpx.AsyncClient(timeout=config.timeout, follow_redirects=True) as client:
+        policy = Policy.of(ctx.settings)
+        async with policy.http_client(timeout=config.timeout, follow_redirects=True) as client:
             try:
-                response = await cancellable(client.get(config.url, headers=headers), ctx, what=f"GET {shown}")
+                response = await cancellable(
+                    policy.send(client, "GET", config.url, headers=headers), ctx, what=f"GET {shown}"
+                )
             except httpx.TimeoutException:
                 raise StepTimedOut(f"GET {shown} timed out after {config.timeout:g}s") from None
             except httpx.HTTPError as exc:

@@ -16,8 +16,9 @@ from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 
+from ..policy import Policy
 from ..registry import Plugin, PluginConfig, StepContext
-from .common import FILE_ALIASES, atomic_write, is_secret_key, lookup_input, resolve_path
+from .common import FILE_ALIASES, atomic_write, is_secret_key, lookup_input
 
 CSS = """
 :root { color-scheme: light dark; --fg: #1f2328; --bg: #ffffff; --muted: #656d76; --line: #d0d7de;
@@ -256,7 +257,7 @@ class HtmlOutput(Plugin):
             "sections": [n for n, _ in sections],
         }
         if config.file:
-            path = resolve_path(config.file)
+            path = Policy.of(ctx.settings).writable(config.file)
             atomic_write(path, encoded, mkdir=config.mkdir)
             result["file"] = str(path)
             ctx.log("INFO", f"wrote report {path} ({len(encoded)} bytes)")

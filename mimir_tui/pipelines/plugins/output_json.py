@@ -18,16 +18,19 @@ last line, which ``Input.file`` reports with its line number).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
+from ..policy import Policy
 from ..registry import Plugin, PluginConfig, PluginError, StepContext
-from .common import FILE_ALIASES, atomic_write, resolve_data, resolve_path, to_json_text
+from .common import FILE_ALIASES, atomic_write, resolve_data, to_json_text
 
 _locks: dict[Path, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -82,7 +85,8 @@ class JsonOutput(Plugin):
 
     def execute(self, config: JsonOutputConfig, ctx: StepContext) -> dict[str, Any]:
         value = resolve_data(config.data, config.input, ctx, default_all=True)
-        path = resolve_path(config.file)
+        policy = Policy.of(ctx.settings)
+        path = policy.writable(config.file)
         new_items = list(value) if isinstance(value, (list, tuple)) else [value]
         indent = config.indent_width()
         with _lock_for(path):
@@ -94,7 +98,7 @@ class JsonOutput(Plugin):
                     size = atomic_write(path, text.encode("utf-8"), mkdir=config.mkdir)
                 total = None
             elif config.append:
-                existing = self._read_array(path)
+                existing = self._read_array(path, policy)
                 combined = existing + new_items
                 size = atomic_write(
                     path, (_dumps(combined, indent, config.sort_keys) + "\n").encode("utf-8"), mkdir=config.mkdir
@@ -115,12 +119,12 @@ class JsonOutput(Plugin):
         return result
 
     @staticmethod
-    def _read_array(path: Path) -> list[Any]:
+    def _read_array(path: Path, policy: Policy) -> list[Any]:
         if not path.exists():
             return []
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = policy.read_bytes(path).decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise PluginError(f"cannot append to {path}: {exc}") from None
         if not text.strip():
             return []
@@ -139,9 +143,16 @@ class JsonOutput(Plugin):
             if not mkdir:
                 raise PluginError(f"folder {path.parent} does not exist (set mkdir: true to create it)")
             path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # O_NONBLOCK: opening a FIFO must not wait for a reader
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        except OSError as exc:  # ENXIO: a FIFO that no one reads
+            reason = "not a regular file" if exc.errno == errno.ENXIO else exc.strerror or exc
+            raise PluginError(f"cannot append to {path}: {reason}") from None
         try:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise PluginError(f"cannot append to {path}: not a regular file")
+            size = info.st_size
             if size:
                 with open(path, "rb") as handle:
                     handle.seek(size - 1)
