@@ -116,6 +116,7 @@ def register(sub, common) -> None:
     nxt.add_argument("--tz", metavar="ZONE", default=None)
     nxt.add_argument("--from", dest="start", metavar="ISO8601", default=None, help="instant to count from")
     nxt.add_argument("-n", metavar="N", type=int, default=5)
+    nxt.add_argument("--explain", action="store_true", help="the schedule in words first")
     nxt.add_argument("--json", action="store_true")
     nxt.set_defaults(handler=run_next)
 
@@ -272,10 +273,16 @@ def run_next(ctx: Context, args) -> int:
     else:
         expr, tz = args.cron, args.tz or ctx.settings.scheduler.timezone
     result = core.next_fires(expr, tz, start=_parse_instant(args.start), n=args.n)
+    data = result.as_dict()
+    if args.explain:
+        from ..scheduler.cron import describe
+
+        data["explain"] = describe(result.expr)
     if args.json:
-        print_json(result.as_dict())
+        print_json(data)
     else:
-        data = result.as_dict()
+        if args.explain:
+            print(data["explain"])
         for utc, local in zip(data["fires"], data["fires_local"], strict=True):
             print(f"{local}   ({utc})")
     return 0

@@ -1,37 +1,80 @@
-"""Cron schedules in an IANA timezone, with Debian cron's DST behaviour.
+"""Cron schedules in an IANA timezone, with Debian cron's semantics (as cronsim implements them).
 
-Expressions have 5 fields, or 6 with seconds (croniter's convention: seconds last); the
-``@hourly``-style nicknames are accepted. croniter walks the *local wall clock* (naive times);
-this module maps each wall-clock match to real instants:
+Expressions have 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds
+(croniter's convention: seconds last); the ``@hourly``-style nicknames are accepted. Besides
+Debian cron's syntax, cronsim's ``L`` and ``LW`` (day-of-month) and ``nL`` and ``n#k``
+(day-of-week) are read as cronsim reads them, and croniter's ``nW`` (the weekday nearest day n)
+too. tests/scheduler/test_cronsim_conformance.py replays cronsim's own test cases.
 
-- A job at a fixed hour runs once per local day on both DST transition days: a wall-clock time
-  that occurs twice (fall back) fires at its first occurrence only; a time skipped by spring
-  forward fires right after the jump (several skipped times of one job fire once).
-- A job whose hour field is ``*`` or a step runs once per real hour: a repeated hour fires
-  twice (it is two real hours), a skipped hour not at all (it never happened).
+An expression is compiled into the croniter expressions whose union it is (croniter does not
+take ``LW``, ``5L``, a ``W`` or ``#`` term in a list, nor Debian's rule for the two day fields:
+a day must match both when either starts with ``*``, else either). croniter walks the *local
+wall clock* (naive times); this module maps each wall-clock match to real instants, as Debian
+cron does:
+
+- A fixed-time job (neither the minute nor the hour field starts with ``*``) runs once per
+  local day on both DST transition days: a wall-clock time that occurs twice (fall back) fires
+  at its first occurrence only; a time skipped by spring forward fires right after the jump
+  (several skipped times of one job fire once).
+- A wildcard job (the minute or the hour field starts with ``*``: ``* 1-6 * * *``,
+  ``0 */2 * * *``) runs in real time: a repeated hour fires twice (it is two real hours), a
+  skipped hour not at all (it never happened).
 """
 
 from __future__ import annotations
 
+import heapq
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import product
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from croniter.croniter import CroniterError
+from croniter.croniter import CroniterBadDateError, CroniterError
 
 from ..errors import BadInput
 
-_NICKNAMES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week", "second")
+_DOM, _MONTH, _DOW = 2, 3, 4
+_VALUES = {
+    "minute": "0-59",
+    "hour": "0-23",
+    "day-of-month": "1-31, L (the last day), LW (the last weekday) or nW (the weekday nearest day n)",
+    "month": "1-12 or JAN-DEC",
+    "day-of-week": "0-7 or SUN-SAT (0 and 7 are Sunday), nL (the last weekday n of the month) "
+    "or n#k (the k-th weekday n of the month)",
+    "second": "0-59",
+}
+_NAMES = {
+    _MONTH: "_ JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(),
+    _DOW: "SUN MON TUE WED THU FRI SAT".split(),
+}
+# croniter's own extensions, which are not cron: H (hashed) and R (random) values.
+_NOT_CRON = re.compile(r"[HR](\(|/|$)")
 # DST shifts are at most 2 hours (historic double summer time); candidates are gathered over
 # this much wall-clock time beyond the first one so that out-of-order folds are not missed.
 _FOLD_WINDOW = timedelta(hours=3)
 
 
 class CronError(BadInput):
-    """A cron expression or timezone that cannot be used; the message names it."""
+    """A cron expression or timezone that cannot be used; the message names it (and ``field``,
+    when one field is at fault, its name: minute, hour, day-of-month, month, day-of-week, second)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @lru_cache(maxsize=512)
@@ -48,34 +91,154 @@ def validate_cron(expr: str) -> str:
         raise CronError("cron expression is empty")
     text = " ".join(expr.split())
     if text.startswith("@"):
-        if text.lower() not in _NICKNAMES:
-            raise CronError(f"cron expression {expr!r}: unknown nickname (use one of {', '.join(sorted(_NICKNAMES))})")
-        return text.lower()
-    fields = text.split(" ")
-    if len(fields) not in (5, 6):
-        raise CronError(
-            f"cron expression {expr!r} has {len(fields)} fields; use 5 (minute hour day month weekday) "
-            f"or 6 (with seconds last)"
-        )
-    try:
-        croniter(text, datetime(2000, 1, 1))
-    except (CroniterError, ValueError, KeyError, TypeError) as exc:
-        reason = str(exc).replace(f"[{text}] ", "")
-        raise CronError(f"cron expression {expr!r}: {reason}") from None
-    try:
-        # A date that never comes (0 0 30 2 *): croniter parses it, then never finds a fire.
-        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
-    except (CroniterError, ValueError, OverflowError):
-        raise CronError(f"cron expression {expr!r} never fires (no such date)") from None
+        text = text.lower()
+    _compile(text)
     return text
 
 
-def _per_real_hour(expr: str) -> bool:
-    """True when the hour field is ``*`` or a step: such a job runs once per real hour."""
-    if expr.startswith("@"):
-        return expr == "@hourly"
-    hour = expr.split(" ")[1]
-    return "*" in hour or "/" in hour
+def _fields(text: str) -> list[str]:
+    """The fields of a normalised expression, nicknames spelled out, upper case, ``?`` as ``*``."""
+    if text.startswith("@"):
+        if text not in _NICKNAMES:
+            raise CronError(f"cron expression {text!r}: unknown nickname (use one of {', '.join(sorted(_NICKNAMES))})")
+        text = _NICKNAMES[text]
+    fields = text.upper().replace("?", "*").split(" ")
+    if len(fields) not in (5, 6):
+        raise CronError(
+            f"cron expression {text!r} has {len(fields)} fields; use 5 (minute hour day-of-month month "
+            f"day-of-week) or 6 (with seconds last)"
+        )
+    return fields
+
+
+def _croniter_term(index: int, term: str) -> str:
+    """A term in croniter's syntax: ``LW`` is ``31W`` (croniter's nearest weekday stops at the
+    month's end), ``5L`` is ``L5``; a step on ``L`` or ``LW`` is ignored, as cronsim does."""
+    if index == _DOM and (last := re.fullmatch(r"(LW?)(?:/[1-9][0-9]*)?", term)):
+        return "31W" if last[1] == "LW" else "L"
+    if index == _DOW and (last := re.fullmatch(r"([0-7])L", term)):
+        return f"L{last[1]}"
+    return term
+
+
+def _alone(index: int, term: str) -> bool:
+    """A term croniter takes only alone in its field: a W day, an nth or a last weekday."""
+    if index == _DOM:
+        return "W" in term
+    return index == _DOW and ("#" in term or term.startswith("L"))
+
+
+def _value(index: int, text: str) -> int | None:
+    if text.isascii() and text.isdigit():
+        return int(text)
+    names = _NAMES.get(index, [])
+    return names.index(text) if text in names else None
+
+
+def _check_term(text: str, count: int, index: int, term: str) -> None:
+    """Refuses a term (in croniter's syntax) of field ``index`` of ``text``, naming the field."""
+
+    def bad(why: str = "") -> CronError:
+        name, written = _FIELDS[index], text.split(" ")[index]
+        reason = f" ({why})" if why else ""
+        return CronError(
+            f"cron expression {text!r}: bad {name} {written!r}{reason}; {name} takes {_VALUES[name]}, "
+            f"with *, lists a,b, ranges a-b and steps */n or a-b/n",
+            field=name,
+        )
+
+    if not term:
+        raise bad("an empty list item")
+    if _NOT_CRON.match(term):
+        raise bad("H and R are not cron")
+    span = term.split("/", 1)[0].split("-")
+    if len(span) == 2:
+        low, high = (_value(index, end) for end in span)
+        if low is not None and high is not None and low > high:
+            raise bad(f"the range {span[0]}-{span[1]} runs backwards")
+    probe = ["*"] * count
+    probe[index] = term
+    try:
+        croniter(" ".join(probe), datetime(2000, 1, 1))
+    except (CroniterError, ValueError, KeyError, TypeError, IndexError):
+        raise bad() from None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    variants: tuple[str, ...]  # croniter expressions (day_or=False) whose union is the schedule
+    wildcard: bool  # the minute or hour field starts with *: the job runs in real time
+
+
+@lru_cache(maxsize=512)
+def _compile(text: str) -> _Compiled:
+    fields = _fields(text)
+    groups: dict[int, list[str]] = {}  # per field: its terms croniter takes together, then the others
+    for index, value in enumerate(fields):
+        terms = [_croniter_term(index, term) for term in value.split(",")]
+        for term in terms:
+            _check_term(text, len(fields), index, term)
+        plain = ",".join(term for term in terms if not _alone(index, term))
+        groups[index] = ([plain] if plain else []) + [term for term in terms if _alone(index, term)]
+    # Debian cron: when the day-of-month or the day-of-week field starts with *, a day must match
+    # both; otherwise a day matching either is enough.
+    if fields[_DOM].startswith("*") or fields[_DOW].startswith("*"):
+        days = list(product(groups[_DOM], groups[_DOW]))
+    else:
+        days = [(dom, "*") for dom in groups[_DOM]] + [("*", dow) for dow in groups[_DOW]]
+    variants = tuple(" ".join([*fields[:_DOM], dom, fields[_MONTH], dow, *fields[_DOW + 1 :]]) for dom, dow in days)
+    # A date that never comes (0 0 30 2 *): croniter parses it, then never finds a fire.
+    if next(_wall_times(variants, datetime(2000, 1, 1)), None) is None:
+        raise CronError(
+            f"cron expression {text!r} never fires: no date has day-of-month {fields[_DOM]!r} in month "
+            f"{fields[_MONTH]!r} with day-of-week {fields[_DOW]!r}",
+            field=_FIELDS[_DOM],
+        )
+    return _Compiled(variants, fields[0].startswith("*") or fields[1].startswith("*"))
+
+
+def _croniter_times(expr: str, start: datetime) -> Iterator[datetime]:
+    it = croniter(expr, start, day_or=False)
+    while True:
+        try:
+            yield it.get_next(datetime)
+        except CroniterBadDateError:  # no further date within croniter's 50 years
+            return
+
+
+def _wall_times(variants: tuple[str, ...], start: datetime) -> Iterator[datetime]:
+    """Wall-clock matches strictly after ``start`` (naive), ascending, each once (a match is
+    yielded before the next one is computed: the caller often needs one only)."""
+    if len(variants) == 1:
+        yield from _croniter_times(variants[0], start)
+        return
+    last = None
+    for match in heapq.merge(*(_croniter_times(v, start) for v in variants)):
+        if match != last:
+            yield match
+            last = match
+
+
+def describe(expr: str) -> str:
+    """The schedule in words, as cronsim reads it (Debian cron's rule for the two day fields, ``L``,
+    ``LW``, ``nL``, ``n#k``), with Mimir's ``nW`` and seconds: ``1 1 * * 5L`` reads "At 01:01 on
+    the last Friday of the month"."""
+    from cronsim import explain
+
+    fields = _fields(validate_cron(expr))
+    nearest = re.fullmatch(r"([0-9]+)W|W([0-9]+)", fields[_DOM])
+    if nearest:
+        day = int(nearest[1] or nearest[2])
+        fields[_DOM] = str(day)
+    fields[_DOW] = re.sub(r"\bL([0-7])\b", r"\1L", fields[_DOW])  # croniter's L5 is cronsim's 5L
+    words = explain.explain(" ".join(fields[:5]))
+    if nearest:
+        # The day is named "the 15th day" or, with a single month, "January 15".
+        named = rf"the {explain.ordinal(day)} day|\b(?:{'|'.join(explain.Month.labels[1:])}) {day}\b"
+        words = re.sub(named, lambda m: f"the weekday nearest {m[0]}", words, count=1)
+    if len(fields) == 6 and fields[5].strip("0"):
+        words += ", " + str(explain.Minute(fields[5])).replace("minute", "second")
+    return words
 
 
 def _exists(naive: datetime, tz: ZoneInfo) -> bool:
@@ -107,23 +270,30 @@ def _after_gap(naive: datetime, tz: ZoneInfo) -> datetime:
 class CronSchedule:
     expr: str
     timezone: str = "UTC"
+    _compiled: _Compiled = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "expr", validate_cron(self.expr))
+        object.__setattr__(self, "_compiled", _compile(self.expr))
         zone(self.timezone)
 
     @property
     def tz(self) -> ZoneInfo:
         return zone(self.timezone)
 
+    def _matches(self, start: datetime) -> Iterator[datetime]:
+        """Wall-clock matches strictly after ``start`` (naive local time), ascending."""
+        return _wall_times(self._compiled.variants, start)
+
     def _instants(self, naive: datetime) -> list[datetime]:
         """The real instants (UTC) at which one wall-clock match fires."""
         tz = self.tz
+        wildcard = self._compiled.wildcard
         if not _exists(naive, tz):
-            return [] if _per_real_hour(self.expr) else [_after_gap(naive, tz)]
+            return [] if wildcard else [_after_gap(naive, tz)]
         if _is_ambiguous(naive, tz):
             first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-            if _per_real_hour(self.expr):
+            if wildcard:
                 return [first, naive.replace(tzinfo=tz, fold=1).astimezone(UTC)]
             return [first]
         return [naive.replace(tzinfo=tz).astimezone(UTC)]
@@ -137,7 +307,9 @@ class CronSchedule:
         local = after.astimezone(tz)
         # Fast path: no offset change between ``after`` and the next wall-clock match, so wall
         # clock and real time run in step and the first match is the first fire.
-        naive = croniter(self.expr, local.replace(tzinfo=None)).get_next(datetime)
+        naive = next(self._matches(local.replace(tzinfo=None)), None)
+        if naive is None:
+            raise CronError(f"cron expression {self.expr!r} has no fire after {after.isoformat()}")
         if _exists(naive, tz) and not _is_ambiguous(naive, tz):
             candidate = naive.replace(tzinfo=tz)
             if candidate.utcoffset() == local.utcoffset():
@@ -147,18 +319,17 @@ class CronSchedule:
         # Near a DST change: start a little before, in wall-clock time, so that a fold's
         # second pass is seen, and take the earliest real instant.
         start = after.astimezone(tz).replace(tzinfo=None) - _FOLD_WINDOW
-        it = croniter(self.expr, start)
         best: datetime | None = None
         limit: datetime | None = None
-        while True:
-            naive = it.get_next(datetime)
+        for naive in self._matches(start):
             if limit is not None and naive > limit:
                 break
             for instant in self._instants(naive):
                 if instant > after and (best is None or instant < best):
                     best = instant
                     limit = naive + _FOLD_WINDOW
-        assert best is not None
+        if best is None:
+            raise CronError(f"cron expression {self.expr!r} has no fire after {after.isoformat()}")
         return best
 
     def fires(self, after: datetime, until: datetime, *, limit: int | None = None) -> Iterator[datetime]:

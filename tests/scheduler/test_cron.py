@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
 
-from mimir_tui.scheduler.cron import CronError, CronSchedule, validate_cron
+from mimir_tui.scheduler.cron import CronError, CronSchedule, describe, validate_cron
 
 # (zone, spring-forward local date, fall-back local date) in 2026
 TRANSITIONS = [
@@ -62,9 +63,32 @@ def test_new_york_spring_forward_runs_skipped_time_right_after_the_jump():
 
 
 def test_several_skipped_times_of_one_job_fire_once():
-    sched = CronSchedule("*/15 2 * * *", "America/New_York")
+    sched = CronSchedule("0,15,30,45 2 * * *", "America/New_York")
     fires = fires_on_local_day(sched, date(2026, 3, 8))
     assert [f.astimezone(sched.tz).strftime("%H:%M") for f in fires] == ["03:00"]
+
+
+def test_wildcard_minute_job_runs_in_real_time_through_both_transitions():
+    """A minute field starting with * makes a job a wildcard one (Debian cron, cronsim), even at
+    a fixed hour: ``* 1-6`` fell from 03:59+03:00 to 04:00+02:00, skipping the repeated hour."""
+    sched = CronSchedule("* 1-6 * * *", "Europe/Riga")
+    fires = sched.next_n(datetime(2021, 10, 31, 3, 58, tzinfo=sched.tz), 3)
+    assert [f.astimezone(sched.tz).isoformat() for f in fires] == [
+        "2021-10-31T03:59:00+03:00",
+        "2021-10-31T03:00:00+02:00",
+        "2021-10-31T03:01:00+02:00",
+    ]
+    every_quarter = CronSchedule("*/15 1 * * *", "America/New_York")
+    assert len(fires_on_local_day(every_quarter, date(2026, 11, 1))) == 8  # both passes of 01:xx
+    in_the_gap = CronSchedule("*/15 2 * * *", "America/New_York")
+    assert fires_on_local_day(in_the_gap, date(2026, 3, 8)) == []  # 02:xx never happened
+
+
+def test_a_step_hour_not_starting_with_star_is_a_fixed_time_job():
+    """Debian cron: only a field that starts with * makes a wildcard job; 1-23/2 lists hours."""
+    sched = CronSchedule("0 1-23/2 * * *", "America/New_York")
+    fires = fires_on_local_day(sched, date(2026, 11, 1))
+    assert [f.astimezone(sched.tz).strftime("%H:%M%z") for f in fires][:2] == ["01:00-0400", "03:00-0500"]
 
 
 def test_new_york_fall_back_fixed_time_runs_at_first_occurrence():
@@ -132,6 +156,106 @@ def test_bad_expressions_name_themselves(expr, fragment):
         CronSchedule(expr)
     assert fragment in str(info.value)
     assert info.value.exit_code == 2
+
+
+JAN_2020 = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "expr,days",
+    [
+        # Either day field starting with * (even */7, */100,1-7): a day must match both.
+        ("1 1 1-7 * */7", ["01-05", "02-02", "03-01"]),  # the first Sunday
+        ("1 1 */100,1-7 * MON", ["01-06", "02-03", "03-02"]),  # the first Monday
+        # Neither does: a day matching either, also with L, LW, nL, n#k, W on one side.
+        ("1 1 15 * 1#2", ["01-13", "01-15", "02-10", "02-15"]),
+        ("1 1 L * 5L", ["01-31", "02-28", "02-29", "03-27"]),
+        ("1 1 LW * MON", ["01-06", "01-13", "01-20", "01-27", "01-31"]),
+        ("1 1 15W * SAT", ["01-04", "01-11", "01-15", "01-18"]),
+        # Terms croniter takes only alone, in lists.
+        ("1 1 LW,15 * *", ["01-15", "01-31", "02-15", "02-28"]),
+        ("1 1 * * 1,2,3#1", ["01-01", "01-06", "01-07", "01-13"]),
+        ("1 1 * * 1#2,5L", ["01-13", "01-31", "02-10", "02-28"]),
+        # nW: the nearest weekday, not across the month (Feb 15 is a Saturday, Mar 15 a Sunday,
+        # Feb 1 a Saturday); croniter's Wn spelling; L5 (croniter's) is 5L.
+        ("1 1 15W * *", ["01-15", "02-14", "03-16"]),
+        ("1 1 W1 * *", ["01-01", "02-03", "03-02"]),
+        ("1 1 * * L5", ["01-31", "02-28", "03-27"]),
+        ("1 1 L/2 * *", ["01-31", "02-29", "03-31"]),  # a step on L is ignored, as cronsim does
+    ],
+)
+def test_day_fields_read_as_cronsim(expr, days):
+    fires = CronSchedule(expr).next_n(JAN_2020, len(days))
+    assert [f.strftime("%m-%d") for f in fires] == days
+
+
+def test_lw_is_the_last_weekday_in_every_kind_of_month():
+    """LW runs on croniter's 31W, held to the month's last day: checked against the calendar
+    over eight years (months of 28 to 31 days ending on every day of the week)."""
+    fires = CronSchedule("0 0 LW * *").next_n(JAN_2020, 96)
+    for fire in fires:
+        last = date(fire.year, fire.month, calendar.monthrange(fire.year, fire.month)[1])
+        while last.weekday() >= 5:
+            last -= timedelta(days=1)
+        assert fire.date() == last
+
+
+def test_seconds_with_last_day():
+    fire = CronSchedule("0 0 L * * 30").next_after(JAN_2020)
+    assert fire == datetime(2020, 1, 31, 0, 0, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "expr,field",
+    [
+        ("1 1 * * 5L#1", "day-of-week"),
+        ("1 1 * * MONL", "day-of-week"),
+        ("1 1 * * 1#6", "day-of-week"),
+        ("1 1 * * 1-5#2", "day-of-week"),
+        ("1 1 1-5W * *", "day-of-month"),
+        ("1 1 5-1 * *", "day-of-month"),  # croniter would wrap it round
+        ("0 22-2 * * *", "hour"),
+        ("H * * * *", "minute"),  # croniter's hashed and random values are not cron
+        ("R 1 * * *", "minute"),
+        ("* * * JAN-R *", "month"),
+        ("1-1_0 * * * *", "minute"),
+        ("* * * * * 61", "second"),
+        ("* * 1,,2 * *", "day-of-month"),
+        ("0 0 30 2 *", "day-of-month"),  # never fires
+    ],
+)
+def test_unsupported_constructs_are_refused_in_mimirs_words(expr, field):
+    with pytest.raises(CronError) as info:
+        CronSchedule(expr)
+    message = str(info.value)
+    assert info.value.field == field and field in message and repr(expr) in message
+    assert "\n" not in message
+    for internal in ("is not acceptable", "bands", "Cron:", "[", "croniter"):
+        assert internal not in message, message
+
+
+@pytest.mark.parametrize(
+    "expr,words",
+    [
+        ("1 1 LW 5 *", "At 01:01 on the last weekday of May"),
+        ("1 1 * * 5L", "At 01:01 on the last Friday of the month"),
+        ("1 1 * * L5", "At 01:01 on the last Friday of the month"),
+        ("1 1 * * 1#2", "At 01:01 on the second Monday of the month"),
+        ("1 1 * * 1,2,3#1", "At 01:01 on Monday, Tuesday, and the first Wednesday of the month"),
+        ("1 1 1-7 * */7", "At 01:01 on every day of month from 1 through 7 if it's on every seventh day of week"),
+        ("0 0 15 * MON", "At 00:00 on the 15th day of month and on Monday"),
+        ("1 1 15W * *", "At 01:01 on the weekday nearest the 15th day of every month"),
+        ("1 1 W15 5 *", "At 01:01 on the weekday nearest May 15"),
+        ("1 1 15W * MON", "At 01:01 on the weekday nearest the 15th day of month and on Monday"),
+        ("0 0 15 * ?", "At 00:00 on the 15th day of every month"),
+        ("@weekly", "At 00:00 on Sunday"),
+        ("* * * * * */10", "Every minute, every 10th second"),
+        ("0 3 * * * 30", "At 03:00 every day, at second 30"),
+        ("0 3 * * * 0", "At 03:00 every day"),
+    ],
+)
+def test_describe_reads_l_w_hash_and_seconds(expr, words):
+    assert describe(expr) == words
 
 
 def test_bad_timezone_is_named():

@@ -245,3 +245,23 @@ def test_queue_option(capsys, cfg):
     assert code == 2 and len(errors(err)) == 1 and "queue name 'gpu,cpu'" in err
     code, out, _ = run(capsys, cfg, "jobs", "edit", "render", "--queue", "default", "--json")
     assert code == 0 and json.loads(out)["queue"] == "default"
+
+
+def test_next_explain_reads_the_schedule_in_words(capsys, cfg):
+    code, out, err = run(
+        capsys, cfg, "jobs", "next", "--cron", "1 1 * * 5L", "--tz", "Europe/Riga", "--from", "2020-01-01T00:00:00Z",
+        "-n", "1", "--explain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines() == [
+        "At 01:01 on the last Friday of the month",
+        "2020-01-31T01:01:00+02:00   (2020-01-30T23:01:00+00:00)",
+    ]
+
+
+def test_next_refuses_an_unsupported_construct_in_mimirs_words(capsys, cfg):
+    """croniter said ``[1 1 * * l5#1] is not acceptable``; Mimir names the field and what it takes."""
+    code, out, err = run(capsys, cfg, "jobs", "next", "--cron", "1 1 * * 5L#1")
+    assert code == 2 and out == ""
+    (line,) = errors(err)
+    assert "bad day-of-week '5L#1'" in line and "n#k" in line and "acceptable" not in line
