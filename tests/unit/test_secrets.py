@@ -156,3 +156,31 @@ def test_secret_values_collects_what_is_under_secret_keys():
         "token": True,
     }
     assert secret_values(config) == {"Bearer abc123", "abc123", "12345"}
+
+
+def test_url_passwords_are_found_as_the_pattern_finds_them():
+    """The linear scan masks exactly what ``URL_PASSWORD.sub`` masks (random texts of the
+    characters that matter)."""
+    import random
+
+    from mimir_tui.secrets import URL_PASSWORD, _mask_url_passwords
+
+    rng = random.Random(9)
+    pieces = ["://", "u", ":", "@", " ", "/", "1", "?", "p", "[", "#"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert _mask_url_passwords(text) == URL_PASSWORD.sub(r"\1***@", text), text
+
+
+def test_hostile_output_cannot_stall_masking():
+    """Attack: a step's output (an API response) of ``://a:`` repeated with no ``@``. Every
+    string of a step's output is masked before it is stored; the pattern rescanned the rest of
+    the text from each ``://a:`` (100 KB: 17 s with the GIL held; this 1 MB: hours). In a
+    process of its own, so that a regression fails instead of freezing the suite."""
+    import subprocess
+    import sys
+
+    code = "from mimir_tui.secrets import mask_text; print(len(mask_text('://a:' * 200_000 + ' x://u:pw@h')))"
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == str(len("://a:" * 200_000 + " x://u:***@h"))
