@@ -16,22 +16,25 @@ always apply.
   reserved and multicast ones are refused, unless ``security.allowed_hosts`` lists the host or
   its network), on every connection, redirects included, so DNS cannot answer differently
   between the check and the connection. :meth:`Policy.send` makes a request and reads the body
-  with the cap applied to the decoded bytes too (a gzip bomb stops at the cap).
+  with the cap applied to the decoded bytes too (a gzip bomb stops at the cap): a
+  :class:`Reply`, the response and its body.
 
 A user plugin does the same: ``policy = Policy.of(ctx.settings)``, then these methods.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import anyio
 import httpcore
 import httpx
 
@@ -141,12 +144,9 @@ class Policy:
             return httpx.AsyncClient(verify=verify, event_hooks=hooks, **kwargs)
         # A transport of our own also means no proxy from the environment: a proxy would
         # connect to addresses this policy never sees.
-        transport = httpx.AsyncHTTPTransport(verify=verify)
-        pool: Any = transport._pool  # httpx's httpcore pool; only how it opens sockets changes
-        pool._network_backend = _CheckedBackend(pool._network_backend, self)
-        return httpx.AsyncClient(transport=transport, event_hooks=hooks, **kwargs)
+        return httpx.AsyncClient(transport=_CheckedTransport(self, verify), event_hooks=hooks, **kwargs)
 
-    async def send(self, client: httpx.AsyncClient, method: str, url: Any, **kwargs: Any) -> httpx.Response:
+    async def send(self, client: httpx.AsyncClient, method: str, url: Any, **kwargs: Any) -> Reply:
         """``client.request(method, url, **kwargs)``, its body read (decoded) up to
         ``plugins.max_response_bytes``: past it, a :class:`PluginError`."""
         response = await client.send(client.build_request(method, url, **kwargs), stream=True)
@@ -160,8 +160,7 @@ class Policy:
                 chunks.append(chunk)
         finally:
             await response.aclose()
-        response._content = b"".join(chunks)  # what response.aread() would have set
-        return response
+        return Reply(response, b"".join(chunks))
 
     def _too_large(self, request: httpx.Request) -> PluginError:
         from .plugins.common import redact_url
@@ -228,12 +227,106 @@ class _CappedStream(httpx.AsyncByteStream):
         await self.inner.aclose()
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What :meth:`Policy.send` returns: the ``response`` (status, headers, final URL; its
+    stream read and closed) and its body, decoded and within ``plugins.max_response_bytes``."""
+
+    response: httpx.Response
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text, decoded as httpx's ``response.text`` would (Content-Type's charset,
+        else UTF-8)."""
+        return self.content.decode(self.response.encoding or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _CheckedTransport(httpx.AsyncBaseTransport):
+    """httpx's transport, made of public parts: an httpcore pool (TLS from ``verify`` as httpx
+    builds it, no proxy) whose every connection goes through :class:`_CheckedBackend`."""
+
+    def __init__(self, policy: Policy, verify: bool) -> None:
+        self.pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            network_backend=_CheckedBackend(policy),
+            max_connections=100,  # httpx's default limits
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core = httpcore.Request(
+            request.method,
+            httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=cast(AsyncIterable[bytes], request.stream),
+            extensions=request.extensions,  # the timeouts, among others
+        )
+        with _httpx_errors():
+            response = await self.pool.handle_async_request(core)
+        stream = _CoreStream(cast(AsyncIterable[bytes], response.stream))
+        return httpx.Response(response.status, headers=response.headers, stream=stream, extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _CoreStream(httpx.AsyncByteStream):
+    """An httpcore response body, its errors raised as httpx's."""
+
+    def __init__(self, inner: AsyncIterable[bytes]) -> None:
+        self.inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for chunk in self.inner:
+                yield chunk
+
+    async def aclose(self) -> None:
+        with _httpx_errors():
+            await cast(Any, self.inner).aclose()  # httpcore's streams have one
+
+
+# httpcore's errors and httpx's, the most specific first: plugins catch httpx's.
+_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        ours = next((ours for theirs, ours in _ERRORS if isinstance(exc, theirs)), None)
+        if ours is None:
+            raise
+        raise ours(str(exc)) from exc
+
+
 class _CheckedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, resolving the host itself and connecting only to addresses
     the policy allows."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend, policy: Policy) -> None:
-        self.inner, self.policy = inner, policy
+    def __init__(self, policy: Policy) -> None:
+        self.inner, self.policy = httpcore.AnyIOBackend(), policy
 
     async def connect_tcp(
         self,
@@ -241,10 +334,10 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Any = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -260,11 +353,13 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
                 error = exc
         raise error
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.AsyncNetworkStream:
         raise PolicyError("Unix sockets are not allowed with security.block_private_networks")
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
 
 
-__all__ = ["Policy", "PolicyError", "resolve_path"]
+__all__ = ["Policy", "PolicyError", "Reply", "resolve_path"]

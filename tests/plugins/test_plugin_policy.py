@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-from http.server import BaseHTTPRequestHandler
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from loopback import serve
 
 from mimir_tui.config import Settings
@@ -21,6 +30,7 @@ from mimir_tui.pipelines.plugins.input_rss import RssInput
 from mimir_tui.pipelines.plugins.output_html import HtmlOutput
 from mimir_tui.pipelines.plugins.output_json import JsonOutput
 from mimir_tui.pipelines.policy import PolicyError
+from mimir_tui.pipelines.registry import PluginError, StepTimedOut
 
 
 def secured(**security) -> Settings:
@@ -188,6 +198,100 @@ async def test_a_proxy_from_the_environment_is_not_used_while_the_block_is_on(ru
         with pytest.raises(Exception, match="example.invalid"):
             await run_plugin(ApiInput, {"url": "http://example.invalid/x"}, settings=settings)
     assert len(proxied) == 1
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 whose self-signed certificate names ``localhost`` only:
+    yields its port and the certificate's file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder(subject_name=name, issuer_name=name, public_key=key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            self.wfile.write(b'{"tls": true}')
+
+        def log_message(self, *args):
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], cert_file
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_the_checked_connection_still_verifies_the_certificate_against_the_host_name(
+    run_plugin, tls_server, monkeypatch
+):
+    """With the block on, Mimir connects to the address it checked, not to the name: the TLS
+    certificate must still be verified against the URL's host name (``localhost`` passes, the
+    same server as ``127.0.0.1`` does not, nor an untrusted certificate), and ``verify: false``
+    still turns the check off."""
+    port, cert_file = tls_server
+    settings = secured(block_private_networks=True, allowed_hosts=["127.0.0.1", "localhost"])
+    with pytest.raises(PluginError, match="CERTIFICATE_VERIFY_FAILED"):
+        await run_plugin(ApiInput, {"url": f"https://localhost:{port}/"}, settings=settings)
+    result = await run_plugin(ApiInput, {"url": f"https://localhost:{port}/", "verify": False}, settings=settings)
+    assert result["body"] == {"tls": True}
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # httpx trusts it, as without the block
+    result = await run_plugin(ApiInput, {"url": f"https://localhost:{port}/"}, settings=settings)
+    assert result["body"] == {"tls": True}
+    with pytest.raises(PluginError, match="CERTIFICATE_VERIFY_FAILED.*IP address mismatch"):
+        await run_plugin(ApiInput, {"url": f"https://127.0.0.1:{port}/"}, settings=settings)
+
+
+async def test_the_checked_connection_keeps_timeouts_and_httpx_errors(run_plugin, http_server):
+    """With the block on, a slow server is still a step timeout, and a server that breaks off
+    mid-body an httpx error naming the request, not an error of the library underneath."""
+
+    def slow(request):
+        time.sleep(2)
+        return 200, {}, {"late": True}
+
+    http_server.route("GET", "/slow", slow)
+    settings = secured(block_private_networks=True, allowed_hosts=["127.0.0.1"])
+    with pytest.raises(StepTimedOut, match="timed out after 0.3s"):
+        await run_plugin(ApiInput, {"url": http_server.url("/slow"), "timeout": 0.3}, settings=settings)
+
+    class Truncated(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"short")
+
+        def log_message(self, *args):
+            pass
+
+    with serve(Truncated) as base:
+        with pytest.raises(PluginError, match=r"^GET http://127\.0\.0\.1:\d+/x failed: RemoteProtocolError: "):
+            await run_plugin(ApiInput, {"url": base + "/x"}, settings=settings)
 
 
 # -- a run ---------------------------------------------------------------------------------------

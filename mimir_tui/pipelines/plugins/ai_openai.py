@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ..policy import Policy
+from ..policy import Policy, Reply
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
 from .common import as_text, cancellable, excerpt, redact_url
 
@@ -127,12 +127,12 @@ def reply_text(content: Any) -> str:
     return str(content)
 
 
-def server_error(response: httpx.Response) -> str:
+def server_error(reply: Reply) -> str:
     """The message an OpenAI-style server put in its error body, or an excerpt of the body."""
     try:
-        body = response.json()
+        body = reply.json()
     except ValueError:
-        return excerpt(response.text, 300) or response.reason_phrase
+        return excerpt(reply.text, 300) or reply.response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error", body.get("detail", body.get("message")))
         if isinstance(error, dict):
@@ -146,10 +146,10 @@ def server_error(response: httpx.Response) -> str:
     return excerpt(str(body), 300)
 
 
-def _retry_after(response: httpx.Response | None, attempt: int) -> float:
+def _retry_after(reply: Reply | None, attempt: int) -> float:
     delay = min(30.0, 2.0**attempt)
-    if response is not None:
-        raw = response.headers.get("retry-after", "").strip()
+    if reply is not None:
+        raw = reply.response.headers.get("retry-after", "").strip()
         if raw:
             try:
                 delay = float(raw)
@@ -192,43 +192,41 @@ class OpenAIChat(Plugin):
             headers["Authorization"] = f"Bearer {key}"
         ctx.log("DEBUG", f"POST {shown} model={model} messages={len(body['messages'])}")
 
-        response: httpx.Response | None = None
+        reply: Reply | None = None
         policy = Policy.of(ctx.settings)
         async with policy.http_client(timeout=config.timeout) as client:
             for attempt in range(config.retries + 1):
                 last = attempt == config.retries
                 try:
-                    response = await cancellable(
+                    reply = await cancellable(
                         policy.send(client, "POST", url, json=body, headers=headers), ctx, what=f"POST {shown}"
                     )
                 except httpx.TimeoutException:
                     if last:
                         raise StepTimedOut(f"POST {shown} timed out after {config.timeout:g}s") from None
-                    response = None
+                    reply = None
                 except httpx.HTTPError as exc:
                     if last:
                         raise PluginError(
                             scrub(f"POST {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}")
                         ) from None
-                    response = None
+                    reply = None
                 else:
-                    if response.status_code not in RETRY_STATUS or last:
+                    if reply.response.status_code not in RETRY_STATUS or last:
                         break
-                wait = _retry_after(response, attempt)
-                ctx.log(
-                    "WARNING",
-                    f"POST {shown}: {'HTTP ' + str(response.status_code) if response is not None else 'no response'};"
-                    f" retry {attempt + 1} of {config.retries} in {wait:g}s",
-                )
+                wait = _retry_after(reply, attempt)
+                what = f"HTTP {reply.response.status_code}" if reply is not None else "no response"
+                ctx.log("WARNING", f"POST {shown}: {what}; retry {attempt + 1} of {config.retries} in {wait:g}s")
                 await cancellable(asyncio.sleep(wait), ctx, what="retry wait")
-        assert response is not None
-        if response.status_code >= 400:
-            hint = " (set api_key or OPENAI_API_KEY)" if response.status_code == 401 and not key else ""
-            raise PluginError(scrub(f"POST {shown}: HTTP {response.status_code}: {server_error(response)}{hint}"))
+        assert reply is not None
+        status = reply.response.status_code
+        if status >= 400:
+            hint = " (set api_key or OPENAI_API_KEY)" if status == 401 and not key else ""
+            raise PluginError(scrub(f"POST {shown}: HTTP {status}: {server_error(reply)}{hint}"))
         try:
-            data = response.json()
+            data = reply.json()
         except ValueError:
-            raise PluginError(scrub(f"POST {shown}: the reply is not JSON: {excerpt(response.text)}")) from None
+            raise PluginError(scrub(f"POST {shown}: the reply is not JSON: {excerpt(reply.text)}")) from None
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             detail = data.get("error") if isinstance(data, dict) else None

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
-from ..policy import Policy
+from ..policy import Policy, Reply
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
 from .common import cancellable, excerpt, http_url, redact_url
 
@@ -63,17 +63,17 @@ class ApiConfig(PluginConfig):
         return self
 
 
-def decode_body(response: httpx.Response) -> Any:
+def decode_body(reply: Reply) -> Any:
     """JSON when the content type says so (falling back to text if it does not parse), else text."""
-    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not response.content:
+    ctype = reply.response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not reply.content:
         return None if ctype.endswith("json") else ""
     if ctype == "application/json" or ctype.endswith("+json") or ctype.endswith("/json"):
         try:
-            return response.json()
+            return reply.json()
         except ValueError:
             pass
-    return response.text
+    return reply.text
 
 
 def status_ok(status: int, expected: int | list[int] | None) -> bool:
@@ -126,7 +126,7 @@ class ApiInput(Plugin):
             timeout=config.timeout, follow_redirects=config.follow_redirects, verify=config.verify
         ) as client:
             try:
-                response = await cancellable(
+                reply = await cancellable(
                     policy.send(client, config.method, url, headers=config.headers, **kwargs),
                     ctx,
                     what=f"{config.method} {shown}",
@@ -137,9 +137,10 @@ class ApiInput(Plugin):
                 raise PluginError(
                     f"{config.method} {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}"
                 ) from None
+        response = reply.response
         final_url = redact_url(str(response.url))
         if not status_ok(response.status_code, config.expected_status):
-            body = excerpt(response.text, 200) if response.content else "(empty body)"
+            body = excerpt(reply.text, 200) if reply.content else "(empty body)"
             raise PluginError(
                 f"{config.method} {final_url} returned HTTP {response.status_code} "
                 f"(expected {expected_text(config.expected_status)}): {body}"
@@ -148,6 +149,6 @@ class ApiInput(Plugin):
             "url": final_url,
             "status_code": response.status_code,
             "headers": dict(response.headers.items()),
-            "body": decode_body(response),
+            "body": decode_body(reply),
             "timestamp": datetime.now(UTC).isoformat(),
         }

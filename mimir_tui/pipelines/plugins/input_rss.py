@@ -152,7 +152,7 @@ class RssInput(Plugin):
         policy = Policy.of(ctx.settings)
         async with policy.http_client(timeout=config.timeout, follow_redirects=True) as client:
             try:
-                response = await cancellable(
+                reply = await cancellable(
                     policy.send(client, "GET", config.url, headers=headers), ctx, what=f"GET {shown}"
                 )
             except httpx.TimeoutException:
@@ -161,8 +161,9 @@ class RssInput(Plugin):
                 raise PluginError(
                     f"GET {shown} failed: {type(exc).__name__}: {excerpt(str(exc)) or 'no detail'}"
                 ) from None
-        if not 200 <= response.status_code < 300:
-            raise PluginError(f"GET {shown} returned HTTP {response.status_code}: {excerpt(response.text)}")
-        feed = parse_feed(response.content, limit=config.limit, strip_html=config.strip_html)
+        status = reply.response.status_code
+        if not 200 <= status < 300:
+            raise PluginError(f"GET {shown} returned HTTP {status}: {excerpt(reply.text)}")
+        feed = parse_feed(reply.content, limit=config.limit, strip_html=config.strip_html)
         feed["url"] = shown
         return feed
