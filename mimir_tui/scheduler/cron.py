@@ -19,11 +19,16 @@ cron does:
 - A wildcard job (the minute or the hour field starts with ``*``: ``* 1-6 * * *``,
   ``0 */2 * * *``) runs in real time: a repeated hour fires twice (it is two real hours), a
   skipped hour not at all (it never happened).
+
+A next fire takes one croniter look-up (two or three across an offset change), whatever the job
+and however near a DST change: the zone's changes are found by comparing offsets and bisecting
+to the second, never by walking matches one by one (``CronSchedule.next_after``).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,9 +68,13 @@ _NAMES = {
 }
 # croniter's own extensions, which are not cron: H (hashed) and R (random) values.
 _NOT_CRON = re.compile(r"[HR](\(|/|$)")
-# DST shifts are at most 2 hours (historic double summer time); candidates are gathered over
-# this much wall-clock time beyond the first one so that out-of-order folds are not missed.
-_FOLD_WINDOW = timedelta(hours=3)
+# tzdata's offset changes since 1900 are at least four days apart, and none sets the clock back
+# by a day or more (the most, 23 hours: Kwajalein, 1969). So a zone's offset changes at most
+# once within _NEAR of an instant, and when it holds for _NEAR after an instant, the wall clock
+# never again shows a time it showed before that instant. test_cron_transitions.py checks both
+# against the installed tzdata.
+_NEAR = timedelta(days=1)
+_TICK = timedelta(microseconds=1)
 
 
 class CronError(BadInput):
@@ -246,24 +255,29 @@ def _exists(naive: datetime, tz: ZoneInfo) -> bool:
     return aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive
 
 
-def _is_ambiguous(naive: datetime, tz: ZoneInfo) -> bool:
-    return naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
-
-
-def _after_gap(naive: datetime, tz: ZoneInfo) -> datetime:
-    """The first real instant after the wall-clock gap ``naive`` falls in (the jump itself)."""
-    before = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)  # read with the pre-jump offset
-    after = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)  # read with the post-jump offset
-    lo, hi = min(before, after), max(before, after)
-    offset_lo = lo.astimezone(tz).utcoffset()
-    # The offset changes exactly once in (lo, hi]; find that instant to the second.
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + (hi - lo) / 2
-        if mid.astimezone(tz).utcoffset() == offset_lo:
+def _transition(tz: ZoneInfo, low: datetime, high: datetime) -> datetime:
+    """The instant in ``(low, high]`` at which the offset changes, given that it differs at the
+    two ends and that they lie within ``_NEAR`` (one change between them): bisected to the
+    second, as tzdata's changes fall on whole seconds."""
+    before = low.astimezone(tz).utcoffset()
+    lo, hi = math.floor(low.timestamp()), math.ceil(high.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == before:
             lo = mid
         else:
             hi = mid
-    return hi.replace(microsecond=0)
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _reached(naive: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant at which the wall clock shows ``naive`` or later: the instant it names,
+    the first of two (fall back), or the jump over it (spring forward)."""
+    first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)  # the offset before a change
+    if _exists(naive, tz):
+        return first
+    second = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)  # the offset after it
+    return _transition(tz, min(first, second), max(first, second))
 
 
 @dataclass(frozen=True)
@@ -281,56 +295,56 @@ class CronSchedule:
     def tz(self) -> ZoneInfo:
         return zone(self.timezone)
 
-    def _matches(self, start: datetime) -> Iterator[datetime]:
-        """Wall-clock matches strictly after ``start`` (naive local time), ascending."""
-        return _wall_times(self._compiled.variants, start)
-
-    def _instants(self, naive: datetime) -> list[datetime]:
-        """The real instants (UTC) at which one wall-clock match fires."""
-        tz = self.tz
-        wildcard = self._compiled.wildcard
-        if not _exists(naive, tz):
-            return [] if wildcard else [_after_gap(naive, tz)]
-        if _is_ambiguous(naive, tz):
-            first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-            if wildcard:
-                return [first, naive.replace(tzinfo=tz, fold=1).astimezone(UTC)]
-            return [first]
-        return [naive.replace(tzinfo=tz).astimezone(UTC)]
+    def _first_match(self, after: datetime) -> datetime:
+        """The first wall-clock match strictly after ``after`` (naive local time)."""
+        match = next(_wall_times(self._compiled.variants, after), None)
+        if match is None:
+            raise CronError(f"cron expression {self.expr!r} has no fire after {after.isoformat()} ({self.timezone})")
+        return match
 
     def next_after(self, after: datetime) -> datetime:
         """The first fire strictly after ``after`` (aware; naive means UTC), in UTC."""
         if after.tzinfo is None:
             after = after.replace(tzinfo=UTC)
         after = after.astimezone(UTC)
+        return self._next_in_real_time(after) if self._compiled.wildcard else self._next_fixed(after)
+
+    def _next_fixed(self, after: datetime) -> datetime:
+        """A fixed-time job fires where the wall clock first shows a match or a later time
+        (``_reached``), so matches fire in their order, and the next fire is that of the first
+        match later than any time the clock has shown by ``after``: its time at ``after``, or,
+        in the second pass of a repeated span, the time just before it went back."""
         tz = self.tz
         local = after.astimezone(tz)
-        # Fast path: no offset change between ``after`` and the next wall-clock match, so wall
-        # clock and real time run in step and the first match is the first fire.
-        naive = next(self._matches(local.replace(tzinfo=None)), None)
-        if naive is None:
-            raise CronError(f"cron expression {self.expr!r} has no fire after {after.isoformat()}")
-        if _exists(naive, tz) and not _is_ambiguous(naive, tz):
-            candidate = naive.replace(tzinfo=tz)
-            if candidate.utcoffset() == local.utcoffset():
-                instant = candidate.astimezone(UTC)
-                if instant > after:
-                    return instant
-        # Near a DST change: start a little before, in wall-clock time, so that a fold's
-        # second pass is seen, and take the earliest real instant.
-        start = after.astimezone(tz).replace(tzinfo=None) - _FOLD_WINDOW
-        best: datetime | None = None
-        limit: datetime | None = None
-        for naive in self._matches(start):
-            if limit is not None and naive > limit:
-                break
-            for instant in self._instants(naive):
-                if instant > after and (best is None or instant < best):
-                    best = instant
-                    limit = naive + _FOLD_WINDOW
-        if best is None:
-            raise CronError(f"cron expression {self.expr!r} has no fire after {after.isoformat()}")
-        return best
+        if local.fold:  # the second pass (PEP 495's fold): find when the first one ended
+            first_pass = local.replace(fold=0).astimezone(UTC)
+            local = (_transition(tz, first_pass, after) - _TICK).astimezone(tz)
+        return _reached(self._first_match(local.replace(tzinfo=None)), tz)
+
+    def _next_in_real_time(self, after: datetime) -> datetime:
+        """A wildcard job fires at every instant whose wall-clock time matches. While the offset
+        holds, the wall clock runs in step with real time, so the first match at or after the
+        clock's time at ``start`` is the fire; when the offset changes before it, the walk goes
+        on from the change (bisected). Only a match more than a day away is placed by zoneinfo
+        instead (the clock will have run a day without changing, see ``_NEAR``)."""
+        tz = self.tz
+        start = after.replace(microsecond=0) + timedelta(seconds=1)  # fires fall on whole seconds
+        while True:
+            local = start.astimezone(tz)
+            wall = local.replace(tzinfo=None)
+            match = self._first_match(wall - _TICK)  # at or after ``wall``
+            fire = start + (match - wall)  # where the match is if the offset holds
+            horizon = min(fire, start + _NEAR)
+            if horizon.astimezone(tz).utcoffset() != local.utcoffset():
+                start = _transition(tz, start, horizon)  # the first match is beyond it, if at all
+            elif fire == horizon:
+                return fire
+            elif _exists(match, tz):
+                # More than a day away, no change within a day of ``start``: the clock shows no
+                # time before ``wall`` again, so the match is the fire, at its first showing.
+                return _reached(match, tz)
+            else:
+                start = _reached(match, tz)  # skipped by a jump: go on from the jump
 
     def fires(self, after: datetime, until: datetime, *, limit: int | None = None) -> Iterator[datetime]:
         """Fires in ``(after, until]``, ascending, at most ``limit`` of them."""
