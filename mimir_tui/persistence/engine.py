@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +93,39 @@ def scrub(text: str, settings: PersistenceSettings | None) -> str:
     return mask_text(text)
 
 
-def prepare_sqlite_file(path: str) -> None:
-    """Create the data directory (0700) and the database file (0600), or refuse a foreign file.
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
-    A file that exists and is not a SQLite database is left byte-for-byte untouched.
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    return next((text for test, text in _KINDS if test(mode)), "not a regular file")
+
+
+def prepare_sqlite_file(path: str) -> None:
+    """Create the data directory (0700) and the database file (0600), or refuse what is not one.
+
+    Only a regular file is ever opened or chmodded: a device (``/dev/null``), a FIFO, a socket or
+    a directory at ``database_path`` is refused before anything touches it (opening some devices
+    has effects of its own), and so is a regular file that is neither empty nor a SQLite
+    database: each is left byte-for-byte and mode-for-mode untouched. An empty regular file is
+    taken as a new database, as SQLite itself does.
     """
     db = Path(path)
-    if db.is_dir():
-        raise PersistenceError(f"database_path {db} is a directory, not a SQLite database file")
+    try:
+        st = db.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise PersistenceError(f"cannot read database file {db}: {exc.strerror or exc}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = _kind(st.st_mode)
+        raise PersistenceError(f"database_path {db} is {kind}, not a SQLite database file (left untouched)")
     parent = db.parent
     try:
         if not parent.exists():
@@ -107,37 +134,63 @@ def prepare_sqlite_file(path: str) -> None:
         raise PersistenceError(f"cannot create data directory {parent}: {exc.strerror or exc}") from None
     if not parent.is_dir():
         raise PersistenceError(f"data directory {parent} is not a directory")
-    if db.exists():
+    if st is not None:
         try:
-            with open(db, "rb") as fh:
-                head = fh.read(len(SQLITE_MAGIC))
+            with _regular_file(db, follow=True, expect=st) as fd:
+                head = os.read(fd, len(SQLITE_MAGIC))
+                if head and head != SQLITE_MAGIC:
+                    raise PersistenceError(f"database_path {db} is not a SQLite database (left untouched)")
+                if not os.access(db, os.W_OK):
+                    raise PersistenceError(f"database file {db} is not writable")
+                _owner_only(fd)
         except OSError as exc:
             raise PersistenceError(f"cannot read database file {db}: {exc.strerror or exc}") from None
-        if head and head != SQLITE_MAGIC:
-            raise PersistenceError(f"database_path {db} is not a SQLite database (left untouched)")
-        if not os.access(db, os.W_OK):
-            raise PersistenceError(f"database file {db} is not writable")
-    else:
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise PersistenceError(f"data directory {parent} is not writable")
-        try:
-            fd = os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise PersistenceError(f"cannot create database file {db}: {exc.strerror or exc}") from None
+        return
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PersistenceError(f"data directory {parent} is not writable")
+    try:
+        fd = os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except FileExistsError:  # made meanwhile by another process: checked like any existing file
+        prepare_sqlite_file(path)
+        return
+    except OSError as exc:
+        raise PersistenceError(f"cannot create database file {db}: {exc.strerror or exc}") from None
     restrict_file_modes(db)
 
 
+@contextmanager
+def _regular_file(path: Path, *, follow: bool, expect: os.stat_result) -> Iterator[int]:
+    """A read-only descriptor on ``path`` if it is still the regular file ``expect`` (its
+    ``stat()`` as checked): what is read and chmodded is the file that was checked, never a
+    device or a pipe swapped in meanwhile (non-blocking: a FIFO cannot hang the open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino):
+            raise PersistenceError(f"database_path {path} changed while it was checked (left untouched)")
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _owner_only(fd: int) -> None:
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & 0o077:
+        os.fchmod(fd, mode & 0o700 or 0o600)
+
+
 def restrict_file_modes(db: Path) -> None:
-    """Database, WAL and shared-memory files readable by their owner only."""
-    for candidate in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+    """Database, WAL and shared-memory files readable by their owner only. Only regular files
+    are touched (the WAL and shared-memory files not through a symbolic link)."""
+    wal, shm = db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
+    for candidate, follow in ((db, True), (wal, False), (shm, False)):
         try:
-            mode = stat.S_IMODE(candidate.stat().st_mode)
-            if mode & 0o077:
-                os.chmod(candidate, mode & 0o700 or 0o600)
-        except OSError:
+            st = candidate.stat() if follow else candidate.lstat()
+            if stat.S_ISREG(st.st_mode):
+                with _regular_file(candidate, follow=follow, expect=st) as fd:
+                    _owner_only(fd)
+        except (OSError, PersistenceError):
             pass
 
 
