@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,62 +133,54 @@ def prepare_sqlite_file(path: str) -> None:
     if not parent.is_dir():
         raise PersistenceError(f"data directory {parent} is not a directory")
     if st is not None:
+        head = _read_head(db, st)
+        if head and head != SQLITE_MAGIC:
+            raise PersistenceError(f"database_path {db} is not a SQLite database (left untouched)")
+        if not os.access(db, os.W_OK):
+            raise PersistenceError(f"database file {db} is not writable")
+    else:
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PersistenceError(f"data directory {parent} is not writable")
         try:
-            with _regular_file(db, follow=True, expect=st) as fd:
-                head = os.read(fd, len(SQLITE_MAGIC))
-                if head and head != SQLITE_MAGIC:
-                    raise PersistenceError(f"database_path {db} is not a SQLite database (left untouched)")
-                if not os.access(db, os.W_OK):
-                    raise PersistenceError(f"database file {db} is not writable")
-                _owner_only(fd)
+            fd = os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except FileExistsError:  # made meanwhile by another process: checked like any existing file
+            prepare_sqlite_file(path)
+            return
         except OSError as exc:
-            raise PersistenceError(f"cannot read database file {db}: {exc.strerror or exc}") from None
-        return
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PersistenceError(f"data directory {parent} is not writable")
-    try:
-        fd = os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
-    except FileExistsError:  # made meanwhile by another process: checked like any existing file
-        prepare_sqlite_file(path)
-        return
-    except OSError as exc:
-        raise PersistenceError(f"cannot create database file {db}: {exc.strerror or exc}") from None
+            raise PersistenceError(f"cannot create database file {db}: {exc.strerror or exc}") from None
     restrict_file_modes(db)
 
 
-@contextmanager
-def _regular_file(path: Path, *, follow: bool, expect: os.stat_result) -> Iterator[int]:
-    """A read-only descriptor on ``path`` if it is still the regular file ``expect`` (its
-    ``stat()`` as checked): what is read and chmodded is the file that was checked, never a
-    device or a pipe swapped in meanwhile (non-blocking: a FIFO cannot hang the open)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW))
+def _read_head(db: Path, checked: os.stat_result) -> bytes:
+    """The first bytes of the regular file ``checked`` (its ``stat()``) at ``db``; a device or a
+    FIFO swapped in meanwhile is refused (non-blocking: a FIFO cannot hang the open)."""
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino):
-            raise PersistenceError(f"database_path {path} changed while it was checked (left untouched)")
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _owner_only(fd: int) -> None:
-    mode = stat.S_IMODE(os.fstat(fd).st_mode)
-    if mode & 0o077:
-        os.fchmod(fd, mode & 0o700 or 0o600)
+        fd = os.open(db, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+                raise PersistenceError(f"database_path {db} changed while it was checked (left untouched)")
+            return os.read(fd, len(SQLITE_MAGIC))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise PersistenceError(f"cannot read database file {db}: {exc.strerror or exc}") from None
 
 
 def restrict_file_modes(db: Path) -> None:
-    """Database, WAL and shared-memory files readable by their owner only. Only regular files
-    are touched (the WAL and shared-memory files not through a symbolic link)."""
+    """Database, WAL and shared-memory files readable by their owner only, if they are regular
+    files (the WAL and shared-memory files not through a symbolic link). Nothing is opened:
+    closing a descriptor of a database file would drop the SQLite locks this process holds on
+    it (POSIX advisory locks belong to the process, not the descriptor)."""
     wal, shm = db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
     for candidate, follow in ((db, True), (wal, False), (shm, False)):
         try:
             st = candidate.stat() if follow else candidate.lstat()
-            if stat.S_ISREG(st.st_mode):
-                with _regular_file(candidate, follow=follow, expect=st) as fd:
-                    _owner_only(fd)
-        except (OSError, PersistenceError):
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISREG(st.st_mode) and mode & 0o077:
+                os.chmod(candidate, mode & 0o700 or 0o600)
+        except OSError:
             pass
 
 
