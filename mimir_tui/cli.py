@@ -15,6 +15,7 @@ from typing import NoReturn
 from . import __version__
 from .commands import COMMAND_MODULES, Context
 from .errors import MimirError
+from .inputs import printable
 
 PROG = "mimir-tui"
 
@@ -75,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .tui.app import run_dashboard
 
         return run_dashboard(ctx.settings, theme=args.theme, demo=args.demo)
-    except MimirError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except MimirError as exc:  # one line: a newline or ESC in a name it quotes is escaped
+        print(f"{PROG}: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from .secrets import mask_text
 
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = printable(" ".join(str(exc).split()) or type(exc).__name__)
         print(
             f"{PROG}: error: unexpected {type(exc).__name__}: {mask_text(text)} (MIMIR_DEBUG=1 shows the traceback)",
             file=sys.stderr,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .inputs import shown, zone_info
 from .safeio import MAX_PIPELINE_FILE_BYTES, MAX_STEP_INPUT_BYTES, safe_load
 from .secrets import MASK, is_secret_key, mask_tree, mask_url  # mask_url: persistence.engine imports it from here
 
@@ -109,12 +110,7 @@ class SchedulerSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA timezone {value!r}") from None
+        zone_info(value)  # ValueError naming it
         return value
 
 
@@ -298,10 +294,10 @@ def _describe(error: ErrorDetails) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     given = error.get("input")
-    shown = MASK if any(is_secret_key(str(p)) for p in error["loc"]) else repr(mask_tree(given))
+    value = MASK if any(is_secret_key(str(p)) for p in error["loc"]) else shown(mask_tree(given))
     if isinstance(given, str) and "://" in given:
-        shown = repr(mask_url(given))
-    return f"key {key!r}: {msg} (got {shown})"
+        value = shown(mask_url(given))
+    return f"key {key!r}: {msg} (got {value})"
 
 
 def load_settings(

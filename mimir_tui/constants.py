@@ -65,3 +65,8 @@ class MisfirePolicy(str, Enum):
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 MISFIRE_POLICIES: tuple[str, ...] = tuple(p.value for p in MisfirePolicy)
+
+#: Characters a name or id column holds (VARCHAR(255): job ids, names, pipeline names, cron
+#: expressions). The models declare those columns with it, and input is checked against it
+#: before it reaches a database (SQLite would store more; PostgreSQL and MariaDB refuse).
+NAME_LENGTH = 255

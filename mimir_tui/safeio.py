@@ -26,6 +26,10 @@ from .errors import BadInput
 #: Hand-written files that reuse a block with ``*name`` or ``<<: *name`` stay far below it.
 MAX_ALIAS_NODES = 10_000
 
+#: Levels of nesting a YAML document may have (hand-written files have a handful): deeper is
+#: refused at its line, before composing it (recursively) exhausts Python's recursion limit.
+MAX_NESTING = 64
+
 #: The default of ``pipelines.max_file_bytes``: a pipeline file larger than this is refused.
 MAX_PIPELINE_FILE_BYTES = 1 << 20
 
@@ -34,14 +38,27 @@ MAX_STEP_INPUT_BYTES = 50 << 20
 
 
 class SafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses alias expansion past :data:`MAX_ALIAS_NODES` nodes."""
+    """``yaml.SafeLoader`` that refuses alias expansion past :data:`MAX_ALIAS_NODES` nodes, and
+    nesting deeper than :data:`MAX_NESTING` levels."""
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._tree_sizes: dict[yaml.Node, int] = {}  # node -> nodes in its tree, aliases expanded
         self._alias_nodes = 0
+        self._depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_NESTING} levels (refused)", self.peek_event().start_mark
+                )
+            return self._compose_counted(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _compose_counted(self, parent: Any, index: Any) -> Any:
         sizes = self._tree_sizes
         if not self.check_event(yaml.AliasEvent):
             node: Any = super().compose_node(parent, index)
@@ -124,6 +141,7 @@ def read_capped(path: str | os.PathLike[str], max_bytes: int, cap_name: str) -> 
 
 __all__ = [
     "MAX_ALIAS_NODES",
+    "MAX_NESTING",
     "MAX_PIPELINE_FILE_BYTES",
     "MAX_STEP_INPUT_BYTES",
     "SafeLoader",

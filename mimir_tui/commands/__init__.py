@@ -4,19 +4,23 @@ its line in the top-level help), ``register(subparsers, common)``, and sets a
 the dashboard's screens call.
 
 Building the parser must stay cheap: ``--help`` and usage errors print before any handler
-runs, so this package and its modules import only the standard library, ``..errors`` and
-``..constants`` at the top. Configuration, persistence, the scheduler, the pipelines and YAML
-are imported inside the handlers that use them (tests/unit/test_cli_imports.py checks it).
+runs, so this package and its modules import only the standard library, ``..errors``,
+``..constants`` and ``..inputs`` at the top. Configuration, persistence, the scheduler, the
+pipelines and YAML are imported inside the handlers that use them
+(tests/unit/test_cli_imports.py checks it).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..inputs import is_printable, printable
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -93,11 +97,24 @@ def short_time(value: Any) -> str:
 
 
 def print_json(value: Any) -> None:
-    json.dump(to_jsonable(value), sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """JSON on stdout; C1 control characters and lone surrogates, which JSON leaves as they are
+    outside ASCII, escaped as ``\\u0085`` (still the same JSON)."""
+    text = json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff]")
+
+
+def _printable_row(row: list[Any]) -> list[str]:
+    """A row's cells as text, escaped; one check of the whole row first (a million rows print)."""
+    cells = [str(c) for c in row]
+    return cells if is_printable("".join(cells)) else [printable(c) for c in cells]
 
 
 def print_table(rows: list[list[str]], headers: list[str]) -> None:
+    """Columns padded to their widest cell; stored text escaped (:func:`printable`)."""
+    rows = [_printable_row(row) for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=False)]

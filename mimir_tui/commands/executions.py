@@ -7,6 +7,7 @@ import argparse
 
 from ..constants import STATUSES
 from ..errors import BadInput
+from ..inputs import printable
 from . import Context, print_json, print_table, short_time, to_jsonable
 
 NAME = "executions"
@@ -102,18 +103,18 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         ("worker", record.worker_id or "-"),
     ]
     for label, value in fields:
-        print(f"{label:14} {value}")
+        print(f"{label:14} {printable(value)}")
     if record.error:
-        print(f"{'error':14} {record.error}")
+        print(f"{'error':14} {printable(record.error, multiline=True)}")
     steps = record.step_records()
     print(f"steps ({len(steps)}):")
     for i, step in enumerate(steps, 1):
-        print(f"  {i}. {step.step_name} [{step.plugin}]  {step.status}  {_duration(step.duration)}")
+        print(printable(f"  {i}. {step.step_name} [{step.plugin}]  {step.status}  {_duration(step.duration)}"))
         if step.error:
-            print(f"     error: {step.error}")
+            print(f"     error: {printable(step.error, multiline=True)}")
     if record.context:
         keys = ", ".join(record.context)
-        print(f"{'context keys':14} {keys}")
+        print(f"{'context keys':14} {printable(keys)}")
     print(f"{'log':14} {log_path}{'' if log_path.exists() else ' (not on this machine)'}")
     return 0
 
@@ -123,7 +124,7 @@ def run_cancel(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(record)
     elif record.status == "cancelled":
-        print(f"execution {record.id} ({record.pipeline}) was still queued: cancelled")
+        print(printable(f"execution {record.id} ({record.pipeline}) was still queued: cancelled"))
     else:
-        print(f"cancel requested for execution {record.id} ({record.pipeline}); it stops within a second")
+        print(printable(f"cancel requested for execution {record.id} ({record.pipeline}); it stops within a second"))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import BadInput, MimirError
+from ..inputs import printable
 from . import Context, print_json
 
 NAME = "health"
@@ -33,7 +34,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     else:
         for key in ("status", "backend", "database", "latency_ms", "size_bytes", "schema_version"):
             if key in report:
-                print(f"{key:15} {report[key]}")
+                print(f"{key:15} {printable(report[key])}")
         for table, count in report.get("row_counts", {}).items():
             print(f"{'rows.' + table:15} {count}")
         if "instances" in report:
@@ -41,7 +42,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             for w in report["instances"]:
                 load = f"{w['runs']}/{w['run_slots']} run slots taken" if w["run_slots"] is not None else "runs inline"
                 served = f", queues {','.join(w['queues'])}" if w["queues"] else ""
-                print(f"  {w['id']}  {w['status']}, {load}{served}, last beat {w['heartbeat_age_s']} s ago")
+                print(printable(f"  {w['id']}  {w['status']}, {load}{served}, last beat {w['heartbeat_age_s']} s ago"))
         for name, q in report.get("queues", {}).items():
             idle = (q["jobs"] or q["queued"]) and not q["instances"]
             note = "  (no running instance serves it: nothing runs these)" if idle else ""
@@ -50,5 +51,5 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 f"{q['instances']} instance(s){note}"
             )
     if "error" in report:  # with --json too: the one line on stderr that names the problem
-        print(f"mimir-tui: error: {report['error']}", file=sys.stderr)
+        print(f"mimir-tui: error: {printable(report['error'])}", file=sys.stderr)
     return 0 if report["status"] == "healthy" else 1

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ..constants import MISFIRE_POLICIES
 from ..errors import BadInput
+from ..inputs import printable, shown
 from . import Context, print_json, print_table, short_time, to_jsonable
 
 NAME = "jobs"
@@ -147,7 +148,7 @@ def _emit(job, args) -> int:
         print_json(job)
     else:
         for key, value in to_jsonable(job).items():
-            print(f"{key:22} {value if value is not None else '-'}")
+            print(f"{key:22} {printable(value) if value is not None else '-'}")
     return 0
 
 
@@ -236,17 +237,14 @@ def run_run(ctx: Context, args) -> int:
             key = f"{step.get('step_name')}:{step.get('status')}"
             if step.get("status") not in ("running", "queued") and key not in seen:
                 seen.add(key)
-                print(
-                    f"  {step.get('step_name')}: {step.get('status')} ({step.get('duration') or 0} ms)"
-                    + (f" {step.get('error')}" if step.get("error") else ""),
-                    flush=True,
-                )
+                line = f"  {step.get('step_name')}: {step.get('status')} ({step.get('duration') or 0} ms)"
+                print(printable(line + (f" {step.get('error')}" if step.get("error") else "")), flush=True)
 
     final = core.wait_for_run(ctx.backend, ctx.settings, request, on_progress=progress)
     if args.json:
         print_json(final)
     else:
-        print(f"execution {final.id}: {final.status}" + (f": {final.error}" if final.error else ""))
+        print(f"execution {final.id}: {final.status}" + (f": {printable(final.error)}" if final.error else ""))
     return 0 if final.status == "success" else 1
 
 
@@ -256,10 +254,11 @@ def _parse_instant(text: str | None) -> datetime | None:
     from ..persistence.types import as_utc
 
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
-        raise BadInput(f"--from {text!r} is not an ISO-8601 time (e.g. 2026-03-08T01:00:00Z)") from None
-    return as_utc(value)
+        raise BadInput(f"--from {shown(text)} is not an ISO-8601 time (e.g. 2026-03-08T01:00:00Z)") from None
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the calendar starts, in UTC
+        raise BadInput(f"--from {shown(text)} is outside the years 1 to 9999 in UTC") from None
 
 
 def run_next(ctx: Context, args) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..inputs import printable
 from . import Context, print_json, print_table, to_jsonable
 
 NAME = "pipelines"
@@ -90,15 +91,15 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(pipeline_json(row))
         return 0
-    print(f"name         {row.name}")
-    print(f"description  {row.description or ''}")
+    print(f"name         {printable(row.name)}")
+    print(f"description  {printable(row.description or '', multiline=True)}")
     print(f"enabled      {'yes' if row.enabled else 'no'}")
-    print(f"source       {row.source_path or '-'}")
+    print(f"source       {printable(row.source_path or '-')}")
     print(f"updated      {to_jsonable(row.updated_at)}")
     if row.load_error:
         print("load error   (the last good version below is what runs)")
         for line in row.load_error.splitlines():
-            print(f"  {line}")
+            print(f"  {printable(line)}")
     try:
         config = json.loads(row.config)
     except ValueError:
@@ -109,7 +110,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         print("definition:")
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
         for line in text.splitlines():
-            print(f"  {line}")
+            print(f"  {printable(line)}")
     return 0
 
 
@@ -122,7 +123,7 @@ def run_validate(ctx: Context, args: argparse.Namespace) -> int:
     bad = False
     for report in reports:
         for issue in report.issues:
-            print(str(issue), file=sys.stderr)
+            print(printable(issue), file=sys.stderr)
             bad = True
         for warning in report.warnings:  # risks, not errors: the exit status stays 0
             print(f"warning: {warning}", file=sys.stderr)
@@ -143,7 +144,7 @@ def run_validate(ctx: Context, args: argparse.Namespace) -> int:
         for report in reports:
             if report.ok:
                 names = ", ".join(s.name for s in report.pipelines)
-                print(f"ok  {report.path}: {len(report.pipelines)} pipeline(s): {names}")
+                print(printable(f"ok  {report.path}: {len(report.pipelines)} pipeline(s): {names}"))
     return 2 if bad else 0
 
 
@@ -152,7 +153,7 @@ def run_import(ctx: Context, args: argparse.Namespace) -> int:
 
     result = import_path(ctx.backend, args.path, _registry(ctx), max_bytes=ctx.settings.pipelines.max_file_bytes)
     for issue in result.issues:
-        print(str(issue), file=sys.stderr)
+        print(printable(issue), file=sys.stderr)
     if args.json:
         print_json(result.to_dict())
     else:
@@ -163,7 +164,7 @@ def run_import(ctx: Context, args: argparse.Namespace) -> int:
             ("removed", result.removed),
         ):
             for name in names:
-                print(f"{label:9}  {name}")
+                print(f"{label:9}  {printable(name)}")
         if not (result.added or result.updated or result.unchanged or result.removed) and result.ok:
             print("nothing to import")
     return 0 if result.ok else 2
@@ -210,7 +211,7 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
         line = f"step {counter['n']}/{total}  {step.step_name}  {step.status}  {duration} ms"
         if step.error:
             line += f"  {step.error}"
-        print(line, file=out, flush=True)
+        print(printable(line), file=out, flush=True)
 
     # A stop signal (SIGHUP too) cancels the run: it ends recorded, and the command exits 1.
     finished = run_pipeline_now(
@@ -231,6 +232,6 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
     else:
         print(f"execution {record.id}: {record.status} in {record.duration} ms")
         if record.error:
-            print(f"error: {record.error}")
+            print(f"error: {printable(record.error, multiline=True)}")
         print(f"log: {finished.log_path}")
     return 0 if record.status == "success" else 1

@@ -19,7 +19,7 @@ from sqlmodel import Field, SQLModel
 
 # FINISHED and WorkerStatus are re-exported (their callers import them from here); the aliases say so.
 from ..constants import FINISHED as FINISHED
-from ..constants import MisfirePolicy, Status, TriggeredBy
+from ..constants import NAME_LENGTH, MisfirePolicy, Status, TriggeredBy
 from ..constants import WorkerStatus as WorkerStatus
 from .types import JSONText, LongText, UTCDateTime, as_utc, utcnow
 
@@ -52,10 +52,10 @@ def check_queue_name(name: Any) -> str:
 class ScheduledJob(SQLModel):
     """A job: a pipeline on a cron schedule (table ``scheduled_jobs``)."""
 
-    id: str = Field(default_factory=new_id, primary_key=True, max_length=255)
-    name: str = Field(max_length=255)
-    pipeline: str = Field(max_length=255)
-    cron_expr: str = Field(max_length=255)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=NAME_LENGTH)
+    name: str = Field(max_length=NAME_LENGTH)
+    pipeline: str = Field(max_length=NAME_LENGTH)
+    cron_expr: str = Field(max_length=NAME_LENGTH)
     enabled: bool = True
     next_run: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_run: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -80,7 +80,7 @@ class ScheduledJob(SQLModel):
 class PipelineConfig(SQLModel):
     """A pipeline definition as stored (table ``pipelines``)."""
 
-    name: str = Field(primary_key=True, max_length=255)
+    name: str = Field(primary_key=True, max_length=NAME_LENGTH)
     description: str | None = Field(default=None, sa_type=LongText)
     config: str = Field(sa_type=LongText)  # the pipeline definition, as JSON text
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -100,12 +100,12 @@ class JobExecutionRecord(SQLModel):
     job_id: str | None = Field(
         default=None,
         sa_column=Column(
-            String(255),
+            String(NAME_LENGTH),
             ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_job_executions_job_id"),
             nullable=True,
         ),
     )
-    pipeline: str = Field(max_length=255)
+    pipeline: str = Field(max_length=NAME_LENGTH)
     start_time: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     end_time: datetime | None = Field(default=None, sa_type=UTCDateTime)
     duration: int | None = None  # milliseconds
@@ -180,12 +180,12 @@ class RunRequest(SQLModel):
     job_id: str | None = Field(
         default=None,
         sa_column=Column(
-            String(255),
+            String(NAME_LENGTH),
             ForeignKey("scheduled_jobs.id", ondelete="CASCADE", name="fk_run_queue_job_id"),
             nullable=True,
         ),
     )
-    pipeline: str = Field(max_length=255)
+    pipeline: str = Field(max_length=NAME_LENGTH)
     priority: int = 0
     available_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -193,8 +193,15 @@ class RunRequest(SQLModel):
     attempt: int = 1
     execution_id: str = Field(default_factory=new_id, max_length=64)
     scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    requested_by: str | None = Field(default=None, max_length=255)
+    requested_by: str | None = Field(default=None, max_length=NAME_LENGTH)
     queue: str = Field(default=DEFAULT_QUEUE, max_length=64)  # its job's (schema version 8)
+
+
+def text_limits(table: Table) -> dict[str, int]:
+    """The most characters each length-limited text column of ``table`` holds (VARCHAR(n)),
+    by column name: what input is checked against, on every backend alike."""
+    limits = {c.name: getattr(c.type, "length", None) for c in table.columns}  # String, or SQLModel's AutoString
+    return {name: length for name, length in limits.items() if isinstance(length, int)}
 
 
 def values_of(record: Any, table: Table) -> dict[str, Any]:

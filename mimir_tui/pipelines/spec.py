@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
+from ..constants import NAME_LENGTH
 from ..errors import BadInput
+from ..inputs import shown, text_problem
 from ..safeio import MAX_PIPELINE_FILE_BYTES, SafeLoader, UnsafeFile, read_capped
 from . import templates
 from .templates import RUN_KEY, TemplateError
@@ -63,11 +65,11 @@ class PipelineIssue:
     def __str__(self) -> str:
         parts: list[str] = []
         if self.pipeline is not None:
-            parts.append(f"pipeline {self.pipeline!r}")
+            parts.append(f"pipeline {shown(self.pipeline)}")
         if self.step is not None:
-            parts.append(f"step {self.step!r}")
+            parts.append(f"step {shown(self.step)}")
         if self.key is not None:
-            parts.append(f"key {self.key!r}")
+            parts.append(f"key {shown(self.key)}")
         head = ", ".join(parts)
         where = self.where()
         text = f"{head}: {self.message}" if head else self.message
@@ -211,6 +213,21 @@ def line_at(container: Any, path: Sequence[Any]) -> int | None:
 
 # -- the models ---------------------------------------------------------------------------------
 
+#: Validation context of a definition read back from the database: its names were checked when
+#: it came in (rows saved before a check existed still load and run).
+STORED = {"stored": True}
+
+
+def _input_text(value: str | None, info: ValidationInfo, *, limit: int | None = None) -> str | None:
+    """A name or text of a definition as given: no control characters (newlines and tabs in a
+    description), at most ``limit`` characters (the database column's); ValueError if not."""
+    if value is None or (info.context or {}).get("stored"):
+        return value
+    problem = text_problem(value, limit=limit, multiline=info.field_name == "description")
+    if problem is not None:
+        raise ValueError(f"{shown(value)} {problem}")
+    return value
+
 
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -224,6 +241,11 @@ class StepSpec(BaseModel):
     description: str = ""
 
     _raw: Any = PrivateAttr(default=None)
+
+    @field_validator("name", "output", "description")
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _input_text(value, info)
 
     @field_validator("config", mode="before")
     @classmethod
@@ -279,6 +301,11 @@ class PipelineSpec(BaseModel):
             return str(value)
         return value.strip() if isinstance(value, str) else value
 
+    @field_validator("name", "description")
+    @classmethod
+    def _text(cls, value: str, info: ValidationInfo) -> str | None:
+        return _input_text(value, info, limit=NAME_LENGTH if info.field_name == "name" else None)
+
     @property
     def source_path(self) -> str | None:
         return self._source
@@ -307,7 +334,7 @@ class PipelineSpec(BaseModel):
         """A spec from the JSON kept in the database (or a mapping)."""
         raw = json.loads(data) if isinstance(data, str) else data
         try:
-            spec = cls.model_validate(raw)
+            spec = cls.model_validate(raw, context=STORED)
         except ValidationError as exc:
             name = raw.get("name") if isinstance(raw, Mapping) else None
             raise PipelineError(_structure_issues(exc, raw, source, name)) from None

@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import product
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from croniter.croniter import CroniterBadDateError, CroniterError
 
 from ..errors import BadInput
+from ..inputs import zone_info
 
 _NICKNAMES = {
     "@yearly": "0 0 1 1 *",
@@ -89,9 +90,9 @@ class CronError(BadInput):
 @lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise CronError(f"unknown timezone {name!r} (use an IANA name such as Europe/Berlin)") from None
+        return zone_info(name)
+    except ValueError as exc:
+        raise CronError(str(exc)) from None
 
 
 def validate_cron(expr: str) -> str:
@@ -303,11 +304,20 @@ class CronSchedule:
         return match
 
     def next_after(self, after: datetime) -> datetime:
-        """The first fire strictly after ``after`` (aware; naive means UTC), in UTC."""
+        """The first fire strictly after ``after`` (aware; naive means UTC), in UTC;
+        :class:`CronError` when there is none before the calendar ends (the year 9999)."""
         if after.tzinfo is None:
             after = after.replace(tzinfo=UTC)
         after = after.astimezone(UTC)
-        return self._next_in_real_time(after) if self._compiled.wildcard else self._next_fixed(after)
+        try:
+            return self._next_in_real_time(after) if self._compiled.wildcard else self._next_fixed(after)
+        except (OverflowError, ValueError) as exc:  # datetime's "year 10000 is out of range"
+            if isinstance(exc, ValueError) and "out of range" not in str(exc):
+                raise
+            raise CronError(
+                f"cron expression {self.expr!r} has no fire after {after.isoformat()} "
+                "(the calendar ends in the year 9999)"
+            ) from None
 
     def _next_fixed(self, after: datetime) -> datetime:
         """A fixed-time job fires where the wall clock first shows a match or a later time

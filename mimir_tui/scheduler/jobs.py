@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import BadInput, NotFound
+from ..inputs import check_text
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
-from ..persistence.models import TriggeredBy, check_queue_name
+from ..persistence.models import JOBS, TriggeredBy, check_queue_name, text_limits
 from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
@@ -53,11 +54,16 @@ _FLOAT_RANGES = (  # seconds
 )
 
 
+#: The most characters each text column of a job holds: the same limits on every backend.
+_TEXT_LIMITS = text_limits(JOBS)
+
+
 def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
     if not job.id or not str(job.id).strip():
         raise BadInput("job id is empty")
-    if len(job.id) > 255:
-        raise BadInput(f"job id {job.id[:40]!r}... is longer than 255 characters")
+    for column, limit in _TEXT_LIMITS.items():  # id first: the messages below name the job by it
+        check_text(getattr(job, column), f"job {column}", limit=limit)
+    check_text(job.description or "", f"job {job.id!r}: description", multiline=True)
     if not job.name or not job.name.strip():
         raise BadInput(f"job {job.id!r}: name is empty")
     job.cron_expr = validate_cron(job.cron_expr)
