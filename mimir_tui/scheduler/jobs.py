@@ -61,9 +61,7 @@ _TEXT_LIMITS = text_limits(JOBS)
 def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
     if not job.id or not str(job.id).strip():
         raise BadInput("job id is empty")
-    for column, limit in _TEXT_LIMITS.items():  # id first: the messages below name the job by it
-        check_text(getattr(job, column), f"job {column}", limit=limit)
-    check_text(job.description or "", f"job {job.id!r}: description", multiline=True)
+    check_text(job.id, "job id", limit=_TEXT_LIMITS["id"])  # first: the messages below name the job by it
     if not job.name or not job.name.strip():
         raise BadInput(f"job {job.id!r}: name is empty")
     job.cron_expr = validate_cron(job.cron_expr)
@@ -91,6 +89,9 @@ def _check(job: ScheduledJob, backend: Any, *, require_pipeline: bool) -> None:
                 f"job {job.id!r}: {key} {value} is out of range"
                 f" ({'over ' if key == 'timeout_seconds' else ''}{low} to {high})"
             )
+    for column, limit in _TEXT_LIMITS.items():  # what the checks above leave: control characters, lengths
+        check_text(getattr(job, column), f"job {job.id!r}: {column}", limit=limit)
+    check_text(job.description or "", f"job {job.id!r}: description", multiline=True)
     if require_pipeline:
         try:
             backend.get_pipeline(job.pipeline)

@@ -152,14 +152,14 @@ def test_control_characters_in_job_names_and_ids_are_refused(kind: str, tmp_path
     assert cli("pipelines", "import", str(pipeline_file(tmp_path / "pipelines")))[0] == 0
     base = ["jobs", "add", "--pipeline", "p1", "--cron", "* * * * *"]
     code, _, err = cli(*base, "--name", bad)
-    one_error(code, err, mentions="job name 'evil")
+    one_error(code, err, mentions=": name 'evil")
     assert "control character" in err and "\x1b" not in err and "\x9b" not in err
     code, _, err = cli(*base, "--name", "fine", "--id", bad)
     one_error(code, err, mentions="job id 'evil")
     code, _, err = cli(*base, "--name", "fine", "--id", "j1")
     assert code == 0, err
     code, _, err = cli("jobs", "edit", "j1", "--name", bad)
-    one_error(code, err, mentions="job name 'evil")
+    one_error(code, err, mentions="job 'j1': name 'evil")
     code, _, err = cli("jobs", "edit", "j1", "--description", "ok\nmulti-line\x1b[2J")
     one_error(code, err, mentions="description")
     code, out, _ = cli("jobs", "list", "--json")
@@ -236,7 +236,7 @@ def test_long_names_are_refused_alike_on_every_backend(backend_settings: Setting
     assert code == 0, err
     add = ["jobs", "add", "--pipeline", longest, "--cron", "* * * * *"]
     code, _, err = run(*add, "--name", "n" * 70_000)
-    one_error(code, err, mentions="job name 'nnnn")
+    one_error(code, err, mentions=": name 'nnnn")
     assert f"has 70000 characters; at most {NAME_LENGTH} fit" in err
     code, _, err = run(*add, "--name", "n", "--id", "i" * (NAME_LENGTH + 1))
     one_error(code, err, mentions=f"at most {NAME_LENGTH} fit")
