@@ -11,6 +11,8 @@ class MimirError(Exception):
     """An error with a one-line message meant for an operator."""
 
     exit_code = 1
+    #: No retry can mend it: a long-running loop that meets it stops (see loop_errors).
+    fatal = False
 
 
 class BadInput(MimirError):
@@ -29,6 +31,13 @@ class NotFound(BadInput):
 
 class PersistenceError(MimirError):
     """The database could not be opened or an operation on it failed."""
+
+
+class DatabaseCorrupt(PersistenceError):
+    """The database file is damaged (SQLite: "database disk image is malformed"): nothing more
+    should run on it until it is restored or recovered."""
+
+    fatal = True
 
 
 class Conflict(MimirError):

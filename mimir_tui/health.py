@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import MimirError
+from .errors import DatabaseCorrupt, MimirError
 
 
 def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
-    """``{status, backend, database, latency_ms, size_bytes, row_counts, schema_version,
-    instances}``; ``instances``: the live scheduler instances (heartbeat within
-    ``stale_after`` seconds) and their load."""
+    """``{status, backend, database, latency_ms, integrity, size_bytes, row_counts,
+    schema_version, instances}``; ``instances``: the live scheduler instances (heartbeat within
+    ``stale_after`` seconds) and their load. A damaged database (SQLite's quick check, or any
+    operation of this process that met the damage) is unhealthy, its error saying what to do."""
     report: dict[str, Any] = {"backend": backend.backend, "database": backend.url}
     try:
         latency = backend.health()
+        integrity = backend.integrity()
+        if integrity is not None:
+            report["integrity"] = integrity
         report.update(backend.stats())
         now = backend.database_now()
         live = backend.workers.live_workers(stale_after=stale_after, now=now)
@@ -47,6 +51,8 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
                 for name in w.serves():
                     entry(name)["instances"] += 1
         report["queues"] = dict(sorted(queues.items()))
+        if backend.corruption:  # met earlier by this process (the dashboard's), on a page not read here
+            raise DatabaseCorrupt(backend.corruption)
     except MimirError as exc:
         report.update(status="unhealthy", error=str(exc))
         return report

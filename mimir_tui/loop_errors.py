@@ -3,7 +3,9 @@ watcher), logged so that a bug shows its stack without flooding the log.
 
 A loop must survive whatever one pass raises, and try again at the next. A
 :class:`~mimir_tui.errors.MimirError` is an expected condition (the database is briefly away)
-and stays one line each time, as it says all there is to say. Anything else is a bug: its
+and stays one line each time, as it says all there is to say. A *fatal* one (a damaged
+database: no pass will go through again) is handed to the loop's ``on_fatal``, which stops
+what the loop drives; it is not logged here (the database logged it once, when it met it). Anything else is a bug: its
 traceback is logged the first time, and its repeats (a bug in ``tick()`` fails every poll) are
 counted and summed up at most once a minute instead of filling the log with the same stack.
 """
@@ -66,8 +68,10 @@ class LoopErrors:
         mimir_level: int | None = None,
         summary_every: float = SUMMARY_EVERY,
         clock: Callable[[], float] = time.monotonic,
+        on_fatal: Callable[[MimirError], None] | None = None,
     ) -> None:
         self.log = logger
+        self.on_fatal = on_fatal
         self.what = what
         self.level = level
         self.mimir_level = level if mimir_level is None else mimir_level
@@ -78,6 +82,10 @@ class LoopErrors:
 
     def report(self, exc: BaseException, what: str | None = None) -> None:
         label = what or self.what
+        if isinstance(exc, MimirError) and exc.fatal:
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            return
         if isinstance(exc, MimirError):
             self.log.log(self.mimir_level, "%s: %s", label, exc)
             return

@@ -2,7 +2,9 @@
 heartbeat, stopped cleanly by SIGTERM or SIGINT. Imports no Textual.
 
 On a stop signal: stop firing and claiming, give running executions
-``scheduler.shutdown_grace`` seconds, mark the rest ``interrupted``, exit 0.
+``scheduler.shutdown_grace`` seconds, mark the rest ``interrupted``, exit 0. On a damaged
+database the same stop, at once, and :class:`~mimir_tui.errors.DatabaseCorrupt` (exit 1, one
+line naming the file and what to do) instead of an error logged at every poll.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
+from .errors import DatabaseCorrupt
 from .loop_errors import LoopErrors
 from .ops.retention import apply_retention
 from .persistence import open_backend
@@ -95,12 +98,15 @@ class Service:
                 self.backend.url,
                 self.scheduler.worker_id if self.scheduler else "-",
             )
-            while not self.stop_event.wait(1.0):
+            while not self.stop_event.wait(1.0) and not self.backend.corruption:
                 pass
         finally:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if self.backend.corruption:
+            log.info("mimir service stopped: the database is damaged")
+            raise DatabaseCorrupt(self.backend.corruption)
         log.info("mimir service stopped")
         return 0
 

@@ -32,7 +32,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        for key in ("status", "backend", "database", "latency_ms", "size_bytes", "schema_version"):
+        for key in ("status", "backend", "database", "latency_ms", "integrity", "size_bytes", "schema_version"):
             if key in report:
                 print(f"{key:15} {printable(report[key])}")
         for table, count in report.get("row_counts", {}).items():

@@ -25,8 +25,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..config import PersistenceSettings
-from ..errors import MimirError, PersistenceError
-from .db import Database, operation
+from ..errors import DatabaseCorrupt, MimirError, PersistenceError
+from .db import Database, damaged_message, is_damaged, operation
 from .engine import display_url, restrict_file_modes, scrub
 from .executions import UNFINISHED, ExecutionStore
 from .jobs import JobStore, PipelineStore
@@ -34,6 +34,12 @@ from .metrics import OperationMetrics
 from .models import EXECUTIONS, JOBS, PIPELINES, JobExecutionRecord, PipelineConfig, ScheduledJob
 from .runs import RunStore
 from .workers import WorkerStore
+
+#: Seconds the health check's quick check of a SQLite file may take (it reads the whole file;
+#: ``mimir-tui health`` runs as a container's health check, with a timeout of 10 s).
+QUICK_CHECK_SECONDS = 2.0
+#: Seconds between two quick checks in one process (the dashboard polls health every 2 s).
+INTEGRITY_EVERY = 300.0
 
 
 class Store(Protocol):
@@ -78,6 +84,9 @@ class Store(Protocol):
     def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int: ...
     def request_cancel(self, execution_id: str) -> JobExecutionRecord: ...
     def health(self) -> float: ...
+    def integrity(self) -> str | None: ...
+    @property
+    def corruption(self) -> str | None: ...
     def stats(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
@@ -94,6 +103,7 @@ class PersistenceBackend:
         self.runs = RunStore(self.db)
         self.workers = WorkerStore(self.db, self.executions)
         self._closed = False
+        self._integrity: tuple[float, str | None] = (0.0, None)  # (time.monotonic(), verdict)
 
     @property
     def engine(self) -> Any:
@@ -184,6 +194,26 @@ class PersistenceBackend:
             conn.execute(text("SELECT 1")).scalar_one()
         return time.perf_counter() - start
 
+    @property
+    def corruption(self) -> str | None:
+        """The first error that said the database file is damaged, if any operation met one."""
+        return self.db.corruption
+
+    @operation("integrity")
+    def integrity(self) -> str | None:
+        """SQLite: ``"ok"``, or ``"not finished in N s"`` when the quick check of the file ran out
+        of time (a large database); a damaged file raises :class:`DatabaseCorrupt`. At most one
+        check each :data:`INTEGRITY_EVERY` seconds (the dashboard asks every few seconds).
+        None on a server backend (its server checks its own files)."""
+        if self.dialect != "sqlite":
+            return None
+        checked_at, verdict = self._integrity
+        if verdict is None or time.monotonic() - checked_at >= INTEGRITY_EVERY:
+            done = self.db.quick_check(QUICK_CHECK_SECONDS)
+            verdict = "ok" if done else f"not finished in {QUICK_CHECK_SECONDS:g} s (checked up to there)"
+            self._integrity = (time.monotonic(), verdict)
+        return verdict
+
     @operation("stats")
     def stats(self) -> dict[str, Any]:
         """Size on disk and row counts, for the health command and the DB health pane."""
@@ -246,6 +276,8 @@ def open_backend(settings: Any) -> PersistenceBackend:
         engine.dispose()
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if is_damaged(exc):
+            raise DatabaseCorrupt(damaged_message(persistence, first)) from None
         raise PersistenceError(f"cannot open {display_url(persistence)}: {scrub(first, persistence)}") from None
     if persistence.backend == "sqlite":
         restrict_file_modes(Path(persistence.database_path))

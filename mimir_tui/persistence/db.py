@@ -36,7 +36,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..config import PersistenceSettings
-from ..errors import MimirError, NotFound, PersistenceError
+from ..errors import DatabaseCorrupt, MimirError, NotFound, PersistenceError
 from .engine import WRITE, display_url, scrub
 from .gate import WriteGate, write_gate
 from .metrics import OperationMetrics
@@ -84,9 +84,31 @@ class Dialect:
         )
 
 
+#: SQLite's result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGED_CODES = frozenset({11, 26})
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """True if ``exc`` (a driver error, or SQLAlchemy's wrapping of one) says the database file
+    is damaged ("database disk image is malformed", "file is not a database")."""
+    code = getattr(getattr(exc, "orig", None) or exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _DAMAGED_CODES
+
+
+def damaged_message(settings: PersistenceSettings, detail: str) -> str:
+    """One line for a damaged SQLite database: which file, what SQLite said, what to do."""
+    path = settings.database_path
+    return (
+        f"the database file {path} is damaged ({detail}): stop every Mimir process using it, then restore "
+        f"a backup, or recover what it holds with: sqlite3 {path} .recover | sqlite3 {path}.recovered"
+    )
+
+
 def operation(name: str) -> Callable[[F], F]:
     """Count and time a store method in its database's metrics; turn driver errors into one-line
-    :class:`PersistenceError` (no password). The method's object has a ``db`` attribute."""
+    :class:`PersistenceError` (no password), and an error saying the file is damaged into
+    :class:`DatabaseCorrupt` (see :meth:`Database.damaged`). The method's object has a ``db``
+    attribute."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -100,12 +122,14 @@ def operation(name: str) -> Callable[[F], F]:
                 return result
             except MimirError as exc:
                 ok = isinstance(exc, NotFound)  # a lookup that finds nothing is not a failure
-                if not ok:
+                if not ok and not isinstance(exc, DatabaseCorrupt):  # that one is logged once
                     log.warning("persistence operation %s failed: %s", name, exc)
                 raise
             except Exception as exc:
                 if not db.is_database_error(exc):
                     raise
+                if is_damaged(exc):
+                    raise db.damaged(db.describe(exc), name) from None
                 message = db.describe(exc)
                 log.error("persistence operation %s failed: %s", name, message)
                 raise PersistenceError(f"{name} failed: {message}") from None
@@ -196,6 +220,8 @@ class Database:
         self._lock = threading.Lock()
         self._idle: list[Any] = []  # SQLite: driver connections kept between calls
         self._keep = max(1, settings.pool_size)
+        #: The message of the first error that said the file is damaged (None: none seen).
+        self.corruption: str | None = None
 
     # -- SQLAlchemy connections ---------------------------------------------------------
 
@@ -341,6 +367,38 @@ class Database:
     def is_integrity_error(self, exc: BaseException) -> bool:
         """A constraint said no (a duplicate key, a missing foreign key), on either path."""
         return isinstance(exc, (IntegrityError, self._dbapi_integrity_error))
+
+    def damaged(self, detail: str, seen_by: str) -> DatabaseCorrupt:
+        """The error for a damaged database file. The first is logged (once, CRITICAL: the
+        loops that meet it again stay quiet) and kept in :attr:`corruption` for the health
+        check and the service, which stops on it."""
+        error = DatabaseCorrupt(damaged_message(self.settings, detail))
+        with self._lock:
+            first, self.corruption = self.corruption is None, self.corruption or str(error)
+        if first:
+            log.critical("%s (seen by %s)", error, seen_by)
+        return error
+
+    def quick_check(self, budget: float) -> bool:
+        """SQLite's ``PRAGMA quick_check``, given ``budget`` seconds (it reads the whole file:
+        a large database is not checked to its end); True if it found nothing, False if it ran
+        out of time. A problem found raises :class:`DatabaseCorrupt` naming the first one."""
+        conn = self._acquire()
+        deadline = time.monotonic() + budget
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        except self._dbapi_error as exc:
+            if "interrupted" in str(exc) and not is_damaged(exc):
+                return False
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+            self._release(conn)
+        found = [line for row in rows for line in str(row[0]).splitlines() if not line.startswith("***")]
+        if found == ["ok"]:
+            return True
+        raise self.damaged(found[0] if found else "quick_check failed", "quick_check")
 
     def describe(self, exc: BaseException) -> str:
         orig = getattr(exc, "orig", None) or exc

@@ -161,10 +161,12 @@ class Scheduler:
         self._unstarted: list | None = None  # the runs a tick has claimed, started when it ends
         # (time.monotonic(), [(queues, free run slots) of each live peer]) as last read
         self._peers_seen: tuple[float, list[tuple[set[str], int]]] = (float("-inf"), [])
-        # What the loops raise: a bug's stack once, not at every poll.
-        self._tick_errors = LoopErrors(log, "scheduler tick failed")
-        self._queue_errors = LoopErrors(log, "queue poll failed")
-        self._beat_errors = LoopErrors(log, "heartbeat failed")
+        # What the loops raise: a bug's stack once, not at every poll; a fatal error (a damaged
+        # database) stops firing and claiming (see halt).
+        self.fatal: MimirError | None = None
+        self._tick_errors = LoopErrors(log, "scheduler tick failed", on_fatal=self.halt)
+        self._queue_errors = LoopErrors(log, "queue poll failed", on_fatal=self.halt)
+        self._beat_errors = LoopErrors(log, "heartbeat failed", on_fatal=self.halt)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -216,7 +218,8 @@ class Scheduler:
             for record in interrupted:
                 self._maybe_retry(record)
         except MimirError as exc:
-            log.error("could not mark the runs of %s interrupted: %s", self.worker_id, exc)
+            if not exc.fatal:  # a damaged database: said once already
+                log.error("could not mark the runs of %s interrupted: %s", self.worker_id, exc)
         try:
             self.backend.workers.heartbeat(self.worker_id, status="stopped")
         except MimirError:
@@ -225,6 +228,14 @@ class Scheduler:
             self.pool.shutdown()
         log.info("scheduler %s stopped (%d interrupted)", self.worker_id, len(interrupted) + self.executor.stopped_runs)
         return interrupted
+
+    def halt(self, error: MimirError) -> None:
+        """Stop firing and claiming, on an error no retry mends (the database is damaged): the
+        loops would fail at every pass. Runs in progress end as they can; :meth:`stop` (the
+        service's, once it sees :attr:`fatal`) does the rest."""
+        if self.fatal is None:
+            self.fatal = error
+            self._draining.set()
 
     # -- loops ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from mimir_tui.errors import PersistenceError
+from mimir_tui.errors import DatabaseCorrupt, PersistenceError
 from mimir_tui.loop_errors import LoopErrors, error_key
 
 log = logging.getLogger("mimir.test.loop")
@@ -110,3 +110,17 @@ def test_the_key_is_type_message_and_innermost_frame() -> None:
     assert (kind, message) == ("builtins.ZeroDivisionError", "division by zero")
     assert where.endswith(f"test_loop_errors.py:{bug.__code__.co_firstlineno + 1}")
     assert error_key(ValueError("never raised")) == ("builtins.ValueError", "never raised", "")
+
+
+def test_a_fatal_error_goes_to_on_fatal_and_is_not_logged_at_every_pass(caplog) -> None:
+    """A damaged database fails every pass alike: the loop's owner stops on it (on_fatal); the
+    line was logged once by the database that met it, not once a pass here (issue 9, item 8)."""
+    caplog.set_level(logging.DEBUG, logger=log.name)
+    seen: list[Exception] = []
+    errors = LoopErrors(log, "tick failed", clock=Ticks(), on_fatal=seen.append)
+    damaged = DatabaseCorrupt("the database file /x/mimir.db is damaged (database disk image is malformed)")
+    for _ in range(5):
+        errors.report(damaged)
+    assert seen == [damaged] * 5 and lines(caplog) == []
+    errors.report(PersistenceError("list_jobs failed: database is locked"))  # not fatal: one line
+    assert len(lines(caplog)) == 1 and seen == [damaged] * 5
