@@ -106,22 +106,19 @@ def print_json(value: Any) -> None:
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff]")
 
 
-def _printable_row(row: list[Any]) -> list[str]:
-    """A row's cells as text, escaped; one check of the whole row first (a million rows print)."""
-    cells = [str(c) for c in row]
-    return cells if is_printable("".join(cells)) else [printable(c) for c in cells]
-
-
-def print_table(rows: list[list[str]], headers: list[str]) -> None:
-    """Columns padded to their widest cell; stored text escaped (:func:`printable`)."""
-    rows = [_printable_row(row) for row in rows]
+def print_table(rows: list[list[Any]], headers: list[str]) -> None:
+    """Columns padded to their widest cell; stored text escaped (:func:`printable`), after one
+    check of the whole table (a million rows print)."""
+    table = [[str(c) for c in row] for row in rows]
+    if not is_printable("".join(map("".join, table))):
+        table = [[printable(c) for c in row] for row in table]
     widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=False)]
+    for row in table:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line.rstrip())
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 from . import config_cmd, executions, health, jobs, pipelines  # noqa: E402
