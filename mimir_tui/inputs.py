@@ -15,9 +15,12 @@ use it without loading the database stack.
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
 
 from .errors import BadInput
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 #: C0 controls, DEL, C1 controls, and lone surrogates (undecodable bytes of a command line).
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -78,6 +81,8 @@ def check_text(value: str, what: str, *, limit: int | None = None, multiline: bo
 def zone_info(name: str) -> ZoneInfo:
     """The IANA time zone ``name``; ValueError naming it (shortened) if there is none, whatever
     the name holds (a path, NUL, 5,000 characters: the file system's errors are not shown)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here: --help need not load it
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
