@@ -102,6 +102,11 @@ _KINDS = (
 )
 
 
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, from its ``st_mode``, in words ("a FIFO")."""
+    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
+
+
 class UnsafeFile(BadInput):
     """A file that is not a regular file, or larger than its cap. The message is a predicate
     ("is a FIFO, not a regular file"): callers put the path in front."""
@@ -123,8 +128,7 @@ def read_capped(path: str | os.PathLike[str], max_bytes: int, cap_name: str) -> 
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = next((kind for test, kind in _KINDS if test(info.st_mode)), "a special file")
-            raise UnsafeFile(f"is {kind}, not a regular file")
+            raise UnsafeFile(f"is {file_kind(info.st_mode)}, not a regular file")
         if info.st_size > max_bytes:
             raise UnsafeFile(f"is {info.st_size:,} bytes, more than {cap_name} ({max_bytes:,})")
         chunks: list[bytes] = []
@@ -146,6 +150,7 @@ __all__ = [
     "MAX_STEP_INPUT_BYTES",
     "SafeLoader",
     "UnsafeFile",
+    "file_kind",
     "read_capped",
     "safe_load",
 ]

@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..config import PersistenceSettings
 from ..errors import BadInput, PersistenceError
+from ..safeio import file_kind
 from ..secrets import MASK, is_secret_param, mask_text, mask_url
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -91,20 +92,6 @@ def scrub(text: str, settings: PersistenceSettings | None) -> str:
     return mask_text(text)
 
 
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _kind(mode: int) -> str:
-    """What a non-regular file is, in words."""
-    return next((text for test, text in _KINDS if test(mode)), "not a regular file")
-
-
 def prepare_sqlite_file(path: str) -> None:
     """Create the data directory (0700) and the database file (0600), or refuse what is not one.
 
@@ -122,7 +109,7 @@ def prepare_sqlite_file(path: str) -> None:
     except OSError as exc:
         raise PersistenceError(f"cannot read database file {db}: {exc.strerror or exc}") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        kind = _kind(st.st_mode)
+        kind = file_kind(st.st_mode)
         raise PersistenceError(f"database_path {db} is {kind}, not a SQLite database file (left untouched)")
     parent = db.parent
     try:

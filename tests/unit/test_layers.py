@@ -18,6 +18,7 @@ PERSISTENCE_MAY_IMPORT = {
     "mimir_tui.errors",
     "mimir_tui.secrets",
     "mimir_tui.constants",
+    "mimir_tui.safeio",
 }
 #: The fronts: the core (scheduler, pipelines, persistence, ops, vectors) imports none of them.
 FRONTS = ("mimir_tui.tui", "mimir_tui.commands", "mimir_tui.cli")
