@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..constants import STATUSES
-from ..errors import BadInput
+from ..errors import BadInput, NotFound
 from ..inputs import printable
 from . import Context, print_json, print_table, short_time, to_jsonable
 
@@ -86,6 +86,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         data["log_path"] = str(log_path)
         print_json(data)
         return 0
+    queued = record.status == "queued"
     fields = [
         ("id", record.id),
         ("pipeline", record.pipeline),
@@ -97,11 +98,13 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         ("triggered by", record.triggered_by),
         ("attempt", record.attempt),
         ("scheduled for", short_time(record.scheduled_for) if record.scheduled_for else "-"),
-        ("started", short_time(record.start_time)),
+        ("queued at" if queued else "started", short_time(record.start_time)),
         ("ended", short_time(record.end_time)),
         ("duration", _duration(record.duration)),
         ("worker", record.worker_id or "-"),
     ]
+    if queued and record.worker_id is None and record.job_id is not None:
+        fields.append(("queue", _waiting_note(ctx, record.job_id)))
     for label, value in fields:
         print(f"{label:14} {printable(value)}")
     if record.error:
@@ -115,8 +118,31 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     if record.context:
         keys = ", ".join(record.context)
         print(f"{'context keys':14} {printable(keys)}")
-    print(f"{'log':14} {log_path}{'' if log_path.exists() else ' (not on this machine)'}")
+    print(f"{'log':14} {_log_line(record, log_path)}")
     return 0
+
+
+def _waiting_note(ctx: Context, job_id: str) -> str:
+    """The queue a waiting run is in, and whether any instance will take it from there."""
+    try:
+        queue = ctx.backend.get_job(job_id).queue
+    except NotFound:  # deleted since: its queued runs went with it
+        return "-"
+    serving = len(ctx.backend.workers.serving(queue, stale_after=ctx.settings.scheduler.stale_after))
+    if serving:
+        return f"{queue} ({serving} running instance(s) serve it)"
+    return f"{queue} (no running instance serves it: the run waits until one starts)"
+
+
+def _log_line(record, log_path) -> str:
+    """Where the run's log is, or why there is none."""
+    if log_path.exists():
+        return str(log_path)
+    if record.status == "queued":
+        return "- (none yet: the run has not started)"
+    if record.status == "missed" or (record.worker_id is None and not record.steps):
+        return "- (none: the run never started)"
+    return f"{log_path} (not on this machine)"
 
 
 def run_cancel(ctx: Context, args: argparse.Namespace) -> int:

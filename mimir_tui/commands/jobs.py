@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 
 from ..constants import MISFIRE_POLICIES
@@ -223,10 +224,28 @@ def run_run(ctx: Context, args) -> int:
 
     request = core.run_job_now(ctx.backend, args.id)
     if not args.wait:
+        serving = ctx.backend.workers.serving(request.queue, stale_after=ctx.settings.scheduler.stale_after)
         if args.json:
-            print_json({"queued": request.id, "execution_id": request.execution_id, "job_id": request.job_id})
+            print_json(
+                {
+                    "queued": request.id,
+                    "execution_id": request.execution_id,
+                    "job_id": request.job_id,
+                    "queue": request.queue,
+                    "instances": len(serving),
+                }
+            )
         else:
             print(f"queued run of job {args.id}: execution {request.execution_id}")
+        if not serving:
+            print(
+                printable(
+                    f"note: no running instance serves queue {request.queue!r}: the run waits until one starts "
+                    f"(mimir-tui --headless). To run the job in this process instead: "
+                    f"mimir-tui executions cancel {request.execution_id}; mimir-tui jobs run {args.id} --wait"
+                ),
+                file=sys.stderr,
+            )
         return 0
     seen: set[str] = set()
 

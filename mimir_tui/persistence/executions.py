@@ -9,12 +9,25 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 
 from ..errors import Conflict, NotFound, PersistenceError
 from .db import Database, one_of, operation
 from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status, WorkerStatus, records, values_of
-from .rows import ExecutionRow
+from .rows import ExecutionRow, utc
 from .types import as_utc, utcnow
 
 #: Executions still in flight: never removed by retention, interrupted when their owner dies.
@@ -31,6 +44,58 @@ SAVED = [name for name in COLUMNS if name not in ("id", "cancel_requested")]
 
 def _records(rows: list[Any]) -> list[JobExecutionRecord]:
     return records(JobExecutionRecord, COLUMNS, rows)
+
+
+#: A run waiting in the queue (``run_queue``) read as an execution: the request is its only
+#: row until an instance claims it (claiming deletes the request and inserts the execution in
+#: one transaction), so readers of the history see it through this view. Status ``queued``,
+#: its time in the queue as its start, no worker and no steps yet; a column not named here is
+#: NULL. Constants are SQL literals: no parameters to bind at each read.
+_WAITING: dict[str, Any] = {
+    "id": QUEUE.c.execution_id,
+    "job_id": QUEUE.c.job_id,
+    "pipeline": QUEUE.c.pipeline,
+    "start_time": QUEUE.c.created_at,
+    "updated_at": QUEUE.c.created_at,
+    "triggered_by": QUEUE.c.triggered_by,
+    "attempt": QUEUE.c.attempt,
+    "status": literal_column(f"'{Status.queued.value}'"),
+    "cancel_requested": false(),
+    "context": literal_column("'{}'"),
+    "steps": literal_column("'[]'"),
+}
+
+
+def _waiting_column(name: str) -> Any:
+    """The column ``name`` of ``job_executions`` as a waiting run has it, typed as that column
+    (its values convert as the stored ones do)."""
+    column = EXECUTIONS.c[name]
+    return type_coerce(_WAITING.get(name, null()), column.type).label(name)
+
+
+#: The columns a page of history is filtered and ordered by: (job, start, id).
+_RUN_KEYS = (EXECUTIONS.c.job_id, EXECUTIONS.c.start_time, EXECUTIONS.c.id)
+_WAITING_KEYS = (QUEUE.c.job_id, QUEUE.c.created_at, QUEUE.c.execution_id)
+
+
+def _page_of(query: Any, keys: tuple[Any, Any, Any], job_id: str | None, before: Any) -> Any:
+    """``query`` as a page of history: the job's rows (``job_id`` given), older than the
+    keyset cursor ``before`` (given), newest first, at most ``:limit``."""
+    job, start, ident = keys
+    if job_id is not None:
+        query = query.where(job == bindparam("job_id"))
+    if before is not None:
+        at = bindparam("start", type_=start.type)
+        last: Any = bindparam("last")
+        query = query.where(or_(start < at, and_(start == at, ident < last)))
+    return query.order_by(start.desc(), ident.desc()).limit(bindparam("limit"))
+
+
+def _page_values(job_id: str | None, limit: int, before: tuple[datetime, str] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"job_id": job_id, "limit": max(0, int(limit))}
+    if before is not None:
+        values["start"], values["last"] = as_utc(before[0]), before[1]
+    return values
 
 
 class ExecutionStore:
@@ -130,6 +195,11 @@ class ExecutionStore:
         )
         rows = self.db.fetch(prepared, {"id": execution_id})
         if not rows:
+            # Still waiting in the queue; else claimed since the first read (the claim deletes
+            # the request and inserts the execution in one transaction), or unknown.
+            rows = self._waiting(COLUMNS, "get", None, 1, None, execution_id=execution_id, convert=True)
+            rows = rows or self.db.fetch(prepared, {"id": execution_id})
+        if not rows:
             raise NotFound(f"execution {execution_id!r} not found")
         return _records(rows)[0]
 
@@ -145,7 +215,7 @@ class ExecutionStore:
         """Whole records, newest first. ``job_id`` None lists every job's. ``before`` is a
         keyset cursor ``(start_time, id)`` of the last row of the previous page: paging a
         million rows stays as fast as the first page."""
-        found = self._history(EXECUTIONS.columns, "list", job_id, limit, status, before, convert=True)
+        found = self._history(COLUMNS, "list", job_id, limit, status, before, convert=True)
         return _records(found)
 
     @operation("page_executions")
@@ -159,12 +229,12 @@ class ExecutionStore:
     ) -> list[ExecutionRow]:
         """Lean rows of the history (everything but the context), newest first; the same
         filters and cursor as :meth:`history`."""
-        columns = [EXECUTIONS.c[name] for name in ExecutionRow.COLUMNS]
-        return [ExecutionRow(r) for r in self._history(columns, "page", job_id, limit, status, before, convert=False)]
+        rows = self._history(ExecutionRow.COLUMNS, "page", job_id, limit, status, before, convert=False)
+        return [ExecutionRow(r) for r in rows]
 
     def _history(
         self,
-        columns: Any,
+        names: Sequence[str],
         kind: str,
         job_id: str | None,
         limit: int,
@@ -173,30 +243,59 @@ class ExecutionStore:
         *,
         convert: bool,
     ) -> list[Any]:
+        """The executions, and the runs still waiting in the queue (read first: a request
+        claimed between the two reads is then seen twice, as queued and as running, and kept
+        once, never missed), merged newest first."""
         statuses = None if status is None else ([status] if isinstance(status, str) else list(status))
         if statuses == []:
             return []  # IN () matches nothing
+        waiting = []
+        if statuses is None or Status.queued.value in statuses:
+            waiting = self._waiting(names, kind, job_id, limit, before, convert=convert)
         shape = (kind, job_id is not None, None if statuses is None else len(statuses), before is not None)
 
         def build() -> Any:
-            query = select(*columns)
-            if job_id is not None:
-                query = query.where(EXECUTIONS.c.job_id == bindparam("job_id"))
+            query = _page_of(select(*(EXECUTIONS.c[name] for name in names)), _RUN_KEYS, job_id, before)
             if statuses is not None:
                 query = query.where(EXECUTIONS.c.status.in_([bindparam(f"s{i}") for i in range(len(statuses))]))
-            if before is not None:
-                start = bindparam("start", type_=EXECUTIONS.c.start_time.type)
-                last: Any = bindparam("last")
-                query = query.where(
-                    or_(EXECUTIONS.c.start_time < start, and_(EXECUTIONS.c.start_time == start, EXECUTIONS.c.id < last))
-                )
-            return query.order_by(EXECUTIONS.c.start_time.desc(), EXECUTIONS.c.id.desc()).limit(bindparam("limit"))
+            return query
 
-        values: dict[str, Any] = {"job_id": job_id, "limit": max(0, int(limit))}
+        values = _page_values(job_id, limit, before)
         for i, value in enumerate(statuses or ()):
             values[f"s{i}"] = value
-        if before is not None:
-            values["start"], values["last"] = as_utc(before[0]), before[1]
+        found = self.db.fetch(self.db.prepare(shape, build), values, convert=convert)
+        if not waiting:
+            return found
+        ident, start = names.index("id"), names.index("start_time")
+        seen = {row[ident] for row in found}
+        merged = [*found, *(row for row in waiting if row[ident] not in seen)]
+        merged.sort(key=lambda row: (utc(row[start]), row[ident]), reverse=True)
+        return merged[: max(0, int(limit))]
+
+    def _waiting(
+        self,
+        names: Sequence[str],
+        kind: str,
+        job_id: str | None,
+        limit: int,
+        before: tuple[datetime, str] | None,
+        *,
+        execution_id: str | None = None,
+        convert: bool,
+    ) -> list[Any]:
+        """The runs waiting in the queue, as rows of the columns ``names`` of executions (see
+        :data:`_WAITING`), newest first: a page of them (the filters of :meth:`_history`), or
+        the one whose execution id is ``execution_id``."""
+        shape = ("waiting", kind, job_id is not None, before is not None, execution_id is not None)
+
+        def build() -> Any:
+            query = select(*(_waiting_column(name) for name in names))
+            if execution_id is not None:
+                query = query.where(QUEUE.c.execution_id == bindparam("execution_id"))
+            return _page_of(query, _WAITING_KEYS, job_id, before)
+
+        values = _page_values(job_id, limit, before)
+        values["execution_id"] = execution_id
         return self.db.fetch(self.db.prepare(shape, build), values, convert=convert)
 
     @operation("count_running")

@@ -71,6 +71,15 @@ class WorkerStore:
         cutoff = (as_utc(now) or self.db.now()) - timedelta(seconds=stale_after)
         return [w for w in self.list_workers() if w.status in LIVE_WORKER and w.heartbeat_at >= cutoff]
 
+    def serving(self, queue: str, *, stale_after: float, now: datetime | None = None) -> list[WorkerRow]:
+        """The live instances that claim runs of ``queue``: running (a stopping one takes no
+        more work) and serving it."""
+        return [
+            w
+            for w in self.live_workers(stale_after=stale_after, now=now)
+            if w.status == WorkerStatus.running.value and queue in w.serves()
+        ]
+
     @operation("reap_stale_workers")
     def reap_stale_workers(
         self, *, stale_after: float, now: datetime | None = None, also: list[str] | None = None

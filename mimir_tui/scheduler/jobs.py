@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import BadInput, NotFound
 from ..inputs import check_text
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
-from ..persistence.models import JOBS, TriggeredBy, check_queue_name, text_limits
+from ..persistence.models import JOBS, Status, TriggeredBy, check_queue_name, text_limits
 from ..persistence.types import as_utc
 from .cron import CronSchedule, validate_cron, zone
 
@@ -230,18 +230,15 @@ def wait_for_run(
 
     deadline = None if timeout is None else time.monotonic() + timeout
     started = time.monotonic()
-    live = [
-        w
-        for w in backend.workers.live_workers(stale_after=settings.scheduler.stale_after)
-        if request.queue in w.serves()
-    ]
+    live = backend.workers.serving(request.queue, stale_after=settings.scheduler.stale_after)
     grace = claim_after if live else 0.0  # nobody serves its queue: run it here at once
     while True:
         try:
             record = backend.get_execution(request.execution_id)
         except NotFound:
             record = None
-        if record is not None:
+        # Still waiting in the queue (a claim creates the execution ``running``), or gone.
+        if record is not None and record.status != Status.queued.value:
             if on_progress is not None:
                 on_progress(record)
             if record.status in FINISHED:

@@ -54,8 +54,9 @@ def fake_scheduler(backend: Any, settings: Any, clock: FakeClock, worker_id: str
 
 
 def executions(backend: Any, job_id: str | None = None) -> list:
-    """Every execution (of the job), oldest scheduled_for / start first."""
-    rows = backend.list_executions(job_id, 100_000)
+    """Every execution (of the job) an instance has claimed, oldest scheduled_for / start first
+    (not the runs still waiting in the queue, which the history lists too: no worker yet)."""
+    rows = [r for r in backend.list_executions(job_id, 100_000) if r.worker_id or r.status != "queued"]
     return sorted(rows, key=lambda e: (e.scheduled_for or e.start_time, e.attempt, e.start_time))
 
 
