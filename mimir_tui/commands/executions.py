@@ -78,6 +78,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def run_show(ctx: Context, args: argparse.Namespace) -> int:
     from ..pipelines.execlog import execution_log_path
+    from ..pipelines.summaries import one_line
 
     record = ctx.backend.get_execution(args.id)
     log_path = execution_log_path(ctx.settings, record.id)
@@ -115,6 +116,8 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
         print(printable(f"  {i}. {step.step_name} [{step.plugin}]  {step.status}  {_duration(step.duration)}"))
         if step.error:
             print(f"     error: {printable(step.error, multiline=True)}")
+        if step.output is not None:
+            print(f"     output: {printable(one_line(step.output))}")
     if record.context:
         keys = ", ".join(record.context)
         print(f"{'context keys':14} {printable(keys)}")

@@ -201,14 +201,14 @@ def run_run(ctx: Context, args: argparse.Namespace) -> int:
     spec = _resolve(ctx, args, registry)
     out = sys.stderr if args.json else sys.stdout
     total = len(spec.steps)
-    counter = {"n": 0}
 
     def on_step(step, record) -> None:
         if step.status == "running":
-            counter["n"] += 1
             return
         duration = step.duration if step.duration is not None else "-"
-        line = f"step {counter['n']}/{total}  {step.step_name}  {step.status}  {duration} ms"
+        # The step's number is its place in the record (a step that fails before it starts, on
+        # a template error, is reported once: failed).
+        line = f"step {len(record.steps or [])}/{total}  {step.step_name}  {step.status}  {duration} ms"
         if step.error:
             line += f"  {step.error}"
         print(printable(line), file=out, flush=True)

@@ -5,6 +5,7 @@ neither bloats the record nor leaks a key into it."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ..persistence.types import _json_default  # one conversion for records and logs
@@ -26,4 +27,37 @@ def summarize(value: Any, max_chars: int, secrets: SecretMasker | None = None) -
     return text[: max(0, max_chars)] + f"... [cut: {len(text)} chars]"
 
 
-__all__ = ["jsonable", "summarize"]
+#: The note :func:`summarize` ends a cut value with.
+_CUT = re.compile(r"\.\.\. \[cut: (\d+) chars\]\Z")
+
+
+def one_line(value: Any, width: int = 120) -> str:
+    """A kept value (a step's output, as :func:`summarize` left it) in one line of at most
+    ``width`` characters: a mapping's keys with short values (a text's start and length, a
+    list's length), a list's length and first items, a text's start. Not escaped for a
+    terminal: print it through :func:`~mimir_tui.inputs.printable`."""
+    if isinstance(value, dict):
+        text = ", ".join(f"{key}={_short(item)}" for key, item in value.items())
+    elif isinstance(value, list):
+        text = f"{len(value)} item(s): " + ", ".join(_short(item) for item in value[:5])
+    else:
+        text = _short(value, width - 30)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _short(value: Any, room: int = 32) -> str:
+    if isinstance(value, str):
+        cut = _CUT.search(value)
+        if cut is not None:  # the start of the JSON text of a value too large to keep whole
+            return f"{value[: min(room, cut.start())]}... ({cut[1]} chars of JSON)"
+        if len(value) <= room:
+            return json.dumps(value, ensure_ascii=False)
+        return f"{json.dumps(value[:room], ensure_ascii=False)}... ({len(value)} chars)"
+    if isinstance(value, list):
+        return f"[{len(value)} item(s)]"
+    if isinstance(value, dict):
+        return f"{{{len(value)} key(s)}}"
+    return json.dumps(value, ensure_ascii=False)
+
+
+__all__ = ["jsonable", "one_line", "summarize"]
