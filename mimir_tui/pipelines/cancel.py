@@ -17,15 +17,18 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._reason: str | None = None
+        self._status = "cancelled"
         self._lock = threading.Lock()
 
-    def cancel(self, reason: str | None = None) -> None:
+    def cancel(self, reason: str | None = None, *, status: str = "cancelled") -> None:
         """Ask the run to stop; ``reason`` (e.g. ``"cancelled: interrupted (SIGINT)"``) becomes
-        its error. Later calls change nothing."""
+        its error, and ``status`` its status (``interrupted``: the instance running it stops,
+        and the run is retried). Later calls change nothing."""
         with self._lock:
             if self._event.is_set():
                 return
             self._reason = reason
+            self._status = status
             self._event.set()
 
     @property
@@ -40,6 +43,11 @@ class CancelToken:
     def reason(self) -> str | None:
         """Why it was cancelled, if a reason was given."""
         return self._reason
+
+    @property
+    def status(self) -> str:
+        """The status the stopped run is recorded with."""
+        return self._status
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or ``timeout`` seconds pass; True if cancelled."""

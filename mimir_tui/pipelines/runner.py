@@ -60,14 +60,17 @@ OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
 
 @dataclass
 class _Stop:
-    """Why a run must stop early (set by the cancel watcher)."""
+    """Why a run must stop early (set by the cancel watcher), and the status it ends with
+    (``cancelled``, or ``interrupted`` when the instance running it stops)."""
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = ""
+    status: Status = Status.cancelled
 
-    def set(self, reason: str) -> None:
+    def set(self, reason: str, status: Status = Status.cancelled) -> None:
         if not self.event.is_set():
             self.reason = reason
+            self.status = status
             self.event.set()
 
 
@@ -372,6 +375,8 @@ class PipelineRunner:
             self._close_open_step(record, Status.cancelled, "interrupted")
         finally:
             watcher.cancel()
+        if status is Status.cancelled and not interrupted and stop.event.is_set():
+            status = stop.status  # e.g. interrupted: the log's last line says it too
 
         record.status = status.value
         record.error = secrets.mask(error) if error else None
@@ -409,17 +414,19 @@ class PipelineRunner:
             exec_log.write("WARNING", f"could not save progress: {exc}")
             return
         if not applied:
-            # Another instance ended this run (it took us for dead): stop, and keep its verdict.
-            status = "finished"
+            # Another instance ended this run (it took us for dead): stop, and keep its verdict
+            # (the log ends with it too).
+            stored: Status | None = None
             try:
-                status = (await asyncio.to_thread(self.backend.get_execution, record.id)).status
+                stored = Status((await asyncio.to_thread(self.backend.get_execution, record.id)).status)
             except Exception:  # noqa: BLE001 - only for the message
                 pass
-            message = f"execution {record.id} was ended by another instance (status {status})"
+            said = stored.value if stored else "finished"
+            message = f"execution {record.id} was ended by another instance (status {said})"
             log.warning("%s", message)
             exec_log.write("WARNING", message)
             if stop is not None:
-                stop.set(f"cancelled: {message}")
+                stop.set(message, stored or Status.cancelled)
 
     async def _save_final(self, record: JobExecutionRecord) -> JobExecutionRecord:
         """Save the run's end; returns the record as stored: ours, or, if another instance
@@ -455,7 +462,7 @@ class PipelineRunner:
         while not stop.event.is_set():
             if cancel is not None and cancel.cancelled:
                 reason = cancel.reason or "cancelled: stopped by the process running it"
-                stop.set(reason)
+                stop.set(reason, Status(cancel.status))
                 exec_log.write("WARNING", str(reason))
                 return
             now = time.monotonic()

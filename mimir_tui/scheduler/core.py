@@ -134,7 +134,6 @@ class Scheduler:
             clock=self.clock,
             worker_id=worker_id,
             job_lookup=self._job,
-            stopping=self._draining,
         )
         self.runner = self.executor.runner
         self.worker_id = self.executor.worker_id
@@ -199,12 +198,12 @@ class Scheduler:
             pass
         finished = self.pool.wait_idle(grace) if self.pool else True
         if not finished:
-            # Ask the runs to stop; each records itself ``interrupted`` (see Executor.execute)
-            # within about a second, a plugin that ignores the request included (the runner
-            # abandons it).
+            # Ask the runs to stop; each records itself ``interrupted`` within about a second,
+            # a plugin that ignores the request included (the runner abandons it), and is
+            # retried (see Executor.execute).
             with self._cancel_lock:
                 for cancel in self._cancel.values():
-                    request_cancel(cancel, STOPPED_REASON)
+                    request_cancel(cancel, STOPPED_REASON, Status.interrupted)
             if self.pool:
                 self.pool.wait_idle(2.0)
         self._stop.set()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -44,9 +43,10 @@ def new_cancel() -> CancelToken:
     return CancelToken()
 
 
-def request_cancel(cancel: CancelToken, reason: str) -> None:
-    """Ask the run holding ``cancel`` to stop; ``reason`` becomes its recorded error."""
-    cancel.cancel(reason)
+def request_cancel(cancel: CancelToken, reason: str, status: Status = Status.cancelled) -> None:
+    """Ask the run holding ``cancel`` to stop; ``reason`` becomes its recorded error, ``status``
+    its status."""
+    cancel.cancel(reason, status=status.value)
 
 
 # -- the executor -------------------------------------------------------------------------------
@@ -55,8 +55,7 @@ def request_cancel(cancel: CancelToken, reason: str) -> None:
 class Executor:
     """Runs claimed executions as worker ``worker_id``, on ``clock`` (by default the database
     server's, which every instance shares). ``job_lookup`` finds a run's job (the scheduler's
-    loaded jobs first); ``stopping``, once set, turns a run cancelled through its cancel
-    request into ``interrupted`` (the instance is stopping: the run is retried elsewhere)."""
+    loaded jobs first)."""
 
     def __init__(
         self,
@@ -67,7 +66,6 @@ class Executor:
         clock: Any = None,
         worker_id: str | None = None,
         job_lookup: Callable[[str], ScheduledJob | None] | None = None,
-        stopping: threading.Event | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings
@@ -81,7 +79,6 @@ class Executor:
         self.runner = runner
         self.worker_id = worker_id or make_worker_id()
         self._job_lookup = job_lookup
-        self.stopping = stopping or threading.Event()
         self.stopped_runs = 0  # runs interrupted by a stop that recorded it themselves
 
     # -- the worker -----------------------------------------------------------------------
@@ -162,19 +159,13 @@ class Executor:
             if failed is not None and job is not None:
                 self.maybe_retry(failed, job, fire=fire)
             return None
-        retry = final.status != Status.interrupted  # whoever marks a run interrupted queues its retry
-        if final.status == Status.cancelled and cancel.is_set() and self.stopping.is_set():
-            # Stopped by the instance's stop: not an operator's cancel. Interrupted, so that it
-            # is retried.
-            final.status = Status.interrupted.value
-            final.error = STOPPED_REASON
-            try:
-                self.backend.save_execution(final)
-                self.stopped_runs += 1
-                retry = True
-            except MimirError as exc:
-                log.error("could not mark execution %s interrupted: %s", final.id, exc)
-                retry = False
+        # Whoever marks a run interrupted queues its retry: here, a run this instance's stop
+        # interrupted (its cancel request says so, and the run recorded it: see
+        # Scheduler.stop), not one a peer ended.
+        stopped = final.status == Status.interrupted and cancel.is_set() and final.error == cancel.reason
+        if stopped:
+            self.stopped_runs += 1
+        retry = final.status != Status.interrupted or stopped
         if job is not None:
             try:
                 self.backend.jobs.set_schedule(job.id, last_result=final.status)
