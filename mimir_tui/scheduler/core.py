@@ -411,46 +411,41 @@ class Scheduler:
         self, job: ScheduledJob, fires: list[datetime], now: datetime, report: TickReport
     ) -> list[JobExecutionRecord]:
         """Claim the fires due to run and start them: one after another in each of the job's
-        free slots (``max_concurrent`` less its active runs), so the catch-up runs of a
-        downtime queue up instead of counting as overlaps of each other. With no free slot,
-        the fires are recorded ``missed`` (an overlap), never dropped."""
-        active = self.backend.executions.count_running(job.id)
-        slots = job.max_concurrent - active
-        if slots <= 0:
-            note = overlap_note(active, job.max_concurrent)
+        free slots (``max_concurrent`` less its active runs, counted by the claim itself, see
+        :meth:`RunStore.claim_fires_within`), so the catch-up runs of a downtime queue up
+        instead of counting as overlaps of each other. With no free slot, the fires are
+        recorded ``missed`` (an overlap), never dropped."""
+        records = [
+            _fire_record(
+                job_id=job.id,
+                pipeline=job.pipeline,
+                start_time=now,
+                status=Status.queued.value,
+                triggered_by=TriggeredBy.scheduler.value,
+                scheduled_for=fire,
+                worker_id=self.worker_id,
+                attempt=1,
+            )
+            for fire in fires
+        ]
+        claimed, room = self.backend.runs.claim_fires_within(records)
+        if room.free <= 0:
+            note = overlap_note(room.active, room.limit)
             report.missed.extend(self.backend.runs.claim_fires([self._missed_record(job, f, now, note) for f in fires]))
             return []
-        claimed: list[JobExecutionRecord] = []
-        try:
-            for fire in fires:
-                record = _fire_record(
-                    job_id=job.id,
-                    pipeline=job.pipeline,
-                    start_time=now,
-                    status=Status.queued.value,
-                    triggered_by=TriggeredBy.scheduler.value,
-                    scheduled_for=fire,
-                    worker_id=self.worker_id,
-                    attempt=1,
-                )
-                if not self.backend.runs.claim_fire(record):
-                    report.lost += 1
-                    continue
-                with self._cancel_lock:
-                    self._claimed.add(record.id)
-                self.fire_lags.append((self.clock.now() - fire).total_seconds())
-                report.claimed.append(record)
-                claimed.append(record)
-        finally:
-            # Even when a later claim failed (the database went away mid-tick): a claim that
-            # landed is ours, and is run (or handed to the pool), never left queued.
-            chains = [claimed[i::slots] for i in range(min(slots, len(claimed)))]
-            unstarted = self._unstarted
-            for chain in chains:
-                if unstarted is not None:
-                    unstarted.append((job, chain))  # started by tick() once the claims are done
-                else:
-                    self._submit_chain(job, chain)
+        report.lost += len(records) - len(claimed)
+        with self._cancel_lock:
+            self._claimed.update(record.id for record in claimed)
+        claimed_at = self.clock.now()
+        for record in claimed:
+            self.fire_lags.append((claimed_at - as_utc(record.scheduled_for)).total_seconds())
+        report.claimed.extend(claimed)
+        chains = [claimed[i :: room.free] for i in range(min(room.free, len(claimed)))]
+        for chain in chains:
+            if self._unstarted is not None:
+                self._unstarted.append((job, chain))  # started by tick() once the claims are done
+            else:
+                self._submit_chain(job, chain)
         return claimed
 
     def poll_queue(self, now: datetime | None = None) -> int:
