@@ -68,6 +68,26 @@ def test_a_retry_waits_while_its_job_runs_elsewhere(backend, backend_settings):
     assert sorted((r.triggered_by, r.status) for r in rows) == [("manual", "success"), ("retry", "success")]
 
 
+def test_jobs_run_wait_waits_for_the_run_of_its_job_in_progress(backend, backend_settings):
+    """``jobs run ID --wait`` with no service: the command runs the request itself, but not
+    alongside the job's run in progress (it said "no longer exists" when it could not claim
+    it); it runs it once that run has ended."""
+    job = _job(backend)
+    running = _running(backend, job)
+    request = jobs.run_job_now(backend, job.id)
+    out: list = []
+    waiter = threading.Thread(
+        target=lambda: out.append(jobs.wait_for_run(backend, backend_settings, request, claim_after=0, timeout=60))
+    )
+    waiter.start()
+    waiter.join(1.5)
+    assert waiter.is_alive() and [r.id for r in backend.runs.list_queue()] == [request.id]
+    running.status, running.end_time = "success", utcnow()
+    backend.save_execution(running)
+    waiter.join(60)
+    assert out and out[0].status == "success" and out[0].start_time >= running.end_time
+
+
 def test_a_fire_claimed_while_a_retry_claim_of_its_job_is_under_way_waits_for_it(backend, backend_settings):
     """The race across instances: instance A has counted the job's runs (none) in its claim of
     a retry and not yet inserted it, when instance B ticks the job's fire. B's claim must wait
