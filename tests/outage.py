@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 _HOLDER = """
 import sqlite3, sys
@@ -119,3 +121,43 @@ def _close(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class Outage:
+    """The database of ``settings`` (a copy, made to reach it through here) made unavailable by
+    :meth:`cut` and available again by :meth:`restore`: on SQLite another process holds the
+    write lock (writes fail after the busy timeout, reads go on); on PostgreSQL and MariaDB a
+    :class:`TcpProxy` cuts every connection and refuses new ones. Only backends opened on
+    :attr:`settings` are affected: the test's own backend still reaches the database."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings.model_copy(deep=True)
+        persistence = self.settings.persistence
+        self._held = ExitStack()
+        self._proxy: TcpProxy | None = None
+        if persistence.backend == "sqlite":
+            persistence.busy_timeout_ms = 300
+            return
+        parts = urlsplit(persistence.connection_string)
+        self._proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+        auth = parts.netloc.rpartition("@")[0]
+        netloc = f"{auth}@127.0.0.1:{self._proxy.port}" if auth else f"127.0.0.1:{self._proxy.port}"
+        persistence.connection_string = urlunsplit(parts._replace(netloc=netloc))
+        persistence.connect_timeout = 2
+
+    def cut(self) -> None:
+        if self._proxy is not None:
+            self._proxy.cut()
+        else:
+            self._held.enter_context(sqlite_write_locked(self.settings.persistence.database_path))
+
+    def restore(self) -> None:
+        if self._proxy is not None:
+            self._proxy.restore()
+        else:
+            self._held.close()
+
+    def close(self) -> None:
+        self._held.close()
+        if self._proxy is not None:
+            self._proxy.close()

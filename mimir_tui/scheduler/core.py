@@ -155,6 +155,10 @@ class Scheduler:
         # attempt holds it), carried on to the next retry
         self._fires_of: dict[str, datetime] = {}
         self._suspects: set[str] = set()  # own unfinished rows untracked at the last beat
+        # The database was out of reach at the last beat; until when peers are not judged by
+        # their heartbeats (see beat()).
+        self._cut_off = False
+        self._judge_peers_from: datetime | None = None
         # Fires claimed by a tick still in progress, not yet handed to the pool (a tick after
         # a downtime, or on a slow database, can outlast several heartbeats).
         self._claimed: set[str] = set()
@@ -260,7 +264,6 @@ class Scheduler:
     def _heartbeat_loop(self) -> None:
         while not self.clock.wait(self._stop, self.config.heartbeat_interval):
             try:
-                self.executor.sync_clock()
                 self.beat()
                 self._beat_errors.ok()
             except Exception as exc:
@@ -468,14 +471,37 @@ class Scheduler:
         return claimed
 
     def beat(self, now: datetime | None = None) -> list[JobExecutionRecord]:
-        """Heartbeat, then declare silent peers dead and retry their runs if allowed."""
-        now = as_utc(now) or self.executor.lease_now()
-        if not self.backend.workers.heartbeat(self.worker_id, now=now, load=self._load()):
+        """Heartbeat, then declare silent peers dead and retry their runs if allowed.
+
+        After this instance could not reach the database for a while (a beat failed, or took
+        so long that a live peer's heartbeat, held up as well, could look stale), it judges no
+        peer by its heartbeat for ``stale_after`` seconds: the outage silenced the peers too,
+        and each needs a beat of its own to show it is alive (a run whose end it is still
+        saving is its)."""
+        started = time.monotonic()
+        try:
+            self.executor.sync_clock()
+            now = as_utc(now) or self.executor.lease_now()
+            alive = self.backend.workers.heartbeat(self.worker_id, now=now, load=self._load())
+        except Exception:
+            self._cut_off = True
+            raise
+        if self._cut_off or time.monotonic() - started > self.config.stale_after - self.config.heartbeat_interval:
+            self._cut_off = False
+            self._judge_peers_from = now + timedelta(seconds=self.config.stale_after)
+            log.warning(
+                "the database was out of reach; peers are judged by their heartbeats again from %s",
+                self._judge_peers_from.isoformat(),
+            )
+        if not alive:
             # A peer declared us dead (we stalled); our runs were interrupted. Come back.
             log.warning("instance %s was declared dead by a peer; re-registering", self.worker_id)
             if not self.backend.workers.heartbeat(self.worker_id, now=now, status="running", revive=True):
                 self.register()  # the row is gone (pruned): register anew
-        dead, interrupted = self.backend.workers.reap_stale_workers(stale_after=self.config.stale_after, now=now)
+        dead: list[str] = []
+        interrupted: list[JobExecutionRecord] = []
+        if self._judge_peers_from is None or now >= self._judge_peers_from:
+            dead, interrupted = self.backend.workers.reap_stale_workers(stale_after=self.config.stale_after, now=now)
         if dead:
             log.warning("instances %s stopped heartbeating; %d run(s) interrupted", ", ".join(dead), len(interrupted))
         # Runs no live instance owns: no worker id (an unregistered process), an unknown one, or

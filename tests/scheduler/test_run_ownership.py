@@ -211,11 +211,11 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
                 return real(*args, **kwargs)
             original = scheduler.runner._save_final
 
-            async def late_final(record):
+            async def late_final(record, *args):
                 interrupted = backend.executions.interrupt_runs(["slowpoke"], "interrupted: reaped")
                 for r in interrupted:
                     scheduler._maybe_retry(r)
-                return await original(record)
+                return await original(record, *args)
 
             scheduler.runner._save_final = late_final
             try:
@@ -308,8 +308,10 @@ def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_s
 
 
 def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, clock, monkeypatch):
-    """The database is away when the run ends (and for the retries of Executor.record_failure): the
-    row stays running, then the next beats interrupt it and queue its retry."""
+    """The database stays away for the whole of ``scheduler.outcome_save_window`` after the run
+    ends: the row stays running (its end is not guessed), then the next beats interrupt it and
+    queue its retry."""
+    sqlite_settings.scheduler.outcome_save_window = 0
     job = jobs.create_job(
         store,
         name="m",
