@@ -8,10 +8,10 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sched_helpers import T0, add_pipelines, executions, fake_scheduler, ok_spec
+from sched_helpers import T0, add_pipelines, executions, fake_scheduler, ok_spec, saved_run
 from sqlalchemy import event
 
-from mimir_tui.persistence import JobExecutionRecord, RunRequest, open_backend, utcnow
+from mimir_tui.persistence import RunRequest, open_backend, utcnow
 from mimir_tui.pipelines.spec import PipelineSpec
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import DatabaseClock, FakeClock
@@ -25,21 +25,9 @@ def _job(backend, **options):
     return jobs.create_job(backend, name="one-at-a-time", pipeline="ok", cron_expr="* * * * *", now=T0, **options)
 
 
-def _running(backend, job, worker_id="elsewhere"):
+def _running(backend, job):
     """A run of ``job`` in progress on another (live) instance."""
-    record = JobExecutionRecord(
-        job_id=job.id,
-        pipeline=job.pipeline,
-        start_time=T0,
-        status="running",
-        triggered_by="scheduler",
-        scheduled_for=T0,
-        worker_id=worker_id,
-        context={},
-        steps=[],
-    )
-    backend.save_execution(record)
-    return record
+    return saved_run(backend, job, "elsewhere", scheduled_for=T0, start_time=T0)
 
 
 def test_a_retry_waits_while_its_job_runs_elsewhere(backend, backend_settings):

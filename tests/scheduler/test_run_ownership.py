@@ -24,6 +24,7 @@ from sched_helpers import (
     executions,
     fake_scheduler,
     ok_spec,
+    saved_run,
     write_config,
 )
 
@@ -41,20 +42,7 @@ def _job(backend, **options):
     return jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=T0, **options)
 
 
-def _row(backend, job, worker_id, status="running", scheduled_for=None):
-    record = JobExecutionRecord(
-        job_id=job.id,
-        pipeline=job.pipeline,
-        start_time=utcnow(),
-        status=status,
-        triggered_by="scheduler" if scheduled_for else "manual",
-        scheduled_for=scheduled_for,
-        worker_id=worker_id,
-        context={},
-        steps=[],
-    )
-    backend.save_execution(record)
-    return record
+_row = saved_run
 
 
 def _worker(backend, worker_id, status="running"):
