@@ -29,6 +29,7 @@ from ..errors import MimirError
 from ..loop_errors import LoopErrors
 from ..persistence import JobExecutionRecord, RunRequest, ScheduledJob, new_id
 from ..persistence.models import Status, TriggeredBy
+from ..persistence.runs import JobRoom
 from ..persistence.types import as_utc
 from ..pipelines.cancel import CancelToken
 from .clock import DatabaseClock
@@ -431,7 +432,12 @@ class Scheduler:
             )
             for fire in fires
         ]
-        claimed, room = self.backend.runs.claim_fires_within(records)
+        # A read first: a fire that finds the job's run still going (the common overlap) costs
+        # no write lock; one that finds room is claimed with the count taken again, locked.
+        room = JobRoom(self.backend.executions.count_running(job.id), job.max_concurrent)
+        claimed: list = []  # of records, each with its scheduled_for
+        if room.free > 0:
+            claimed, room = self.backend.runs.claim_fires_within(records)
         if room.free <= 0:
             note = overlap_note(room.active, room.limit)
             report.missed.extend(self.backend.runs.claim_fires([self._missed_record(job, f, now, note) for f in fires]))
