@@ -459,7 +459,7 @@ class PipelineRunner:
                 return stored
             except MimirError as exc:
                 now = time.monotonic()
-                if last_try or now >= deadline:
+                if last_try or now >= deadline or getattr(exc, "fatal", False):  # a damaged file stays damaged
                     message = f"execution {record.id} ended {record.status}, but its end could not be saved: {exc}"
                     raise OutcomeNotSaved(message, record) from exc
                 if failing_since is None:
