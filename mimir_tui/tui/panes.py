@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -37,7 +38,8 @@ def apply_rows(table: DataTable, rows: Sequence[Row]) -> None:
     Cells that changed are updated in place and rows that are gone removed; new rows are
     appended when they come after every kept row, and the table is rebuilt only when the order
     changed (a new run on top of the executions)."""
-    wanted = dict(rows)
+    # Stored text is shown as it is: a job named "[/b]" is not markup (which would also fail).
+    wanted = {key: tuple(Text(cell, end="") for cell in cells) for key, cells in rows}
     current = [str(key.value) for key in table.rows]
     kept = [key for key in current if key in wanted]
     order = [key for key, _ in rows]
@@ -55,8 +57,8 @@ def apply_rows(table: DataTable, rows: Sequence[Row]) -> None:
             table.add_row(*wanted[key], key=key)
     else:
         table.clear()
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
+        for key in order:
+            table.add_row(*wanted[key], key=key)
         table.scroll_to(scroll.x, scroll.y, animate=False)
     if cursor_key in wanted:
         table.move_cursor(row=table.get_row_index(cursor_key), animate=False, scroll=False)

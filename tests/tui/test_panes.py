@@ -25,6 +25,10 @@ def _keys(app, pane: str) -> list[str]:
     return [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(table.row_count)]
 
 
+def _row(app, pane: str, key: str) -> list[str]:
+    return [str(cell) for cell in app.query_one(f"#{pane}-table").get_row(key)]
+
+
 async def _settle(app, pilot) -> None:
     await app.workers.wait_for_complete()
     await pilot.pause()
@@ -43,15 +47,14 @@ async def test_each_pane_shows_the_rows_of_the_store(tmp_path):
         assert _keys(app, "jobs") == jobs
         assert _keys(app, "pipelines") == pipelines
         assert sorted(_keys(app, "executions")) == sorted(runs)
-        health = app.query_one("#health-table")
-        assert health.get_row("rows:scheduled_jobs") == ["rows in scheduled_jobs", str(len(jobs))]
-        table = app.query_one("#jobs-table")
-        assert table.get_row("demo-nightly-report")[2] == "At 02:30 every day"
+        assert _row(app, "health", "rows:scheduled_jobs") == ["rows in scheduled_jobs", str(len(jobs))]
+        assert _row(app, "jobs", "demo-nightly-report")[2] == "At 02:30 every day"
 
 
 async def test_a_job_added_by_another_connection_appears_and_the_cursor_stays_on_its_row(tmp_path):
     """Another process adds a job that sorts first: after a refresh the pane has it, and the
-    cursor is still on the job it was on (rows are keyed, not positional)."""
+    cursor is still on the job it was on (rows are keyed, not positional). Its name, which looks
+    like markup, is shown as written."""
     settings = _settings(tmp_path)
     with open_backend(settings) as backend:
         seed_demo(backend)
@@ -62,11 +65,12 @@ async def test_a_job_added_by_another_connection_appears_and_the_cursor_stays_on
         table = app.query_one("#jobs-table")
         before = _keys(app, "jobs")[table.cursor_row]
         with open_backend(settings) as other:
-            other.save_job(ScheduledJob(id="aardvark", name="A0 early", pipeline="hello-report", cron_expr="5 4 * * *"))
+            name = "A0 [/bold] [red]early"
+            other.save_job(ScheduledJob(id="aardvark", name=name, pipeline="hello-report", cron_expr="5 4 * * *"))
         await pilot.press("r")
         await _settle(app, pilot)
         assert _keys(app, "jobs")[0] == "aardvark"
-        assert table.get_row("aardvark")[0] == "A0 early"
+        assert _row(app, "jobs", "aardvark")[0] == name
         assert _keys(app, "jobs")[table.cursor_row] == before
 
 
@@ -92,7 +96,7 @@ async def test_a_run_in_flight_on_another_instance_shows_on_top_of_the_execution
         await pilot.press("r")
         await _settle(app, pilot)
         assert _keys(app, "executions")[0] == "live-run"
-        row = app.query_one("#executions-table").get_row("live-run")
+        row = _row(app, "executions", "live-run")
         assert row[0] == "running" and row[3] == "1/1 hello" and row[6] == "elsewhere:99:abcdef"
         assert "1 running" in str(app.query_one("#executions-summary").render())
 
