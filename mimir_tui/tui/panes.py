@@ -100,7 +100,10 @@ class Pane(Vertical):
         self.action_poll()
 
     def action_poll(self) -> None:
-        """Start a read unless one is running (then this tick is skipped)."""
+        """Start a read unless one is running (then this tick is skipped) or the pane is hidden
+        (one pane at a time on a small terminal: the others read when shown)."""
+        if not self.display:
+            return
         if self.polling:
             self.skipped += 1
             return

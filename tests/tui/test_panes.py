@@ -108,8 +108,15 @@ async def test_80x24_shows_one_pane_at_a_time_and_keys_switch_and_zoom(tmp_path)
         await _settle(app, pilot)
         shown = [p.id for p in app.screen.query(Pane) if p.display]
         assert shown == ["jobs"] and app.focused is app.query_one("#jobs-table")
+        hidden = app.query_one("#pipelines", Pane)
+        reads = hidden.polls
+        app.action_refresh()
+        assert hidden.polls == reads  # a hidden pane does not read
         await pilot.press("3")
+        await _settle(app, pilot)
         assert [p.id for p in app.screen.query(Pane) if p.display] == ["executions"]
+        assert app.query_one("#executions-table").row_count == 0
+        assert "0 running" in str(app.query_one("#executions-summary").render())
         assert app.focused is app.query_one("#executions-table")
         await pilot.press("tab")
         assert app.focused is app.query_one("#health-table")

@@ -99,6 +99,7 @@ class DashboardScreen(Screen):
             other.set_class(other is pane, "-current")
         self._layout()
         pane.table.focus()
+        pane.action_poll()  # fresh rows now, not at the next tick (a hidden pane does not read)
 
     def action_next_pane(self, step: int) -> None:
         self.action_show_pane(self.panes.index(self.current) + step)
