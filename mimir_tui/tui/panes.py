@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -67,18 +67,18 @@ def apply_rows(table: DataTable, rows: Sequence[Row]) -> None:
 class Pane(Vertical):
     """A live table over one read of :mod:`mimir_tui.ops.overview`."""
 
-    TITLE: ClassVar[str] = ""
-    COLUMNS: ClassVar[tuple[str, ...]] = ()
     BINDINGS = [
         Binding("z", "screen.zoom", "Zoom", id="zoom"),
         Binding("ctrl+r", "poll", "Reload pane", id="reload-pane"),
     ]
 
-    def __init__(self, read: Reader, *, interval: float, id: str) -> None:
+    def __init__(self, read: Reader, *, title: str, columns: Sequence[str], interval: float, id: str) -> None:
         super().__init__(id=id)
         self.read = read
+        self.title = title
+        self.columns = tuple(columns)
         self.interval = interval
-        self.border_title = self.TITLE
+        self.border_title = title
         #: A read is running in a worker (set and cleared on the event loop).
         self.polling = False
         #: Reads started, and ticks skipped because the previous read still ran.
@@ -88,7 +88,7 @@ class Pane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("loading...", id=f"{self.id}-summary", classes="summary")
         table: DataTable = DataTable(id=f"{self.id}-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns(*self.COLUMNS)
+        table.add_columns(*self.columns)
         yield table
 
     @property
@@ -137,25 +137,7 @@ class Pane(Vertical):
         self.query_one(".summary", Static).update(f"not refreshed: {error}")
 
 
-class JobsPane(Pane):
-    TITLE = "Jobs"
-    COLUMNS = overview.JOB_COLUMNS
-
-
-class PipelinesPane(Pane):
-    TITLE = "Pipelines"
-    COLUMNS = overview.PIPELINE_COLUMNS
-
-
-class ExecutionsPane(Pane):
-    TITLE = "Executions"
-    COLUMNS = overview.EXECUTION_COLUMNS
-
-
 class HealthPane(Pane):
-    TITLE = "Health"
-    COLUMNS = overview.HEALTH_COLUMNS
-
     def show_error(self, error: BaseException | None) -> None:
         """A store that cannot be opened is unhealthy: that is the health pane's content."""
         backend = self.app.settings.persistence.backend  # type: ignore[attr-defined]

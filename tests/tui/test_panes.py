@@ -19,6 +19,14 @@ def _settings(tmp_path, extra: str = ""):
     return load_settings(tmp_path / "config.yaml")
 
 
+def _seeded(tmp_path):
+    """Settings on a SQLite file holding the demo's pipelines, jobs and history."""
+    settings = _settings(tmp_path)
+    with open_backend(settings) as backend:
+        seed_demo(backend)
+    return settings
+
+
 def _keys(app, pane: str) -> list[str]:
     """The row keys of a pane's table, top to bottom."""
     table = app.query_one(f"#{pane}-table")
@@ -55,9 +63,7 @@ async def test_a_job_added_by_another_connection_appears_and_the_cursor_stays_on
     """Another process adds a job that sorts first: after a refresh the pane has it, and the
     cursor is still on the job it was on (rows are keyed, not positional). Its name, which looks
     like markup, is shown as written."""
-    settings = _settings(tmp_path)
-    with open_backend(settings) as backend:
-        seed_demo(backend)
+    settings = _seeded(tmp_path)
     app = MimirApp(settings)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
@@ -75,9 +81,7 @@ async def test_a_job_added_by_another_connection_appears_and_the_cursor_stays_on
 
 
 async def test_a_run_in_flight_on_another_instance_shows_on_top_of_the_executions(tmp_path):
-    settings = _settings(tmp_path)
-    with open_backend(settings) as backend:
-        seed_demo(backend)
+    settings = _seeded(tmp_path)
     app = MimirApp(settings)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)

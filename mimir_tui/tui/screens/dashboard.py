@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs
 
 from ...ops import overview
-from ..panes import ExecutionsPane, HealthPane, JobsPane, Pane, PipelinesPane
+from ..panes import HealthPane, Pane
 
 #: The smallest terminal (columns, rows) that shows the four panes at once.
 GRID_SIZE = (100, 30)
@@ -44,18 +44,25 @@ class DashboardScreen(Screen):
         every = settings.ui.refresh_interval
         yield Header()
         panes = [
-            JobsPane(overview.read_jobs, interval=every, id="jobs"),
-            PipelinesPane(overview.read_pipelines, interval=every, id="pipelines"),
-            ExecutionsPane(
-                partial(overview.read_executions, page_size=settings.ui.page_size), interval=every, id="executions"
-            ),
-            HealthPane(
-                partial(overview.read_health, stale_after=settings.scheduler.stale_after),
-                interval=every,
-                id="health",
-            ),
+            kind(read, title=title, columns=columns, interval=every, id=title.lower())
+            for kind, title, columns, read in (
+                (Pane, "Jobs", overview.JOB_COLUMNS, overview.read_jobs),
+                (Pane, "Pipelines", overview.PIPELINE_COLUMNS, overview.read_pipelines),
+                (
+                    Pane,
+                    "Executions",
+                    overview.EXECUTION_COLUMNS,
+                    partial(overview.read_executions, page_size=settings.ui.page_size),
+                ),
+                (
+                    HealthPane,
+                    "Health",
+                    overview.HEALTH_COLUMNS,
+                    partial(overview.read_health, stale_after=settings.scheduler.stale_after),
+                ),
+            )
         ]
-        yield PaneTabs(*(Tab(f"{n} {p.TITLE}", id=f"tab-{p.id}") for n, p in enumerate(panes, 1)))
+        yield PaneTabs(*(Tab(f"{n} {p.title}", id=f"tab-{p.id}") for n, p in enumerate(panes, 1)))
         with Container(id="panes"):
             yield from panes
         yield Footer()
