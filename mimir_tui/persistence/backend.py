@@ -125,6 +125,7 @@ class PersistenceBackend:
     def metrics(self) -> OperationMetrics:
         return self.db.metrics
 
+    @operation("database_now")
     def database_now(self) -> datetime:
         """The database server's clock, in UTC (SQLite: this machine's): schedules fall due,
         and heartbeats are judged, on it."""

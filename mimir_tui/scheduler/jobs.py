@@ -222,7 +222,9 @@ def wait_for_run(
 
     If no instance claims the request within ``claim_after`` seconds (no service running, or
     all busy), this process claims it and runs it itself, registered as a worker with a
-    heartbeat so that a crash of this process is recovered like any other.
+    heartbeat so that a crash of this process is recovered like any other. While its job has
+    ``max_concurrent`` runs in flight the request stays queued: tried again ``claim_after``
+    seconds later (at least one).
     """
     import time
 
@@ -253,6 +255,10 @@ def wait_for_run(
                 try:
                     backend.get_execution(request.execution_id)
                 except NotFound:
+                    if any(r.id == request.id for r in backend.runs.list_queue()):
+                        # Its job is running as often as it may: try again later.
+                        started, grace = time.monotonic(), max(claim_after, 1.0)
+                        continue
                     raise NotFound(
                         f"the queued run {request.execution_id} no longer exists (was job {request.job_id!r} deleted?)"
                     ) from None

@@ -257,20 +257,20 @@ def test_next_run_is_stored_in_utc_and_follows_enable_and_disable(backend, clock
 def test_one_job_failing_to_fire_does_not_hold_up_the_others(store, sqlite_settings, clock, monkeypatch):
     broken = every_minute(store, clock, misfire_grace_seconds=60)
     fine = every_minute(store, clock, misfire_grace_seconds=60)
-    real = store.executions.count_running
+    real = store.runs.claim_fires_within
 
-    def flaky(job_id):
-        if job_id == broken.id:
-            raise PersistenceError("count_running failed: database is locked")
-        return real(job_id)
+    def flaky(records):
+        if records[0].job_id == broken.id:
+            raise PersistenceError("claim_fires_within failed: database is locked")
+        return real(records)
 
-    monkeypatch.setattr(store.executions, "count_running", flaky)
+    monkeypatch.setattr(store.runs, "claim_fires_within", flaky)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     clock.set(T0 + timedelta(minutes=1))
     scheduler.tick()
     assert [r.status for r in executions(store, fine.id)] == ["success"]
     assert executions(store, broken.id) == []
-    monkeypatch.setattr(store.executions, "count_running", real)
+    monkeypatch.setattr(store.runs, "claim_fires_within", real)
     clock.advance(5)
     scheduler.tick()  # the failed fire is tried again, still within its grace
     assert [(r.scheduled_for, r.status) for r in executions(store, broken.id)] == [
@@ -353,7 +353,14 @@ def _running_execution(backend, job, worker_id: str, now: datetime) -> JobExecut
 def test_a_stale_worker_runs_become_interrupted_and_are_retried(backend, backend_settings, clock):
     add_pipelines(backend, ok_spec())
     job = jobs.create_job(
-        backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(), max_retries=1, retry_backoff_seconds=5
+        backend,
+        name="j",
+        pipeline="ok",
+        cron_expr="0 0 1 1 *",
+        now=clock.now(),
+        max_retries=1,
+        retry_backoff_seconds=5,
+        max_concurrent=2,
     )
     a = fake_scheduler(backend, backend_settings, clock, worker_id="A")
     b = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="B")
@@ -448,7 +455,14 @@ def test_a_restart_recovers_its_own_hosts_dead_instance_at_once(store, sqlite_se
     import socket
 
     job = jobs.create_job(
-        store, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(), max_retries=1, retry_backoff_seconds=0
+        store,
+        name="j",
+        pipeline="ok",
+        cron_expr="0 0 1 1 *",
+        now=clock.now(),
+        max_retries=1,
+        retry_backoff_seconds=0,
+        max_concurrent=10,
     )
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
