@@ -251,17 +251,17 @@ def wait_for_run(
             ran = run_request_here(backend, settings, request)
             if not ran:
                 # Another instance claimed it (its execution exists: claiming creates it in the
-                # same transaction), or the request is gone: its job was deleted meanwhile.
+                # same transaction), its job is running as often as it may (it still waits), or
+                # the request is gone: its job was deleted meanwhile.
                 try:
-                    backend.get_execution(request.execution_id)
+                    waiting = backend.get_execution(request.execution_id).status == Status.queued.value
                 except NotFound:
-                    if any(r.id == request.id for r in backend.runs.list_queue()):
-                        # Its job is running as often as it may: try again later.
-                        started, grace = time.monotonic(), max(claim_after, 1.0)
-                        continue
                     raise NotFound(
                         f"the queued run {request.execution_id} no longer exists (was job {request.job_id!r} deleted?)"
                     ) from None
+                if waiting:  # try again later
+                    started, grace = time.monotonic(), max(claim_after, 1.0)
+                    continue
             grace = float("inf")  # someone (maybe us) has it now: just follow it
             continue
         if deadline is not None and time.monotonic() > deadline:
