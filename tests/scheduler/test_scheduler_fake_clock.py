@@ -216,7 +216,7 @@ def test_edits_by_anyone_are_picked_up_through_the_signature(store, sqlite_setti
     other = jobs.create_job(store, name="o", pipeline="ok", cron_expr="*/2 * * * *", now=clock.now())
     scheduler.tick()
     assert set(scheduler._jobs) == {job.id, other.id}
-    jobs.delete_job(store, other.id)
+    jobs.delete_job(store, sqlite_settings, other.id)
     scheduler.tick()
     assert set(scheduler._jobs) == {job.id}
     # An edit that leaves the schedule alone keeps the planned fire, with the new settings.
