@@ -133,7 +133,9 @@ def _overdue(job, now: datetime) -> str:
 
 def _as_json(job, now: datetime) -> dict:
     """The job's fields, and ``overdue``: its ``next_run`` passed with no instance firing it."""
-    return {**to_jsonable(job), "overdue": bool(_overdue(job, now))}
+    from ..scheduler.jobs import overdue_by
+
+    return {**to_jsonable(job), "overdue": overdue_by(job, now) is not None}
 
 
 def _print_jobs(jobs, now: datetime) -> None:

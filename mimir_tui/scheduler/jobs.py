@@ -17,6 +17,7 @@ from ..inputs import check_text
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
 from ..persistence.models import JOBS, TriggeredBy, check_queue_name, text_limits
 from ..persistence.types import as_utc
+from ..pipelines.execlog import execution_log_path
 from .cron import CronSchedule, describe, seconds_first_warning, validate_cron, zone
 
 EDITABLE = {
@@ -192,12 +193,12 @@ class DeletedJob:
 
 def delete_job(backend: Any, settings: Any, job_id: str) -> DeletedJob:
     """Delete the job with its history, and the log files of its executions."""
-    from ..pipelines.execlog import execution_log_path
-
     gone = backend.delete_job(job_id)
     removed, left = 0, []
     for execution_id in gone.execution_ids:
         path = execution_log_path(settings, execution_id)
+        if path.name != f"{execution_id}.log" or execution_id.startswith("."):
+            continue  # not a file name (an id written by another tool): nothing of ours to delete
         try:
             path.unlink()
             removed += 1

@@ -11,7 +11,7 @@ import pytest
 from sched_helpers import add_pipelines, bad_spec, config_settings, ok_spec, saved_run, write_config
 
 from mimir_tui.cli import main
-from mimir_tui.persistence import open_backend
+from mimir_tui.persistence import JobExecutionRecord, open_backend
 
 
 @pytest.fixture
@@ -350,7 +350,8 @@ def test_overdue_by_counts_a_second_late_and_not_less():
 def test_delete_says_what_went_with_the_job_and_deletes_its_log_files(capsys, cfg):
     """The attack: ``jobs delete`` deleted the whole history and said only "deleted job X",
     and left the executions' log files behind. It says how many executions, log files and
-    queued runs went (and --json too), and the log files are gone; another job's stay."""
+    queued runs went (and --json too), and the log files are gone; another job's stay, and so
+    does a file outside the logs' folder that a stored execution id names."""
     from mimir_tui.pipelines.execlog import execution_log_path
 
     settings = config_settings(cfg)
@@ -361,15 +362,22 @@ def test_delete_says_what_went_with_the_job_and_deletes_its_log_files(capsys, cf
         assert code == 0, err
     with open_backend(settings) as store:
         saved_run(store, store.get_job("gone"), None, status="missed", scheduled_for=datetime(2026, 1, 5, tzinfo=UTC))
+        # An execution id written by another tool, naming a file outside the logs' folder.
+        store.save_execution(
+            JobExecutionRecord(id="../victim", job_id="gone", pipeline="ok", status="failed", context={}, steps=[])
+        )
         ran = {j: [e.id for e in store.list_executions(j, 100) if e.status == "success"] for j in ("gone", "kept")}
     logs = {j: [execution_log_path(settings, i) for i in ids] for j, ids in ran.items()}
     assert all(path.is_file() for paths in logs.values() for path in paths)
+    victim = execution_log_path(settings, "../victim")
+    victim.write_text("not a log of Mimir's")
     run(capsys, cfg, "jobs", "run", "gone")  # queued; no instance runs it
 
     code, out, err = run(capsys, cfg, "jobs", "delete", "gone")
     assert code == 0 and err == ""
-    assert out == "deleted job gone with 3 executions (2 log files on this machine) and 1 queued run\n"
+    assert out == "deleted job gone with 4 executions (2 log files on this machine) and 1 queued run\n"
     assert not any(path.exists() for path in logs["gone"])
+    assert victim.read_text() == "not a log of Mimir's", "only <id>.log files in executions_dir are deleted"
     assert all(path.is_file() for path in logs["kept"])
     code, out, _ = run(capsys, cfg, "executions", "list", "--json")
     assert {e["job_id"] for e in json.loads(out)} == {"kept"}
