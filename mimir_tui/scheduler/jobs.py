@@ -17,7 +17,7 @@ from ..inputs import check_text
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
 from ..persistence.models import JOBS, TriggeredBy, check_queue_name, text_limits
 from ..persistence.types import as_utc
-from ..pipelines.execlog import execution_log_path
+from ..pipelines.execlog import execution_log_path, logged_ids
 from .cron import CronSchedule, describe, seconds_first_warning, validate_cron, zone
 
 EDITABLE = {
@@ -194,16 +194,19 @@ class DeletedJob:
 def delete_job(backend: Any, settings: Any, job_id: str) -> DeletedJob:
     """Delete the job with its history, and the log files of its executions."""
     gone = backend.delete_job(job_id)
+    # Only files listed in the folder: not the runs that never ran here (missed fires, another
+    # machine's), nor a path outside it that an execution id written by another tool names.
+    logged = logged_ids(settings) if gone.execution_ids else set()
     removed, left = 0, []
     for execution_id in gone.execution_ids:
+        if execution_id not in logged:
+            continue
         path = execution_log_path(settings, execution_id)
-        if path.name != f"{execution_id}.log" or execution_id.startswith("."):
-            continue  # not a file name (an id written by another tool): nothing of ours to delete
         try:
             path.unlink()
             removed += 1
         except FileNotFoundError:
-            pass  # it never ran here (a missed fire, another machine's run)
+            pass  # deleted meanwhile
         except OSError as exc:
             left.append(f"{path}: {exc.strerror or exc}")
     return DeletedJob(job_id, len(gone.execution_ids), gone.queued_runs, removed, left)
