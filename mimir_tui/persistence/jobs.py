@@ -82,6 +82,14 @@ class JobStore:
         )
         return [JobRow(r) for r in self.db.fetch(prepared, convert=False)]
 
+    @operation("job_counts_by_pipeline")
+    def counts_by_pipeline(self) -> dict[str, int]:
+        """``{pipeline: number of jobs that run it}`` (the pipelines pane), counted by the database."""
+        prepared = self.db.prepare(
+            "job_counts_by_pipeline", lambda: select(JOBS.c.pipeline, func.count()).group_by(JOBS.c.pipeline)
+        )
+        return {name: int(count) for name, count in self.db.fetch(prepared, convert=False)}
+
     @operation("delete_job")
     def delete(self, job_id: str) -> JobDeletion:
         """Delete the job; its executions and queued runs go with it (ON DELETE CASCADE), and
