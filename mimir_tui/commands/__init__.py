@@ -96,20 +96,6 @@ def short_time(value: Any) -> str:
     return text[:19].replace("T", " ") + "Z" if text else "-"
 
 
-def short_span(seconds: float) -> str:
-    """``45s``, ``3m``, ``2h 5m``, ``3d 4h``: a span for tables, to its two largest units."""
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m"
-    if whole < 86400:
-        hours, minutes = divmod(whole // 60, 60)
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(whole // 3600, 24)
-    return f"{days}d {hours}h" if hours else f"{days}d"
-
-
 def print_json(value: Any) -> None:
     """JSON on stdout; C1 control characters and lone surrogates, which JSON leaves as they are
     outside ASCII, escaped as ``\\u0085`` (still the same JSON)."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from ..constants import MISFIRE_POLICIES
 from ..errors import BadInput
 from ..inputs import printable, shown
-from . import Context, print_json, print_table, short_span, short_time, to_jsonable
+from . import Context, print_json, print_table, short_time, to_jsonable
 
 NAME = "jobs"
 HELP = "scheduled jobs"
@@ -124,11 +124,11 @@ def register(sub, common) -> None:
 
 
 def _overdue(job, now: datetime) -> str:
-    """`` (overdue 3m)`` after an overdue next run, else nothing."""
-    from ..scheduler.jobs import overdue_by
+    """`` (overdue 3m20s)`` after an overdue next run, else nothing."""
+    from ..ops.overview import overdue
 
-    late = overdue_by(job, now)
-    return f" (overdue {short_span(late.total_seconds())})" if late is not None else ""
+    late = overdue(job, now)
+    return f" ({late})" if late else ""
 
 
 def _as_json(job, now: datetime) -> dict:

@@ -165,10 +165,11 @@ def disable_job(backend: Any, job_id: str) -> ScheduledJob:
     return update_job(backend, job_id, enabled=False)
 
 
-def overdue_by(job: ScheduledJob, now: datetime) -> timedelta | None:
+def overdue_by(job: Any, now: datetime) -> timedelta | None:
     """How long ago the enabled job's ``next_run`` passed with no instance firing it (no service
     running, or none serving its queue); None when it has not (or the job is disabled). Under a
-    second counts as on time: a running scheduler writes the next fire just after the fire."""
+    second counts as on time: a running scheduler writes the next fire just after the fire.
+    ``job``: a :class:`ScheduledJob` or a lean row of one (``JobRow``)."""
     if not job.enabled or job.next_run is None:
         return None
     late = as_utc(now) - as_utc(job.next_run)

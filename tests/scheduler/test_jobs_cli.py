@@ -4,6 +4,7 @@ exit code 2 with one line on stderr for bad input; ``run --wait`` with no servic
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -303,10 +304,10 @@ def test_an_overdue_next_run_reads_as_overdue(capsys, cfg):
         ahead = store.get_job("fine").next_run
     code, out, _ = run(capsys, cfg, "jobs", "list")
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert f"{past:%Y-%m-%d %H:%M:%S}Z (overdue 3m)" in rows["late"]
+    assert re.search(rf"{past:%Y-%m-%d %H:%M:%S}Z \(overdue 3m2\ds\)", rows["late"]), rows["late"]
     assert f"{ahead:%Y-%m-%d %H:%M:%S}Z " in rows["fine"] and "overdue" not in rows["fine"] + rows["off"]
     code, out, _ = run(capsys, cfg, "jobs", "show", "late")
-    assert f"next_run               {past.isoformat()} (overdue 3m)" in out.splitlines()
+    assert re.search(rf"^next_run +{re.escape(past.isoformat())} \(overdue 3m2\ds\)$", out, re.M), out
     code, out, _ = run(capsys, cfg, "jobs", "list", "--json")
     listed = {j["id"]: j for j in json.loads(out)}
     assert listed["late"]["next_run"] == past.isoformat() and listed["late"]["overdue"] is True
@@ -322,7 +323,6 @@ def test_an_overdue_next_run_reads_as_overdue(capsys, cfg):
 def test_overdue_by_counts_a_second_late_and_not_less():
     """A running scheduler writes the next fire just after a fire: a next run a few hundred
     milliseconds past is on time, not overdue."""
-    from mimir_tui.commands import short_span
     from mimir_tui.persistence import ScheduledJob
     from mimir_tui.scheduler.jobs import overdue_by
 
@@ -333,8 +333,6 @@ def test_overdue_by_counts_a_second_late_and_not_less():
     assert overdue_by(job, now - timedelta(minutes=5)) is None
     job.enabled = False
     assert overdue_by(job, now + timedelta(hours=1)) is None
-    spans = [45, 200, 3600, 3600 + 5 * 60, 86400, 3 * 86400 + 4 * 3600 + 59]
-    assert [short_span(s) for s in spans] == ["45s", "3m", "1h", "1h 5m", "1d", "3d 4h"]
 
 
 # -- deleting a job: what went with it (issue 10, item 4) ------------------------------------
