@@ -62,6 +62,15 @@ def span(seconds: float) -> str:
     return f"{whole}s"
 
 
+def overdue(job: Any, now: datetime) -> str:
+    """``overdue 3m20s`` when the job's next run passed with no instance firing it
+    (:func:`~mimir_tui.scheduler.jobs.overdue_by`), else ``""``."""
+    from ..scheduler.jobs import overdue_by
+
+    late = overdue_by(job, now)
+    return f"overdue {span(late.total_seconds())}" if late is not None else ""
+
+
 def size(n: int | None) -> str:
     """Bytes in a readable unit: ``4.2 MiB``."""
     if n is None:
@@ -101,7 +110,7 @@ def read_jobs(backend: Any, now: datetime) -> PaneData:
                     j.cron_expr,
                     j.timezone,
                     "yes" if j.enabled else "no",
-                    relative(j.next_run, now) if j.enabled else "-",
+                    (overdue(j, now) or relative(j.next_run, now)) if j.enabled else "-",
                     relative(j.last_run, now),
                     j.last_result or "-",
                 ),
