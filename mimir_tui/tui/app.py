@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.message import Message
 
 from ..config import Settings
-from .panes import Pane
+from .panes import Pane, Polling
 from .screens.dashboard import DashboardScreen
 
 
@@ -65,9 +65,11 @@ class MimirApp(App):
             return self._backend
 
     def action_refresh(self) -> None:
-        """Read every pane now (a pane whose read still runs skips this)."""
+        """Read every pane (and the screen, if it reads) now; one whose read still runs skips this."""
         for pane in self.screen.query(Pane):
             pane.action_poll()
+        if isinstance(self.screen, Polling):  # a screen that reads (the execution screen)
+            self.screen.action_poll()
 
     def _start_watcher(self) -> None:
         """Keep the pipelines folder and the database in step while the dashboard runs (in the

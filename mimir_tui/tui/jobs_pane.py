@@ -13,7 +13,6 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker, WorkerState
 
@@ -45,8 +44,6 @@ class JobsPane(Pane):
         super().__init__(*args, **kwargs)
         self.data = PaneData()
         self.filter_text = ""
-        #: An action changed the store while a read ran: read again when it ends.
-        self.reread = False
 
     def compose(self) -> ComposeResult:
         yield from super().compose()
@@ -54,38 +51,19 @@ class JobsPane(Pane):
         filter_input.display = False
         yield filter_input
 
-    @property
-    def selected(self) -> str | None:
-        """The id of the job under the cursor."""
-        table = self.table
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
-
     # -- reading and filtering -------------------------------------------------------------
 
-    def show(self, data: PaneData) -> None:
-        if self.reread:
-            self.reread = False
-            self.action_poll()
-            return
+    def fill(self, data: PaneData) -> None:
         self.data = data
         self._apply()
 
     def _apply(self) -> None:
         rows = matching(self.data.rows, self.filter_text)
-        super().show(PaneData(rows, self.data.summary))
+        super().fill(PaneData(rows, self.data.summary))
         if self.filter_text:
             self.query_one(".summary", Static).update(
                 f"{self.data.summary}; {len(rows)} match {self.filter_text.strip()!r}"
             )
-
-    def refresh_rows(self) -> None:
-        """Read now; if a read runs, once more after it (its rows may predate the change)."""
-        if self.polling:
-            self.reread = True
-        else:
-            self.action_poll()
 
     def action_filter(self) -> None:
         box = self.query_one("#jobs-filter", Input)
@@ -138,13 +116,13 @@ class JobsPane(Pane):
             if not isinstance(error, MimirError):
                 log.error("a jobs pane action failed", exc_info=error)
             self.notify(str(error), severity="error", timeout=8)
-        self.refresh_rows()
+        self.reread()
 
     def done(self, message: str | None) -> None:
         """A form or a question closed: tell what it did and read again."""
         if message:
             self.notify(message, timeout=5)
-            self.refresh_rows()
+            self.reread()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

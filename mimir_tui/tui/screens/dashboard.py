@@ -19,7 +19,7 @@ from textual.widgets import Footer, Header, Tab, Tabs
 
 from ...ops import overview
 from ..jobs_pane import JobsPane
-from ..panes import HealthPane, Pane
+from ..panes import ExecutionsPane, HealthPane, Pane
 
 #: The smallest terminal (columns, rows) that shows the four panes at once.
 GRID_SIZE = (100, 30)
@@ -50,7 +50,7 @@ class DashboardScreen(Screen):
                 (JobsPane, "Jobs", overview.JOB_COLUMNS, overview.read_jobs),
                 (Pane, "Pipelines", overview.PIPELINE_COLUMNS, overview.read_pipelines),
                 (
-                    Pane,
+                    ExecutionsPane,
                     "Executions",
                     overview.EXECUTION_COLUMNS,
                     partial(overview.read_executions, page_size=settings.ui.page_size),

@@ -80,21 +80,6 @@ def field_of(message: str) -> str | None:
 class JobEditor(ModalScreen[str | None]):
     """Dismissed with what was saved (a line for the operator), or None."""
 
-    DEFAULT_CSS = """
-    JobEditor { align: center middle; }
-    #editor-box { width: 96; max-width: 100%; height: 90%; border: thick $primary; background: $surface; }
-    #editor-box > Horizontal { height: auto; }
-    #editor-box Label { width: 12; padding: 1 1 0 0; color: $text-muted; }
-    #editor-box Horizontal > Input, #editor-box Horizontal > Select { width: 1fr; }
-    #editor-box Input.-invalid { border: tall $error; }
-    #job-cron-help { padding: 0 0 0 12; color: $text-muted; height: auto; }
-    #job-cron-help.-error, #job-error { color: $error; }
-    #job-cron-help.-warning { color: $warning; }
-    #job-error { height: auto; padding: 0 1; }
-    #editor-buttons { height: auto; align: center middle; }
-    #editor-buttons > Button { margin: 0 1; }
-    """
-
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="editor-save"),
         Binding("escape", "cancel", "Cancel", id="editor-cancel"),

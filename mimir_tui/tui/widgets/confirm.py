@@ -14,15 +14,6 @@ class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question; ``y`` confirms, ``n``/Escape declines (the focus starts on No, so
     Enter alone never confirms)."""
 
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    #confirm-box {
-        width: 64; max-width: 100%; height: auto; border: thick $warning; background: $surface; padding: 1 2;
-    }
-    #confirm-buttons { height: auto; margin-top: 1; align: center middle; }
-    #confirm-buttons > Button { margin: 0 2; }
-    """
-
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm-yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm-no"),
