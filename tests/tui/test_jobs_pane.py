@@ -31,12 +31,14 @@ async def _cursor_on(app, pilot, job_id: str) -> None:
 
 
 async def test_a_job_created_in_the_form_shows_in_the_table_and_the_database(tmp_path):
-    """n opens the editor; the cron typed is read back in words with five fires in the zone;
-    ctrl+s writes the job once and the pane shows it."""
+    """n opens the editor (at 80x24, the SSH size); the cron typed is read back in words with
+    five fires in the zone; ctrl+s writes the job once and the pane shows it."""
     settings = _seeded(tmp_path)
     app = MimirApp(settings)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await _settle(app, pilot)
+        keys = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show}
+        assert {"n", "e", "t", "x", "d", "slash"} <= keys  # the footer shows the pane's keys
         await _open(app, pilot, "n")
         assert isinstance(app.screen, JobEditor)
         app.screen.query_one("#job-id", Input).value = "made-in-form"
