@@ -191,6 +191,12 @@ class Pane(Polling, Vertical):
 
 
 class HealthPane(Pane):
+    def fill(self, data: PaneData) -> None:
+        """As read, with this dashboard's own scheduler marked among the instances."""
+        here = f"instance:{self.app.instance}"  # type: ignore[attr-defined]
+        rows = [(k, (f"{cells[0]} (this dashboard)", *cells[1:]) if k == here else cells) for k, cells in data.rows]
+        super().fill(PaneData(rows, data.summary))
+
     def show_error(self, error: BaseException | None) -> None:
         """A store that cannot be opened is unhealthy: that is the health pane's content."""
         backend = self.app.settings.persistence.backend  # type: ignore[attr-defined]
