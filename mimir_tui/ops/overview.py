@@ -41,6 +41,14 @@ class PaneData:
     summary: str = ""
 
 
+def matching(rows: list[Row], text: str) -> list[Row]:
+    """The rows whose key or any cell holds ``text`` (case-insensitive; every row when blank)."""
+    needle = text.strip().casefold()
+    if not needle:
+        return rows
+    return [row for row in rows if needle in row[0].casefold() or any(needle in c.casefold() for c in row[1])]
+
+
 def relative(when: datetime | None, now: datetime) -> str:
     """``in 5m`` / ``3h ago`` / ``-``."""
     if when is None:
@@ -60,6 +68,15 @@ def span(seconds: float) -> str:
             rest = (whole % size) // sub_size
             return f"{whole // size}{unit}{rest:02d}{sub}" if rest else f"{whole // size}{unit}"
     return f"{whole}s"
+
+
+def overdue(job: Any, now: datetime) -> str:
+    """``overdue 3m20s`` when the job's next run passed with no instance firing it
+    (:func:`~mimir_tui.scheduler.jobs.overdue_by`), else ``""``."""
+    from ..scheduler.jobs import overdue_by
+
+    late = overdue_by(job, now)
+    return f"overdue {span(late.total_seconds())}" if late is not None else ""
 
 
 def size(n: int | None) -> str:
@@ -101,7 +118,7 @@ def read_jobs(backend: Any, now: datetime) -> PaneData:
                     j.cron_expr,
                     j.timezone,
                     "yes" if j.enabled else "no",
-                    relative(j.next_run, now) if j.enabled else "-",
+                    (overdue(j, now) or relative(j.next_run, now)) if j.enabled else "-",
                     relative(j.last_run, now),
                     j.last_result or "-",
                 ),
@@ -136,20 +153,37 @@ def read_pipelines(backend: Any, now: datetime) -> PaneData:
     return PaneData(out, summary)
 
 
+def progress_bar(done: int, total: int, width: int = 5) -> str:
+    """``███░░``: ``done`` of ``total`` as a text bar."""
+    full = round(width * min(done, total) / total) if total else 0
+    return "\u2588" * full + "\u2591" * (width - full)
+
+
 def _step_cell(steps: list[dict[str, Any]] | None, total: int | None, status: str) -> str:
+    """``step k of N``: ``███░░ 2/3 load`` for a running run (the bar counts finished steps)."""
     done = len(steps or [])
     of = f"/{total}" if total else ""
     if status == Status.running.value and steps:
-        return f"{done}{of} {steps[-1].get('step_name', '')}".rstrip()
+        bar = ""
+        if total:
+            ended = sum(s.get("status") in FINISHED for s in steps)
+            bar = progress_bar(ended, total) + " "
+        return f"{bar}{done}{of} {steps[-1].get('step_name', '')}".rstrip()
     return f"{done}{of}" if done or total else "-"
 
 
-def read_executions(backend: Any, now: datetime, *, page_size: int = 50) -> PaneData:
+def read_executions(
+    backend: Any, now: datetime, *, page_size: int = 50, status: str | None = None, job: str | None = None
+) -> PaneData:
     """Runs in flight on any instance (running first, then queued; newest first), then the
-    latest ``page_size`` finished runs."""
-    active = backend.executions.page(limit=ACTIVE_LIMIT, status=[Status.running.value, Status.queued.value])
+    latest ``page_size`` finished runs; only those with ``status`` and of ``job`` when given."""
+
+    def only(statuses: Any) -> list[str]:
+        return [s for s in statuses if status is None or s == status]
+
+    active = backend.executions.page(job, ACTIVE_LIMIT, status=only([Status.running.value, Status.queued.value]))
     active.sort(key=lambda r: r.status != Status.running.value)  # stable: newest first within each
-    finished = backend.executions.page(limit=page_size, status=sorted(FINISHED))
+    finished = backend.executions.page(job, page_size, status=only(sorted(FINISHED)))
     totals: dict[str, int | None] = {}
     if active:  # step k of N: N from the pipeline's definition
         totals = {p.name: step_count(p.config) for p in backend.list_pipelines()}
@@ -173,7 +207,8 @@ def read_executions(backend: Any, now: datetime, *, page_size: int = 50) -> Pane
         out.append((r.id, cells))
     running_now = sum(r.status == Status.running.value for r in active)
     summary = f"{running_now} running, {len(active) - running_now} queued; latest {len(finished)} finished"
-    return PaneData(out, summary)
+    shown = ", ".join(f"{k} {v}" for k, v in (("status", status), ("job", job)) if v)
+    return PaneData(out, summary + (f" (only {shown})" if shown else ""))
 
 
 def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0) -> PaneData:

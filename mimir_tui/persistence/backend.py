@@ -29,7 +29,7 @@ from ..errors import DatabaseCorrupt, MimirError, PersistenceError
 from .db import Database, damaged_message, is_damaged, operation
 from .engine import display_url, restrict_file_modes, scrub
 from .executions import UNFINISHED, ExecutionStore
-from .jobs import JobStore, PipelineStore
+from .jobs import JobDeletion, JobStore, PipelineStore
 from .metrics import OperationMetrics
 from .models import EXECUTIONS, JOBS, PIPELINES, JobExecutionRecord, PipelineConfig, ScheduledJob
 from .runs import RunStore
@@ -64,8 +64,10 @@ class Store(Protocol):
     def save_job(self, job: ScheduledJob) -> ScheduledJob: ...
     def get_job(self, job_id: str) -> ScheduledJob: ...
     def list_jobs(self, *, enabled: bool | None = None) -> list[ScheduledJob]: ...
-    def delete_job(self, job_id: str) -> None: ...
-    def update_job(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob: ...
+    def delete_job(self, job_id: str) -> JobDeletion: ...
+    def update_job(
+        self, job: ScheduledJob, *, fields: Iterable[str] | None = None, if_updated_at: datetime | None = None
+    ) -> ScheduledJob: ...
     def save_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig: ...
     def get_pipeline(self, name: str) -> PipelineConfig: ...
     def list_pipelines(self) -> list[PipelineConfig]: ...
@@ -142,11 +144,13 @@ class PersistenceBackend:
     def list_jobs(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
         return self.jobs.all(enabled=enabled)
 
-    def delete_job(self, job_id: str) -> None:
-        self.jobs.delete(job_id)
+    def delete_job(self, job_id: str) -> JobDeletion:
+        return self.jobs.delete(job_id)
 
-    def update_job(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob:
-        return self.jobs.update(job, fields=fields)
+    def update_job(
+        self, job: ScheduledJob, *, fields: Iterable[str] | None = None, if_updated_at: datetime | None = None
+    ) -> ScheduledJob:
+        return self.jobs.update(job, fields=fields, if_updated_at=if_updated_at)
 
     def save_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig:
         return self.pipelines.save(pipeline)

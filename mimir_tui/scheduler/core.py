@@ -310,6 +310,11 @@ class Scheduler:
             deferred_until = None
             if old is not None and old.schedule == schedule:
                 next_fire, deferred_until = old.next_fire, old.deferred_until
+                stored = as_utc(job.next_run)
+                if stored is not None and stored > next_fire:
+                    # Enabled again since the last reload (its fires while disabled are not
+                    # due: enabling stored the first one after), or fired by a peer.
+                    next_fire, deferred_until = stored, None
             elif job.next_run is not None and old is None:
                 next_fire = as_utc(job.next_run)  # resume where the database says
             else:

@@ -19,9 +19,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
+from ..constants import STATUSES
 from ..errors import MimirError
 from ..ops import overview
 from ..ops.overview import PaneData, Row
@@ -64,8 +66,65 @@ def apply_rows(table: DataTable, rows: Sequence[Row]) -> None:
         table.move_cursor(row=table.get_row_index(cursor_key), animate=False, scroll=False)
 
 
-class Pane(Vertical):
+class Polling:
+    """Reads in a thread worker on an interval, never two at once (a mixin for a widget or a
+    screen): :meth:`fetch` runs in the worker, :meth:`show` or :meth:`show_error` gets its
+    result on the event loop."""
+
+    #: A read is running in a worker (set and cleared on the event loop).
+    polling = False
+    #: Reads started, and ticks skipped because the previous read still ran.
+    polls = 0
+    skipped = 0
+
+    def start_polling(self: Any, interval: float) -> None:
+        self.set_interval(interval, self.action_poll)
+        self.action_poll()
+
+    def action_poll(self: Any) -> None:
+        """Start a read unless one is running (then this tick is skipped) or this is hidden
+        (one pane at a time on a small terminal: the others read when shown)."""
+        if not self.display:
+            return
+        if self.polling:
+            self.skipped += 1
+            return
+        self.polling = True
+        self.polls += 1
+        self.run_worker(self.fetch, thread=True, exit_on_error=False, group=self.poll_group)
+
+    @property
+    def poll_group(self: Any) -> str:
+        return f"poll-{self.id}"
+
+    def fetch(self) -> Any:
+        raise NotImplementedError
+
+    def show(self, data: Any) -> None:
+        raise NotImplementedError
+
+    def show_error(self, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def on_worker_state_changed(self: Any, event: Worker.StateChanged) -> None:
+        if event.worker.group != self.poll_group or not event.worker.is_finished:
+            return
+        event.stop()
+        self.polling = False
+        if event.state == WorkerState.SUCCESS and event.worker.result is not None:
+            self.show(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            error = event.worker.error
+            if not isinstance(error, MimirError):
+                log.error("reading %s failed", self.id, exc_info=error)
+            self.show_error(error)
+
+
+class Pane(Polling, Vertical):
     """A live table over one read of :mod:`mimir_tui.ops.overview`."""
+
+    #: The table's class (a pane whose rows open shows Enter in the footer with its own).
+    TABLE: type[DataTable] = DataTable
 
     BINDINGS = [
         Binding("z", "screen.zoom", "Zoom", id="zoom"),
@@ -79,15 +138,13 @@ class Pane(Vertical):
         self.columns = tuple(columns)
         self.interval = interval
         self.border_title = title
-        #: A read is running in a worker (set and cleared on the event loop).
-        self.polling = False
-        #: Reads started, and ticks skipped because the previous read still ran.
-        self.polls = 0
-        self.skipped = 0
+        #: What the pane reads (a filter) or the store changed while a read ran: its rows are
+        #: dropped and the pane reads again.
+        self.refetch = False
 
     def compose(self) -> ComposeResult:
         yield Static("loading...", id=f"{self.id}-summary", classes="summary")
-        table: DataTable = DataTable(id=f"{self.id}-table", cursor_type="row", zebra_stripes=True)
+        table = self.TABLE(id=f"{self.id}-table", cursor_type="row", zebra_stripes=True)
         table.add_columns(*self.columns)
         yield table
 
@@ -96,39 +153,35 @@ class Pane(Vertical):
         return self.query_one(DataTable)
 
     def on_mount(self) -> None:
-        self.set_interval(self.interval, self.action_poll)
-        self.action_poll()
+        self.start_polling(self.interval)
 
-    def action_poll(self) -> None:
-        """Start a read unless one is running (then this tick is skipped) or the pane is hidden
-        (one pane at a time on a small terminal: the others read when shown)."""
-        if not self.display:
-            return
-        if self.polling:
-            self.skipped += 1
-            return
-        self.polling = True
-        self.polls += 1
-        self.run_worker(self._read, thread=True, exit_on_error=False, group=f"poll-{self.id}")
-
-    def _read(self) -> PaneData:
+    def fetch(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
         return self.read(backend, backend.database_now())
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != f"poll-{self.id}" or not event.worker.is_finished:
-            return
-        event.stop()
-        self.polling = False
-        if event.state == WorkerState.SUCCESS and event.worker.result is not None:
-            self.show(event.worker.result)
-        elif event.state == WorkerState.ERROR:
-            error = event.worker.error
-            if not isinstance(error, MimirError):
-                log.error("reading the %s pane failed", self.id, exc_info=error)
-            self.show_error(error)
+    @property
+    def selected(self) -> str | None:
+        """The key of the row under the cursor."""
+        table = self.table
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
+
+    def reread(self) -> None:
+        """Read now; if a read runs, after it (reads never overlap; its rows predate the change)."""
+        if self.polling:
+            self.refetch = True
+        else:
+            self.action_poll()
 
     def show(self, data: PaneData) -> None:
+        if self.refetch:
+            self.refetch = False
+            self.action_poll()
+        else:
+            self.fill(data)
+
+    def fill(self, data: PaneData) -> None:
         apply_rows(self.table, data.rows)
         self.query_one(".summary", Static).update(data.summary)
 
@@ -138,7 +191,72 @@ class Pane(Vertical):
 
 
 class HealthPane(Pane):
+    def fill(self, data: PaneData) -> None:
+        """As read, with this dashboard's own scheduler marked among the instances."""
+        here = f"instance:{self.app.instance}"  # type: ignore[attr-defined]
+        rows = [(k, (f"{cells[0]} (this dashboard)", *cells[1:]) if k == here else cells) for k, cells in data.rows]
+        super().fill(PaneData(rows, data.summary))
+
     def show_error(self, error: BaseException | None) -> None:
         """A store that cannot be opened is unhealthy: that is the health pane's content."""
         backend = self.app.settings.persistence.backend  # type: ignore[attr-defined]
         self.show(overview.health_data({"status": "unhealthy", "backend": backend, "error": str(error)}))
+
+
+class RunsTable(DataTable):
+    BINDINGS = [Binding("enter", "select_cursor", "Open", id="open-execution")]
+
+
+class ExecutionsPane(Pane):
+    """Runs in flight above the finished ones; filtered by status (``f`` cycles) and by the
+    selected run's job (``j``); Enter opens a run, ``c`` cancels it (after a confirmation)."""
+
+    TABLE = RunsTable
+    BINDINGS = [
+        Binding("f", "cycle_status", "Status filter", id="filter-status"),
+        Binding("j", "filter_job", "Job filter", id="filter-job"),
+        Binding("c", "cancel", "Cancel run", id="cancel-execution"),
+    ]
+
+    #: What ``f`` steps through: every run, then one status at a time.
+    STATUS_FILTERS: tuple[str | None, ...] = (None, *STATUSES)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.status: str | None = None
+        self.job: str | None = None
+
+    def fetch(self) -> PaneData:
+        backend = self.app.backend()  # type: ignore[attr-defined]
+        read: Any = self.read  # overview.read_executions, which takes the filters
+        return read(backend, backend.database_now(), status=self.status, job=self.job)
+
+    def action_cycle_status(self) -> None:
+        filters = self.STATUS_FILTERS
+        self.status = filters[(filters.index(self.status) + 1) % len(filters)]
+        self.reread()
+
+    def action_filter_job(self) -> None:
+        """Only the selected run's job; pressed again, every job."""
+        if self.job is not None:
+            self.job = None
+        elif (key := self.selected) is not None:
+            cells = self.table.get_row(key)
+            self.job = None if str(cells[2]) == "-" else str(cells[2])
+        self.reread()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        from .screens.execution import ExecutionScreen
+
+        if (key := self.selected) is not None:
+            self.app.push_screen(ExecutionScreen(key))
+
+    def action_cancel(self) -> None:
+        from .screens.execution import confirm_cancel
+
+        if (key := self.selected) is not None:
+            confirm_cancel(self, key, after=self.action_poll)

@@ -61,7 +61,7 @@ def test_executions_pane_puts_runs_in_flight_on_any_instance_above_finished_ones
     keys = [key for key, _ in data.rows]
     assert keys == ["live", "done4", "done3", "done2"]
     live = dict(data.rows)["live"]
-    assert live[0] == "running" and live[3] == "2/3 s1" and live[4] == "1h"
+    assert live[0] == "running" and live[3] == "██░░░ 2/3 s1" and live[4] == "1h"
     assert live[6] == "otherhost:4242:abcdef"
     assert dict(data.rows)["done4"][4] == "1m01s"
     assert data.summary.startswith("1 running, 0 queued")
@@ -72,10 +72,14 @@ def test_jobs_pane_shows_schedule_in_words_and_next_run_relative(backend):
         ScheduledJob(id="a", name="a", pipeline="etl", cron_expr="30 2 * * *", next_run=NOW + timedelta(minutes=90))
     )
     backend.save_job(ScheduledJob(id="b", name="b", pipeline="etl", cron_expr="* * * * *", enabled=False))
+    backend.save_job(
+        ScheduledJob(id="c", name="c", pipeline="etl", cron_expr="* * * * *", next_run=NOW - timedelta(seconds=200))
+    )
     rows = dict(overview.read_jobs(backend, NOW).rows)
     assert rows["a"][2] == "At 02:30 every day"
     assert rows["a"][6] == "in 1h30m"
     assert rows["b"][5:7] == ("no", "-")
+    assert rows["c"][6] == "overdue 3m20s", "a next run no instance fired (a stopped service) is overdue"
 
 
 def test_health_pane_lists_rows_per_table_and_failed_operations(backend):
@@ -84,3 +88,62 @@ def test_health_pane_lists_rows_per_table_and_failed_operations(backend):
     assert data.summary == f"Store: healthy ({backend.backend})"
     assert rows["rows:job_executions"] == ("rows in job_executions", "0")
     assert rows["failed"] == ("failed operations", "0")
+
+
+def test_executions_pane_filters_by_status_and_job_on_both_pages(backend):
+    """A status filter reaches both pages (in flight and finished), a job filter too; the
+    summary says what is filtered."""
+    _pipeline(backend, "etl", 2)
+    for job in ("a", "b"):
+        backend.save_job(ScheduledJob(id=job, name=job, pipeline="etl", cron_expr="* * * * *"))
+    for i, (job, status) in enumerate([("a", "failed"), ("a", "success"), ("b", "failed"), ("a", "running")]):
+        end = None if status == "running" else NOW - timedelta(minutes=i)
+        backend.save_execution(
+            JobExecutionRecord(
+                id=f"r{i}",
+                job_id=job,
+                pipeline="etl",
+                start_time=NOW - timedelta(minutes=10 - i),
+                end_time=end,
+                status=status,
+            )
+        )
+    keys = lambda data: [key for key, _ in data.rows]  # noqa: E731
+    assert keys(overview.read_executions(backend, NOW, status="failed")) == ["r2", "r0"]
+    assert keys(overview.read_executions(backend, NOW, status="running")) == ["r3"]
+    data = overview.read_executions(backend, NOW, status="failed", job="a")
+    assert keys(data) == ["r0"] and data.summary.endswith("(only status failed, job a)")
+    assert keys(overview.read_executions(backend, NOW, job="a")) == ["r3", "r1", "r0"]
+
+
+def test_execution_detail_has_the_timeline_outputs_and_log_path(backend, tmp_path):
+    from mimir_tui.config import load_settings
+    from mimir_tui.ops.execution import read_execution, rerun
+    from mimir_tui.persistence import StepRecord
+
+    (tmp_path / "config.yaml").write_text("logging:\n  executions_dir: ./logs/executions\n")
+    settings = load_settings(tmp_path / "config.yaml")
+    _pipeline(backend, "etl", 2)
+    step = StepRecord(step_name="s0", plugin="Data_Processing.delay", start_time=NOW, duration=61_000, status="failed")
+    step.error, step.output = "bad row\nmore", {"rows": [1, 2]}
+    backend.save_execution(
+        JobExecutionRecord(
+            id="x1",
+            pipeline="etl",
+            start_time=NOW,
+            end_time=NOW,
+            duration=61_000,
+            status="failed",
+            steps=[step.to_json()],
+            context={"k": "v"},
+            error="s0 failed",
+        )
+    )
+    detail = read_execution(backend, settings, "x1", NOW)
+    assert detail.steps == [("1", ("1", "s0", "Data_Processing.delay", "failed", "12:00:00", "1m01s", "bad row"))]
+    assert detail.data == {"context": {"k": "v"}, "outputs": {"s0": {"rows": [1, 2]}}}
+    assert detail.summary.startswith("failed | etl | job - | manual, attempt 1")
+    assert detail.log_path == tmp_path / "logs" / "executions" / "x1.log"
+    request = rerun(backend, detail.record)  # no job: its pipeline is queued
+    assert (request.pipeline, request.job_id) == ("etl", None)
+    assert [r.execution_id for r in backend.runs.list_queue()] == [request.execution_id]

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sched_helpers import T0, add_pipelines, executions, fake_scheduler, ok_spec
 
+from mimir_tui.errors import NotFound
 from mimir_tui.persistence import JobExecutionRecord, RunRequest, open_backend
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import DatabaseClock, FakeClock, SystemClock
@@ -54,13 +55,30 @@ def test_claim_fire_is_exactly_once_per_run_key(backend):
         backend.runs.claim_fire(JobExecutionRecord(job_id=job.id, pipeline="ok", context={}, steps=[]))
 
 
-def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend):
+def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend, backend_settings):
     from mimir_tui.errors import PersistenceError
 
     job = _job(backend)
-    jobs.delete_job(backend, job.id)
+    jobs.delete_job(backend, backend_settings, job.id)
     with pytest.raises(PersistenceError):
         backend.runs.claim_fire(_fire(job, T0))
+
+
+def test_delete_job_returns_what_went_with_it(backend):
+    """Read in the delete's transaction: the job's executions (their ids, for their log files)
+    and its queued runs; another job's are untouched."""
+    gone, kept = _job(backend), _job(backend)
+    fires = [_fire(gone, T0 + timedelta(minutes=m), status="success") for m in range(3)]
+    for record in [*fires, _fire(kept, T0, status="success")]:
+        backend.save_execution(record)
+    backend.runs.enqueue(RunRequest(job_id=gone.id, pipeline=gone.pipeline))
+    backend.runs.enqueue(RunRequest(job_id=kept.id, pipeline=kept.pipeline))
+    deletion = backend.delete_job(gone.id)
+    assert sorted(deletion.execution_ids) == sorted(r.id for r in fires) and deletion.queued_runs == 1
+    assert [e.job_id for e in executions(backend)] == [kept.id]
+    assert [r.job_id for r in backend.runs.list_queue()] == [kept.id]
+    with pytest.raises(NotFound):
+        backend.delete_job(gone.id)
 
 
 def test_the_queue_gives_the_highest_priority_first_then_the_oldest(backend):

@@ -101,7 +101,7 @@ async def test_a_run_in_flight_on_another_instance_shows_on_top_of_the_execution
         await _settle(app, pilot)
         assert _keys(app, "executions")[0] == "live-run"
         row = _row(app, "executions", "live-run")
-        assert row[0] == "running" and row[3] == "1/1 hello" and row[6] == "elsewhere:99:abcdef"
+        assert row[0] == "running" and row[3] == "░░░░░ 1/1 hello" and row[6] == "elsewhere:99:abcdef"
         assert "1 running" in str(app.query_one("#executions-summary").render())
 
 

@@ -18,7 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs
 
 from ...ops import overview
-from ..panes import HealthPane, Pane
+from ..jobs_pane import JobsPane
+from ..panes import ExecutionsPane, HealthPane, Pane
 
 #: The smallest terminal (columns, rows) that shows the four panes at once.
 GRID_SIZE = (100, 30)
@@ -46,10 +47,10 @@ class DashboardScreen(Screen):
         panes = [
             kind(read, title=title, columns=columns, interval=every, id=title.lower())
             for kind, title, columns, read in (
-                (Pane, "Jobs", overview.JOB_COLUMNS, overview.read_jobs),
+                (JobsPane, "Jobs", overview.JOB_COLUMNS, overview.read_jobs),
                 (Pane, "Pipelines", overview.PIPELINE_COLUMNS, overview.read_pipelines),
                 (
-                    Pane,
+                    ExecutionsPane,
                     "Executions",
                     overview.EXECUTION_COLUMNS,
                     partial(overview.read_executions, page_size=settings.ui.page_size),
