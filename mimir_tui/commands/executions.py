@@ -77,7 +77,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_show(ctx: Context, args: argparse.Namespace) -> int:
-    from ..pipelines.execlog import execution_log_path
+    from ..pipelines.execlog import execution_log_path, no_log_reason
     from ..pipelines.summaries import one_line
 
     record = ctx.backend.get_execution(args.id)
@@ -121,7 +121,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     if record.context:
         keys = ", ".join(record.context)
         print(f"{'context keys':14} {printable(keys)}")
-    print(f"{'log':14} {_log_line(record, log_path)}")
+    print(f"{'log':14} {log_path}{'' if log_path.exists() else f' ({no_log_reason(record)})'}")
     return 0
 
 
@@ -135,17 +135,6 @@ def _waiting_note(ctx: Context, job_id: str) -> str:
     if serving:
         return f"{queue} ({serving} running instance(s) serve it)"
     return f"{queue} (no running instance serves it: the run waits until one starts)"
-
-
-def _log_line(record, log_path) -> str:
-    """Where the run's log is, or why there is none."""
-    if log_path.exists():
-        return str(log_path)
-    if record.status == "queued":
-        return "- (none yet: the run has not started)"
-    if record.status == "missed" or (record.worker_id is None and not record.steps):
-        return "- (none: the run never started)"
-    return f"{log_path} (not on this machine)"
 
 
 def run_cancel(ctx: Context, args: argparse.Namespace) -> int:

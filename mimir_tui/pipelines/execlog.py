@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..constants import Status
 from ..logsetup import open_private, private_dirs
 from ..persistence.types import utcnow
 from ..secrets import SecretMasker
@@ -25,6 +26,17 @@ LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 def execution_log_path(settings: Any, execution_id: str) -> Path:
     return Path(settings.logging.executions_dir) / f"{execution_id}.log"
+
+
+def no_log_reason(record: Any) -> str:
+    """Why the log file of ``record`` (an execution) is not on this machine: the run has not
+    started yet (queued), never started (missed, or cancelled in the queue: no instance had
+    it), or ran elsewhere."""
+    if record.status == Status.queued.value:
+        return "none yet: the run has not started"
+    if record.status == Status.missed.value or (record.worker_id is None and not record.steps):
+        return "none: the run never started"
+    return "not on this machine"
 
 
 def logged_ids(settings: Any) -> set[str]:

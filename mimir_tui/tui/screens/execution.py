@@ -28,6 +28,7 @@ from textual.widgets.tree import TreeNode
 
 from ...errors import MimirError
 from ...ops.execution import STEP_COLUMNS, ExecutionDetail, LogTail, read_execution, record_lines, rerun
+from ...pipelines.execlog import no_log_reason
 from ..panes import Polling, apply_rows
 from ..widgets.confirm import ConfirmScreen
 
@@ -168,7 +169,8 @@ class ExecutionScreen(Polling, Screen):
                 self.run_worker(lambda: self._follow(path), thread=True, exit_on_error=False, group="follow-log")
             self.log_source = "file" if local else "records"
         if self.log_source == "records":
-            lines = [f"log file {path} is not on this machine: the run's records", *record_lines(detail.record)]
+            reason = no_log_reason(detail.record)
+            lines = [f"log file {path}: {reason}; the run's records", *record_lines(detail.record)]
             if lines != self._records:
                 self._records = lines
                 log = self.query_one("#execution-log", Log)
