@@ -195,6 +195,8 @@ class UISettings(_Section):
     theme: str = "mimir"
     refresh_interval: float = Field(2.0, gt=0)
     page_size: int = Field(200, ge=10)
+    # The dashboard runs a scheduler in-process (the service's: fires, claims, heartbeats).
+    run_scheduler: bool = True
 
 
 class VectorsSettings(_Section):

@@ -31,9 +31,12 @@ RETENTION_EVERY = timedelta(days=1)
 
 
 class Service:
-    def __init__(self, settings: Settings, *, backend: Any = None) -> None:
+    def __init__(self, settings: Settings, *, backend: Any = None, on_sync: Any = None) -> None:
         self.settings = settings
+        # A store handed in (the dashboard's) stays open for its owner when the service stops.
+        self._owns_backend = backend is None
         self.backend = backend or open_backend(settings)
+        self.on_sync = on_sync  # the pipelines watcher's ``on_sync(result)``
         self.stop_event = threading.Event()
         self.scheduler: Scheduler | None = None
         self.watcher: PipelineWatcher | None = None
@@ -47,7 +50,7 @@ class Service:
 
         registry = default_registry(self.settings)
         if self.settings.pipelines.watch:
-            self.watcher = PipelineWatcher(self.backend, self.settings, registry).start()
+            self.watcher = PipelineWatcher(self.backend, self.settings, registry, on_sync=self.on_sync).start()
             self.watcher.ready.wait(10)
         runner = PipelineRunner(self.backend, self.settings, registry)
         self.scheduler = Scheduler(self.backend, self.settings, runner=runner)
@@ -77,7 +80,14 @@ class Service:
             self.watcher.stop()
         if self.scheduler is not None and self.settings.scheduler.enabled:
             self.scheduler.stop()
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()
+
+    @property
+    def running(self) -> int:
+        """Runs in progress in this instance (what :meth:`stop` gives the grace to)."""
+        pool = self.scheduler.pool if self.scheduler is not None else None
+        return pool.busy if pool is not None else 0
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""

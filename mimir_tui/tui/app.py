@@ -1,9 +1,15 @@
 """The dashboard app: themes, the store (opened once, used from the panes' worker threads),
 the pipelines-folder watcher, and the main screen (:mod:`.screens.dashboard`). Screens of later
-issues are pushed over the main one."""
+issues are pushed over the main one.
+
+With ``scheduler=True`` (``ui.run_scheduler``, the default of ``mimir-tui``) the app runs the
+headless service's objects in-process (:class:`~mimir_tui.service.Service`: scheduler, run pool,
+queue poller, heartbeat, retention, watcher), started and stopped in thread workers; ``q`` stops
+it as SIGTERM stops the service, after a confirmation when runs are in progress here."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,10 +17,16 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from textual.worker import Worker, WorkerState
 
 from ..config import Settings
+from ..service import Service
+from .commands import MimirCommands
 from .panes import Pane, Polling
 from .screens.dashboard import DashboardScreen
+from .widgets.confirm import ConfirmScreen
+
+log = logging.getLogger("mimir.tui")
 
 
 class MimirApp(App):
@@ -24,14 +36,18 @@ class MimirApp(App):
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="refresh"),
         Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark,f1", "help", "Help", id="help"),
     ]
+    COMMANDS = App.COMMANDS | {MimirCommands}
 
     class PipelinesSynced(Message):
         def __init__(self, result: Any) -> None:
             super().__init__()
             self.result = result
 
-    def __init__(self, settings: Settings, *, backend: Any = None, theme_name: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, backend: Any = None, theme_name: str | None = None, scheduler: bool = False
+    ) -> None:
         super().__init__()
         self.settings = settings
         self._backend = backend
@@ -39,6 +55,11 @@ class MimirApp(App):
         self._theme_name = theme_name
         self._watcher: Any = None
         self._remembered = ""
+        self.run_scheduler = scheduler
+        #: The in-process service, once started; the lock keeps start and stop apart.
+        self.service: Service | None = None
+        self._service_lock = threading.Lock()
+        self.quitting = False
 
     def get_default_screen(self) -> DashboardScreen:
         return DashboardScreen()
@@ -58,6 +79,8 @@ class MimirApp(App):
             self.notify(f"unknown theme {name!r}", severity="warning")
         self._remembered = self.theme  # the start's theme is not a choice to save
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        if self.run_scheduler:
+            self.run_worker(self._start_service, thread=True, exit_on_error=False, group="service")
 
     def _remember_theme(self, theme: Any) -> None:
         from .themes import save_theme
@@ -88,13 +111,80 @@ class MimirApp(App):
     def _start_watcher(self) -> None:
         """Keep the pipelines folder and the database in step while the dashboard runs (in the
         watcher's own thread; results come back as messages)."""
-        if not self.settings.pipelines.watch or self._watcher is not None:
-            return
+        if not self.settings.pipelines.watch or self._watcher is not None or self.run_scheduler:
+            return  # (the in-process service runs the watcher)
         from ..pipelines.store import PipelineWatcher
 
-        self._watcher = PipelineWatcher(
-            self._backend, self.settings, on_sync=lambda result: self.post_message(self.PipelinesSynced(result))
-        ).start()
+        self._watcher = PipelineWatcher(self._backend, self.settings, on_sync=self._synced).start()
+
+    def _synced(self, result: Any) -> None:
+        self.post_message(self.PipelinesSynced(result))
+
+    # -- the in-process scheduler ----------------------------------------------------------
+
+    def _start_service(self) -> None:
+        backend = self.backend()
+        with self._service_lock:
+            if self.quitting:
+                return
+            self.service = Service(self.settings, backend=backend, on_sync=self._synced)
+            self.service.start()
+        scheduler = self.service.scheduler
+        if scheduler is not None and self.settings.scheduler.enabled:
+            self.call_from_thread(setattr, self, "sub_title", f"scheduler {scheduler.worker_id}")
+
+    def _stop_service(self) -> None:
+        with self._service_lock:
+            if self.service is not None and not self.service.stop_event.is_set():
+                self.service.stop()
+
+    @property
+    def instance(self) -> str | None:
+        """The worker id of this dashboard's scheduler, while it runs."""
+        service = self.service
+        if service is None or service.scheduler is None or service.stop_event.is_set():
+            return None
+        return service.scheduler.worker_id
+
+    async def action_quit(self) -> None:
+        """Quit; the in-process scheduler stops as the service does on SIGTERM (runs in progress
+        get ``scheduler.shutdown_grace`` seconds, the rest are interrupted and retried elsewhere
+        if their job allows), after a confirmation when runs are in progress here."""
+        if self.quitting:
+            return
+        running = self.service.running if self.service is not None else 0
+        if not running:
+            self._quit()
+            return
+        grace = self.settings.scheduler.shutdown_grace
+        question = (
+            f"{running} run(s) in progress here. Quit? They get {grace:g} s to finish; the rest are marked "
+            "interrupted (and retried by another instance if their job allows)."
+        )
+        self.push_screen(ConfirmScreen(question), lambda yes: self._quit() if yes else None)
+
+    def _quit(self) -> None:
+        self.quitting = True
+        if not self.run_scheduler:
+            self.exit()
+            return
+        self.notify("stopping the scheduler...", timeout=30)
+        self.run_worker(self._stop_service, thread=True, exit_on_error=False, group="service-stop")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        group = event.worker.group
+        if group not in ("service", "service-stop") or not event.worker.is_finished:
+            return
+        if event.state == WorkerState.ERROR:
+            log.error("the in-process scheduler failed to %s", group, exc_info=event.worker.error)
+            self.notify(f"scheduler: {event.worker.error}", severity="error", timeout=10)
+        if group == "service-stop":
+            self.exit()
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen, help_markdown
+
+        self.push_screen(HelpScreen(help_markdown(self.screen)))
 
     def on_mimir_app_pipelines_synced(self, message: MimirApp.PipelinesSynced) -> None:
         result = message.result
@@ -106,6 +196,8 @@ class MimirApp(App):
             self.notify(f"pipeline file rejected (last good version kept): {first}", severity="error", timeout=8)
 
     def on_unmount(self) -> None:
+        self.quitting = True
+        self._stop_service()  # quit other than by q (ctrl+q, the end of a test): stop it here
         if self._watcher is not None:
             self._watcher.stop()
         if self._backend is not None:
@@ -122,5 +214,5 @@ def run_dashboard(settings: Settings, *, theme: str | None = None, demo: bool = 
 
         with open_backend(settings) as backend:
             seed_demo(backend)
-    MimirApp(settings, theme_name=theme).run()
+    MimirApp(settings, theme_name=theme, scheduler=settings.ui.run_scheduler).run()
     return 0

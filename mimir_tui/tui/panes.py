@@ -208,7 +208,11 @@ class HealthPane(Pane):
         yield table
 
     def fill(self, data: PaneData) -> None:
-        super().fill(data)
+        """As read, with this dashboard's own scheduler marked among the instances; the
+        latency joins the sparkline."""
+        here = f"instance:{self.app.instance}"  # type: ignore[attr-defined]
+        rows = [(k, (f"{cells[0]} (this dashboard)", *cells[1:]) if k == here else cells) for k, cells in data.rows]
+        super().fill(PaneData(rows, data.summary, data.values))
         if "latency_ms" in data.values:
             self.latencies.append(data.values["latency_ms"])
             self.query_one(Sparkline).data = list(self.latencies)
