@@ -116,6 +116,10 @@ class SchedulerSettings(_Section):
 
 class PipelinesSettings(_Section):
     directory: str = "./pipelines"
+    # The folder relative paths in steps resolve against (Output.json's file, System.command's
+    # cwd...), for every run whichever way it starts. None: each pipeline file's own folder
+    # (a pipeline stored without a file: the config file's folder).
+    working_dir: str | None = None
     watch: bool = True
     summary_max_chars: int = Field(2000, ge=16)
     max_file_bytes: int = Field(MAX_PIPELINE_FILE_BYTES, ge=1)  # a larger pipeline file is refused
@@ -235,6 +239,7 @@ PATH_KEYS = {
     ("persistence", "vector_db_path"),
     ("persistence", "backup_path"),
     ("pipelines", "directory"),
+    ("pipelines", "working_dir"),
     ("logging", "file_path"),
     ("logging", "executions_dir"),
 }
@@ -356,8 +361,8 @@ def load_settings(
 
     # Defaults that are relative paths resolve against the config folder (or the cwd).
     for section, key in PATH_KEYS:
-        if f"{section}.{key}" not in sources:
-            sub = getattr(settings, section)
+        sub = getattr(settings, section)
+        if f"{section}.{key}" not in sources and getattr(sub, key) is not None:
             setattr(sub, key, str((base / getattr(sub, key)).resolve()))
     if "plugins.directories" not in sources:
         settings.plugins.directories = [str((base / d).resolve()) for d in settings.plugins.directories]
