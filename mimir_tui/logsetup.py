@@ -80,7 +80,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 def setup_logging(settings, *, console: bool = True) -> None:
     """Configure the root logger from ``settings.logging``; ``console`` False keeps stdout
-    clean (the dashboard owns the terminal)."""
+    clean (the dashboard owns the terminal). Then log, once, what the config sets without
+    effect (:meth:`~mimir_tui.config.Settings.no_effect_notice`): the service and the dashboard
+    call this first thing."""
     cfg = settings.logging
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -104,3 +106,6 @@ def setup_logging(settings, *, console: bool = True) -> None:
         root.addHandler(file_handler)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+    notice = settings.no_effect_notice()
+    if notice:
+        logging.getLogger("mimir.config").warning(notice)

@@ -70,6 +70,9 @@ class MimirApp(App):
                 self.theme = self._theme_name
             else:
                 self.notify(f"unknown theme {self._theme_name!r}", severity="warning")
+        notice = self.settings.no_effect_notice()
+        if notice:  # the log has it too, but the terminal is the dashboard's
+            self.notify(notice, severity="warning", timeout=15)
         self.action_refresh()
 
     def action_refresh(self) -> None:
