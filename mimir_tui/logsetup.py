@@ -88,6 +88,9 @@ def setup_logging(settings, *, console: bool = True) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(cfg.level)
+    # Alembic narrates each schema upgrade step at INFO; Mimir says "upgrading database schema"
+    # once itself. Its warnings still show, and all of it at DEBUG.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if cfg.level == "DEBUG" else logging.WARNING)
     formatter: logging.Formatter = JsonFormatter() if cfg.format == "json" else logging.Formatter(TEXT_FORMAT)
     if console and cfg.output in ("stdout", "both"):
         handler = logging.StreamHandler(sys.stdout)
