@@ -91,6 +91,9 @@ class SchedulerSettings(_Section):
     heartbeat_interval: float = Field(5.0, gt=0)
     stale_after: float = Field(30.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)
+    # Seconds a run that has ended keeps trying to save its end while the database is away
+    # (then it is left to the usual recovery: interrupted, and retried if its job allows).
+    outcome_save_window: float = Field(300.0, ge=0)
     misfire_grace: float = Field(60.0, ge=0)
     # Seconds an instance whose run slots are all taken leaves a due fire to a peer that has
     # free ones (load balancing); 0: never.

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, ScheduledJob, StepRecord, utcnow
+from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, StepRecord, utcnow
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 
@@ -56,6 +56,7 @@ def _steps_of(backend: PersistenceBackend, pipeline: str) -> list[tuple[str, str
 def seed_demo(backend: PersistenceBackend) -> None:
     """Idempotent: what exists already is left as it is."""
     from .pipelines.store import save_spec
+    from .scheduler.jobs import create_job
 
     have_pipelines = {p.name for p in backend.list_pipelines()}
     for spec in example_pipelines():
@@ -69,7 +70,18 @@ def seed_demo(backend: PersistenceBackend) -> None:
     for job_id, name, pipeline, cron, enabled in DEMO_JOBS:
         if job_id in have_jobs:
             continue
-        backend.save_job(ScheduledJob(id=job_id, name=name, pipeline=pipeline, cron_expr=cron, enabled=enabled))
+        # Through the jobs' one way in, which stores its next run (as `jobs add` does). The
+        # examples' pipelines are missing when the package is installed without the repository.
+        create_job(
+            backend,
+            name=name,
+            pipeline=pipeline,
+            cron_expr=cron,
+            job_id=job_id,
+            enabled=enabled,
+            require_pipeline=False,
+            now=now,
+        )
         if not enabled:
             continue
         steps = _steps_of(backend, pipeline)

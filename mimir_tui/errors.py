@@ -42,3 +42,12 @@ class DatabaseCorrupt(PersistenceError):
 
 class Conflict(MimirError):
     """The row exists already, or was changed under us."""
+
+
+class OutcomeNotSaved(PersistenceError):
+    """A run ended, but its end could not be saved: the database stayed away. ``record`` is the
+    end as the run knew it (never to be replaced by a guess such as ``failed``)."""
+
+    def __init__(self, message: str, record: object) -> None:
+        super().__init__(message)
+        self.record = record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 
 from ..constants import MISFIRE_POLICIES
@@ -122,7 +123,22 @@ def register(sub, common) -> None:
     nxt.set_defaults(handler=run_next)
 
 
-def _print_jobs(jobs) -> None:
+def _overdue(job, now: datetime) -> str:
+    """`` (overdue 3m20s)`` after an overdue next run, else nothing."""
+    from ..ops.overview import overdue
+
+    late = overdue(job, now)
+    return f" ({late})" if late else ""
+
+
+def _as_json(job, now: datetime) -> dict:
+    """The job's fields, and ``overdue``: its ``next_run`` passed with no instance firing it."""
+    from ..scheduler.jobs import overdue_by
+
+    return {**to_jsonable(job), "overdue": overdue_by(job, now) is not None}
+
+
+def _print_jobs(jobs, now: datetime) -> None:
     print_table(
         [
             [
@@ -133,7 +149,7 @@ def _print_jobs(jobs) -> None:
                 j.timezone,
                 j.queue,
                 "yes" if j.enabled else "no",
-                short_time(j.next_run),
+                short_time(j.next_run) + _overdue(j, now),
                 short_time(j.last_run),
                 j.last_result or "-",
             ]
@@ -143,21 +159,38 @@ def _print_jobs(jobs) -> None:
     )
 
 
-def _emit(job, args) -> int:
+def _emit(ctx: Context, job, args, *, schedule: bool = False) -> int:
+    """The job, field by field (``--json``: an object); ``schedule``: its schedule in words and
+    its next three fires in its zone too (text only), and on stderr a warning when its
+    expression looks written with the seconds first."""
+    from ..scheduler import jobs as core
+
+    now = ctx.backend.database_now()
+    preview = core.next_fires(job.cron_expr, job.timezone, start=now, n=3) if schedule else None
+    if preview is not None and preview.warning:
+        print(f"warning: {printable(preview.warning)}", file=sys.stderr)
     if args.json:
-        print_json(job)
-    else:
-        for key, value in to_jsonable(job).items():
-            print(f"{key:22} {printable(value) if value is not None else '-'}")
+        print_json(_as_json(job, now))
+        return 0
+    for key, value in to_jsonable(job).items():
+        text = printable(value) if value is not None else "-"
+        print(f"{key:22} {text}{_overdue(job, now) if key == 'next_run' else ''}")
+    if preview is not None:
+        print(f"{'schedule':22} {preview.explain} ({preview.timezone})")
+        label = "next fires" if job.enabled else "next fires if enabled"
+        for fire in preview.local():
+            print(f"{label:22} {fire.isoformat()}")
+            label = ""
     return 0
 
 
 def run_list(ctx: Context, args) -> int:
     jobs = ctx.backend.list_jobs()
+    now = ctx.backend.database_now()
     if args.json:
-        print_json(jobs)
+        print_json([_as_json(j, now) for j in jobs])
     else:
-        _print_jobs(jobs)
+        _print_jobs(jobs, now)
     return 0
 
 
@@ -176,7 +209,7 @@ def run_add(ctx: Context, args) -> int:
         enabled=not args.disabled,
         **options,
     )
-    return _emit(job, args)
+    return _emit(ctx, job, args, schedule=True)
 
 
 def run_edit(ctx: Context, args) -> int:
@@ -188,33 +221,49 @@ def run_edit(ctx: Context, args) -> int:
             changes[field] = getattr(args, arg)
     if not changes:
         raise BadInput("jobs edit: nothing to change (give --name, --cron, --tz, ...)")
-    return _emit(core.update_job(ctx.backend, args.id, **changes), args)
+    return _emit(ctx, core.update_job(ctx.backend, args.id, **changes), args, schedule=True)
 
 
 def run_show(ctx: Context, args) -> int:
-    return _emit(ctx.backend.get_job(args.id), args)
+    return _emit(ctx, ctx.backend.get_job(args.id), args)
 
 
 def run_enable(ctx: Context, args) -> int:
     from ..scheduler import jobs as core
 
-    return _emit(core.enable_job(ctx.backend, args.id), args)
+    return _emit(ctx, core.enable_job(ctx.backend, args.id), args)
 
 
 def run_disable(ctx: Context, args) -> int:
     from ..scheduler import jobs as core
 
-    return _emit(core.disable_job(ctx.backend, args.id), args)
+    return _emit(ctx, core.disable_job(ctx.backend, args.id), args)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def run_delete(ctx: Context, args) -> int:
     from ..scheduler import jobs as core
 
-    core.delete_job(ctx.backend, args.id)
+    gone = core.delete_job(ctx.backend, ctx.settings, args.id)
+    if gone.log_files_left:
+        print(
+            f"warning: {_count(len(gone.log_files_left), 'log file')} not deleted, the first: "
+            f"{printable(gone.log_files_left[0])}",
+            file=sys.stderr,
+        )
     if args.json:
-        print_json({"id": args.id, "deleted": True})
+        print_json(gone.as_dict())
     else:
-        print(f"deleted job {args.id}")
+        print(
+            printable(
+                f"deleted job {gone.id} with {_count(gone.executions, 'execution')}"
+                f" ({_count(gone.log_files, 'log file')} on this machine)"
+                f" and {_count(gone.queued_runs, 'queued run')}"
+            )
+        )
     return 0
 
 
@@ -272,11 +321,11 @@ def run_next(ctx: Context, args) -> int:
     else:
         expr, tz = args.cron, args.tz or ctx.settings.scheduler.timezone
     result = core.next_fires(expr, tz, start=_parse_instant(args.start), n=args.n)
+    if result.warning:
+        print(f"warning: {printable(result.warning)}", file=sys.stderr)
     data = result.as_dict()
     if args.explain:
-        from ..scheduler.cron import describe
-
-        data["explain"] = describe(result.expr)
+        data["explain"] = result.explain
     if args.json:
         print_json(data)
     else:

@@ -29,7 +29,7 @@ from ..errors import DatabaseCorrupt, MimirError, PersistenceError
 from .db import Database, damaged_message, is_damaged, operation
 from .engine import display_url, restrict_file_modes, scrub
 from .executions import UNFINISHED, ExecutionStore
-from .jobs import JobStore, PipelineStore
+from .jobs import JobDeletion, JobStore, PipelineStore
 from .metrics import OperationMetrics
 from .models import EXECUTIONS, JOBS, PIPELINES, JobExecutionRecord, PipelineConfig, ScheduledJob
 from .runs import RunStore
@@ -64,7 +64,7 @@ class Store(Protocol):
     def save_job(self, job: ScheduledJob) -> ScheduledJob: ...
     def get_job(self, job_id: str) -> ScheduledJob: ...
     def list_jobs(self, *, enabled: bool | None = None) -> list[ScheduledJob]: ...
-    def delete_job(self, job_id: str) -> None: ...
+    def delete_job(self, job_id: str) -> JobDeletion: ...
     def update_job(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob: ...
     def save_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig: ...
     def get_pipeline(self, name: str) -> PipelineConfig: ...
@@ -125,6 +125,7 @@ class PersistenceBackend:
     def metrics(self) -> OperationMetrics:
         return self.db.metrics
 
+    @operation("database_now")
     def database_now(self) -> datetime:
         """The database server's clock, in UTC (SQLite: this machine's): schedules fall due,
         and heartbeats are judged, on it."""
@@ -141,8 +142,8 @@ class PersistenceBackend:
     def list_jobs(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
         return self.jobs.all(enabled=enabled)
 
-    def delete_job(self, job_id: str) -> None:
-        self.jobs.delete(job_id)
+    def delete_job(self, job_id: str) -> JobDeletion:
+        return self.jobs.delete(job_id)
 
     def update_job(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob:
         return self.jobs.update(job, fields=fields)

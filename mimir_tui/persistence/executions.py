@@ -29,6 +29,14 @@ COLUMNS = [c.name for c in EXECUTIONS.columns]
 SAVED = [name for name in COLUMNS if name not in ("id", "cancel_requested")]
 
 
+def active_runs() -> Any:
+    """``SELECT count(*)``: the queued or running executions of the job ``:job_id``, on any
+    instance (what its ``max_concurrent`` limits)."""
+    return select(func.count()).where(
+        and_(EXECUTIONS.c.job_id == bindparam("job_id"), one_of(EXECUTIONS.c.status, UNFINISHED))
+    )
+
+
 def _records(rows: list[Any]) -> list[JobExecutionRecord]:
     return records(JobExecutionRecord, COLUMNS, rows)
 
@@ -202,13 +210,7 @@ class ExecutionStore:
     @operation("count_running")
     def count_running(self, job_id: str) -> int:
         """Executions of the job that are queued or running, on any instance."""
-        prepared = self.db.prepare(
-            "count_running",
-            lambda: select(func.count()).where(
-                and_(EXECUTIONS.c.job_id == bindparam("job_id"), one_of(EXECUTIONS.c.status, UNFINISHED))
-            ),
-        )
-        return int(self.db.fetch(prepared, {"job_id": job_id})[0][0])
+        return int(self.db.fetch(self.db.prepare("count_running", active_runs), {"job_id": job_id})[0][0])
 
     @operation("cancel_requested")
     def cancel_requested(self, execution_id: str) -> bool:

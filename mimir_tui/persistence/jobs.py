@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, true, update
 
 from ..errors import Conflict, NotFound
 from .db import Database, operation
-from .models import JOBS, PIPELINES, QUEUE, PipelineConfig, ScheduledJob, values_of
+from .models import EXECUTIONS, JOBS, PIPELINES, QUEUE, PipelineConfig, ScheduledJob, values_of
 from .rows import JobRow
 from .types import as_utc, utcnow
 
@@ -27,6 +27,13 @@ class Unchanged(Enum):
 
 
 UNCHANGED: Final = Unchanged.UNCHANGED
+
+
+class JobDeletion(NamedTuple):
+    """What went with a deleted job."""
+
+    execution_ids: list[str]
+    queued_runs: int
 
 
 class JobStore:
@@ -75,12 +82,31 @@ class JobStore:
         )
         return [JobRow(r) for r in self.db.fetch(prepared, convert=False)]
 
+    @operation("job_counts_by_pipeline")
+    def counts_by_pipeline(self) -> dict[str, int]:
+        """``{pipeline: number of jobs that run it}`` (the pipelines pane), counted by the database."""
+        prepared = self.db.prepare(
+            "job_counts_by_pipeline", lambda: select(JOBS.c.pipeline, func.count()).group_by(JOBS.c.pipeline)
+        )
+        return {name: int(count) for name, count in self.db.fetch(prepared, convert=False)}
+
     @operation("delete_job")
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str) -> JobDeletion:
+        """Delete the job; its executions and queued runs go with it (ON DELETE CASCADE), and
+        the result says which. They are read in the delete's transaction, the job's row locked
+        first (``FOR UPDATE``; SQLite's write transaction is one at a time anyway): a run
+        claimed or queued meanwhile, whose insert checks that row, comes wholly before (and is
+        counted) or fails after."""
         with self.db.write() as conn:
-            result = conn.execute(delete(JOBS).where(JOBS.c.id == job_id))
-        if result.rowcount == 0:
-            raise NotFound(f"job {job_id!r} not found")
+            query = select(JOBS.c.id).where(JOBS.c.id == job_id)
+            if self.db.dialect.skip_locked:
+                query = query.with_for_update()
+            if conn.execute(query).first() is None:
+                raise NotFound(f"job {job_id!r} not found")
+            executions = list(conn.execute(select(EXECUTIONS.c.id).where(EXECUTIONS.c.job_id == job_id)).scalars())
+            queued = conn.execute(select(func.count()).select_from(QUEUE).where(QUEUE.c.job_id == job_id)).scalar_one()
+            conn.execute(delete(JOBS).where(JOBS.c.id == job_id))
+        return JobDeletion(executions, int(queued))
 
     @operation("update_job")
     def update(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob:

@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import BadInput, MimirError, NotFound
+from ..errors import BadInput, MimirError, NotFound, OutcomeNotSaved
 from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
 from ..persistence.types import as_utc, utcnow
 from ..secrets import SecretMasker, mask_tree, secret_values
@@ -147,6 +147,14 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, grace: float = 0.5) -> 
         raise
 
 
+async def _pause(seconds: float, cancel: CancelToken | None) -> bool:
+    """Sleep ``seconds``, less if ``cancel`` is set meanwhile; True if it is set."""
+    end = time.monotonic() + seconds
+    while not (cancel is not None and cancel.cancelled) and (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 0.05))
+    return cancel is not None and cancel.cancelled
+
+
 def _describe_exception(exc: BaseException) -> str:
     if isinstance(exc, MimirError):
         text = str(exc)
@@ -184,6 +192,8 @@ class PipelineRunner:
     cancel_poll_interval: float = 0.25
     #: Seconds a cancelled or timed-out step gets to wind down before the run moves on.
     stop_grace: float = 0.5
+    #: Longest wait, in seconds, between two tries to save a run's end while the database is away.
+    save_backoff_max: float = 5.0
 
     def __init__(
         self,
@@ -312,7 +322,7 @@ class PipelineRunner:
             )
             exec_log.write("ERROR", record.error or "")
             exec_log.close()
-            return await self._save_final(record)
+            return await self._save_final(record, cancel)
 
         record = JobExecutionRecord(
             id=exec_id,
@@ -388,7 +398,7 @@ class PipelineRunner:
             + (f": {record.error}" if record.error else ""),
         )
         exec_log.close()
-        final = await self._save_final(record)
+        final = await self._save_final(record, cancel)
         if interrupted:
             raise asyncio.CancelledError()
         return final
@@ -422,23 +432,48 @@ class PipelineRunner:
             if stop is not None:
                 stop.set(f"cancelled: {message}")
 
-    async def _save_final(self, record: JobExecutionRecord) -> JobExecutionRecord:
-        """Save the run's end; returns the record as stored: ours, or, if another instance
-        ended the run meanwhile, theirs (never overwritten)."""
-        delay = 0.2
-        for attempt in range(4):
+    async def _save_final(self, record: JobExecutionRecord, cancel: CancelToken | None = None) -> JobExecutionRecord:
+        """Save the run's end; returns the record as stored: ours, or, if another instance ended
+        the run meanwhile, theirs (never overwritten).
+
+        While the database is away, the run keeps its end and tries again, with backoff (up to
+        :attr:`save_backoff_max` s between tries), for ``scheduler.outcome_save_window``
+        seconds; the process heartbeats meanwhile, so the run is not taken for ownerless. Once
+        ``cancel`` is set (the instance is stopping), one more try. Then
+        :class:`~mimir_tui.errors.OutcomeNotSaved`, with the record."""
+        deadline = time.monotonic() + self.settings.scheduler.outcome_save_window
+        delay, failing_since, last_try = 0.2, None, False
+        while True:
             try:
                 if await asyncio.to_thread(self._save_unfinished, record):
-                    return record
-                ended = await asyncio.to_thread(self.backend.get_execution, record.id)
-                self._ended_elsewhere(ended)
-                return ended
-            except MimirError:
-                if attempt == 3:
-                    raise
-                await asyncio.sleep(delay)
-                delay *= 2
-        return record
+                    stored = record
+                else:
+                    stored = await asyncio.to_thread(self.backend.get_execution, record.id)
+                    self._ended_elsewhere(stored)
+                if failing_since is not None:
+                    log.warning(
+                        "execution %s: its end (%s) was saved after %.1f s of failed tries",
+                        record.id,
+                        record.status,
+                        time.monotonic() - failing_since,
+                    )
+                return stored
+            except MimirError as exc:
+                now = time.monotonic()
+                if last_try or now >= deadline or getattr(exc, "fatal", False):  # a damaged file stays damaged
+                    message = f"execution {record.id} ended {record.status}, but its end could not be saved: {exc}"
+                    raise OutcomeNotSaved(message, record) from exc
+                if failing_since is None:
+                    failing_since = now
+                    log.warning(
+                        "execution %s ended %s, but its end could not be saved (%s); trying again for up to %.0f s",
+                        record.id,
+                        record.status,
+                        exc,
+                        deadline - now,
+                    )
+                last_try = await _pause(min(delay, deadline - now), cancel)
+                delay = min(delay * 2, self.save_backoff_max)
 
     def _environ(self) -> Mapping[str, str]:
         return os.environ if self.environ is None else self.environ

@@ -29,6 +29,7 @@ from ..errors import MimirError
 from ..loop_errors import LoopErrors
 from ..persistence import JobExecutionRecord, RunRequest, ScheduledJob, new_id
 from ..persistence.models import Status, TriggeredBy
+from ..persistence.runs import JobRoom
 from ..persistence.types import as_utc
 from ..pipelines.cancel import CancelToken
 from .clock import DatabaseClock
@@ -155,6 +156,10 @@ class Scheduler:
         # attempt holds it), carried on to the next retry
         self._fires_of: dict[str, datetime] = {}
         self._suspects: set[str] = set()  # own unfinished rows untracked at the last beat
+        # The database was out of reach at the last beat; until when peers are not judged by
+        # their heartbeats (see beat()).
+        self._cut_off = False
+        self._judge_peers_from: datetime | None = None
         # Fires claimed by a tick still in progress, not yet handed to the pool (a tick after
         # a downtime, or on a slow database, can outlast several heartbeats).
         self._claimed: set[str] = set()
@@ -271,7 +276,6 @@ class Scheduler:
     def _heartbeat_loop(self) -> None:
         while not self.clock.wait(self._stop, self.config.heartbeat_interval):
             try:
-                self.executor.sync_clock()
                 self.beat()
                 self._beat_errors.ok()
             except Exception as exc:
@@ -307,6 +311,11 @@ class Scheduler:
             deferred_until = None
             if old is not None and old.schedule == schedule:
                 next_fire, deferred_until = old.next_fire, old.deferred_until
+                stored = as_utc(job.next_run)
+                if stored is not None and stored > next_fire:
+                    # Enabled again since the last reload (its fires while disabled are not
+                    # due: enabling stored the first one after), or fired by a peer.
+                    next_fire, deferred_until = stored, None
             elif job.next_run is not None and old is None:
                 next_fire = as_utc(job.next_run)  # resume where the database says
             else:
@@ -422,46 +431,46 @@ class Scheduler:
         self, job: ScheduledJob, fires: list[datetime], now: datetime, report: TickReport
     ) -> list[JobExecutionRecord]:
         """Claim the fires due to run and start them: one after another in each of the job's
-        free slots (``max_concurrent`` less its active runs), so the catch-up runs of a
-        downtime queue up instead of counting as overlaps of each other. With no free slot,
-        the fires are recorded ``missed`` (an overlap), never dropped."""
-        active = self.backend.executions.count_running(job.id)
-        slots = job.max_concurrent - active
-        if slots <= 0:
-            note = overlap_note(active, job.max_concurrent)
+        free slots (``max_concurrent`` less its active runs, counted by the claim itself, see
+        :meth:`RunStore.claim_fires_within`), so the catch-up runs of a downtime queue up
+        instead of counting as overlaps of each other. With no free slot, the fires are
+        recorded ``missed`` (an overlap), never dropped."""
+        records = [
+            _fire_record(
+                job_id=job.id,
+                pipeline=job.pipeline,
+                start_time=now,
+                status=Status.queued.value,
+                triggered_by=TriggeredBy.scheduler.value,
+                scheduled_for=fire,
+                worker_id=self.worker_id,
+                attempt=1,
+            )
+            for fire in fires
+        ]
+        # A read first: a fire that finds the job's run still going (the common overlap) costs
+        # no write lock; one that finds room is claimed with the count taken again, locked.
+        room = JobRoom(self.backend.executions.count_running(job.id), job.max_concurrent)
+        claimed: list = []  # of records, each with its scheduled_for
+        if room.free > 0:
+            claimed, room = self.backend.runs.claim_fires_within(records)
+        if room.free <= 0:
+            note = overlap_note(room.active, room.limit)
             report.missed.extend(self.backend.runs.claim_fires([self._missed_record(job, f, now, note) for f in fires]))
             return []
-        claimed: list[JobExecutionRecord] = []
-        try:
-            for fire in fires:
-                record = _fire_record(
-                    job_id=job.id,
-                    pipeline=job.pipeline,
-                    start_time=now,
-                    status=Status.queued.value,
-                    triggered_by=TriggeredBy.scheduler.value,
-                    scheduled_for=fire,
-                    worker_id=self.worker_id,
-                    attempt=1,
-                )
-                if not self.backend.runs.claim_fire(record):
-                    report.lost += 1
-                    continue
-                with self._cancel_lock:
-                    self._claimed.add(record.id)
-                self.fire_lags.append((self.clock.now() - fire).total_seconds())
-                report.claimed.append(record)
-                claimed.append(record)
-        finally:
-            # Even when a later claim failed (the database went away mid-tick): a claim that
-            # landed is ours, and is run (or handed to the pool), never left queued.
-            chains = [claimed[i::slots] for i in range(min(slots, len(claimed)))]
-            unstarted = self._unstarted
-            for chain in chains:
-                if unstarted is not None:
-                    unstarted.append((job, chain))  # started by tick() once the claims are done
-                else:
-                    self._submit_chain(job, chain)
+        report.lost += len(records) - len(claimed)
+        with self._cancel_lock:
+            self._claimed.update(record.id for record in claimed)
+        claimed_at = self.clock.now()
+        for record in claimed:
+            self.fire_lags.append((claimed_at - as_utc(record.scheduled_for)).total_seconds())
+        report.claimed.extend(claimed)
+        chains = [claimed[i :: room.free] for i in range(min(room.free, len(claimed)))]
+        for chain in chains:
+            if self._unstarted is not None:
+                self._unstarted.append((job, chain))  # started by tick() once the claims are done
+            else:
+                self._submit_chain(job, chain)
         return claimed
 
     def poll_queue(self, now: datetime | None = None) -> int:
@@ -484,14 +493,37 @@ class Scheduler:
         return claimed
 
     def beat(self, now: datetime | None = None) -> list[JobExecutionRecord]:
-        """Heartbeat, then declare silent peers dead and retry their runs if allowed."""
-        now = as_utc(now) or self.executor.lease_now()
-        if not self.backend.workers.heartbeat(self.worker_id, now=now, load=self._load()):
+        """Heartbeat, then declare silent peers dead and retry their runs if allowed.
+
+        After this instance could not reach the database for a while (a beat failed, or took
+        so long that a live peer's heartbeat, held up as well, could look stale), it judges no
+        peer by its heartbeat for ``stale_after`` seconds: the outage silenced the peers too,
+        and each needs a beat of its own to show it is alive (a run whose end it is still
+        saving is its)."""
+        started = time.monotonic()
+        try:
+            self.executor.sync_clock()
+            now = as_utc(now) or self.executor.lease_now()
+            alive = self.backend.workers.heartbeat(self.worker_id, now=now, load=self._load())
+        except Exception:
+            self._cut_off = True
+            raise
+        if self._cut_off or time.monotonic() - started > self.config.stale_after - self.config.heartbeat_interval:
+            self._cut_off = False
+            self._judge_peers_from = now + timedelta(seconds=self.config.stale_after)
+            log.warning(
+                "the database was out of reach; peers are judged by their heartbeats again from %s",
+                self._judge_peers_from.isoformat(),
+            )
+        if not alive:
             # A peer declared us dead (we stalled); our runs were interrupted. Come back.
             log.warning("instance %s was declared dead by a peer; re-registering", self.worker_id)
             if not self.backend.workers.heartbeat(self.worker_id, now=now, status="running", revive=True):
                 self.register()  # the row is gone (pruned): register anew
-        dead, interrupted = self.backend.workers.reap_stale_workers(stale_after=self.config.stale_after, now=now)
+        dead: list[str] = []
+        interrupted: list[JobExecutionRecord] = []
+        if self._judge_peers_from is None or now >= self._judge_peers_from:
+            dead, interrupted = self.backend.workers.reap_stale_workers(stale_after=self.config.stale_after, now=now)
         if dead:
             log.warning("instances %s stopped heartbeating; %d run(s) interrupted", ", ".join(dead), len(interrupted))
         # Runs no live instance owns: no worker id (an unregistered process), an unknown one, or

@@ -1,7 +1,8 @@
 """Cron schedules in an IANA timezone, with Debian cron's semantics (as cronsim implements them).
 
 Expressions have 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds
-(croniter's convention: seconds last); the ``@hourly``-style nicknames are accepted. Besides
+(croniter's convention: seconds last; :func:`seconds_first_warning` says when one looks written
+seconds first, as Quartz and Spring write them); the ``@hourly``-style nicknames are accepted. Besides
 Debian cron's syntax, cronsim's ``L`` and ``LW`` (day-of-month) and ``nL`` and ``n#k``
 (day-of-week) are read as cronsim reads them, and croniter's ``nW`` (the weekday nearest day n)
 too. tests/scheduler/test_cronsim_conformance.py replays cronsim's own test cases.
@@ -102,8 +103,78 @@ def validate_cron(expr: str) -> str:
     text = " ".join(expr.split())
     if text.startswith("@"):
         text = text.lower()
-    _compile(text)
+    try:
+        _compile(text)
+    except CronError as exc:
+        rotated = _seconds_first(text)
+        if rotated is None or not _compiles(rotated):
+            raise
+        raise CronError(
+            f"{exc}; Mimir reads a 6th field as the seconds: if they come first (Quartz, Spring), write {rotated!r}",
+            exc.field,
+        ) from None
     return text
+
+
+def _compiles(text: str) -> bool:
+    try:
+        _compile(text)
+    except CronError:
+        return False
+    return True
+
+
+def _seconds_first(text: str) -> str | None:
+    """A six-field expression read as if its seconds came first (Quartz, Spring), in Mimir's
+    order (seconds last): its first field moved to the end, Quartz's ``?`` as ``*``. None for
+    any other expression."""
+    fields = text.split(" ")
+    return " ".join([*fields[1:], fields[0]]).replace("?", "*") if len(fields) == 6 else None
+
+
+#: A range or list of the values 0-7 alone (``1-5``, ``0,6``): days of the week, as seconds.
+_WEEKDAYS_LIKE = re.compile(r"[0-7](?:[-,][0-7])+")
+
+
+def seconds_first_warning(expr: str) -> str | None:
+    """A warning, in one line, when a six-field expression looks as if its seconds were meant
+    first (Quartz, Spring) where Mimir, as croniter, reads them last; None otherwise.
+
+    An expression is suspect when its seconds-first reading is a valid expression too and:
+
+    - its last field is ``*``, ``?`` or ``*/1`` while the others are not all ``*``: read as
+      seconds it fires every second of each minute it matches (``*/5 * * * * *``: every
+      second of every fifth minute; ``0 0 * * * *``: 60 times at midnight), which is hardly
+      ever meant, and is what a seconds-first expression ends with (its day-of-week);
+    - or its last field is a range or list of the values 0-7 (``0 0 9 * * 1-5``): days of the
+      week, read as seconds;
+    - or its fourth field is ``?`` (``0 15 10 ? * 6``): Quartz's "no specific day of the
+      month", here in the month's place.
+
+    A single number last (``0 2 * * * 5``) is taken at its word (at second 5), as is any
+    expression whose seconds-first reading is not valid (that reading cannot have been meant);
+    an invalid one whose seconds-first reading is valid is refused with that reading as a hint
+    (:func:`validate_cron`).
+    """
+    text = validate_cron(expr)
+    rotated = _seconds_first(text)
+    if rotated is None or not _compiles(rotated):
+        return None
+    fields = text.split(" ")
+    last = fields[5]
+    if last in ("*", "?", "*/1") and any(f not in ("*", "?") for f in fields[:5]):
+        reason = f"its last field, {last}, fires it every second of each minute it matches"
+    elif _WEEKDAYS_LIKE.fullmatch(last):
+        reason = f"its last field, {last}, reads like days of the week"
+    elif fields[3] == "?":
+        reason = "its ? in the fourth field (the month here) is how Quartz says no specific day of the month"
+    else:
+        return None
+    return (
+        f"cron expression {text!r} has 6 fields, the last read as the seconds (croniter's convention): "
+        f"{describe(text)!r}; {reason}. If the seconds come first (Quartz, Spring), write {rotated!r}: "
+        f"{describe(rotated)!r}"
+    )
 
 
 def _fields(text: str) -> list[str]:

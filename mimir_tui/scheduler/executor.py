@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import MimirError, NotFound
+from ..errors import MimirError, NotFound, OutcomeNotSaved
 from ..persistence import FINISHED, JobExecutionRecord, RunRequest, ScheduledJob
 from ..persistence.models import Status, TriggeredBy
 from ..persistence.types import as_utc
@@ -135,8 +135,9 @@ class Executor:
         fire: datetime | None = None,
     ) -> JobExecutionRecord | None:
         """Run the claimed ``record`` to its end; the final record, or None if the run could
-        not even start (it is then recorded ``failed``). ``fire``: the fire a retry belongs
-        to (see :func:`~mimir_tui.scheduler.retries.retry_request`)."""
+        not even start (it is then recorded ``failed``) or its end could not be saved (see
+        ``PipelineRunner._save_final``). ``fire``: the fire a retry belongs to (see
+        :func:`~mimir_tui.scheduler.retries.retry_request`)."""
         pipeline = pipeline or record.pipeline
         cancel = cancel if cancel is not None else new_cancel()
         timeout = job.timeout_seconds if job and job.timeout_seconds else self.settings.scheduler.default_timeout
@@ -152,6 +153,12 @@ class Executor:
                 timeout=timeout,
                 cancel=cancel,
             )
+        except OutcomeNotSaved as exc:
+            # The run ended, and the database stayed away for the runner's whole save window:
+            # its end is not guessed (a success recorded failed would be retried). The row
+            # stays running until this instance reconciles it (interrupted, then retried).
+            log.error("%s", exc)
+            return None
         except Exception as exc:
             # The runner could not even record the run (the database went away at that moment).
             # Leave no queued/running row behind on a live instance: nobody would ever reap it,

@@ -7,16 +7,18 @@ on bad input (a bad cron expression, an unknown zone or pipeline, an unknown id)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, Conflict, NotFound
 from ..inputs import check_text
 from ..persistence import MisfirePolicy, RunRequest, ScheduledJob, new_id, utcnow
 from ..persistence.models import JOBS, TriggeredBy, check_queue_name, text_limits
 from ..persistence.types import as_utc
-from .cron import CronSchedule, validate_cron, zone
+from ..pipelines.execlog import execution_log_path, logged_ids
+from .cron import CronSchedule, describe, seconds_first_warning, validate_cron, zone
 
 EDITABLE = {
     "name",
@@ -126,8 +128,12 @@ def create_job(
         **options,
     )
     _check(job, backend, require_pipeline=require_pipeline)
+    # Stored now, not at the first fire: the job shows its next run before any instance runs.
     job.next_run = schedule_of(job).next_after(as_utc(now) or backend.database_now()) if enabled else None
-    return backend.save_job(job)
+    try:
+        return backend.save_job(job)
+    except Conflict:
+        raise BadInput(f"job {job.id!r} already exists (give another id)") from None
 
 
 def update_job(
@@ -159,8 +165,52 @@ def disable_job(backend: Any, job_id: str) -> ScheduledJob:
     return update_job(backend, job_id, enabled=False)
 
 
-def delete_job(backend: Any, job_id: str) -> None:
-    backend.delete_job(job_id)
+def overdue_by(job: Any, now: datetime) -> timedelta | None:
+    """How long ago the enabled job's ``next_run`` passed with no instance firing it (no service
+    running, or none serving its queue); None when it has not (or the job is disabled). Under a
+    second counts as on time: a running scheduler writes the next fire just after the fire.
+    ``job``: a :class:`ScheduledJob` or a lean row of one (``JobRow``)."""
+    if not job.enabled or job.next_run is None:
+        return None
+    late = as_utc(now) - as_utc(job.next_run)
+    return late if late >= timedelta(seconds=1) else None
+
+
+@dataclass(frozen=True)
+class DeletedJob:
+    """What went with a deleted job: its executions, its queued runs, the log files of its
+    executions on this machine (``logging.executions_dir``), and the log files that could not be
+    deleted (``path: reason``)."""
+
+    id: str
+    executions: int
+    queued_runs: int
+    log_files: int
+    log_files_left: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "deleted": True, **{k: v for k, v in asdict(self).items() if k != "id"}}
+
+
+def delete_job(backend: Any, settings: Any, job_id: str) -> DeletedJob:
+    """Delete the job with its history, and the log files of its executions."""
+    gone = backend.delete_job(job_id)
+    # Only files listed in the folder: not the runs that never ran here (missed fires, another
+    # machine's), nor a path outside it that an execution id written by another tool names.
+    logged = logged_ids(settings) if gone.execution_ids else set()
+    removed, left = 0, []
+    for execution_id in gone.execution_ids:
+        if execution_id not in logged:
+            continue
+        path = execution_log_path(settings, execution_id)
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass  # deleted meanwhile
+        except OSError as exc:
+            left.append(f"{path}: {exc.strerror or exc}")
+    return DeletedJob(job_id, len(gone.execution_ids), gone.queued_runs, removed, left)
 
 
 def run_job_now(
@@ -187,17 +237,29 @@ def run_job_now(
 
 @dataclass
 class NextFires:
+    """An expression's next fires in a zone; its reading in words (``describe``), and a warning
+    when it looks written with the seconds first (``seconds_first_warning``)."""
+
     expr: str
     timezone: str
     fires: list[datetime]
+    warning: str | None
+
+    @cached_property
+    def explain(self) -> str:
+        return describe(self.expr)
+
+    def local(self) -> list[datetime]:
+        tz = zone(self.timezone)
+        return [f.astimezone(tz) for f in self.fires]
 
     def as_dict(self) -> dict[str, Any]:
-        tz = zone(self.timezone)
         return {
             "cron_expr": self.expr,
             "timezone": self.timezone,
             "fires": [f.isoformat() for f in self.fires],
-            "fires_local": [f.astimezone(tz).isoformat() for f in self.fires],
+            "fires_local": [f.isoformat() for f in self.local()],
+            "warning": self.warning,
         }
 
 
@@ -205,7 +267,8 @@ def next_fires(expr: str, tz: str = "UTC", *, start: datetime | None = None, n: 
     if n < 1 or n > 10_000:
         raise BadInput(f"-n {n}: give a count between 1 and 10000")
     schedule = CronSchedule(expr, tz)
-    return NextFires(schedule.expr, tz, schedule.next_n(as_utc(start) or utcnow(), n))
+    fires = schedule.next_n(as_utc(start) or utcnow(), n)
+    return NextFires(schedule.expr, tz, fires, seconds_first_warning(schedule.expr))
 
 
 def wait_for_run(
@@ -222,7 +285,9 @@ def wait_for_run(
 
     If no instance claims the request within ``claim_after`` seconds (no service running, or
     all busy), this process claims it and runs it itself, registered as a worker with a
-    heartbeat so that a crash of this process is recovered like any other.
+    heartbeat so that a crash of this process is recovered like any other. While its job has
+    ``max_concurrent`` runs in flight the request stays queued: tried again ``claim_after``
+    seconds later (at least one).
     """
     import time
 
@@ -256,6 +321,10 @@ def wait_for_run(
                 try:
                     backend.get_execution(request.execution_id)
                 except NotFound:
+                    if any(r.id == request.id for r in backend.runs.list_queue()):
+                        # Its job is running as often as it may: try again later.
+                        started, grace = time.monotonic(), max(claim_after, 1.0)
+                        continue
                     raise NotFound(
                         f"the queued run {request.execution_id} no longer exists (was job {request.job_id!r} deleted?)"
                     ) from None

@@ -1,46 +1,30 @@
-"""The dashboard. For now: the store's health, refreshed in a worker thread (the event loop
-never touches the database). The panes and screens of later issues plug in here."""
+"""The dashboard app: themes, the store (opened once, used from the panes' worker threads),
+the pipelines-folder watcher, and the main screen (:mod:`.screens.dashboard`). Screens of later
+issues are pushed over the main one."""
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
-from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Static
 
 from ..config import Settings
-
-
-class HealthPane(Vertical):
-    DEFAULT_CSS = """
-    HealthPane { border: round $primary; height: auto; padding: 0 1; }
-    HealthPane #status { text-style: bold; }
-    HealthPane DataTable { height: auto; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield Static("checking the database...", id="status")
-        table: DataTable = DataTable(id="health-table", show_cursor=False)
-        table.add_columns("what", "value")
-        yield table
+from .panes import Pane, Polling
+from .screens.dashboard import DashboardScreen
 
 
 class MimirApp(App):
     TITLE = "Mimir"
     SUB_TITLE = "pipelines on schedules"
+    CSS_PATH = Path(__file__).with_name("mimir.tcss")
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="refresh"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
-
-    class HealthReady(Message):
-        def __init__(self, report: dict[str, Any]) -> None:
-            super().__init__()
-            self.report = report
 
     class PipelinesSynced(Message):
         def __init__(self, result: Any) -> None:
@@ -51,14 +35,12 @@ class MimirApp(App):
         super().__init__()
         self.settings = settings
         self._backend = backend
+        self._backend_lock = threading.Lock()
         self._theme_name = theme_name
         self._watcher: Any = None
-        self._poll_timer: Any = None
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield HealthPane(id="health")
-        yield Footer()
+    def get_default_screen(self) -> DashboardScreen:
+        return DashboardScreen()
 
     def on_mount(self) -> None:
         from .themes import load_themes
@@ -73,25 +55,24 @@ class MimirApp(App):
         notice = self.settings.no_effect_notice()
         if notice:  # the log has it too, but the terminal is the dashboard's
             self.notify(notice, severity="warning", timeout=15)
-        self.action_refresh()
 
-    def action_refresh(self) -> None:
-        self.poll_health()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="health")
-    def poll_health(self) -> None:
-        from ..errors import MimirError
-        from ..health import check_health
-        from ..persistence import open_backend
-
-        try:
+    def backend(self) -> Any:
+        """The store, opened by the first pane that reads (in its worker thread; a store that
+        cannot be opened raises, and the next read tries again)."""
+        with self._backend_lock:
             if self._backend is None:
+                from ..persistence import open_backend
+
                 self._backend = open_backend(self.settings)
                 self._start_watcher()
-            report = check_health(self._backend, stale_after=self.settings.scheduler.stale_after)
-        except MimirError as exc:
-            report = {"status": "unhealthy", "backend": self.settings.persistence.backend, "error": str(exc)}
-        self.post_message(self.HealthReady(report))
+            return self._backend
+
+    def action_refresh(self) -> None:
+        """Read every pane (and the screen, if it reads) now; one whose read still runs skips this."""
+        for pane in self.screen.query(Pane):
+            pane.action_poll()
+        if isinstance(self.screen, Polling):  # a screen that reads (the execution screen)
+            self.screen.action_poll()
 
     def _start_watcher(self) -> None:
         """Keep the pipelines folder and the database in step while the dashboard runs (in the
@@ -112,22 +93,6 @@ class MimirApp(App):
         else:
             first = str(result.issues[0])
             self.notify(f"pipeline file rejected (last good version kept): {first}", severity="error", timeout=8)
-
-    def on_mimir_app_health_ready(self, message: MimirApp.HealthReady) -> None:
-        report = message.report
-        status = self.query_one("#status", Static)
-        status.update(f"Store: {report['status']} ({report['backend']})")
-        table = self.query_one("#health-table", DataTable)
-        table.clear()
-        for key in ("database", "latency_ms", "size_bytes", "schema_version", "error"):
-            if key in report:
-                table.add_row(key, str(report[key]))
-        for name, count in report.get("row_counts", {}).items():
-            table.add_row(f"rows in {name}", str(count))
-        # One poll at a time: the next is armed only when this one has ended (as Dolphie does).
-        if self._poll_timer is not None:
-            self._poll_timer.stop()
-        self._poll_timer = self.set_timer(self.settings.ui.refresh_interval, self.poll_health)
 
     def on_unmount(self) -> None:
         if self._watcher is not None:

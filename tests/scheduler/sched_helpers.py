@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from mimir_tui.persistence import JobExecutionRecord, utcnow
 from mimir_tui.pipelines.spec import PipelineSpec
 from mimir_tui.pipelines.store import save_spec
 from mimir_tui.scheduler.clock import FakeClock
@@ -51,6 +52,31 @@ def add_pipelines(backend: Any, *specs: PipelineSpec) -> None:
 
 def fake_scheduler(backend: Any, settings: Any, clock: FakeClock, worker_id: str = "w1", **kw: Any) -> Scheduler:
     return Scheduler(backend, settings, clock=clock, inline=kw.pop("inline", True), worker_id=worker_id, **kw)
+
+
+def saved_run(
+    backend: Any,
+    job: Any,
+    worker_id: str | None,
+    status: str = "running",
+    scheduled_for: datetime | None = None,
+    start_time: datetime | None = None,
+) -> JobExecutionRecord:
+    """An execution of ``job`` saved as ``worker_id`` left it (no runner): a fire's when
+    ``scheduled_for`` is given, else a manual run's."""
+    record = JobExecutionRecord(
+        job_id=job.id,
+        pipeline=job.pipeline,
+        start_time=start_time or utcnow(),
+        status=status,
+        triggered_by="scheduler" if scheduled_for else "manual",
+        scheduled_for=scheduled_for,
+        worker_id=worker_id,
+        context={},
+        steps=[],
+    )
+    backend.save_execution(record)
+    return record
 
 
 def executions(backend: Any, job_id: str | None = None) -> list:

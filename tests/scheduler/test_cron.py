@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from mimir_tui.scheduler.cron import CronError, CronSchedule, describe, validate_cron
+from mimir_tui.scheduler.cron import CronError, CronSchedule, describe, seconds_first_warning, validate_cron
 
 # (zone, spring-forward local date, fall-back local date) in 2026
 TRANSITIONS = [
@@ -261,3 +261,64 @@ def test_describe_reads_l_w_hash_and_seconds(expr, words):
 def test_bad_timezone_is_named():
     with pytest.raises(CronError, match="Mars/Base"):
         CronSchedule("* * * * *", "Mars/Base")
+
+
+# -- six fields written with the seconds first (Quartz, Spring) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "expr, reason, rewrite",
+    [
+        # every second of every fifth minute; meant: every 5 seconds
+        ("*/5 * * * * *", "its last field, *, fires it every second", "* * * * * */5"),
+        ("*/10 * * * * ?", "its last field, ?, fires it every second", "* * * * * */10"),
+        # 60 fires at minute 0 of every fifth hour; meant: every 5 minutes
+        ("0 */5 * * * *", "every second of each minute it matches", "*/5 * * * * 0"),
+        ("0 0 * * * *", "every second", "0 * * * * 0"),  # 60 fires at midnight; meant: hourly
+        ("0 0 12 * * ?", "every second", "0 12 * * * 0"),  # Quartz's noon every day
+        ("0 0 9 * * 1-5", "its last field, 1-5, reads like days of the week", "0 9 * * 1-5 0"),
+        ("0 0 8 * * 0,6", "its last field, 0,6, reads like days", "0 8 * * 0,6 0"),
+        ("0 15 10 ? * 6", "? in the fourth field", "15 10 * * 6 0"),  # Quartz: 10:15 on Saturdays
+    ],
+)
+def test_six_fields_that_look_seconds_first_are_warned_about(expr, reason, rewrite):
+    """The attack: ``*/5 * * * * *`` (meant: every 5 seconds) fires every second of every
+    fifth minute, silently. The warning says how Mimir reads it, why it looks seconds-first, and
+    the expression that says what was meant, in words."""
+    warning = seconds_first_warning(expr)
+    assert warning is not None and "\n" not in warning
+    assert repr(expr) in warning and reason in warning and describe(expr) in warning
+    assert f"write {rewrite!r}: {describe(rewrite)!r}" in warning
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "* * * * * */5",  # every 5 seconds, seconds last: as meant
+        "*/5 * * * * 0",
+        "0 2 * * * 30",  # 02:00:30
+        "0 2 * * * 5",  # a single number is taken at its word (at second 5)
+        "* * * * * *",  # every second, whichever way it is read
+        "0 0 * * * 1-5/2",  # a step: seconds, not days
+        "0 0 L * * *",  # read seconds first, L would be an hour: not what was meant
+        "30 2 * * *",
+        "@daily",
+    ],
+)
+def test_six_fields_meant_seconds_last_are_not_warned_about(expr):
+    assert seconds_first_warning(expr) is None
+
+
+@pytest.mark.parametrize(
+    "expr, rewrite",
+    [("0 0 9 * * MON-FRI", "0 9 * * MON-FRI 0"), ("0 30 9 * * 1-5", "30 9 * * 1-5 0"), ("0 0 0 * * *", "0 0 * * * 0")],
+)
+def test_an_invalid_six_field_expression_valid_seconds_first_says_so(expr, rewrite):
+    """Quartz's ``0 0 9 * * MON-FRI`` is refused (weekdays as seconds), with the expression it
+    means in Mimir's order."""
+    with pytest.raises(CronError) as info:
+        validate_cron(expr)
+    assert f"if they come first (Quartz, Spring), write {rewrite!r}" in str(info.value)
+    with pytest.raises(CronError) as info:
+        validate_cron("61 0 9 * * MON-FRI")  # not valid either way: no hint
+    assert "Quartz" not in str(info.value)

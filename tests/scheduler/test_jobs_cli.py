@@ -4,14 +4,15 @@ exit code 2 with one line on stderr for bad input; ``run --wait`` with no servic
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sched_helpers import add_pipelines, bad_spec, config_settings, ok_spec, write_config
+from sched_helpers import add_pipelines, bad_spec, config_settings, ok_spec, saved_run, write_config
 
 from mimir_tui.cli import main
-from mimir_tui.persistence import open_backend
+from mimir_tui.persistence import JobExecutionRecord, open_backend
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_add_list_show_edit_enable_disable_delete(capsys, cfg):
     assert code == 0 and json.loads(out)["enabled"] is True and json.loads(out)["next_run"] is not None
 
     code, out, _ = run(capsys, cfg, "jobs", "delete", "nightly", "--json")
-    assert code == 0 and json.loads(out) == {"id": "nightly", "deleted": True}
+    assert code == 0 and (json.loads(out)["id"], json.loads(out)["deleted"]) == ("nightly", True)
     code, out, _ = run(capsys, cfg, "jobs", "list", "--json")
     assert json.loads(out) == []
 
@@ -265,3 +266,191 @@ def test_next_refuses_an_unsupported_construct_in_mimirs_words(capsys, cfg):
     assert code == 2 and out == ""
     (line,) = errors(err)
     assert "bad day-of-week '5L#1'" in line and "n#k" in line and "acceptable" not in line
+
+
+# -- next runs before any service ran, and overdue ones (issue 10, item 2) --------------------
+
+
+def test_demo_jobs_have_their_next_run_before_any_service_ran(capsys, cfg):
+    """The attack: the demo's enabled jobs showed NEXT RUN ``-`` until a service had fired them
+    (the demo wrote its jobs around the one function that computes next_run)."""
+    from mimir_tui.demo import DEMO_JOBS, seed_demo
+
+    with open_backend(config_settings(cfg)) as store:
+        before = store.database_now()
+        seed_demo(store)
+    code, out, err = run(capsys, cfg, "jobs", "list", "--json")
+    assert code == 0, err
+    listed = {j["id"]: j for j in json.loads(out)}
+    for job_id, _, _, _, enabled in DEMO_JOBS:
+        job = listed[job_id]
+        if enabled:
+            assert datetime.fromisoformat(job["next_run"]) > before and job["overdue"] is False, job
+        else:
+            assert job["next_run"] is None and job["overdue"] is False
+
+
+def test_an_overdue_next_run_reads_as_overdue(capsys, cfg):
+    """The attack: a stopped service leaves NEXT RUN in the past, shown like any other time.
+    ``jobs list`` and ``jobs show`` say how overdue it is; ``--json`` keeps the raw value and
+    says ``overdue``."""
+    add(capsys, cfg, "--id", "late")
+    add(capsys, cfg, "--id", "fine")
+    add(capsys, cfg, "--id", "off", "--disabled")
+    with open_backend(config_settings(cfg)) as store:
+        # As a service that stopped 3 min 20 s before its next fire leaves it.
+        past = store.database_now() - timedelta(minutes=3, seconds=20)
+        store.jobs.set_schedule("late", next_run=past)
+        ahead = store.get_job("fine").next_run
+    code, out, _ = run(capsys, cfg, "jobs", "list")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert re.search(rf"{past:%Y-%m-%d %H:%M:%S}Z \(overdue 3m2\ds\)", rows["late"]), rows["late"]
+    assert f"{ahead:%Y-%m-%d %H:%M:%S}Z " in rows["fine"] and "overdue" not in rows["fine"] + rows["off"]
+    code, out, _ = run(capsys, cfg, "jobs", "show", "late")
+    assert re.search(rf"^next_run +{re.escape(past.isoformat())} \(overdue 3m2\ds\)$", out, re.M), out
+    code, out, _ = run(capsys, cfg, "jobs", "list", "--json")
+    listed = {j["id"]: j for j in json.loads(out)}
+    assert listed["late"]["next_run"] == past.isoformat() and listed["late"]["overdue"] is True
+    assert listed["fine"]["overdue"] is False and listed["off"]["overdue"] is False
+    code, out, _ = run(capsys, cfg, "jobs", "show", "late", "--json")
+    assert json.loads(out)["overdue"] is True
+    # Enabling again (or any edit of its schedule) puts it ahead again; disabling clears it.
+    run(capsys, cfg, "jobs", "disable", "late")
+    code, out, _ = run(capsys, cfg, "jobs", "enable", "late", "--json")
+    assert json.loads(out)["overdue"] is False and datetime.fromisoformat(json.loads(out)["next_run"]) > past
+
+
+def test_overdue_by_counts_a_second_late_and_not_less():
+    """A running scheduler writes the next fire just after a fire: a next run a few hundred
+    milliseconds past is on time, not overdue."""
+    from mimir_tui.persistence import ScheduledJob
+    from mimir_tui.scheduler.jobs import overdue_by
+
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    job = ScheduledJob(id="j", name="j", pipeline="p", cron_expr="* * * * *", next_run=now)
+    assert overdue_by(job, now + timedelta(milliseconds=900)) is None
+    assert overdue_by(job, now + timedelta(seconds=1)) == timedelta(seconds=1)
+    assert overdue_by(job, now - timedelta(minutes=5)) is None
+    job.enabled = False
+    assert overdue_by(job, now + timedelta(hours=1)) is None
+
+
+# -- deleting a job: what went with it (issue 10, item 4) ------------------------------------
+
+
+def test_delete_says_what_went_with_the_job_and_deletes_its_log_files(capsys, cfg):
+    """The attack: ``jobs delete`` deleted the whole history and said only "deleted job X",
+    and left the executions' log files behind. It says how many executions, log files and
+    queued runs went (and --json too), and the log files are gone; another job's stay, and so
+    does a file outside the logs' folder that a stored execution id names."""
+    from mimir_tui.pipelines.execlog import execution_log_path
+
+    settings = config_settings(cfg)
+    add(capsys, cfg, "--id", "gone")
+    add(capsys, cfg, "--id", "kept")
+    for job_id in ("gone", "gone", "kept"):
+        code, _, err = run(capsys, cfg, "jobs", "run", job_id, "--wait")
+        assert code == 0, err
+    with open_backend(settings) as store:
+        saved_run(store, store.get_job("gone"), None, status="missed", scheduled_for=datetime(2026, 1, 5, tzinfo=UTC))
+        # An execution id written by another tool, naming a file outside the logs' folder.
+        store.save_execution(
+            JobExecutionRecord(id="../victim", job_id="gone", pipeline="ok", status="failed", context={}, steps=[])
+        )
+        ran = {j: [e.id for e in store.list_executions(j, 100) if e.status == "success"] for j in ("gone", "kept")}
+    logs = {j: [execution_log_path(settings, i) for i in ids] for j, ids in ran.items()}
+    assert all(path.is_file() for paths in logs.values() for path in paths)
+    victim = execution_log_path(settings, "../victim")
+    victim.write_text("not a log of Mimir's")
+    run(capsys, cfg, "jobs", "run", "gone")  # queued; no instance runs it
+
+    code, out, err = run(capsys, cfg, "jobs", "delete", "gone")
+    assert code == 0 and err == ""
+    assert out == "deleted job gone with 4 executions (2 log files on this machine) and 1 queued run\n"
+    assert not any(path.exists() for path in logs["gone"])
+    assert victim.read_text() == "not a log of Mimir's", "only <id>.log files in executions_dir are deleted"
+    assert all(path.is_file() for path in logs["kept"])
+    code, out, _ = run(capsys, cfg, "executions", "list", "--json")
+    assert {e["job_id"] for e in json.loads(out)} == {"kept"}
+
+    code, out, _ = run(capsys, cfg, "jobs", "delete", "kept", "--json")
+    assert code == 0 and json.loads(out) == {
+        "id": "kept",
+        "deleted": True,
+        "executions": 1,
+        "queued_runs": 0,
+        "log_files": 1,
+        "log_files_left": [],
+    }
+    assert not logs["kept"][0].exists()
+
+
+# -- the schedule in words, its next fires, seconds-first expressions (issue 10, item 5) ------
+
+
+def test_add_and_edit_print_the_schedule_in_words_and_the_next_three_fires_in_its_zone(capsys, cfg):
+    argv = ["jobs", "add", "--id", "j", "--name", "n", "--pipeline", "ok", "--cron", "30 2 * * *"]
+    code, out, err = run(capsys, cfg, *argv)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert "schedule               At 02:30 every day (Europe/Berlin)" in lines
+    at = lines.index("schedule               At 02:30 every day (Europe/Berlin)") + 1
+    fires = [line.split()[-1] for line in lines[at : at + 3]]
+    assert lines[at].startswith("next fires ") and lines[at + 1].startswith(" " * 23) and len(lines) == at + 3
+    local = [datetime.fromisoformat(f) for f in fires]
+    assert all(f.strftime("%H:%M") in ("02:30", "03:00") for f in local), "03:00: spring forward skips 02:30"
+    assert [(f.date() - local[0].date()).days for f in local] == [0, 1, 2]
+    assert all(f.utcoffset() in (timedelta(hours=1), timedelta(hours=2)) for f in local), "in Berlin time"
+
+    code, out, err = run(capsys, cfg, "jobs", "edit", "j", "--cron", "0 9 * * 1-5", "--tz", "America/New_York")
+    assert code == 0 and err == ""
+    assert "schedule               At 09:00 on Monday through Friday (America/New_York)" in out
+    fires = [datetime.fromisoformat(line.split()[-1]) for line in out.splitlines()[-3:]]
+    assert all(f.strftime("%H:%M") == "09:00" and f.weekday() < 5 for f in fires)
+    assert all(f.utcoffset() in (timedelta(hours=-5), timedelta(hours=-4)) for f in fires)
+
+    code, out, _ = run(capsys, cfg, "jobs", "edit", "j", "--name", "renamed")  # still printed
+    assert "schedule               At 09:00 on Monday through Friday (America/New_York)" in out
+    code, out, _ = run(capsys, cfg, "jobs", "disable", "j")
+    assert "schedule" not in out
+    code, out, _ = run(capsys, cfg, "jobs", "add", "--name", "d", "--pipeline", "ok", "--cron", "@daily", "--disabled")
+    assert "next fires if enabled  " in out
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_add_and_edit_warn_when_six_fields_look_seconds_first(capsys, cfg, json_out):
+    """The attack: ``*/5 * * * * *``, meant as every 5 seconds, fires every second of every
+    fifth minute, silently. ``jobs add`` and ``jobs edit`` warn on stderr (exit 0, the job is
+    saved as given) and say what to write instead; the words show what it does."""
+    extra = ["--json"] if json_out else []
+    argv = ["jobs", "add", "--id", "j", "--name", "n", "--pipeline", "ok", "--cron", "*/5 * * * * *", *extra]
+    code, out, err = run(capsys, cfg, *argv)
+    assert code == 0
+    (warning,) = err.splitlines()
+    assert warning.startswith("warning: cron expression '*/5 * * * * *' has 6 fields") and "'* * * * * */5'" in warning
+    if json_out:
+        assert json.loads(out)["cron_expr"] == "*/5 * * * * *"
+    else:
+        assert "schedule               Every fifth minute of every hour, every second (Europe/Berlin)" in out
+        fires = [datetime.fromisoformat(line.split()[-1]) for line in out.splitlines()[-3:]]
+        assert [f - fires[0] for f in fires] == [timedelta(0), timedelta(seconds=1), timedelta(seconds=2)]
+    code, out, err = run(capsys, cfg, "jobs", "edit", "j", "--cron", "0 0 9 * * 1-5", *extra)
+    assert code == 0 and "'0 9 * * 1-5 0'" in err and "days of the week" in err
+    code, out, err = run(capsys, cfg, "jobs", "edit", "j", "--cron", "* * * * * */5", *extra)
+    assert code == 0 and err == ""
+    code, out, err = run(capsys, cfg, "jobs", "next", "--cron", "0 */5 * * * *", "-n", "1")
+    assert code == 0 and "'*/5 * * * * 0'" in err
+
+
+def test_a_duplicate_job_id_is_bad_input(capsys, cfg):
+    """The attack: a duplicate id exited 1 (an operation that failed) where any other bad input
+    exits 2. It exits 2, one line naming the id, and the job is left as it was."""
+    add(capsys, cfg, "--id", "nightly")
+    code, out, err = run(
+        capsys, cfg, "jobs", "add", "--id", "nightly", "--name", "other", "--pipeline", "bad", "--cron", "* * * * *"
+    )
+    assert code == 2 and out == ""
+    (line,) = errors(err)
+    assert "job 'nightly' already exists" in line
+    code, out, _ = run(capsys, cfg, "jobs", "show", "nightly", "--json")
+    assert (json.loads(out)["name"], json.loads(out)["pipeline"]) == ("nightly", "ok")

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 import yaml
+from outage import sqlite_write_locked
 from sched_helpers import (
     T0,
     add_pipelines,
@@ -23,6 +24,7 @@ from sched_helpers import (
     executions,
     fake_scheduler,
     ok_spec,
+    saved_run,
     write_config,
 )
 
@@ -40,20 +42,7 @@ def _job(backend, **options):
     return jobs.create_job(backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=T0, **options)
 
 
-def _row(backend, job, worker_id, status="running", scheduled_for=None):
-    record = JobExecutionRecord(
-        job_id=job.id,
-        pipeline=job.pipeline,
-        start_time=utcnow(),
-        status=status,
-        triggered_by="scheduler" if scheduled_for else "manual",
-        scheduled_for=scheduled_for,
-        worker_id=worker_id,
-        context={},
-        steps=[],
-    )
-    backend.save_execution(record)
-    return record
+_row = saved_run
 
 
 def _worker(backend, worker_id, status="running"):
@@ -210,11 +199,11 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
                 return real(*args, **kwargs)
             original = scheduler.runner._save_final
 
-            async def late_final(record):
+            async def late_final(record, *args):
                 interrupted = backend.executions.interrupt_runs(["slowpoke"], "interrupted: reaped")
                 for r in interrupted:
                     scheduler._maybe_retry(r)
-                return await original(record)
+                return await original(record, *args)
 
             scheduler.runner._save_final = late_final
             try:
@@ -239,37 +228,38 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
 # -- a live instance's own rows (item 2) --------------------------------------------------------
 
 
-def test_fires_claimed_before_a_failing_claim_still_run(store, sqlite_settings, clock):
-    job = jobs.create_job(
-        store,
-        name="m",
-        pipeline="ok",
-        cron_expr="* * * * *",
-        now=clock.now(),
-        misfire_policy="all",
-        misfire_cap=3,
-        misfire_grace_seconds=10,
-    )
-    scheduler = fake_scheduler(store, sqlite_settings, clock)
-    real = store.runs.claim_fire
-    calls: list[int] = []
-
-    def flaky(record):
-        calls.append(1)
-        if len(calls) == 2:
-            raise PersistenceError("claim_fire failed: database is locked")
-        return real(record)
-
-    store.runs.claim_fire = flaky
+def test_a_ticks_fires_of_a_job_are_claimed_together_or_not_at_all(sqlite_settings, clock):
+    """Another program holds the SQLite write lock during a tick that is to claim three
+    catch-up fires: the claim (one transaction, with the job's run count) fails whole, and the
+    next tick claims and runs all three; none is lost, none is claimed twice."""
+    sqlite_settings.persistence.busy_timeout_ms = 200
+    store = open_backend(sqlite_settings)
     try:
+        add_pipelines(store, ok_spec())
+        job = jobs.create_job(
+            store,
+            name="m",
+            pipeline="ok",
+            cron_expr="* * * * *",
+            now=clock.now(),
+            misfire_policy="all",
+            misfire_cap=3,
+            misfire_grace_seconds=600,
+        )
+        scheduler = fake_scheduler(store, sqlite_settings, clock)
         clock.set(T0 + timedelta(minutes=3, seconds=30))
+        with sqlite_write_locked(sqlite_settings.persistence.database_path):
+            assert scheduler.tick().errors == 1
+        assert executions(store, job.id) == []
         report = scheduler.tick()
+        assert report.errors == 0 and len(report.claimed) == 3
+        rows = executions(store, job.id)
+        assert [(r.scheduled_for, r.status) for r in rows] == [
+            (T0 + timedelta(minutes=m), "success") for m in (1, 2, 3)
+        ]
+        assert store.executions.count_running(job.id) == 0
     finally:
-        del store.runs.claim_fire
-    assert report.errors == 1
-    rows = executions(store, job.id)
-    assert [r.status for r in rows if r.status != "missed"] == ["success"], "the landed claim ran"
-    assert store.executions.count_running(job.id) == 0
+        store.close()
 
 
 def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_settings, clock):
@@ -306,8 +296,10 @@ def test_beat_interrupts_own_rows_this_instance_is_not_executing(store, sqlite_s
 
 
 def test_a_run_whose_end_cannot_be_saved_is_reconciled(store, sqlite_settings, clock, monkeypatch):
-    """The database is away when the run ends (and for the retries of Executor.record_failure): the
-    row stays running, then the next beats interrupt it and queue its retry."""
+    """The database stays away for the whole of ``scheduler.outcome_save_window`` after the run
+    ends: the row stays running (its end is not guessed), then the next beats interrupt it and
+    queue its retry."""
+    sqlite_settings.scheduler.outcome_save_window = 0
     job = jobs.create_job(
         store,
         name="m",

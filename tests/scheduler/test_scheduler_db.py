@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sched_helpers import T0, add_pipelines, executions, fake_scheduler, ok_spec
 
+from mimir_tui.errors import NotFound
 from mimir_tui.persistence import JobExecutionRecord, RunRequest, open_backend
 from mimir_tui.scheduler import jobs
 from mimir_tui.scheduler.clock import DatabaseClock, FakeClock, SystemClock
@@ -54,17 +55,34 @@ def test_claim_fire_is_exactly_once_per_run_key(backend):
         backend.runs.claim_fire(JobExecutionRecord(job_id=job.id, pipeline="ok", context={}, steps=[]))
 
 
-def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend):
+def test_claim_fire_of_a_deleted_job_is_an_error_not_a_lost_race(backend, backend_settings):
     from mimir_tui.errors import PersistenceError
 
     job = _job(backend)
-    jobs.delete_job(backend, job.id)
+    jobs.delete_job(backend, backend_settings, job.id)
     with pytest.raises(PersistenceError):
         backend.runs.claim_fire(_fire(job, T0))
 
 
+def test_delete_job_returns_what_went_with_it(backend):
+    """Read in the delete's transaction: the job's executions (their ids, for their log files)
+    and its queued runs; another job's are untouched."""
+    gone, kept = _job(backend), _job(backend)
+    fires = [_fire(gone, T0 + timedelta(minutes=m), status="success") for m in range(3)]
+    for record in [*fires, _fire(kept, T0, status="success")]:
+        backend.save_execution(record)
+    backend.runs.enqueue(RunRequest(job_id=gone.id, pipeline=gone.pipeline))
+    backend.runs.enqueue(RunRequest(job_id=kept.id, pipeline=kept.pipeline))
+    deletion = backend.delete_job(gone.id)
+    assert sorted(deletion.execution_ids) == sorted(r.id for r in fires) and deletion.queued_runs == 1
+    assert [e.job_id for e in executions(backend)] == [kept.id]
+    assert [r.job_id for r in backend.runs.list_queue()] == [kept.id]
+    with pytest.raises(NotFound):
+        backend.delete_job(gone.id)
+
+
 def test_the_queue_gives_the_highest_priority_first_then_the_oldest(backend):
-    job = _job(backend, enabled=False)
+    job = _job(backend, enabled=False, max_concurrent=10)
     made = {}
     for name, priority, offset in (
         ("old-low", 0, 0),
@@ -125,10 +143,18 @@ def _claim_all(settings, worker: str, out: list, errors: list, barrier: threadin
 
 def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(backend, backend_settings):
     """SKIP LOCKED on PostgreSQL and MariaDB, BEGIN IMMEDIATE on SQLite: no request is claimed
-    twice, none is lost, and nobody gets an error."""
-    job = _job(backend, enabled=False)
+    twice, none is lost, and nobody gets an error. (Requests of four jobs: claims of one job
+    take turns, see test_max_concurrent.py.)"""
+    job = _job(backend, enabled=False, max_concurrent=1000)
+    more = [
+        jobs.create_job(backend, name=f"j{i}", pipeline="ok", cron_expr="* * * * *", max_concurrent=1000)
+        for i in range(3)
+    ]
     n, threads = 120, 4
-    ids = {backend.runs.enqueue(RunRequest(job_id=job.id, pipeline="ok", priority=i % 3)).id for i in range(n)}
+    ids = {
+        backend.runs.enqueue(RunRequest(job_id=[job, *more][i % 4].id, pipeline="ok", priority=i % 3)).id
+        for i in range(n)
+    }
     claimed: list[list[str]] = [[] for _ in range(threads)]
     errors: list[str] = []
     barrier = threading.Barrier(threads)
@@ -145,7 +171,7 @@ def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(b
     assert len(everything) == n and set(everything) == ids
     assert sum(1 for part in claimed if part) >= 2, "the work was shared"
     assert backend.runs.list_queue() == []
-    rows = [r for r in backend.list_executions(job.id, 1000)]
+    rows = backend.list_executions(None, 1000)
     assert len(rows) == n and {r.status for r in rows} == {"running"}
 
 

@@ -216,7 +216,7 @@ def test_edits_by_anyone_are_picked_up_through_the_signature(store, sqlite_setti
     other = jobs.create_job(store, name="o", pipeline="ok", cron_expr="*/2 * * * *", now=clock.now())
     scheduler.tick()
     assert set(scheduler._jobs) == {job.id, other.id}
-    jobs.delete_job(store, other.id)
+    jobs.delete_job(store, sqlite_settings, other.id)
     scheduler.tick()
     assert set(scheduler._jobs) == {job.id}
     # An edit that leaves the schedule alone keeps the planned fire, with the new settings.
@@ -254,23 +254,62 @@ def test_next_run_is_stored_in_utc_and_follows_enable_and_disable(backend, clock
     assert backend.get_job(job.id).next_run == datetime(2026, 7, 2, 7, 0, tzinfo=UTC)
 
 
+def test_the_next_run_stored_when_a_job_is_added_is_its_first_fire_not_a_miss(store, sqlite_settings, clock):
+    """A job's next_run is stored when it is added, before any instance runs. An instance that
+    starts later takes it as the first fire: on time (within the grace) it runs, and no fire
+    from before the job existed is recorded missed, whether the instance started before the
+    job was added or after."""
+    before = fake_scheduler(store, sqlite_settings, clock, worker_id="before")
+    before.tick()  # running, with no job yet
+    clock.set(T0 + timedelta(seconds=20))
+    job = every_minute(store, clock, misfire_policy="all", misfire_cap=100)
+    assert store.get_job(job.id).next_run == T0 + timedelta(minutes=1)
+    clock.set(T0 + timedelta(seconds=50))
+    assert not before.tick().claimed, "not due yet"
+    after = fake_scheduler(store, sqlite_settings, clock, worker_id="after")  # started once it existed
+    clock.set(T0 + timedelta(minutes=1, seconds=5))  # 5 s late, grace 10 s
+    reports = [before.tick(), after.tick()]
+    assert [(r.scheduled_for, r.status) for r in executions(store, job.id)] == [(T0 + timedelta(minutes=1), "success")]
+    assert sum(len(r.missed) for r in reports) == 0
+    assert store.get_job(job.id).next_run == T0 + timedelta(minutes=2)
+
+
+def test_a_job_enabled_again_between_two_reloads_has_no_misses_for_its_disabled_time(store, sqlite_settings, clock):
+    """The attack: disabled and enabled again while a scheduler had not reloaded its jobs (a
+    long tick, a stall), the job kept the scheduler's planned fire from before the disable, so
+    every fire of its disabled half hour was recorded missed and one of them ran. Enabling
+    stores the next fire after now, and the scheduler takes that."""
+    job = every_minute(store, clock)
+    scheduler = fake_scheduler(store, sqlite_settings, clock)
+    clock.set(T0 + timedelta(minutes=1))
+    scheduler.tick()
+    jobs.disable_job(store, job.id)
+    clock.set(T0 + timedelta(minutes=30, seconds=5))
+    jobs.enable_job(store, job.id, now=clock.now())
+    report = scheduler.tick()
+    assert (report.missed, report.claimed) == ([], [])
+    assert [r.scheduled_for for r in executions(store, job.id)] == [T0 + timedelta(minutes=1)]
+    clock.set(T0 + timedelta(minutes=31))
+    assert [r.scheduled_for for r in scheduler.tick().claimed] == [T0 + timedelta(minutes=31)]
+
+
 def test_one_job_failing_to_fire_does_not_hold_up_the_others(store, sqlite_settings, clock, monkeypatch):
     broken = every_minute(store, clock, misfire_grace_seconds=60)
     fine = every_minute(store, clock, misfire_grace_seconds=60)
-    real = store.executions.count_running
+    real = store.runs.claim_fires_within
 
-    def flaky(job_id):
-        if job_id == broken.id:
-            raise PersistenceError("count_running failed: database is locked")
-        return real(job_id)
+    def flaky(records):
+        if records[0].job_id == broken.id:
+            raise PersistenceError("claim_fires_within failed: database is locked")
+        return real(records)
 
-    monkeypatch.setattr(store.executions, "count_running", flaky)
+    monkeypatch.setattr(store.runs, "claim_fires_within", flaky)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     clock.set(T0 + timedelta(minutes=1))
     scheduler.tick()
     assert [r.status for r in executions(store, fine.id)] == ["success"]
     assert executions(store, broken.id) == []
-    monkeypatch.setattr(store.executions, "count_running", real)
+    monkeypatch.setattr(store.runs, "claim_fires_within", real)
     clock.advance(5)
     scheduler.tick()  # the failed fire is tried again, still within its grace
     assert [(r.scheduled_for, r.status) for r in executions(store, broken.id)] == [
@@ -353,7 +392,14 @@ def _running_execution(backend, job, worker_id: str, now: datetime) -> JobExecut
 def test_a_stale_worker_runs_become_interrupted_and_are_retried(backend, backend_settings, clock):
     add_pipelines(backend, ok_spec())
     job = jobs.create_job(
-        backend, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(), max_retries=1, retry_backoff_seconds=5
+        backend,
+        name="j",
+        pipeline="ok",
+        cron_expr="0 0 1 1 *",
+        now=clock.now(),
+        max_retries=1,
+        retry_backoff_seconds=5,
+        max_concurrent=2,
     )
     a = fake_scheduler(backend, backend_settings, clock, worker_id="A")
     b = fake_scheduler(backend, backend_settings, FakeClock(T0), worker_id="B")
@@ -448,7 +494,14 @@ def test_a_restart_recovers_its_own_hosts_dead_instance_at_once(store, sqlite_se
     import socket
 
     job = jobs.create_job(
-        store, name="j", pipeline="ok", cron_expr="0 0 1 1 *", now=clock.now(), max_retries=1, retry_backoff_seconds=0
+        store,
+        name="j",
+        pipeline="ok",
+        cron_expr="0 0 1 1 *",
+        now=clock.now(),
+        max_retries=1,
+        retry_backoff_seconds=0,
+        max_concurrent=10,
     )
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -1,4 +1,4 @@
-"""The dashboard shows the store's health, read in a worker, from a real SQLite file."""
+"""The dashboard's health pane and pipelines watcher, over a real SQLite file."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ async def test_dashboard_shows_health_of_real_store(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
-        status = str(app.query_one("#status").render())
+        status = str(app.query_one("#health-summary").render())
         assert "healthy (sqlite)" in status
         table = app.query_one("#health-table")
         cells = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)}
@@ -38,7 +38,7 @@ async def test_dashboard_reports_a_broken_store_without_crashing(tmp_path):
     async with app.run_test() as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert "unhealthy" in str(app.query_one("#status").render())
+        assert "unhealthy" in str(app.query_one("#health-summary").render())
     assert bogus.read_bytes() == b"this is not sqlite at all" * 10
 
 

@@ -1,0 +1,238 @@
+"""What the dashboard's panes show, read from the store: the read model of the main screen.
+
+No Textual here (the dashboard's core, as Harlequin keeps its own): each ``read_*`` function
+takes the backend and returns a :class:`PaneData`, rows of display text keyed by a stable id
+(job id, pipeline name, execution id, health item), which the dashboard's panes apply to their
+tables by key. They run in the panes' worker threads, never on the event loop.
+
+Each read is bounded: jobs and pipelines are the definitions (lean rows), executions are two
+pages (the runs in flight on any instance, then the latest ``page_size`` finished ones), never
+the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from ..constants import FINISHED, Status
+from ..errors import MimirError
+
+#: A row of a pane: its key and its cells, in the order of the pane's columns.
+Row = tuple[str, tuple[str, ...]]
+
+JOB_COLUMNS = ("Name", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result")
+PIPELINE_COLUMNS = ("Name", "Steps", "Jobs", "Source", "State")
+EXECUTION_COLUMNS = ("Status", "Pipeline", "Job", "Step", "Time", "Started", "Instance", "Trigger")
+HEALTH_COLUMNS = ("What", "Value")
+
+#: Runs in flight shown at most (queued and running, on every instance).
+ACTIVE_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class PaneData:
+    """A pane's content: ``rows`` in display order and a one-line ``summary``."""
+
+    rows: list[Row] = field(default_factory=list)
+    summary: str = ""
+
+
+def relative(when: datetime | None, now: datetime) -> str:
+    """``in 5m`` / ``3h ago`` / ``-``."""
+    if when is None:
+        return "-"
+    seconds = (when - now).total_seconds()
+    text = span(abs(seconds))
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def span(seconds: float) -> str:
+    """A length of time in its two largest units: ``850ms``, ``12s``, ``3m05s``, ``2h10m``, ``4d3h``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    whole = int(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if whole >= size:
+            rest = (whole % size) // sub_size
+            return f"{whole // size}{unit}{rest:02d}{sub}" if rest else f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def overdue(job: Any, now: datetime) -> str:
+    """``overdue 3m20s`` when the job's next run passed with no instance firing it
+    (:func:`~mimir_tui.scheduler.jobs.overdue_by`), else ``""``."""
+    from ..scheduler.jobs import overdue_by
+
+    late = overdue_by(job, now)
+    return f"overdue {span(late.total_seconds())}" if late is not None else ""
+
+
+def size(n: int | None) -> str:
+    """Bytes in a readable unit: ``4.2 MiB``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # not reached
+
+
+@lru_cache(maxsize=4096)
+def schedule_words(expr: str) -> str:
+    """The cron expression in words (cached: a job list repeats a few expressions)."""
+    from ..scheduler.cron import describe
+
+    try:
+        return describe(expr)
+    except (MimirError, ValueError) as exc:
+        return f"invalid: {exc}"
+
+
+def read_jobs(backend: Any, now: datetime) -> PaneData:
+    rows = backend.jobs.page()
+    enabled = 0
+    out: list[Row] = []
+    for j in rows:
+        enabled += bool(j.enabled)
+        out.append(
+            (
+                j.id,
+                (
+                    j.name,
+                    j.pipeline,
+                    schedule_words(j.cron_expr),
+                    j.cron_expr,
+                    j.timezone,
+                    "yes" if j.enabled else "no",
+                    (overdue(j, now) or relative(j.next_run, now)) if j.enabled else "-",
+                    relative(j.last_run, now),
+                    j.last_result or "-",
+                ),
+            )
+        )
+    return PaneData(out, f"{len(out)} jobs, {enabled} enabled")
+
+
+def step_count(config: str | None) -> int | None:
+    """How many steps a stored pipeline definition has (None: no valid definition)."""
+    try:
+        steps = json.loads(config or "").get("steps")
+    except (ValueError, AttributeError):
+        return None
+    return len(steps) if isinstance(steps, list) else None
+
+
+def read_pipelines(backend: Any, now: datetime) -> PaneData:
+    used = backend.jobs.counts_by_pipeline()
+    out: list[Row] = []
+    broken = 0
+    for p in backend.list_pipelines():
+        steps = step_count(p.config)
+        if p.load_error:
+            broken += 1
+            state = "error: " + p.load_error.strip().splitlines()[0]
+        else:
+            state = "valid" if p.enabled else "disabled"
+        cells = (p.name, "-" if steps is None else str(steps), str(used.get(p.name, 0)), p.source_path or "-", state)
+        out.append((p.name, cells))
+    summary = f"{len(out)} pipelines" + (f", {broken} with errors" if broken else "")
+    return PaneData(out, summary)
+
+
+def progress_bar(done: int, total: int, width: int = 5) -> str:
+    """``███░░``: ``done`` of ``total`` as a text bar."""
+    full = round(width * min(done, total) / total) if total else 0
+    return "\u2588" * full + "\u2591" * (width - full)
+
+
+def _step_cell(steps: list[dict[str, Any]] | None, total: int | None, status: str) -> str:
+    """``step k of N``: ``███░░ 2/3 load`` for a running run (the bar counts finished steps)."""
+    done = len(steps or [])
+    of = f"/{total}" if total else ""
+    if status == Status.running.value and steps:
+        bar = ""
+        if total:
+            ended = sum(s.get("status") in FINISHED for s in steps)
+            bar = progress_bar(ended, total) + " "
+        return f"{bar}{done}{of} {steps[-1].get('step_name', '')}".rstrip()
+    return f"{done}{of}" if done or total else "-"
+
+
+def read_executions(
+    backend: Any, now: datetime, *, page_size: int = 50, status: str | None = None, job: str | None = None
+) -> PaneData:
+    """Runs in flight on any instance (running first, then queued; newest first), then the
+    latest ``page_size`` finished runs; only those with ``status`` and of ``job`` when given."""
+
+    def only(statuses: Any) -> list[str]:
+        return [s for s in statuses if status is None or s == status]
+
+    active = backend.executions.page(job, ACTIVE_LIMIT, status=only([Status.running.value, Status.queued.value]))
+    active.sort(key=lambda r: r.status != Status.running.value)  # stable: newest first within each
+    finished = backend.executions.page(job, page_size, status=only(sorted(FINISHED)))
+    totals: dict[str, int | None] = {}
+    if active:  # step k of N: N from the pipeline's definition
+        totals = {p.name: step_count(p.config) for p in backend.list_pipelines()}
+    out: list[Row] = []
+    for r in [*active, *finished]:
+        running = r.status in (Status.running.value, Status.queued.value)
+        if running:
+            time = span((now - r.start_time).total_seconds()) if r.status == Status.running.value else "-"
+        else:
+            time = "-" if r.duration is None else span(r.duration / 1000)
+        cells = (
+            r.status,
+            r.pipeline,
+            r.job_id or "-",
+            _step_cell(r.steps, totals.get(r.pipeline), r.status),
+            time,
+            relative(r.start_time, now),
+            r.worker_id or "-",
+            r.triggered_by,
+        )
+        out.append((r.id, cells))
+    running_now = sum(r.status == Status.running.value for r in active)
+    summary = f"{running_now} running, {len(active) - running_now} queued; latest {len(finished)} finished"
+    shown = ", ".join(f"{k} {v}" for k, v in (("status", status), ("job", job)) if v)
+    return PaneData(out, summary + (f" (only {shown})" if shown else ""))
+
+
+def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0) -> PaneData:
+    """The store's health (:func:`~mimir_tui.health.check_health`), the persistence operations
+    of this process that failed, and the live instances with their heartbeat age and run slots."""
+    from ..health import check_health
+
+    report = check_health(backend, stale_after=stale_after)
+    return health_data(report, backend.metrics.snapshot())
+
+
+def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | None = None) -> PaneData:
+    rows: list[Row] = [("backend", ("backend", str(report.get("backend", "-"))))]
+    for key in ("status", "database", "error", "integrity", "schema_version"):
+        if key in report:
+            rows.append((key, (key, str(report[key]))))
+    if "latency_ms" in report:
+        rows.append(("latency_ms", ("latency", f"{report['latency_ms']:.1f} ms")))
+    if "size_bytes" in report:
+        rows.append(("size_bytes", ("size (with WAL)", size(report["size_bytes"]))))
+    for name, count in report.get("row_counts", {}).items():
+        rows.append((f"rows:{name}", (f"rows in {name}", str(count))))
+    for w in report.get("instances", []):
+        load = f"{w['runs'] or 0}/{w['run_slots']} slots" if w.get("run_slots") else f"{w['runs'] or 0} runs"
+        value = f"{w['status']}, beat {w['heartbeat_age_s']:g}s ago, {load}"
+        rows.append((f"instance:{w['id']}", (f"instance {w['id']}", value)))
+    for name, q in report.get("queues", {}).items():
+        value = f"{q['jobs']} jobs, {q['queued']} queued, {q['instances']} instances"
+        rows.append((f"queue:{name}", (f"queue {name}", value)))
+    failed = {op: s for op, s in (operations or {}).items() if s.get("failures")}
+    rows.append(("failed", ("failed operations", str(sum(int(s["failures"]) for s in failed.values())))))
+    for op, s in failed.items():
+        rows.append((f"failed:{op}", (f"  {op}", f"{s['failures']} of {s['count']}")))
+    summary = f"Store: {report.get('status', '?')} ({report.get('backend', '?')})"
+    return PaneData(rows, summary)

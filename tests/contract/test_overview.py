@@ -1,0 +1,149 @@
+"""The dashboard's read model (mimir_tui.ops.overview) on every backend: what each pane shows,
+read from a real store, without Textual."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from mimir_tui.ops import overview
+from mimir_tui.persistence import JobExecutionRecord, PipelineConfig, ScheduledJob
+
+NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def _pipeline(backend, name: str, steps: int) -> None:
+    config = {"name": name, "steps": [{"name": f"s{i}", "plugin": "Data_Processing.delay"} for i in range(steps)]}
+    backend.save_pipeline(PipelineConfig(name=name, config=json.dumps(config)))
+
+
+def test_pipelines_pane_counts_steps_and_the_jobs_that_use_each(backend):
+    _pipeline(backend, "etl", 3)
+    _pipeline(backend, "idle", 1)
+    backend.save_pipeline(PipelineConfig(name="broken", config="{}", load_error="broken.yaml:4: no steps\nmore"))
+    for i in range(2):
+        backend.save_job(ScheduledJob(id=f"j{i}", name=f"j{i}", pipeline="etl", cron_expr="* * * * *"))
+    rows = dict(overview.read_pipelines(backend, NOW).rows)
+    assert rows["etl"][1:3] == ("3", "2")
+    assert rows["idle"][1:3] == ("1", "0")
+    assert rows["broken"][4] == "error: broken.yaml:4: no steps"
+
+
+def test_executions_pane_puts_runs_in_flight_on_any_instance_above_finished_ones(backend):
+    """A run in flight on another instance, older than every finished run, still comes first,
+    with step k of N and its current step; finished runs follow, newest first, paged."""
+    _pipeline(backend, "etl", 3)
+    job = backend.save_job(ScheduledJob(id="nightly", name="nightly", pipeline="etl", cron_expr="0 2 * * *"))
+    for i in range(5):
+        backend.save_execution(
+            JobExecutionRecord(
+                id=f"done{i}",
+                job_id=job.id,
+                pipeline="etl",
+                start_time=NOW - timedelta(minutes=10 - i),
+                end_time=NOW - timedelta(minutes=9 - i),
+                duration=61_000,
+                status="success",
+            )
+        )
+    backend.save_execution(
+        JobExecutionRecord(
+            id="live",
+            job_id=job.id,
+            pipeline="etl",
+            start_time=NOW - timedelta(hours=1),
+            status="running",
+            steps=[{"step_name": "s0", "status": "success"}, {"step_name": "s1", "status": "running"}],
+            worker_id="otherhost:4242:abcdef",
+        )
+    )
+    data = overview.read_executions(backend, NOW, page_size=3)
+    keys = [key for key, _ in data.rows]
+    assert keys == ["live", "done4", "done3", "done2"]
+    live = dict(data.rows)["live"]
+    assert live[0] == "running" and live[3] == "██░░░ 2/3 s1" and live[4] == "1h"
+    assert live[6] == "otherhost:4242:abcdef"
+    assert dict(data.rows)["done4"][4] == "1m01s"
+    assert data.summary.startswith("1 running, 0 queued")
+
+
+def test_jobs_pane_shows_schedule_in_words_and_next_run_relative(backend):
+    backend.save_job(
+        ScheduledJob(id="a", name="a", pipeline="etl", cron_expr="30 2 * * *", next_run=NOW + timedelta(minutes=90))
+    )
+    backend.save_job(ScheduledJob(id="b", name="b", pipeline="etl", cron_expr="* * * * *", enabled=False))
+    backend.save_job(
+        ScheduledJob(id="c", name="c", pipeline="etl", cron_expr="* * * * *", next_run=NOW - timedelta(seconds=200))
+    )
+    rows = dict(overview.read_jobs(backend, NOW).rows)
+    assert rows["a"][2] == "At 02:30 every day"
+    assert rows["a"][6] == "in 1h30m"
+    assert rows["b"][5:7] == ("no", "-")
+    assert rows["c"][6] == "overdue 3m20s", "a next run no instance fired (a stopped service) is overdue"
+
+
+def test_health_pane_lists_rows_per_table_and_failed_operations(backend):
+    data = overview.read_health(backend, NOW)
+    rows = dict(data.rows)
+    assert data.summary == f"Store: healthy ({backend.backend})"
+    assert rows["rows:job_executions"] == ("rows in job_executions", "0")
+    assert rows["failed"] == ("failed operations", "0")
+
+
+def test_executions_pane_filters_by_status_and_job_on_both_pages(backend):
+    """A status filter reaches both pages (in flight and finished), a job filter too; the
+    summary says what is filtered."""
+    _pipeline(backend, "etl", 2)
+    for job in ("a", "b"):
+        backend.save_job(ScheduledJob(id=job, name=job, pipeline="etl", cron_expr="* * * * *"))
+    for i, (job, status) in enumerate([("a", "failed"), ("a", "success"), ("b", "failed"), ("a", "running")]):
+        end = None if status == "running" else NOW - timedelta(minutes=i)
+        backend.save_execution(
+            JobExecutionRecord(
+                id=f"r{i}",
+                job_id=job,
+                pipeline="etl",
+                start_time=NOW - timedelta(minutes=10 - i),
+                end_time=end,
+                status=status,
+            )
+        )
+    keys = lambda data: [key for key, _ in data.rows]  # noqa: E731
+    assert keys(overview.read_executions(backend, NOW, status="failed")) == ["r2", "r0"]
+    assert keys(overview.read_executions(backend, NOW, status="running")) == ["r3"]
+    data = overview.read_executions(backend, NOW, status="failed", job="a")
+    assert keys(data) == ["r0"] and data.summary.endswith("(only status failed, job a)")
+    assert keys(overview.read_executions(backend, NOW, job="a")) == ["r3", "r1", "r0"]
+
+
+def test_execution_detail_has_the_timeline_outputs_and_log_path(backend, tmp_path):
+    from mimir_tui.config import load_settings
+    from mimir_tui.ops.execution import read_execution, rerun
+    from mimir_tui.persistence import StepRecord
+
+    (tmp_path / "config.yaml").write_text("logging:\n  executions_dir: ./logs/executions\n")
+    settings = load_settings(tmp_path / "config.yaml")
+    _pipeline(backend, "etl", 2)
+    step = StepRecord(step_name="s0", plugin="Data_Processing.delay", start_time=NOW, duration=61_000, status="failed")
+    step.error, step.output = "bad row\nmore", {"rows": [1, 2]}
+    backend.save_execution(
+        JobExecutionRecord(
+            id="x1",
+            pipeline="etl",
+            start_time=NOW,
+            end_time=NOW,
+            duration=61_000,
+            status="failed",
+            steps=[step.to_json()],
+            context={"k": "v"},
+            error="s0 failed",
+        )
+    )
+    detail = read_execution(backend, settings, "x1", NOW)
+    assert detail.steps == [("1", ("1", "s0", "Data_Processing.delay", "failed", "12:00:00", "1m01s", "bad row"))]
+    assert detail.data == {"context": {"k": "v"}, "outputs": {"s0": {"rows": [1, 2]}}}
+    assert detail.summary.startswith("failed | etl | job - | manual, attempt 1")
+    assert detail.log_path == tmp_path / "logs" / "executions" / "x1.log"
+    request = rerun(backend, detail.record)  # no job: its pipeline is queued
+    assert (request.pipeline, request.job_id) == ("etl", None)
+    assert [r.execution_id for r in backend.runs.list_queue()] == [request.execution_id]
