@@ -283,7 +283,6 @@ NO_EFFECT: tuple[tuple[str, str], ...] = (
     ("vectors", "there is no vector store yet"),
     ("persistence.backup_enabled", "there are no backups yet"),
     ("persistence.backup_path", "there are no backups yet"),
-    ("ui.page_size", "the dashboard has no paged lists yet"),
     ("scheduler.max_jobs", "the original's; scheduler.max_concurrency limits the runs at once"),
     ("scheduler.history_retention", "the original's; persistence.retention_days sets retention"),
     ("server", "the original's web server; Mimir has none"),

@@ -11,7 +11,7 @@ from mimir_tui.tui.app import MimirApp
 
 async def test_the_dashboard_shows_the_keys_without_effect_once(tmp_path: Path):
     config = tmp_path / "config.yaml"
-    config.write_text("persistence:\n  database_path: ./data/m.db\n  enable_vector_db: true\nui:\n  page_size: 50\n")
+    config.write_text("persistence:\n  database_path: ./data/m.db\n  enable_vector_db: true\n")
     settings = load_settings(config, environ={})
     settings.pipelines.watch = False
     app = MimirApp(settings)
