@@ -240,30 +240,20 @@ def run_disable(ctx: Context, args) -> int:
     return _emit(ctx, core.disable_job(ctx.backend, args.id), args)
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
-
-
 def run_delete(ctx: Context, args) -> int:
     from ..scheduler import jobs as core
 
     gone = core.delete_job(ctx.backend, ctx.settings, args.id)
     if gone.log_files_left:
         print(
-            f"warning: {_count(len(gone.log_files_left), 'log file')} not deleted, the first: "
+            f"warning: {core.count(len(gone.log_files_left), 'log file')} not deleted, the first: "
             f"{printable(gone.log_files_left[0])}",
             file=sys.stderr,
         )
     if args.json:
         print_json(gone.as_dict())
     else:
-        print(
-            printable(
-                f"deleted job {gone.id} with {_count(gone.executions, 'execution')}"
-                f" ({_count(gone.log_files, 'log file')} on this machine)"
-                f" and {_count(gone.queued_runs, 'queued run')}"
-            )
-        )
+        print(printable(gone.summary()))
     return 0
 
 

@@ -41,6 +41,14 @@ class PaneData:
     summary: str = ""
 
 
+def matching(rows: list[Row], text: str) -> list[Row]:
+    """The rows whose key or any cell holds ``text`` (case-insensitive; every row when blank)."""
+    needle = text.strip().casefold()
+    if not needle:
+        return rows
+    return [row for row in rows if needle in row[0].casefold() or any(needle in c.casefold() for c in row[1])]
+
+
 def relative(when: datetime | None, now: datetime) -> str:
     """``in 5m`` / ``3h ago`` / ``-``."""
     if when is None:

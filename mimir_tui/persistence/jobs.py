@@ -108,8 +108,19 @@ class JobStore:
             conn.execute(delete(JOBS).where(JOBS.c.id == job_id))
         return JobDeletion(executions, int(queued))
 
+    @operation("job_dependents")
+    def dependents(self, job_id: str) -> tuple[int, int]:
+        """``(executions, queued runs)`` of the job: what deleting it would take with it (read
+        before asking an operator to confirm; the delete itself says what it took)."""
+        with self.db.read() as conn:
+            executions = conn.execute(select(func.count()).where(EXECUTIONS.c.job_id == job_id)).scalar_one()
+            queued = conn.execute(select(func.count()).select_from(QUEUE).where(QUEUE.c.job_id == job_id)).scalar_one()
+        return int(executions), int(queued)
+
     @operation("update_job")
-    def update(self, job: ScheduledJob, *, fields: Iterable[str] | None = None) -> ScheduledJob:
+    def update(
+        self, job: ScheduledJob, *, fields: Iterable[str] | None = None, if_updated_at: datetime | None = None
+    ) -> ScheduledJob:
         """Write an edit of the job (and a new ``updated_at``).
 
         ``last_run`` and ``last_result`` belong to the scheduler and are never written here
@@ -118,7 +129,9 @@ class JobStore:
         whenever the job was loaded earlier, so that ``next_run`` (which the scheduler also
         writes) is written only if the caller changed it. Without ``fields`` every other column
         is written, ``next_run`` included. A new ``queue`` moves the job's queued runs with it
-        (in the same transaction)."""
+        (in the same transaction). With ``if_updated_at`` the edit is written only if the job
+        was not changed since (its ``updated_at`` is still that): else :class:`Conflict`, nothing
+        written (an editor's copy never overwrites another instance's edit)."""
         job.updated_at = self.db.now()  # see save
         values = values_of(job, JOBS)
         for key in ("id", "created_at", *SCHEDULER_OWNED):
@@ -132,10 +145,21 @@ class JobStore:
             if unknown:
                 raise ValueError(f"not an editable job column: {', '.join(sorted(unknown))}")
             values = {k: v for k, v in values.items() if k in wanted or k == "updated_at"}
+        where = [JOBS.c.id == job.id]
+        if if_updated_at is not None:
+            where.append(JOBS.c.updated_at == as_utc(if_updated_at))
         with self.db.write() as conn:
-            result = conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(**values))
+            result = conn.execute(update(JOBS).where(*where).values(**values))
             if result.rowcount and "queue" in values:
                 conn.execute(update(QUEUE).where(QUEUE.c.job_id == job.id).values(queue=values["queue"]))
+            changed = None
+            if result.rowcount == 0 and if_updated_at is not None:
+                changed = conn.execute(select(JOBS.c.updated_at).where(JOBS.c.id == job.id)).scalar_one_or_none()
+        if changed is not None:
+            raise Conflict(
+                f"job {job.id!r} was changed by another instance at {as_utc(changed).isoformat(timespec='seconds')}"
+                " after it was loaded: nothing written"
+            )
         if result.rowcount == 0:
             raise NotFound(f"job {job.id!r} not found")
         return job

@@ -137,8 +137,16 @@ def create_job(
 
 
 def update_job(
-    backend: Any, job_id: str, *, now: datetime | None = None, require_pipeline: bool = True, **changes: Any
+    backend: Any,
+    job_id: str,
+    *,
+    now: datetime | None = None,
+    require_pipeline: bool = True,
+    expected_updated_at: datetime | None = None,
+    **changes: Any,
 ) -> ScheduledJob:
+    """Apply ``changes`` to the job. With ``expected_updated_at`` (the ``updated_at`` of the copy
+    being edited), an edit another instance made since is not overwritten: :class:`Conflict`."""
     unknown = set(changes) - EDITABLE
     if unknown:
         raise BadInput(f"unknown job field(s): {', '.join(sorted(unknown))}")
@@ -154,7 +162,7 @@ def update_job(
         fields.add("next_run")
     # Only what this edit changed: the scheduler may have written next_run (and last_run,
     # last_result) since the job was loaded.
-    return backend.update_job(job, fields=fields)
+    return backend.update_job(job, fields=fields, if_updated_at=expected_updated_at)
 
 
 def enable_job(backend: Any, job_id: str, *, now: datetime | None = None) -> ScheduledJob:
@@ -190,6 +198,27 @@ class DeletedJob:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "deleted": True, **{k: v for k, v in asdict(self).items() if k != "id"}}
+
+    def summary(self) -> str:
+        return (
+            f"deleted job {self.id} with {count(self.executions, 'execution')}"
+            f" ({count(self.log_files, 'log file')} on this machine) and {count(self.queued_runs, 'queued run')}"
+        )
+
+
+def count(n: int, what: str) -> str:
+    """``1 execution``, ``3 executions``."""
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def delete_question(backend: Any, job_id: str) -> str:
+    """What deleting the job would take with it, as a question for the operator."""
+    job = backend.get_job(job_id)
+    executions, queued = backend.jobs.dependents(job_id)
+    return (
+        f"Delete job {job.id} ({job.name}) with its {count(executions, 'execution')}"
+        f" and {count(queued, 'queued run')}? This cannot be undone."
+    )
 
 
 def delete_job(backend: Any, settings: Any, job_id: str) -> DeletedJob:

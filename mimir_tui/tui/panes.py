@@ -138,6 +138,9 @@ class Pane(Polling, Vertical):
         self.columns = tuple(columns)
         self.interval = interval
         self.border_title = title
+        #: What the pane reads (a filter) or the store changed while a read ran: its rows are
+        #: dropped and the pane reads again.
+        self.refetch = False
 
     def compose(self) -> ComposeResult:
         yield Static("loading...", id=f"{self.id}-summary", classes="summary")
@@ -156,7 +159,29 @@ class Pane(Polling, Vertical):
         backend = self.app.backend()  # type: ignore[attr-defined]
         return self.read(backend, backend.database_now())
 
+    @property
+    def selected(self) -> str | None:
+        """The key of the row under the cursor."""
+        table = self.table
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
+
+    def reread(self) -> None:
+        """Read now; if a read runs, after it (reads never overlap; its rows predate the change)."""
+        if self.polling:
+            self.refetch = True
+        else:
+            self.action_poll()
+
     def show(self, data: PaneData) -> None:
+        if self.refetch:
+            self.refetch = False
+            self.action_poll()
+        else:
+            self.fill(data)
+
+    def fill(self, data: PaneData) -> None:
         apply_rows(self.table, data.rows)
         self.query_one(".summary", Static).update(data.summary)
 
@@ -194,39 +219,16 @@ class ExecutionsPane(Pane):
         super().__init__(*args, **kwargs)
         self.status: str | None = None
         self.job: str | None = None
-        #: The filter changed while a read ran: its rows are dropped and the pane reads again.
-        self.refetch = False
 
     def fetch(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
         read: Any = self.read  # overview.read_executions, which takes the filters
         return read(backend, backend.database_now(), status=self.status, job=self.job)
 
-    @property
-    def selected(self) -> str | None:
-        """The id of the run under the cursor."""
-        table = self.table
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
-
-    def show(self, data: PaneData) -> None:
-        if self.refetch:
-            self.refetch = False
-            self.action_poll()
-        else:
-            super().show(data)
-
-    def _filtered(self) -> None:
-        if self.polling:  # a read of the old filter runs: reads never overlap, so read after it
-            self.refetch = True
-        else:
-            self.action_poll()
-
     def action_cycle_status(self) -> None:
         filters = self.STATUS_FILTERS
         self.status = filters[(filters.index(self.status) + 1) % len(filters)]
-        self._filtered()
+        self.reread()
 
     def action_filter_job(self) -> None:
         """Only the selected run's job; pressed again, every job."""
@@ -235,7 +237,7 @@ class ExecutionsPane(Pane):
         elif (key := self.selected) is not None:
             cells = self.table.get_row(key)
             self.job = None if str(cells[2]) == "-" else str(cells[2])
-        self._filtered()
+        self.reread()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

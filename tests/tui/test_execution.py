@@ -16,7 +16,8 @@ from mimir_tui.persistence.types import utcnow
 from mimir_tui.pipelines.execlog import execution_log_path
 from mimir_tui.scheduler.executor import run_pipeline_now
 from mimir_tui.tui.app import MimirApp
-from mimir_tui.tui.screens.execution import ConfirmScreen, ExecutionScreen
+from mimir_tui.tui.screens.execution import ExecutionScreen
+from mimir_tui.tui.widgets.confirm import ConfirmScreen
 
 
 async def _until(pilot, check, seconds: float = 15.0) -> bool:

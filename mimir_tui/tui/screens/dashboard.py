@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs
 
 from ...ops import overview
+from ..jobs_pane import JobsPane
 from ..panes import ExecutionsPane, HealthPane, Pane
 
 #: The smallest terminal (columns, rows) that shows the four panes at once.
@@ -46,7 +47,7 @@ class DashboardScreen(Screen):
         panes = [
             kind(read, title=title, columns=columns, interval=every, id=title.lower())
             for kind, title, columns, read in (
-                (Pane, "Jobs", overview.JOB_COLUMNS, overview.read_jobs),
+                (JobsPane, "Jobs", overview.JOB_COLUMNS, overview.read_jobs),
                 (Pane, "Pipelines", overview.PIPELINE_COLUMNS, overview.read_pipelines),
                 (
                     ExecutionsPane,

@@ -19,50 +19,22 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Footer, Header, Label, Log, Static, Tree
+from textual.widgets import DataTable, Footer, Header, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from ...errors import MimirError
 from ...ops.execution import STEP_COLUMNS, ExecutionDetail, LogTail, read_execution, record_lines, rerun
 from ..panes import Polling, apply_rows
+from ..widgets.confirm import ConfirmScreen
 
 #: The most nodes the JSON tree holds (a huge output is cut, with a note).
 TREE_NODES = 5000
 #: The most lines the log view keeps (the file has them all).
 LOG_LINES = 10_000
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question; ``y``/Enter confirms, ``n``/Escape declines."""
-
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm-yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm-no"),
-    ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__(id="confirm")
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-box"):
-            yield Label(Text(self.question))
-            with Horizontal(id="confirm-buttons"):
-                yield Button("Yes (y)", id="yes", variant="error")
-                yield Button("No (n)", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
 
 
 def confirm_cancel(node: Widget, execution_id: str, *, after: Callable[[], None] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Widgets and small modal screens shared by the dashboard's screens."""
