@@ -79,6 +79,9 @@ class MimirApp(App):
             self.notify(f"unknown theme {name!r}", severity="warning")
         self._remembered = self.theme  # the start's theme is not a choice to save
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        notice = self.settings.no_effect_notice()
+        if notice:  # the log has it too, but the terminal is the dashboard's
+            self.notify(notice, severity="warning", timeout=15)
         if self.run_scheduler:
             self.run_worker(self._start_service, thread=True, exit_on_error=False, group="service")
 
