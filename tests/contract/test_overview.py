@@ -147,3 +147,16 @@ def test_execution_detail_has_the_timeline_outputs_and_log_path(backend, tmp_pat
     request = rerun(backend, detail.record)  # no job: its pipeline is queued
     assert (request.pipeline, request.job_id) == ("etl", None)
     assert [r.execution_id for r in backend.runs.list_queue()] == [request.execution_id]
+
+
+def test_runs_per_day_are_counted_by_utc_day_on_every_backend(backend):
+    """The health pane's runs per day: one grouped query, days in UTC whatever the session's
+    time zone, nothing before ``since``."""
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    starts = [day + timedelta(minutes=30), day + timedelta(hours=23, minutes=30), day + timedelta(days=1, minutes=5)]
+    starts.append(day - timedelta(days=9))  # before the window
+    for i, start in enumerate(starts):
+        backend.save_execution(
+            JobExecutionRecord(id=f"d{i}", pipeline="etl", start_time=start, end_time=start, status="success")
+        )
+    assert backend.executions.per_day(day - timedelta(days=6)) == {"2026-11-20": 2, "2026-11-21": 1}
