@@ -5,9 +5,9 @@ takes the backend and returns a :class:`PaneData`, rows of display text keyed by
 (job id, pipeline name, execution id, health item), which the dashboard's panes apply to their
 tables by key. They run in the panes' worker threads, never on the event loop.
 
-Each read is bounded: jobs and pipelines are the definitions (lean rows), executions are two
-pages (the runs in flight on any instance, then the latest ``page_size`` finished ones), never
-the whole history.
+Each read is bounded: jobs are a page (filtered by the database), pipelines the definitions
+(lean rows), executions two pages (the runs in flight on any instance, then the latest
+``page_size`` finished ones), never the whole history.
 """
 
 from __future__ import annotations
@@ -39,14 +39,9 @@ class PaneData:
 
     rows: list[Row] = field(default_factory=list)
     summary: str = ""
-
-
-def matching(rows: list[Row], text: str) -> list[Row]:
-    """The rows whose key or any cell holds ``text`` (case-insensitive; every row when blank)."""
-    needle = text.strip().casefold()
-    if not needle:
-        return rows
-    return [row for row in rows if needle in row[0].casefold() or any(needle in c.casefold() for c in row[1])]
+    #: The page shown (from 0) of how many, for a paged read (the jobs).
+    page: int = 0
+    pages: int = 1
 
 
 def relative(when: datetime | None, now: datetime) -> str:
@@ -102,12 +97,14 @@ def schedule_words(expr: str) -> str:
         return f"invalid: {exc}"
 
 
-def read_jobs(backend: Any, now: datetime) -> PaneData:
-    rows = backend.jobs.page()
-    enabled = 0
+def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 200, text: str = "") -> PaneData:
+    """Page ``page`` (from 0; the last one when past it) of the jobs whose name, id, pipeline,
+    cron, zone or last result holds ``text``, ``page_size`` a page, by name."""
+    total, enabled = backend.jobs.count(text)
+    pages = max(1, -(-total // page_size))
+    page = min(max(0, page), pages - 1)
     out: list[Row] = []
-    for j in rows:
-        enabled += bool(j.enabled)
+    for j in backend.jobs.page(text, offset=page * page_size, limit=page_size):
         out.append(
             (
                 j.id,
@@ -124,7 +121,10 @@ def read_jobs(backend: Any, now: datetime) -> PaneData:
                 ),
             )
         )
-    return PaneData(out, f"{len(out)} jobs, {enabled} enabled")
+    summary = f"{total} jobs" + (f" match {text.strip()!r}" if text.strip() else "") + f", {enabled} enabled"
+    if pages > 1:
+        summary += f"; page {page + 1}/{pages} ([ and ] turn)"
+    return PaneData(out, summary, page, pages)
 
 
 def step_count(config: str | None) -> int | None:
