@@ -42,8 +42,8 @@ def check_health(backend, *, stale_after: float = 30.0) -> dict[str, Any]:
         def entry(name: str) -> dict[str, int]:
             return queues.setdefault(name, {"jobs": 0, "queued": 0, "instances": 0})
 
-        for job in backend.list_jobs(enabled=True):
-            entry(job.queue)["jobs"] += 1
+        for name, count in backend.jobs.counts_by_queue().items():
+            entry(name)["jobs"] = count
         for request in backend.runs.list_queue():
             entry(request.queue)["queued"] += 1
         for w in live:

@@ -183,7 +183,14 @@ def read_executions(
 
     active = backend.executions.page(job, ACTIVE_LIMIT, status=only([Status.running.value, Status.queued.value]))
     active.sort(key=lambda r: r.status != Status.running.value)  # stable: newest first within each
-    finished = backend.executions.page(job, page_size, status=only(sorted(FINISHED)))
+    if status is None and len(active) < ACTIVE_LIMIT:
+        # Every run in flight is in ``active``: the latest runs of any status, less those, hold
+        # the latest finished ones, read along the start-time index (a status filter would make
+        # the database sort every finished run of the history).
+        latest = backend.executions.page(job, page_size + len(active))
+        finished = [r for r in latest if r.status in FINISHED][:page_size]
+    else:
+        finished = backend.executions.page(job, page_size, status=only(sorted(FINISHED)))
     totals: dict[str, int | None] = {}
     if active:  # step k of N: N from the pipeline's definition
         totals = {p.name: step_count(p.config) for p in backend.list_pipelines()}

@@ -102,9 +102,15 @@ class JobStore:
     @operation("job_counts_by_pipeline")
     def counts_by_pipeline(self) -> dict[str, int]:
         """``{pipeline: number of jobs that run it}`` (the pipelines pane), counted by the database."""
-        prepared = self.db.prepare(
-            "job_counts_by_pipeline", lambda: select(JOBS.c.pipeline, func.count()).group_by(JOBS.c.pipeline)
-        )
+        return self._counts("job_counts_by_pipeline", JOBS.c.pipeline)
+
+    @operation("job_counts_by_queue")
+    def counts_by_queue(self) -> dict[str, int]:
+        """``{queue: number of enabled jobs in it}`` (the health report), counted by the database."""
+        return self._counts("job_counts_by_queue", JOBS.c.queue, JOBS.c.enabled == true())
+
+    def _counts(self, key: str, column: Any, *where: Any) -> dict[str, int]:
+        prepared = self.db.prepare(key, lambda: select(column, func.count()).where(*where).group_by(column))
         return {name: int(count) for name, count in self.db.fetch(prepared, convert=False)}
 
     @operation("delete_job")

@@ -106,7 +106,7 @@ class JobsPane(Pane):
     def _act(self, work: Callable[[Any], Outcome]) -> Outcome:
         return work(self.app.backend())  # type: ignore[attr-defined]
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """An action's outcome (Textual calls the handler of each class in turn: the reads'
         outcomes go to :class:`~mimir_tui.tui.panes.Polling`'s)."""
         if event.worker.group != f"act-{self.id}":
