@@ -57,6 +57,19 @@ class PersistenceSettings(_Section):
     pool_size: int = Field(5, ge=1)
     connect_timeout: float = Field(10.0, gt=0)
 
+    @field_validator("enabled")
+    @classmethod
+    def _needs_its_store(cls, value: bool) -> bool:
+        # The original kept jobs in memory when false. Mimir's jobs, runs, queue and instances
+        # live in its database (other processes and machines share them through it): it cannot
+        # run without one, and must not pretend to.
+        if not value:
+            raise ValueError(
+                "false is not supported: Mimir keeps its jobs, runs and queue in its database and "
+                "cannot run without one (remove the key or set it to true)"
+            )
+        return value
+
     @field_validator("backend", mode="before")
     @classmethod
     def _backend_alias(cls, value: Any) -> Any:
@@ -119,6 +132,10 @@ class SchedulerSettings(_Section):
 
 class PipelinesSettings(_Section):
     directory: str = "./pipelines"
+    # The folder relative paths in steps resolve against (Output.json's file, System.command's
+    # cwd...), for every run whichever way it starts. None: each pipeline file's own folder
+    # (a pipeline stored without a file: the config file's folder).
+    working_dir: str | None = None
     watch: bool = True
     summary_max_chars: int = Field(2000, ge=16)
     max_file_bytes: int = Field(MAX_PIPELINE_FILE_BYTES, ge=1)  # a larger pipeline file is refused
@@ -227,6 +244,29 @@ class Settings(BaseModel):
     config_path: Path | None = Field(default=None, exclude=True)
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
 
+    def without_effect(self) -> dict[str, list[str]]:
+        """What was set (in the file or the environment) that Mimir reads but does not act on,
+        by the reason why: ``{"there is no vector store yet": ["persistence.enable_vector_db",
+        "vectors"]}``; a key set by an environment variable is named by the variable."""
+        found: dict[str, list[str]] = {}
+        for name, reason in NO_EFFECT:
+            for key, source in self.sources.items():
+                if key == name or key.startswith(name + "."):
+                    shown = source[4:] if source.startswith("env ") else (name if "." not in name else key)
+                    keys = found.setdefault(reason, [])
+                    if shown not in keys:
+                        keys.append(shown)
+        return found
+
+    def no_effect_notice(self) -> str | None:
+        """One line naming what has no effect and why (None if nothing): logged once when the
+        service or the dashboard starts, and printed by ``config show``."""
+        found = self.without_effect()
+        if not found:
+            return None
+        parts = "; ".join(f"{', '.join(keys)} ({reason})" for reason, keys in found.items())
+        return f"{self.config_path or 'config'}: set but without effect: {parts}"
+
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain data, with passwords and the values of
         secret-looking keys (``password``, ``token``, ``api_key``, ``secret``...) masked."""
@@ -235,11 +275,28 @@ class Settings(BaseModel):
         return mask_tree(data)
 
 
+# Keys accepted (the seed's, the original's, or ours for what comes later) that change nothing,
+# and why. Set, they are named once at start rather than silently ignored; persistence.enabled
+# is refused instead (PersistenceSettings).
+WEB_SECURITY = "the original's, for its web server; Mimir has none"
+NO_EFFECT: tuple[tuple[str, str], ...] = (
+    ("persistence.enable_vector_db", "there is no vector store yet"),
+    ("persistence.vector_db_path", "there is no vector store yet"),
+    ("vectors", "there is no vector store yet"),
+    ("persistence.backup_enabled", "there are no backups yet"),
+    ("persistence.backup_path", "there are no backups yet"),
+    ("scheduler.max_jobs", "the original's; scheduler.max_concurrency limits the runs at once"),
+    ("scheduler.history_retention", "the original's; persistence.retention_days sets retention"),
+    ("server", "the original's web server; Mimir has none"),
+    *((f"security.{key}", WEB_SECURITY) for key in sorted(ORIGINAL_SECURITY_KEYS)),
+)
+
 PATH_KEYS = {
     ("persistence", "database_path"),
     ("persistence", "vector_db_path"),
     ("persistence", "backup_path"),
     ("pipelines", "directory"),
+    ("pipelines", "working_dir"),
     ("logging", "file_path"),
     ("logging", "executions_dir"),
 }
@@ -361,8 +418,8 @@ def load_settings(
 
     # Defaults that are relative paths resolve against the config folder (or the cwd).
     for section, key in PATH_KEYS:
-        if f"{section}.{key}" not in sources:
-            sub = getattr(settings, section)
+        sub = getattr(settings, section)
+        if f"{section}.{key}" not in sources and getattr(sub, key) is not None:
             setattr(sub, key, str((base / getattr(sub, key)).resolve()))
     if "plugins.directories" not in sources:
         settings.plugins.directories = [str((base / d).resolve()) for d in settings.plugins.directories]

@@ -80,12 +80,17 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 def setup_logging(settings, *, console: bool = True) -> None:
     """Configure the root logger from ``settings.logging``; ``console`` False keeps stdout
-    clean (the dashboard owns the terminal)."""
+    clean (the dashboard owns the terminal). Then log, once, what the config sets without
+    effect (:meth:`~mimir_tui.config.Settings.no_effect_notice`): the service and the dashboard
+    call this first thing."""
     cfg = settings.logging
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(cfg.level)
+    # Alembic narrates each schema upgrade step at INFO; Mimir says "upgrading database schema"
+    # once itself. Its warnings still show, and all of it at DEBUG.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if cfg.level == "DEBUG" else logging.WARNING)
     formatter: logging.Formatter = JsonFormatter() if cfg.format == "json" else logging.Formatter(TEXT_FORMAT)
     if console and cfg.output in ("stdout", "both"):
         handler = logging.StreamHandler(sys.stdout)
@@ -104,3 +109,6 @@ def setup_logging(settings, *, console: bool = True) -> None:
         root.addHandler(file_handler)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+    notice = settings.no_effect_notice()
+    if notice:
+        logging.getLogger("mimir.config").warning(notice)

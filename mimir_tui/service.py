@@ -91,14 +91,14 @@ class Service:
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
+        received: list[int] = []
 
         def on_signal(signum: int, _frame: Any) -> None:
-            log.info(
-                "received %s: draining (grace %.0f s)",
-                signal.Signals(signum).name,
-                self.settings.scheduler.shutdown_grace,
-            )
-            self.stop_event.set()
+            # Only noted (list.append takes no lock): the handler runs between two bytecodes of
+            # the main thread, which may hold the lock of stop_event or of a log handler just
+            # then, or be in this handler already (`timeout` sends SIGTERM to the process and
+            # to its group). Setting the event here deadlocked the service for good.
+            received.append(signum)
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -108,8 +108,14 @@ class Service:
                 self.backend.url,
                 self.scheduler.worker_id if self.scheduler else "-",
             )
-            while not self.stop_event.wait(1.0) and not self.backend.corruption:
+            while not received and not self.stop_event.wait(0.5) and not self.backend.corruption:
                 pass
+            if received:
+                log.info(
+                    "received %s: draining (grace %.0f s)",
+                    signal.Signals(received[0]).name,
+                    self.settings.scheduler.shutdown_grace,
+                )
         finally:
             self.stop()
             for sig, handler in previous.items():

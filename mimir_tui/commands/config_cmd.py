@@ -26,9 +26,13 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     sources = dict(sorted(settings.sources.items()))
     config_file = str(settings.config_path) if settings.config_path else None
     if args.json:
-        print_json({"config_file": config_file, "settings": data, "sources": sources})
+        no_effect = settings.without_effect()
+        print_json({"config_file": config_file, "settings": data, "sources": sources, "no_effect": no_effect})
         return 0
     print(f"# config file: {config_file or 'none (defaults)'}")
+    notice = settings.no_effect_notice()
+    if notice:
+        print(f"# warning: {notice}")
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     for line in text.splitlines():
         print(line)

@@ -124,8 +124,9 @@ def rerun(backend: Any, record: JobExecutionRecord) -> RunRequest:
 
     if record.job_id is not None:
         return run_job_now(backend, record.job_id)
-    backend.get_pipeline(record.pipeline)  # a pipeline that is gone is an error now, not a failed run
-    return backend.runs.enqueue(RunRequest(pipeline=record.pipeline))
+    from .pipeline import queue_run
+
+    return queue_run(backend, record.pipeline)
 
 
 __all__ = ["STEP_COLUMNS", "ExecutionDetail", "LogTail", "read_execution", "record_lines", "rerun"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +31,8 @@ HEALTH_COLUMNS = ("What", "Value")
 
 #: Runs in flight shown at most (queued and running, on every instance).
 ACTIVE_LIMIT = 200
+#: The health pane's executions per day covers this many days, today included.
+PER_DAY_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class PaneData:
     #: The page shown (from 0) of how many, for a paged read (the jobs).
     page: int = 0
     pages: int = 1
+    #: Figures a pane charts beside its rows (the health pane's ``latency_ms``).
+    values: dict[str, float] = field(default_factory=dict)
 
 
 def relative(when: datetime | None, now: datetime) -> str:
@@ -124,7 +128,7 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
     summary = f"{total} jobs" + (f" match {text.strip()!r}" if text.strip() else "") + f", {enabled} enabled"
     if pages > 1:
         summary += f"; page {page + 1}/{pages} ([ and ] turn)"
-    return PaneData(out, summary, page, pages)
+    return PaneData(out, summary, page=page, pages=pages)
 
 
 def step_count(config: str | None) -> int | None:
@@ -224,7 +228,17 @@ def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0) -> Pa
     from ..health import check_health
 
     report = check_health(backend, stale_after=stale_after)
+    if report.get("status") == "healthy":
+        report["per_day"] = executions_per_day(backend, now)
     return health_data(report, backend.metrics.snapshot())
+
+
+def executions_per_day(backend: Any, now: datetime, days: int = PER_DAY_DAYS) -> list[tuple[str, int]]:
+    """``[(day, runs started)]`` for the last ``days`` UTC days, oldest first (0 for a quiet
+    day); one grouped query over that range."""
+    first = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = backend.executions.per_day(first)
+    return [(day, counts.get(day, 0)) for day in ((first + timedelta(days=i)).date().isoformat() for i in range(days))]
 
 
 def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | None = None) -> PaneData:
@@ -234,10 +248,17 @@ def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | 
             rows.append((key, (key, str(report[key]))))
     if "latency_ms" in report:
         rows.append(("latency_ms", ("latency", f"{report['latency_ms']:.1f} ms")))
-    if "size_bytes" in report:
-        rows.append(("size_bytes", ("size (with WAL)", size(report["size_bytes"]))))
+    if "wal_bytes" in report:  # SQLite: the file and its WAL apart
+        rows.append(("database_bytes", ("database size", size(report["database_bytes"]))))
+        rows.append(("wal_bytes", ("WAL size", size(report["wal_bytes"]))))
+    elif "size_bytes" in report:
+        rows.append(("size_bytes", ("database size", size(report["size_bytes"]))))
     for name, count in report.get("row_counts", {}).items():
         rows.append((f"rows:{name}", (f"rows in {name}", str(count))))
+    per_day = report.get("per_day", [])
+    if per_day:
+        shown = " ".join(str(n) for _, n in per_day)
+        rows.append(("per_day", ("runs per day", f"{shown} ({per_day[0][0][5:]}..today)")))
     for w in report.get("instances", []):
         load = f"{w['runs'] or 0}/{w['run_slots']} slots" if w.get("run_slots") else f"{w['runs'] or 0} runs"
         value = f"{w['status']}, beat {w['heartbeat_age_s']:g}s ago, {load}"
@@ -250,4 +271,5 @@ def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | 
     for op, s in failed.items():
         rows.append((f"failed:{op}", (f"  {op}", f"{s['failures']} of {s['count']}")))
     summary = f"Store: {report.get('status', '?')} ({report.get('backend', '?')})"
-    return PaneData(rows, summary)
+    values = {"latency_ms": float(report["latency_ms"])} if "latency_ms" in report else {}
+    return PaneData(rows, summary, values=values)

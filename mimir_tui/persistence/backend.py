@@ -229,12 +229,17 @@ class PersistenceBackend:
             }
             size = self._database_size(conn)
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        return {"row_counts": counts, "size_bytes": size, "schema_version": version}
+        report = {"row_counts": counts, "size_bytes": size, "schema_version": version}
+        if self.dialect == "sqlite":  # the WAL apart: a large one means checkpoints lag
+            path = Path(self.settings.database_path)
+            report["wal_bytes"] = file_size(Path(f"{path}-wal"))
+            report["database_bytes"] = file_size(path)
+        return report
 
     def _database_size(self, conn: Any) -> int | None:
         if self.dialect == "sqlite":
             path = Path(self.settings.database_path)
-            return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+            return file_size(path) + file_size(Path(f"{path}-wal"))
         if self.dialect == "postgresql":
             return conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
         size = conn.execute(
@@ -294,3 +299,11 @@ __all__ = ["PersistenceBackend", "Store", "open_backend", "UNFINISHED"]
 
 def _conforms(backend: PersistenceBackend) -> Store:
     return backend  # mypy checks that the backend is a Store
+
+
+def file_size(path: Path) -> int:
+    """The file's size in bytes; 0 if there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -207,6 +207,19 @@ class ExecutionStore:
             values["start"], values["last"] = as_utc(before[0]), before[1]
         return self.db.fetch(self.db.prepare(shape, build), values, convert=convert)
 
+    @operation("executions_per_day")
+    def per_day(self, since: datetime) -> dict[str, int]:
+        """``{"YYYY-MM-DD": runs started that day (UTC)}`` from ``since`` on: one grouped query
+        over the start-time range (the health pane's executions per day), not the history."""
+
+        def build() -> Any:
+            day = func.date(EXECUTIONS.c.start_time)
+            since_ = bindparam("since", type_=EXECUTIONS.c.start_time.type)
+            return select(day, func.count()).where(EXECUTIONS.c.start_time >= since_).group_by(day)
+
+        rows = self.db.fetch(self.db.prepare("executions_per_day", build), {"since": as_utc(since)})
+        return {str(d)[:10]: int(n) for d, n in rows}
+
     @operation("count_running")
     def count_running(self, job_id: str) -> int:
         """Executions of the job that are queued or running, on any instance."""

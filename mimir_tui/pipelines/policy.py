@@ -8,7 +8,8 @@ step hold. With the section left out, nothing is confined (as before it existed)
 always apply.
 
 - Files: :meth:`Policy.readable` / :meth:`Policy.writable` resolve ``~``, ``..`` and symlinks
-  and refuse a path outside ``security.read_paths`` / ``security.write_paths``;
+  (a relative path against the run's working folder, :func:`working_folder`) and refuse a path
+  outside ``security.read_paths`` / ``security.write_paths``;
   :meth:`Policy.read_bytes` reads a regular file only, at most ``plugins.max_file_bytes``.
 - HTTP: :meth:`Policy.http_client` is an ``httpx.AsyncClient`` whose every response, redirects
   included, stops at ``plugins.max_response_bytes``; with ``security.block_private_networks``
@@ -19,7 +20,8 @@ always apply.
   with the cap applied to the decoded bytes too (a gzip bomb stops at the cap): a
   :class:`Reply`, the response and its body.
 
-A user plugin does the same: ``policy = Policy.of(ctx.settings)``, then these methods.
+A user plugin does the same: ``policy = Policy.of(ctx.settings, ctx.base_dir)``, then these
+methods.
 """
 
 from __future__ import annotations
@@ -46,9 +48,26 @@ class PolicyError(PluginError):
     """A step tried to reach what the operator's ``security`` section does not allow."""
 
 
-def resolve_path(path: str | os.PathLike[str]) -> Path:
-    """``~`` expanded; relative paths are relative to the working directory."""
-    return Path(os.path.expanduser(os.fspath(path))).absolute()
+def resolve_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> Path:
+    """``~`` expanded; a relative path is relative to ``base`` (a step's ``ctx.base_dir``: the
+    run's working folder, see :func:`working_folder`), or to the process's working directory
+    without one."""
+    given = Path(os.path.expanduser(os.fspath(path)))
+    return (Path(base) / given if base is not None else given).absolute()
+
+
+def working_folder(settings: Any, source_path: str | None) -> Path:
+    """The folder relative paths in a pipeline's steps resolve against, the same whichever way
+    its run starts (the command line, a job's run, the service, the dashboard) and whatever the
+    current directory: ``pipelines.working_dir`` if set; else the folder of the pipeline's
+    file; else (a pipeline stored without one) the config file's folder."""
+    configured = settings.pipelines.working_dir if settings is not None else None
+    if configured:
+        return Path(configured)
+    if source_path:
+        return Path(source_path).resolve().parent
+    config = getattr(settings, "config_path", None)
+    return config.parent if config is not None else Path.cwd()
 
 
 def _within(path: Path, folders: tuple[Path, ...]) -> bool:
@@ -66,13 +85,15 @@ class Policy:
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     max_file_bytes: int = MAX_STEP_INPUT_BYTES
     max_response_bytes: int = MAX_STEP_INPUT_BYTES
+    base_dir: Path | None = None  # what relative paths are relative to (None: the working directory)
 
     @classmethod
-    def of(cls, settings: Any) -> Policy:
+    def of(cls, settings: Any, base_dir: Path | None = None) -> Policy:
         """The policy of a :class:`~mimir_tui.config.Settings` (``None``: nothing confined,
-        default caps)."""
+        default caps), for a step whose relative paths resolve against ``base_dir`` (its
+        ``ctx.base_dir``)."""
         if settings is None:
-            return cls()
+            return cls(base_dir=base_dir)
         security = settings.security
 
         def folders(paths: list[str] | None) -> tuple[Path, ...] | None:
@@ -92,22 +113,22 @@ class Policy:
             allowed_networks=tuple(networks),
             max_file_bytes=settings.plugins.max_file_bytes,
             max_response_bytes=settings.plugins.max_response_bytes,
+            base_dir=base_dir,
         )
 
     # -- files -------------------------------------------------------------------------------
 
     def readable(self, path: str | os.PathLike[str]) -> Path:
-        """The path to read ``path`` at (``~`` expanded, relative to the working directory), or
-        a :class:`PolicyError` if it resolves outside ``security.read_paths``."""
+        """The path to read ``path`` at (``~`` expanded, relative to :attr:`base_dir`), or a
+        :class:`PolicyError` if it resolves outside ``security.read_paths``."""
         return self._confine(path, self.read_paths, "read", "security.read_paths")
 
     def writable(self, path: str | os.PathLike[str]) -> Path:
         """As :meth:`readable`, for writing, against ``security.write_paths``."""
         return self._confine(path, self.write_paths, "write", "security.write_paths")
 
-    @staticmethod
-    def _confine(path: str | os.PathLike[str], folders: tuple[Path, ...] | None, verb: str, key: str) -> Path:
-        given = resolve_path(path)
+    def _confine(self, path: str | os.PathLike[str], folders: tuple[Path, ...] | None, verb: str, key: str) -> Path:
+        given = resolve_path(path, self.base_dir)
         if folders is None:
             return given
         # The resolved path is what is checked and what the plugin opens: a symlink or ".."
@@ -362,4 +383,4 @@ class _CheckedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-__all__ = ["Policy", "PolicyError", "Reply", "resolve_path"]
+__all__ = ["Policy", "PolicyError", "Reply", "resolve_path", "working_folder"]

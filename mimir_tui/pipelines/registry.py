@@ -76,6 +76,8 @@ class StepContext:
     settings: Any = None  # mimir_tui.config.Settings
     cancel_event: threading.Event = field(default_factory=threading.Event)
     timeout: float | None = None  # seconds this step may take, if limited
+    # The folder relative paths resolve against (policy.working_folder): resolve_path(p, ctx.base_dir)
+    base_dir: Path | None = None
     log: Callable[[str, str], None] = lambda level, message: None  # (level, message) -> execution log
 
     @property

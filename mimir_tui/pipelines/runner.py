@@ -49,6 +49,7 @@ from ..secrets import SecretMasker, mask_tree, secret_values
 from . import templates
 from .cancel import CancelToken
 from .execlog import ExecutionLog, execution_log_path
+from .policy import working_folder
 from .registry import Plugin, PluginRegistry, StepContext
 from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
 from .summaries import summarize
@@ -611,6 +612,7 @@ class PipelineRunner:
             settings=self.settings,
             timeout=limit,
             log=log,
+            base_dir=working_folder(self.settings, spec.source_path),
         )
         task = asyncio.create_task(self._call(plugin_cls, config, ctx))
         stop_wait = asyncio.create_task(stop.event.wait())
@@ -659,6 +661,7 @@ class PipelineRunner:
         max_chars = self.settings.pipelines.summary_max_chars
         environ = self._environ()
         deadline = time.monotonic() + pipeline_timeout if pipeline_timeout else None
+        base_dir = working_folder(self.settings, spec.source_path)
         run_info = {
             "id": record.id,
             "pipeline": spec.name,
@@ -667,7 +670,8 @@ class PipelineRunner:
             "attempt": record.attempt,
             "started_at": as_utc(record.start_time).isoformat(),
             "date": as_utc(record.start_time).strftime("%Y-%m-%d"),
-            "source_dir": str(Path(spec.source_path).resolve().parent) if spec.source_path else str(Path.cwd()),
+            "source_dir": str(Path(spec.source_path).resolve().parent) if spec.source_path else str(base_dir),
+            "working_dir": str(base_dir),
         }
         total = len(spec.steps)
         for index, step in enumerate(spec.steps, 1):

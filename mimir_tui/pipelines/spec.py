@@ -786,7 +786,9 @@ def validate_files(
             reports.append(FileReport(str(path), specs, issues, warnings))
     seen: list[PipelineSpec] = []
     by_source = {r.path: r for r in reports}
-    for report in reports:
+    # A file valid on its own claims its names before a broken one repeating them: a broken
+    # file never shadows a valid one.
+    for report in sorted(reports, key=lambda r: not r.ok):
         seen.extend(report.pipelines)
     for dup in duplicate_names(seen):
         target = by_source.get(dup.file or "")

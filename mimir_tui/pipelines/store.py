@@ -11,6 +11,11 @@ file that turns invalid keeps its last good version in the table, and its error 
 ``load_error`` of that file's pipelines; a file that never loaded gets a disabled placeholder row
 (config ``{}``) carrying the error, so ``mimir-tui pipelines list`` shows it. Files deleted from
 the directory have their pipelines removed.
+
+Two files defining one name: the one imported first keeps it, and a file valid on its own wins
+it over a broken one (whose placeholder never shadows a valid definition). One pass brings the
+table to what the files define: a file's removal frees its names in the same pass, for a copy
+that defines them too or a broken file they had shadowed.
 """
 
 from __future__ import annotations
@@ -144,9 +149,10 @@ def _source(path: str | Path) -> str:
 
 
 def _defined_elsewhere(row: PipelineConfig, source: str, max_bytes: int) -> bool:
-    """True if ``row`` came from another file that still exists and still defines it."""
+    """True if ``row`` came from another file that still exists and still defines it (and
+    loaded once: a placeholder row of a file that never did holds no name against a valid one)."""
     other = row.source_path
-    if not other or other == source or not Path(other).is_file():
+    if not other or other == source or is_placeholder(row) or not Path(other).is_file():
         return False
     specs, _ = read_file(other, max_bytes)
     return any(s.name == row.name for s in specs)
@@ -173,8 +179,23 @@ def import_path(
         raise NotFound(f"{path}: no such file or directory")
     result = ImportResult()
     result.files = validate_files([target], registry, max_bytes)
+    # The table as this pass leaves it, kept up to date as it writes: each step below judges
+    # the rows the steps before it left, so one pass brings the table to what the files
+    # define (the watcher makes one pass per change).
     rows = {row.name: row for row in backend.list_pipelines()}
 
+    if prune_missing and target.is_dir():
+        # First the pipelines of files gone from the folder: a name they held is free for a
+        # file that defines it too (a copy, a broken file they had shadowed) in this same pass.
+        folder = Path(_source(target))
+        present = {_source(p) for p in pipeline_files(target)}
+        for row in list(rows.values()):
+            src = row.source_path
+            if src and Path(src).parent == folder and Path(src).suffix.lower() in YAML_SUFFIXES and src not in present:
+                _delete(backend, row.name, result)
+                del rows[row.name]
+
+    broken: list[tuple[FileReport, str]] = []
     for report in result.files:
         source = _source(report.path)
         if report.ok:
@@ -190,30 +211,22 @@ def import_path(
                         )
                     )
         if not report.ok:
-            if record_errors:
-                _record_error(backend, report, source, rows)
+            broken.append((report, source))
             continue
         names = set()
         for spec in report.pipelines:
             names.add(spec.name)
             outcome = save_spec(backend, spec, source_path=source)
             getattr(result, outcome).append(spec.name)
-        for row in rows.values():
+            rows[spec.name] = row_for(spec, source)
+        for row in list(rows.values()):
             if row.source_path == source and row.name not in names:
                 _delete(backend, row.name, result)
-
-    if prune_missing and target.is_dir():
-        folder = _source(target)
-        present = {_source(p) for p in pipeline_files(target)}
-        for row in rows.values():
-            src = row.source_path
-            if (
-                src
-                and Path(src).parent == Path(folder)
-                and Path(src).suffix.lower() in YAML_SUFFIXES
-                and src not in present
-            ):
-                _delete(backend, row.name, result)
+                del rows[row.name]
+    # The broken files last: a name a valid file took in this pass is that file's.
+    if record_errors:
+        for report, source in broken:
+            _record_error(backend, report, source, rows)
     return result
 
 

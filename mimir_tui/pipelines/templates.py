@@ -6,7 +6,8 @@ Two kinds of reference, recursively through dicts, lists and strings:
   path into the pipeline context. Segments are keys, attribute names or list indexes
   (``items.0`` or ``items[0]``; ``a["key with spaces"]``). The first segment names the output of
   an earlier step (or ``run``, facts of the current run: id, pipeline, job_id, triggered_by,
-  started_at, date, source_dir).
+  started_at, date, source_dir: the pipeline file's folder, working_dir: the folder relative
+  paths resolve against).
 - ``${NAME}``, ``${NAME:-default}`` (default when unset or empty), ``${NAME-default}`` (default
   when unset): an environment variable. ``$${`` is a literal ``${``.
 

@@ -54,6 +54,7 @@ class MimirApp(App):
         self._backend_lock = threading.Lock()
         self._theme_name = theme_name
         self._watcher: Any = None
+        self._remembered = ""
         self.run_scheduler = scheduler
         #: The in-process service, once started; the lock keeps start and stop apart.
         self.service: Service | None = None
@@ -64,17 +65,33 @@ class MimirApp(App):
         return DashboardScreen()
 
     def on_mount(self) -> None:
-        from .themes import load_themes
+        """The file themes join Textual's (the palette's "Change theme" lists them all); the
+        theme is ``--theme``, else the one last chosen, else ``ui.theme``. A theme chosen while
+        the dashboard runs is remembered (:func:`~.themes.save_theme`)."""
+        from .themes import load_themes, saved_theme
 
         for theme in load_themes().values():
             self.register_theme(theme)
-        if self._theme_name:
-            if self._theme_name in self.available_themes:
-                self.theme = self._theme_name
-            else:
-                self.notify(f"unknown theme {self._theme_name!r}", severity="warning")
+        name = self._theme_name or saved_theme(self.settings) or self.settings.ui.theme
+        if name in self.available_themes:
+            self.theme = name
+        else:
+            self.notify(f"unknown theme {name!r}", severity="warning")
+        self._remembered = self.theme  # the start's theme is not a choice to save
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        notice = self.settings.no_effect_notice()
+        if notice:  # the log has it too, but the terminal is the dashboard's
+            self.notify(notice, severity="warning", timeout=15)
         if self.run_scheduler:
             self.run_worker(self._start_service, thread=True, exit_on_error=False, group="service")
+
+    def _remember_theme(self, theme: Any) -> None:
+        from .themes import save_theme
+
+        if theme.name == self._remembered:
+            return
+        self._remembered = theme.name
+        self.run_worker(lambda: save_theme(self.settings, theme.name), thread=True, group="save-theme")
 
     def backend(self) -> Any:
         """The store, opened by the first pane that reads (in its worker thread; a store that
@@ -200,5 +217,5 @@ def run_dashboard(settings: Settings, *, theme: str | None = None, demo: bool = 
 
         with open_backend(settings) as backend:
             seed_demo(backend)
-    MimirApp(settings, theme_name=theme or settings.ui.theme, scheduler=settings.ui.run_scheduler).run()
+    MimirApp(settings, theme_name=theme, scheduler=settings.ui.run_scheduler).run()
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
 from ..constants import STATUSES
@@ -263,17 +264,56 @@ class Pane(Polling, Vertical):
 
 
 class HealthPane(Pane):
+    """The store's health rows, and the round-trip latency of the last :attr:`LATENCIES` reads
+    as a sparkline over them."""
+
+    LATENCIES = 60
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.latencies: deque[float] = deque(maxlen=self.LATENCIES)
+
+    def compose(self) -> ComposeResult:
+        summary, table = super().compose()
+        yield summary
+        yield Sparkline([], id="health-latency", summary_function=max)
+        yield table
+
     def adjust(self, data: PaneData) -> PaneData:
         """As read, with this dashboard's own scheduler marked among the instances."""
         here = f"instance:{self.app.instance}"  # type: ignore[attr-defined]
         rows = [(k, (f"{cells[0]} (this dashboard)", *cells[1:]) if k == here else cells) for k, cells in data.rows]
-        return PaneData(rows, data.summary)
+        return PaneData(rows, data.summary, values=data.values)
+
+    async def fill(self, data: PaneData, plan: Plan) -> None:
+        """The rows; the latency joins the sparkline."""
+        await super().fill(data, plan)
+        if "latency_ms" in data.values:
+            self.latencies.append(data.values["latency_ms"])
+            self.query_one(Sparkline).data = list(self.latencies)
 
     async def show_error(self, error: BaseException | None) -> None:
         """A store that cannot be opened is unhealthy: that is the health pane's content."""
         backend = self.app.settings.persistence.backend  # type: ignore[attr-defined]
         data = overview.health_data({"status": "unhealthy", "backend": backend, "error": str(error)})
         await self.fill(data, plan_rows(self.shown, data.rows))
+
+
+class PipelinesTable(DataTable):
+    BINDINGS = [Binding("enter", "select_cursor", "Open", id="open-pipeline")]
+
+
+class PipelinesPane(Pane):
+    """Enter opens a pipeline: its steps, its YAML, run now and validate."""
+
+    TABLE = PipelinesTable
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        from .screens.pipeline import PipelineScreen
+
+        if (key := self.selected) is not None:
+            self.app.push_screen(PipelineScreen(key))
 
 
 class RunsTable(DataTable):

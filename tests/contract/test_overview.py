@@ -167,3 +167,16 @@ def test_jobs_pane_reads_one_page_filtered_by_the_database(backend):
     assert underscored == [f"j{i:02d}" for i in range(1, 10) if i % 5]
     assert overview.read_jobs(backend, NOW, text="b%0").rows == []  # % is a character, not a wildcard
     assert overview.read_jobs(backend, NOW, text="job!").rows == []
+
+
+def test_runs_per_day_are_counted_by_utc_day_on_every_backend(backend):
+    """The health pane's runs per day: one grouped query, days in UTC whatever the session's
+    time zone, nothing before ``since``."""
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    starts = [day + timedelta(minutes=30), day + timedelta(hours=23, minutes=30), day + timedelta(days=1, minutes=5)]
+    starts.append(day - timedelta(days=9))  # before the window
+    for i, start in enumerate(starts):
+        backend.save_execution(
+            JobExecutionRecord(id=f"d{i}", pipeline="etl", start_time=start, end_time=start, status="success")
+        )
+    assert backend.executions.per_day(day - timedelta(days=6)) == {"2026-11-20": 2, "2026-11-21": 1}

@@ -166,7 +166,7 @@ def test_import_list_show_and_run(cli, local_store):
     lines = ran.stdout.splitlines()
     assert lines[0].startswith("step 1/2  hello  success  ") and lines[0].endswith(" ms")
     assert lines[1].startswith("step 2/2  save  success  ")
-    assert json.loads(Path("output/greeting.json").read_text()) == "hello world"
+    assert json.loads((path.parent / "output/greeting.json").read_text()) == "hello world"  # the file's folder
     execution_id = lines[2].split()[1].rstrip(":")
     record = local_store.get_execution(execution_id)
     assert record.status == "success" and record.triggered_by == "manual"

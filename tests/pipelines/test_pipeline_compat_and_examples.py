@@ -21,6 +21,9 @@ needs_compat = pytest.mark.skipif(not COMPAT.is_dir(), reason="shared/compat/mim
 
 @pytest.fixture
 def real_runner(store, settings):
+    # Relative paths in steps resolve against the working folder: the test's own, not the
+    # folders of the files (the repository's pipelines/, the shared originals).
+    settings.pipelines.working_dir = str(Path.cwd())
     return PipelineRunner(store, settings, default_registry())
 
 

@@ -142,3 +142,64 @@ def test_the_watcher_reloads_changed_files_within_two_seconds(store, settings, r
         (folder / "w.yaml").unlink()
         assert _wait(lambda: _row(store, "watched") is None)
     assert not watcher.running
+
+
+# -- files that define the same name (issue 10, item 7) -------------------------------------------
+
+VALID_X = "name: x\ndescription: {what}\nsteps: [{{name: s, plugin: Test.echo}}]\n"
+BROKEN_X = "name: x\nsteps: [{name: s, plugin: Test.nope}]\n"
+
+
+def test_removing_a_file_hands_its_name_to_the_copy_that_defines_it_too(store, settings, registry, write_yaml):
+    """The bug: a.yaml defines x, b.yaml (a copy) too, refused as a duplicate while a.yaml is
+    there. On a.yaml's removal one sync imported b.yaml's x, then deleted it as a.yaml's (from
+    the rows read before): x was gone until some other file changed."""
+    folder = Path(settings.pipelines.directory)
+    write_yaml("a.yaml", VALID_X.format(what="original"), folder)
+    write_yaml("b.yaml", VALID_X.format(what="copy"), folder)
+    with PipelineWatcher(store, settings, registry) as watcher:
+        assert watcher.ready.wait(5)
+        assert _row(store, "x").source_path == str((folder / "a.yaml").resolve())
+        (folder / "a.yaml").unlink()
+        assert _wait(lambda: (_row(store, "x") or None) and _row(store, "x").description == "copy", timeout=3)
+        time.sleep(0.5)  # and it stays: nothing else is coming to sync again
+        row = _row(store, "x")
+    assert row is not None and row.source_path == str((folder / "b.yaml").resolve()) and row.load_error is None
+    assert get_spec(store, "x").steps[0].plugin == "Test.echo"
+
+
+def test_removing_a_file_shows_the_broken_file_it_had_shadowed(store, settings, registry, write_yaml):
+    """a.yaml defines x; b.yaml defines x too and is broken. Removing a.yaml used to leave no
+    row of x at all after its sync (b.yaml's error was judged against a.yaml's row, read
+    before the removal): the broken file was out of sight. Now the same sync leaves the
+    placeholder of b.yaml's x, with b.yaml's error, which cannot run."""
+    folder = Path(settings.pipelines.directory)
+    write_yaml("a.yaml", VALID_X.format(what="good"), folder)
+    write_yaml("b.yaml", BROKEN_X, folder)
+    with PipelineWatcher(store, settings, registry) as watcher:
+        assert watcher.ready.wait(5)
+        assert _row(store, "x").description == "good"
+        (folder / "a.yaml").unlink()
+        assert _wait(lambda: (_row(store, "x") or None) and _row(store, "x").load_error, timeout=3)
+    row = _row(store, "x")
+    assert row.source_path == str((folder / "b.yaml").resolve()) and row.enabled is False
+    assert "unknown plugin 'Test.nope'" in row.load_error
+    assert {r.name for r in store.list_pipelines()} == {"x"}  # no row named after a file
+    with pytest.raises(PipelineError, match="has no valid definition"):
+        get_spec(store, "x")
+
+
+def test_a_broken_file_does_not_shadow_a_valid_one(store, settings, registry, write_yaml):
+    """a.yaml (first in order) is broken and defines x; b.yaml defines x and is valid. x used
+    to be a.yaml's placeholder with 0 steps, and b.yaml refused as its duplicate: a pipeline
+    nobody could run. The valid file's x is imported; the broken file is the duplicate."""
+    folder = Path(settings.pipelines.directory)
+    write_yaml("a.yaml", BROKEN_X, folder)
+    write_yaml("b.yaml", VALID_X.format(what="valid"), folder)
+    result = PipelineWatcher(store, settings, registry).sync()
+    row = store.get_pipeline("x")
+    assert row.source_path == str((folder / "b.yaml").resolve()) and row.load_error is None and row.enabled
+    assert get_spec(store, "x").steps[0].plugin == "Test.echo"
+    (bad,) = [r for r in result.files if not r.ok]
+    assert bad.path == str(folder / "a.yaml")
+    assert any("duplicate pipeline name" in str(i) for i in bad.issues)

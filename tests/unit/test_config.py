@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -295,21 +296,88 @@ def test_repository_config_validates() -> None:
     assert s.persistence.backend == "sqlite"
     assert s.persistence.database_path == str(REPO_ROOT / "data" / "mimir.db")
     assert s.persistence.vector_db_path == str(REPO_ROOT / "data" / "chromem.db")
-    # the seed's persistence section, key for key
-    for key in (
-        "enabled",
-        "backend",
-        "database_path",
-        "connection_string",
-        "vector_db_path",
-        "enable_vector_db",
-        "backup_enabled",
-        "backup_path",
-        "retention_days",
-    ):
+    # the seed's persistence section, key for key: set where the key has an effect, shown
+    # commented out where it has none yet (set, it would be named at every start)
+    text = path.read_text()
+    for key in ("enabled", "backend", "database_path", "connection_string", "retention_days"):
         assert f"persistence.{key}" in s.sources, key
-    for section in ("scheduler", "pipelines", "plugins", "logging", "ui", "vectors"):
+    for key in ("vector_db_path", "enable_vector_db", "backup_enabled", "backup_path"):
+        assert f"persistence.{key}" not in s.sources and f"\n  # {key}: " in text, key
+    for section in ("scheduler", "pipelines", "plugins", "logging", "ui"):
         assert any(k.startswith(section + ".") for k in s.sources), section
+    assert "\n# vectors:\n" in text and "\n#   mode: " in text
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "deploy/config.yaml", "deploy/config.cluster.yaml"])
+def test_the_shipped_configs_set_nothing_without_effect(name: str) -> None:
+    s = load_settings(str(REPO_ROOT / name), environ={})
+    assert s.without_effect() == {} and s.no_effect_notice() is None
+
+
+# -- keys without effect (issue 10, item 8) -------------------------------------------------------
+
+ORIGINAL = (
+    "server:\n  host: 0.0.0.0\n  port: 8080\n"
+    "security:\n  enable_auth: false\n  block_private_networks: true\n"
+    "scheduler:\n  max_jobs: 100\n  max_concurrency: 2\n"
+    "persistence:\n  enable_vector_db: true\n  vector_db_path: /data/chromem.db\n  backup_enabled: true\n"
+    "ui:\n  page_size: 50\n  refresh_interval: 1\n"
+    "vectors:\n  mode: server\n  port: 8001\n"
+)
+
+
+def test_keys_without_effect_are_named_with_why_in_one_line(tmp_path: Path) -> None:
+    """Silently ignored keys: persistence.enable_vector_db, the vectors section (and the
+    original's server keys) were read and did nothing, without a word. (ui.page_size, also in
+    the issue, has been used since by the dashboard's Executions pane.)"""
+    path = write(tmp_path / "original.yaml", ORIGINAL)
+    s = load_settings(str(path), environ={})
+    assert s.without_effect() == {
+        "there is no vector store yet": ["persistence.enable_vector_db", "persistence.vector_db_path", "vectors"],
+        "there are no backups yet": ["persistence.backup_enabled"],
+        "the original's; scheduler.max_concurrency limits the runs at once": ["scheduler.max_jobs"],
+        "the original's web server; Mimir has none": ["server"],
+        "the original's, for its web server; Mimir has none": ["security.enable_auth"],
+    }
+    notice = s.no_effect_notice()
+    assert notice is not None and "\n" not in notice
+    assert notice.startswith(f"{path}: set but without effect: persistence.enable_vector_db, ")
+    assert "persistence.backup_enabled (there are no backups yet)" in notice
+    named = [key for keys in s.without_effect().values() for key in keys]
+    assert not {"ui.page_size", "scheduler.max_concurrency", "security.block_private_networks"} & set(named)
+
+
+def test_a_key_without_effect_set_by_the_environment_is_named_by_its_variable(tmp_path: Path) -> None:
+    s = load_settings(use_search=False, environ={"MIMIR_VECTOR_DB_PATH": str(tmp_path / "v")})
+    assert s.without_effect() == {"there is no vector store yet": ["MIMIR_VECTOR_DB_PATH"]}
+    assert load_settings(use_search=False, environ={}).no_effect_notice() is None  # defaults: nothing set
+
+
+def test_config_show_prints_the_keys_without_effect(tmp_path: Path, run_cli) -> None:
+    path = write(tmp_path / "original.yaml", ORIGINAL)
+    shown = run_cli("config", "show", "--config", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[1].startswith(f"# warning: {path}: set but without effect: ")
+    as_json = run_cli("config", "show", "--json", "--config", str(path))
+    data = json.loads(as_json.stdout)
+    assert data["no_effect"]["there are no backups yet"] == ["persistence.backup_enabled"]
+
+
+def test_persistence_disabled_is_refused_with_one_line(tmp_path: Path, run_cli) -> None:
+    """``persistence.enabled: false`` (the original's in-memory mode) was accepted, and Mimir
+    wrote its SQLite file all the same. Mimir cannot run without its database: refused, exit
+    2, one line naming the key and the file, and no database made."""
+    path = write(tmp_path / "cfg" / "config.yaml", "persistence:\n  enabled: false\n  database_path: ./data/m.db\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(str(path))
+    assert str(info.value) == (
+        f"{path}: key 'persistence.enabled': false is not supported: Mimir keeps its jobs, runs and queue "
+        "in its database and cannot run without one (remove the key or set it to true) (got False)"
+    )
+    for command in (["jobs", "list"], ["health"]):
+        proc = run_cli(*command, "--config", str(path))
+        assert proc.returncode == 2 and proc.stderr.splitlines() == [f"mimir-tui: error: {info.value}"]
+    assert not (tmp_path / "cfg" / "data").exists()
 
 
 def test_original_sections_and_keys_are_accepted(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ FORMATS_BY_SUFFIX = {
 class FileConfig(PluginConfig):
     path: str = Field(
         validation_alias=AliasChoices("path", "file", "file_path", "filename"),
-        description="the file to read (relative to the working directory)",
+        description="the file to read (relative: to the run's working folder)",
     )
     format: Literal["auto", "text", "json", "jsonl", "yaml", "csv"] = Field(
         "auto", description="auto picks by extension (.json .jsonl .yaml/.yml .csv/.tsv; anything else is text)"
@@ -108,7 +108,7 @@ class FileInput(Plugin):
     Config = FileConfig
 
     def execute(self, config: FileConfig, ctx: StepContext) -> dict[str, Any]:
-        policy = Policy.of(ctx.settings)
+        policy = Policy.of(ctx.settings, ctx.base_dir)
         path = policy.readable(config.path)
         fmt: str = config.format
         if fmt == "auto":

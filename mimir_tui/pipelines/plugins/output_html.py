@@ -257,7 +257,7 @@ class HtmlOutput(Plugin):
             "sections": [n for n, _ in sections],
         }
         if config.file:
-            path = Policy.of(ctx.settings).writable(config.file)
+            path = Policy.of(ctx.settings, ctx.base_dir).writable(config.file)
             atomic_write(path, encoded, mkdir=config.mkdir)
             result["file"] = str(path)
             ctx.log("INFO", f"wrote report {path} ({len(encoded)} bytes)")

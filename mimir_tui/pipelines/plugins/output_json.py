@@ -43,7 +43,7 @@ def _lock_for(path: Path) -> threading.Lock:
 
 class JsonOutputConfig(PluginConfig):
     file: str = Field(
-        validation_alias=FILE_ALIASES, description="the file to write (relative to the working directory)"
+        validation_alias=FILE_ALIASES, description="the file to write (relative: to the run's working folder)"
     )
     input: str | None = Field(None, description="context key to write (dotted path allowed); default the whole context")
     data: Any = Field(None, description="the value to write, inline (instead of input)")
@@ -85,7 +85,7 @@ class JsonOutput(Plugin):
 
     def execute(self, config: JsonOutputConfig, ctx: StepContext) -> dict[str, Any]:
         value = resolve_data(config.data, config.input, ctx, default_all=True)
-        policy = Policy.of(ctx.settings)
+        policy = Policy.of(ctx.settings, ctx.base_dir)
         path = policy.writable(config.file)
         new_items = list(value) if isinstance(value, (list, tuple)) else [value]
         indent = config.indent_width()

@@ -42,7 +42,9 @@ class CommandConfig(PluginConfig):
         description="with shell: true, put template values into the command string unquoted "
         "(they are shell code then: only for values the pipeline trusts)",
     )
-    cwd: str | None = Field(None, description="working directory")
+    cwd: str | None = Field(
+        None, description="working directory (relative: to the run's working folder, which is the default)"
+    )
     env: dict[str, str | None] = Field(
         default_factory=dict, description="variables set over the inherited environment (null removes one)"
     )
@@ -257,11 +259,11 @@ class Command(Plugin):
     def execute(self, config: CommandConfig, ctx: StepContext) -> dict[str, Any]:
         limits = [t for t in (config.timeout, ctx.timeout) if t]
         timeout = min(limits) if limits else None
-        cwd = None
-        if config.cwd:
-            cwd = resolve_path(config.cwd)
-            if not cwd.is_dir():
-                raise PluginError(f"cwd {cwd} is not a directory")
+        # A relative cwd, and none given, are the run's working folder (policy.working_folder).
+        cwd = resolve_path(config.cwd or ".", ctx.base_dir)
+        if not cwd.is_dir():
+            what = f"cwd {cwd} is not a directory" if config.cwd else f"the working folder {cwd} does not exist"
+            raise PluginError(what)
         env = dict(os.environ)
         for key, value in config.env.items():
             if value is None:

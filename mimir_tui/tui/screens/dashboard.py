@@ -19,7 +19,7 @@ from textual.widgets import Footer, Header, Tab, Tabs
 
 from ...ops import overview
 from ..jobs_pane import JobsPane
-from ..panes import ExecutionsPane, HealthPane, Pane
+from ..panes import ExecutionsPane, HealthPane, Pane, PipelinesPane
 
 #: The smallest terminal (columns, rows) that shows the four panes at once.
 GRID_SIZE = (100, 30)
@@ -48,7 +48,7 @@ class DashboardScreen(Screen):
             kind(read, title=title, columns=columns, interval=every, id=title.lower())
             for kind, title, columns, read in (
                 (JobsPane, "Jobs", overview.JOB_COLUMNS, partial(overview.read_jobs, page_size=settings.ui.page_size)),
-                (Pane, "Pipelines", overview.PIPELINE_COLUMNS, overview.read_pipelines),
+                (PipelinesPane, "Pipelines", overview.PIPELINE_COLUMNS, overview.read_pipelines),
                 (
                     ExecutionsPane,
                     "Executions",

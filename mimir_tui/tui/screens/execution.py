@@ -60,6 +60,40 @@ def confirm_cancel(node: Widget, execution_id: str, *, after: Callable[[], None]
     app.push_screen(ConfirmScreen(f"Cancel execution {execution_id}?"), answered)
 
 
+def queue_and_open(app: Any, queue: Callable[[Any], Any]) -> None:
+    """In the app's thread worker (it outlives the screen that asked): ``queue(backend)`` queues
+    a run (a :class:`RunRequest`), whose execution screen then opens (:func:`open_execution`)
+    while the run is followed, and run here when no instance takes it (as ``jobs run --wait``
+    does)."""
+
+    def queue_and_follow() -> None:
+        from ...scheduler.jobs import wait_for_run
+
+        backend = app.backend()
+        try:
+            request = queue(backend)
+        except MimirError as exc:
+            app.call_from_thread(app.notify, str(exc), severity="error")
+            return
+        app.call_from_thread(open_execution, app, request.execution_id)
+        try:
+            wait_for_run(backend, app.settings, request)
+        except MimirError as exc:
+            app.call_from_thread(app.notify, f"execution {request.execution_id}: {exc}", severity="error")
+
+    app.run_worker(queue_and_follow, thread=True, exit_on_error=False, group="run-now")
+
+
+def open_execution(app: Any, execution_id: str) -> None:
+    """Open the run's screen: over the current one, or in place of another run's (not awaited:
+    it completes on the event loop)."""
+    opened = ExecutionScreen(execution_id)
+    if isinstance(app.screen, ExecutionScreen):
+        app.switch_screen(opened)
+    else:
+        app.push_screen(opened)
+
+
 def add_json(node: TreeNode, name: str, value: Any, budget: list[int]) -> None:
     """``value`` under ``node`` as ``name``; keys and values are shown as text, never markup.
     ``budget``: nodes left (shared across the tree)."""
@@ -213,23 +247,4 @@ class ExecutionScreen(Polling, Screen):
         if self.detail is None:
             return
         record = self.detail.record
-        app: Any = self.app
-
-        def queue_and_follow() -> None:
-            from ...scheduler.jobs import wait_for_run
-
-            backend = app.backend()
-            try:
-                request = rerun(backend, record)
-            except MimirError as exc:
-                app.call_from_thread(app.notify, str(exc), severity="error")
-                return
-            # Not awaited: the switch completes on the event loop while this thread follows the run.
-            app.call_from_thread(lambda: app.switch_screen(ExecutionScreen(request.execution_id)) and None)
-            try:
-                wait_for_run(backend, app.settings, request)
-            except MimirError as exc:
-                app.call_from_thread(app.notify, f"execution {request.execution_id}: {exc}", severity="error")
-
-        # The app's worker: it outlives this screen, which the new run's screen replaces.
-        app.run_worker(queue_and_follow, thread=True, exit_on_error=False, group="rerun")
+        queue_and_open(self.app, lambda backend: rerun(backend, record))
