@@ -222,12 +222,13 @@ def read_executions(
     return PaneData(out, summary + (f" (only {shown})" if shown else ""))
 
 
-def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0) -> PaneData:
-    """The store's health (:func:`~mimir_tui.health.check_health`), the persistence operations
-    of this process that failed, and the live instances with their heartbeat age and run slots."""
+def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0, integrity: bool = True) -> PaneData:
+    """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
+    the integrity check), the persistence operations of this process that failed, and the live
+    instances with their heartbeat age and run slots."""
     from ..health import check_health
 
-    report = check_health(backend, stale_after=stale_after)
+    report = check_health(backend, stale_after=stale_after, integrity=integrity)
     if report.get("status") == "healthy":
         report["per_day"] = executions_per_day(backend, now)
     return health_data(report, backend.metrics.snapshot())

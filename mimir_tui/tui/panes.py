@@ -279,6 +279,18 @@ class HealthPane(Pane):
         yield Sparkline([], id="health-latency", summary_function=max)
         yield table
 
+    def read_data(self) -> PaneData:
+        """The first read leaves out the integrity check (up to 2 s on a large SQLite file), so
+        the pane shows its rows at once; the second, started as the first is shown, makes it."""
+        backend = self.app.backend()  # type: ignore[attr-defined]
+        read: Any = self.read  # overview.read_health, which takes ``integrity``
+        return read(backend, backend.database_now(), integrity=self.polls > 1)
+
+    def shown_polled(self) -> None:
+        super().shown_polled()
+        if self.polls == 1:
+            self.action_poll()
+
     def adjust(self, data: PaneData) -> PaneData:
         """As read, with this dashboard's own scheduler marked among the instances."""
         here = f"instance:{self.app.instance}"  # type: ignore[attr-defined]

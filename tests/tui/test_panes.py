@@ -202,3 +202,29 @@ def test_a_refresh_plans_only_the_cells_that_changed():
     assert [(key, i, str(text)) for key, i, text in plan.updated] == [("a", 1, "in 2m")]
     assert [(key, [str(t) for t in cells]) for key, cells in plan.added] == [("d", ["d", "in 9m"])]
     assert plan_rows(shown, [("c", ("c", "in 5m")), ("a", ("a", "in 3m"))]).rebuild
+
+
+async def test_the_first_health_read_does_not_wait_for_the_integrity_check(tmp_path, monkeypatch):
+    """Attack: the quick check takes up to 2 s on a large SQLite file and held the Health pane's
+    first rows (and so the first full paint). The first read leaves it out and says so; the
+    second, started at once, shows its verdict."""
+    from mimir_tui.ops import overview
+
+    settings = _settings(tmp_path)
+    checked: list[bool] = []
+    real = overview.read_health
+
+    def spy(backend, now, **kwargs):
+        checked.append(kwargs["integrity"])
+        return real(backend, now, **kwargs)
+
+    monkeypatch.setattr(overview, "read_health", spy)
+    app = MimirApp(settings)
+    async with app.run_test(size=(160, 50)) as pilot:
+        for _ in range(100):
+            await _settle(app, pilot)
+            if len(checked) >= 2:
+                break
+        await _settle(app, pilot)
+        assert checked[:2] == [False, True]
+        assert _row(app, "health", "integrity") == ["integrity", "ok"]
