@@ -5,9 +5,9 @@ takes the backend and returns a :class:`PaneData`, rows of display text keyed by
 (job id, pipeline name, execution id, health item), which the dashboard's panes apply to their
 tables by key. They run in the panes' worker threads, never on the event loop.
 
-Each read is bounded: jobs and pipelines are the definitions (lean rows), executions are two
-pages (the runs in flight on any instance, then the latest ``page_size`` finished ones), never
-the whole history.
+Each read is bounded: jobs are a page (filtered by the database), pipelines the definitions
+(lean rows), executions two pages (the runs in flight on any instance, then the latest
+``page_size`` finished ones), never the whole history.
 """
 
 from __future__ import annotations
@@ -41,16 +41,11 @@ class PaneData:
 
     rows: list[Row] = field(default_factory=list)
     summary: str = ""
+    #: The page shown (from 0) of how many, for a paged read (the jobs).
+    page: int = 0
+    pages: int = 1
     #: Figures a pane charts beside its rows (the health pane's ``latency_ms``).
     values: dict[str, float] = field(default_factory=dict)
-
-
-def matching(rows: list[Row], text: str) -> list[Row]:
-    """The rows whose key or any cell holds ``text`` (case-insensitive; every row when blank)."""
-    needle = text.strip().casefold()
-    if not needle:
-        return rows
-    return [row for row in rows if needle in row[0].casefold() or any(needle in c.casefold() for c in row[1])]
 
 
 def relative(when: datetime | None, now: datetime) -> str:
@@ -106,12 +101,14 @@ def schedule_words(expr: str) -> str:
         return f"invalid: {exc}"
 
 
-def read_jobs(backend: Any, now: datetime) -> PaneData:
-    rows = backend.jobs.page()
-    enabled = 0
+def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 200, text: str = "") -> PaneData:
+    """Page ``page`` (from 0; the last one when past it) of the jobs whose name, id, pipeline,
+    cron, zone or last result holds ``text``, ``page_size`` a page, by name."""
+    total, enabled = backend.jobs.count(text)
+    pages = max(1, -(-total // page_size))
+    page = min(max(0, page), pages - 1)
     out: list[Row] = []
-    for j in rows:
-        enabled += bool(j.enabled)
+    for j in backend.jobs.page(text, offset=page * page_size, limit=page_size):
         out.append(
             (
                 j.id,
@@ -128,7 +125,10 @@ def read_jobs(backend: Any, now: datetime) -> PaneData:
                 ),
             )
         )
-    return PaneData(out, f"{len(out)} jobs, {enabled} enabled")
+    summary = f"{total} jobs" + (f" match {text.strip()!r}" if text.strip() else "") + f", {enabled} enabled"
+    if pages > 1:
+        summary += f"; page {page + 1}/{pages} ([ and ] turn)"
+    return PaneData(out, summary, page=page, pages=pages)
 
 
 def step_count(config: str | None) -> int | None:
@@ -187,7 +187,14 @@ def read_executions(
 
     active = backend.executions.page(job, ACTIVE_LIMIT, status=only([Status.running.value, Status.queued.value]))
     active.sort(key=lambda r: r.status != Status.running.value)  # stable: newest first within each
-    finished = backend.executions.page(job, page_size, status=only(sorted(FINISHED)))
+    if status is None and len(active) < ACTIVE_LIMIT:
+        # Every run in flight is in ``active``: the latest runs of any status, less those, hold
+        # the latest finished ones, read along the start-time index (a status filter would make
+        # the database sort every finished run of the history).
+        latest = backend.executions.page(job, page_size + len(active))
+        finished = [r for r in latest if r.status in FINISHED][:page_size]
+    else:
+        finished = backend.executions.page(job, page_size, status=only(sorted(FINISHED)))
     totals: dict[str, int | None] = {}
     if active:  # step k of N: N from the pipeline's definition
         totals = {p.name: step_count(p.config) for p in backend.list_pipelines()}
@@ -215,12 +222,13 @@ def read_executions(
     return PaneData(out, summary + (f" (only {shown})" if shown else ""))
 
 
-def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0) -> PaneData:
-    """The store's health (:func:`~mimir_tui.health.check_health`), the persistence operations
-    of this process that failed, and the live instances with their heartbeat age and run slots."""
+def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0, integrity: bool = True) -> PaneData:
+    """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
+    the integrity check), the persistence operations of this process that failed, and the live
+    instances with their heartbeat age and run slots."""
     from ..health import check_health
 
-    report = check_health(backend, stale_after=stale_after)
+    report = check_health(backend, stale_after=stale_after, integrity=integrity)
     if report.get("status") == "healthy":
         report["per_day"] = executions_per_day(backend, now)
     return health_data(report, backend.metrics.snapshot())
@@ -265,4 +273,4 @@ def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | 
         rows.append((f"failed:{op}", (f"  {op}", f"{s['failures']} of {s['count']}")))
     summary = f"Store: {report.get('status', '?')} ({report.get('backend', '?')})"
     values = {"latency_ms": float(report["latency_ms"])} if "latency_ms" in report else {}
-    return PaneData(rows, summary, values)
+    return PaneData(rows, summary, values=values)

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, true, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, true, update
 
 from ..errors import Conflict, NotFound
 from .db import Database, operation
@@ -75,19 +75,42 @@ class JobStore:
             return [ScheduledJob.model_construct(**r) for r in conn.execute(query).mappings()]
 
     @operation("page_jobs")
-    def page(self) -> list[JobRow]:
-        """Every job as a lean row, by name (the jobs pane, ``jobs list``)."""
+    def page(self, text: str = "", *, offset: int = 0, limit: int | None = None) -> list[JobRow]:
+        """Jobs as lean rows, by name (the jobs pane, ``jobs list``): those whose name, id,
+        pipeline, cron, zone or last result holds ``text`` (case-insensitive), ``limit`` of
+        them from ``offset`` (every one when ``limit`` is None)."""
+        shape = ("page_jobs", bool(text.strip()), limit is not None)
+
+        def build() -> Any:
+            query = _matching(select(*(JOBS.c[n] for n in JobRow.COLUMNS)), bool(text.strip()))
+            query = query.order_by(JOBS.c.name, JOBS.c.id)
+            return query.limit(bindparam("limit")).offset(bindparam("offset")) if limit is not None else query
+
+        values = {"pattern": _pattern(text), "limit": max(0, limit or 0), "offset": max(0, offset)}
+        return [JobRow(r) for r in self.db.fetch(self.db.prepare(shape, build), values, convert=False)]
+
+    @operation("count_jobs")
+    def count(self, text: str = "") -> tuple[int, int]:
+        """``(jobs, enabled jobs)`` among those :meth:`page` shows for ``text``."""
+        enabled = func.coalesce(func.sum(case((JOBS.c.enabled == true(), 1), else_=0)), 0)
         prepared = self.db.prepare(
-            "page_jobs", lambda: select(*(JOBS.c[n] for n in JobRow.COLUMNS)).order_by(JOBS.c.name, JOBS.c.id)
+            ("count_jobs", bool(text.strip())), lambda: _matching(select(func.count(), enabled), bool(text.strip()))
         )
-        return [JobRow(r) for r in self.db.fetch(prepared, convert=False)]
+        total, on = self.db.fetch(prepared, {"pattern": _pattern(text)}, convert=False)[0]
+        return int(total), int(on)
 
     @operation("job_counts_by_pipeline")
     def counts_by_pipeline(self) -> dict[str, int]:
         """``{pipeline: number of jobs that run it}`` (the pipelines pane), counted by the database."""
-        prepared = self.db.prepare(
-            "job_counts_by_pipeline", lambda: select(JOBS.c.pipeline, func.count()).group_by(JOBS.c.pipeline)
-        )
+        return self._counts("job_counts_by_pipeline", JOBS.c.pipeline)
+
+    @operation("job_counts_by_queue")
+    def counts_by_queue(self) -> dict[str, int]:
+        """``{queue: number of enabled jobs in it}`` (the health report), counted by the database."""
+        return self._counts("job_counts_by_queue", JOBS.c.queue, JOBS.c.enabled == true())
+
+    def _counts(self, key: str, column: Any, *where: Any) -> dict[str, int]:
+        prepared = self.db.prepare(key, lambda: select(column, func.count()).where(*where).group_by(column))
         return {name: int(count) for name, count in self.db.fetch(prepared, convert=False)}
 
     @operation("delete_job")
@@ -210,6 +233,21 @@ class JobStore:
         )
         count, latest = self.db.fetch(prepared)[0]
         return int(count), as_utc(latest)
+
+
+def _pattern(text: str) -> str:
+    """``text`` as a LIKE pattern that matches it anywhere, its wildcards taken literally."""
+    escaped = text.strip().casefold().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
+
+
+def _matching(query: Any, filtered: bool) -> Any:
+    """``query`` limited to the jobs whose text columns hold ``:pattern`` (when ``filtered``)."""
+    if not filtered:
+        return query
+    pattern: Any = bindparam("pattern")
+    columns = (JOBS.c.name, JOBS.c.id, JOBS.c.pipeline, JOBS.c.cron_expr, JOBS.c.timezone, JOBS.c.last_result)
+    return query.where(or_(*(func.lower(c).like(pattern, escape="!") for c in columns)))
 
 
 class PipelineStore:

@@ -13,13 +13,13 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState
 
 from ..errors import MimirError
-from ..ops.overview import PaneData, matching
+from ..ops.overview import PaneData
 from ..scheduler import jobs as core
-from .panes import Pane
+from .panes import Pane, Plan
 from .widgets.confirm import ConfirmScreen
 
 log = logging.getLogger("mimir.tui")
@@ -38,12 +38,15 @@ class JobsPane(Pane):
         Binding("d", "delete", "Delete", id="job-delete"),
         Binding("slash", "filter", "Filter", id="job-filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="job-filter-clear"),
+        Binding("right_square_bracket", "turn(1)", "Next page", id="job-page-next"),
+        Binding("left_square_bracket", "turn(-1)", "Previous page", id="job-page-previous"),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.data = PaneData()
         self.filter_text = ""
+        #: The page shown (from 0), as the last read clamped it.
+        self.page = 0
 
     def compose(self) -> ComposeResult:
         yield from super().compose()
@@ -51,19 +54,26 @@ class JobsPane(Pane):
         filter_input.display = False
         yield filter_input
 
-    # -- reading and filtering -------------------------------------------------------------
+    # -- reading a page, filtered by the database ----------------------------------------
 
-    def fill(self, data: PaneData) -> None:
-        self.data = data
-        self._apply()
+    def read_data(self) -> PaneData:
+        backend = self.app.backend()  # type: ignore[attr-defined]
+        read: Any = self.read  # overview.read_jobs, which takes the page and the filter
+        return read(backend, backend.database_now(), page=self.page, text=self.filter_text)
 
-    def _apply(self) -> None:
-        rows = matching(self.data.rows, self.filter_text)
-        super().fill(PaneData(rows, self.data.summary))
-        if self.filter_text:
-            self.query_one(".summary", Static).update(
-                f"{self.data.summary}; {len(rows)} match {self.filter_text.strip()!r}"
-            )
+    async def fill(self, data: PaneData, plan: Plan) -> None:
+        self.page = data.page
+        await super().fill(data, plan)
+
+    def action_turn(self, step: int) -> None:
+        """The next (``]``) or previous (``[``) page of jobs."""
+        self.page = max(0, self.page + step)
+        self.reread()
+
+    def _filter(self, text: str) -> None:
+        self.filter_text = text
+        self.page = 0
+        self.reread()
 
     def action_filter(self) -> None:
         box = self.query_one("#jobs-filter", Input)
@@ -73,8 +83,7 @@ class JobsPane(Pane):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "jobs-filter":
             event.stop()
-            self.filter_text = event.value
-            self._apply()
+            self._filter(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "jobs-filter":
@@ -85,8 +94,7 @@ class JobsPane(Pane):
         box = self.query_one("#jobs-filter", Input)
         box.value = ""  # Input.Changed clears the filter
         box.display = False
-        self.filter_text = ""
-        self._apply()
+        self._filter("")
         self.table.focus()
 
     # -- actions -------------------------------------------------------------------------
@@ -98,9 +106,10 @@ class JobsPane(Pane):
     def _act(self, work: Callable[[Any], Outcome]) -> Outcome:
         return work(self.app.backend())  # type: ignore[attr-defined]
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """An action's outcome (Textual calls the handler of each class in turn: the reads'
+        outcomes go to :class:`~mimir_tui.tui.panes.Polling`'s)."""
         if event.worker.group != f"act-{self.id}":
-            super().on_worker_state_changed(event)
             return
         if not event.worker.is_finished:
             return

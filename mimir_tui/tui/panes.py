@@ -3,17 +3,23 @@
 A pane is a title, a one-line summary and a DataTable whose rows are keyed by id. It reads its
 content with a function of :mod:`mimir_tui.ops.overview` in a thread worker, on an interval; a
 tick that comes while the previous read still runs is skipped, so reads never overlap (as
-Dolphie's panels poll). The result is applied to the table by key: changed cells are updated in
-place, new rows added, gone rows removed; the cursor stays on its row and the scroll where it
-was.
+Dolphie's panels poll). The worker also works out what changed against the rows the table
+holds (:func:`plan_rows`: cells to update, rows to add or remove, by key); the event loop applies
+only that, in slices that give it back its turn (:func:`apply_plan`), keeping the cursor on its
+row and the scroll where it was. The jobs are read a page at a time, so no table holds more than
+a page.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -35,44 +41,85 @@ log = logging.getLogger("mimir.tui")
 Reader = Callable[[Any, datetime], PaneData]
 
 
-def apply_rows(table: DataTable, rows: Sequence[Row]) -> None:
-    """Bring ``table`` to ``rows`` by key, keeping the cursor on its row and the scroll offset.
+#: Table changes applied on the event loop between two yields to it (each well under 1 ms).
+BATCH = 100
 
-    Cells that changed are updated in place and rows that are gone removed; new rows are
-    appended when they come after every kept row, and the table is rebuilt only when the order
-    changed (a new run on top of the executions)."""
+
+@dataclass(frozen=True)
+class Plan:
+    """What brings a table from the rows it shows to ``rows`` (computed in the worker):
+    ``rebuild`` when the order changed, else the keys ``removed``, the cells ``updated`` (key,
+    column index, text) and the rows ``added`` at the end."""
+
+    rows: list[Row]
+    rebuild: bool
+    removed: list[str] = field(default_factory=list)
+    updated: list[tuple[str, int, Text]] = field(default_factory=list)
+    added: list[tuple[str, tuple[Text, ...]]] = field(default_factory=list)
+
+
+def _texts(cells: Sequence[str]) -> tuple[Text, ...]:
     # Stored text is shown as it is: a job named "[/b]" is not markup (which would also fail).
-    wanted = {key: tuple(Text(cell, end="") for cell in cells) for key, cells in rows}
-    current = [str(key.value) for key in table.rows]
-    kept = [key for key in current if key in wanted]
+    return tuple(Text(cell, end="") for cell in cells)
+
+
+def plan_rows(shown: Sequence[Row], rows: Sequence[Row]) -> Plan:
+    """The changes from ``shown`` to ``rows``, by key. New rows are appended when they come
+    after every kept row; the table is rebuilt only when the order changed (a new run on top of
+    the executions)."""
+    wanted = dict(rows)
+    kept = [key for key, _ in shown if key in wanted]
     order = [key for key, _ in rows]
-    cursor_key = current[table.cursor_row] if 0 <= table.cursor_row < len(current) else None
+    if order[: len(kept)] != kept:
+        return Plan(list(rows), True, added=[(key, _texts(cells)) for key, cells in rows])
+    before = dict(shown)
+    updated = [
+        (key, i, Text(new, end=""))
+        for key in kept
+        for i, (old, new) in enumerate(zip(before[key], wanted[key], strict=True))
+        if old != new
+    ]
+    removed = [key for key, _ in shown if key not in wanted]
+    return Plan(list(rows), False, removed, updated, [(key, _texts(wanted[key])) for key in order[len(kept) :]])
+
+
+def apply_plan(table: DataTable, plan: Plan) -> Iterator[None]:
+    """Apply ``plan`` to ``table``, yielding after every :data:`BATCH` changes (the caller gives
+    the event loop its turn there); the cursor stays on its row and the scroll where it was."""
+    keys = [str(key.value) for key in table.rows]
+    cursor_key = keys[table.cursor_row] if 0 <= table.cursor_row < len(keys) else None
     scroll = table.scroll_offset
-    if order[: len(kept)] == kept:  # same order, new rows (if any) at the end
-        for key in set(current) - wanted.keys():
-            table.remove_row(key)
-        columns = list(table.columns)
-        for key in kept:
-            for column, old, new in zip(columns, table.get_row(key), wanted[key], strict=True):
-                if old != new:
-                    table.update_cell(key, column, new)
-        for key in order[len(kept) :]:
-            table.add_row(*wanted[key], key=key)
-    else:
+    columns = list(table.columns)
+    if plan.rebuild:
         table.clear()
-        for key in order:
-            table.add_row(*wanted[key], key=key)
+    changes: list[Callable[[], object]] = [partial(table.remove_row, key) for key in plan.removed]
+    changes += [partial(table.update_cell, key, columns[i], text) for key, i, text in plan.updated]
+    changes += [partial(table.add_row, *cells, key=key) for key, cells in plan.added]
+    for start in range(0, len(changes), BATCH):
+        if start:
+            yield
+        for change in changes[start : start + BATCH]:
+            change()
+    if plan.rebuild:
         table.scroll_to(scroll.x, scroll.y, animate=False)
-    if cursor_key in wanted:
+    if cursor_key is not None and cursor_key in dict(plan.rows):
         table.move_cursor(row=table.get_row_index(cursor_key), animate=False, scroll=False)
+
+
+def apply_rows(table: DataTable, rows: Sequence[Row]) -> None:
+    """Bring ``table`` to ``rows`` at once (a small table: the steps of a run)."""
+    shown = [(str(key.value), tuple(str(c) for c in table.get_row(key))) for key in table.rows]
+    for _ in apply_plan(table, plan_rows(shown, rows)):
+        pass
 
 
 class Polling:
     """Reads in a thread worker on an interval, never two at once (a mixin for a widget or a
     screen): :meth:`fetch` runs in the worker, :meth:`show` or :meth:`show_error` gets its
-    result on the event loop."""
+    result on the event loop (the next read waits until :meth:`show` returns, which may be a
+    coroutine that applies the result in slices)."""
 
-    #: A read is running in a worker (set and cleared on the event loop).
+    #: A read is running in a worker or its result is being shown (set and cleared on the loop).
     polling = False
     #: Reads started, and ticks skipped because the previous read still ran.
     polls = 0
@@ -101,24 +148,33 @@ class Polling:
     def fetch(self) -> Any:
         raise NotImplementedError
 
-    def show(self, data: Any) -> None:
+    def show(self, data: Any) -> Any:
         raise NotImplementedError
 
-    def show_error(self, error: BaseException | None) -> None:
+    def show_error(self, error: BaseException | None) -> Any:
         raise NotImplementedError
 
-    def on_worker_state_changed(self: Any, event: Worker.StateChanged) -> None:
+    async def on_worker_state_changed(self: Any, event: Worker.StateChanged) -> None:
         if event.worker.group != self.poll_group or not event.worker.is_finished:
             return
         event.stop()
-        self.polling = False
-        if event.state == WorkerState.SUCCESS and event.worker.result is not None:
-            self.show(event.worker.result)
-        elif event.state == WorkerState.ERROR:
-            error = event.worker.error
-            if not isinstance(error, MimirError):
-                log.error("reading %s failed", self.id, exc_info=error)
-            self.show_error(error)
+        try:
+            shown = None
+            if event.state == WorkerState.SUCCESS and event.worker.result is not None:
+                shown = self.show(event.worker.result)
+            elif event.state == WorkerState.ERROR:
+                error = event.worker.error
+                if not isinstance(error, MimirError):
+                    log.error("reading %s failed", self.id, exc_info=error)
+                shown = self.show_error(error)
+            if inspect.isawaitable(shown):
+                await shown
+        finally:
+            self.polling = False
+        self.shown_polled()
+
+    def shown_polled(self) -> None:
+        """After a read's result was shown (a pane reads again here when asked to meanwhile)."""
 
 
 class Pane(Polling, Vertical):
@@ -142,6 +198,8 @@ class Pane(Polling, Vertical):
         #: What the pane reads (a filter) or the store changed while a read ran: its rows are
         #: dropped and the pane reads again.
         self.refetch = False
+        #: The rows the table holds (as text), which the next read's plan starts from.
+        self.shown: list[Row] = []
 
     def compose(self) -> ComposeResult:
         yield Static("loading...", id=f"{self.id}-summary", classes="summary")
@@ -156,9 +214,18 @@ class Pane(Polling, Vertical):
     def on_mount(self) -> None:
         self.start_polling(self.interval)
 
-    def fetch(self) -> PaneData:
+    def fetch(self) -> tuple[PaneData, Plan]:
+        """In the worker: the rows, and the changes that bring the table to them."""
+        data = self.adjust(self.read_data())
+        return data, plan_rows(self.shown, data.rows)
+
+    def read_data(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
         return self.read(backend, backend.database_now())
+
+    def adjust(self, data: PaneData) -> PaneData:
+        """The rows as shown (in the worker)."""
+        return data
 
     @property
     def selected(self) -> str | None:
@@ -175,18 +242,23 @@ class Pane(Polling, Vertical):
         else:
             self.action_poll()
 
-    def show(self, data: PaneData) -> None:
+    async def show(self, result: tuple[PaneData, Plan]) -> None:
+        if not self.refetch:
+            await self.fill(*result)
+
+    def shown_polled(self) -> None:
         if self.refetch:
             self.refetch = False
             self.action_poll()
-        else:
-            self.fill(data)
 
-    def fill(self, data: PaneData) -> None:
-        apply_rows(self.table, data.rows)
+    async def fill(self, data: PaneData, plan: Plan) -> None:
+        """Apply ``plan`` in slices, giving the event loop its turn between them."""
         self.query_one(".summary", Static).update(data.summary)
+        for _ in apply_plan(self.table, plan):
+            await asyncio.sleep(0)
+        self.shown = plan.rows
 
-    def show_error(self, error: BaseException | None) -> None:
+    async def show_error(self, error: BaseException | None) -> None:
         """The rows stay as last read; the summary says why they are not fresh."""
         self.query_one(".summary", Static).update(f"not refreshed: {error}")
 
@@ -207,20 +279,36 @@ class HealthPane(Pane):
         yield Sparkline([], id="health-latency", summary_function=max)
         yield table
 
-    def fill(self, data: PaneData) -> None:
-        """As read, with this dashboard's own scheduler marked among the instances; the
-        latency joins the sparkline."""
+    def read_data(self) -> PaneData:
+        """The first read leaves out the integrity check (up to 2 s on a large SQLite file), so
+        the pane shows its rows at once; the second, started as the first is shown, makes it."""
+        backend = self.app.backend()  # type: ignore[attr-defined]
+        read: Any = self.read  # overview.read_health, which takes ``integrity``
+        return read(backend, backend.database_now(), integrity=self.polls > 1)
+
+    def shown_polled(self) -> None:
+        super().shown_polled()
+        if self.polls == 1:
+            self.action_poll()
+
+    def adjust(self, data: PaneData) -> PaneData:
+        """As read, with this dashboard's own scheduler marked among the instances."""
         here = f"instance:{self.app.instance}"  # type: ignore[attr-defined]
         rows = [(k, (f"{cells[0]} (this dashboard)", *cells[1:]) if k == here else cells) for k, cells in data.rows]
-        super().fill(PaneData(rows, data.summary, data.values))
+        return PaneData(rows, data.summary, values=data.values)
+
+    async def fill(self, data: PaneData, plan: Plan) -> None:
+        """The rows; the latency joins the sparkline."""
+        await super().fill(data, plan)
         if "latency_ms" in data.values:
             self.latencies.append(data.values["latency_ms"])
             self.query_one(Sparkline).data = list(self.latencies)
 
-    def show_error(self, error: BaseException | None) -> None:
+    async def show_error(self, error: BaseException | None) -> None:
         """A store that cannot be opened is unhealthy: that is the health pane's content."""
         backend = self.app.settings.persistence.backend  # type: ignore[attr-defined]
-        self.show(overview.health_data({"status": "unhealthy", "backend": backend, "error": str(error)}))
+        data = overview.health_data({"status": "unhealthy", "backend": backend, "error": str(error)})
+        await self.fill(data, plan_rows(self.shown, data.rows))
 
 
 class PipelinesTable(DataTable):
@@ -263,7 +351,7 @@ class ExecutionsPane(Pane):
         self.status: str | None = None
         self.job: str | None = None
 
-    def fetch(self) -> PaneData:
+    def read_data(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
         read: Any = self.read  # overview.read_executions, which takes the filters
         return read(backend, backend.database_now(), status=self.status, job=self.job)

@@ -149,6 +149,26 @@ def test_execution_detail_has_the_timeline_outputs_and_log_path(backend, tmp_pat
     assert [r.execution_id for r in backend.runs.list_queue()] == [request.execution_id]
 
 
+def test_jobs_pane_reads_one_page_filtered_by_the_database(backend):
+    """Attack: 25 jobs and a page of 10; a filter with LIKE's wildcards in it. The read holds one
+    page (the last one when asked past it), counts every match, and takes % and _ literally."""
+    for i in range(25):
+        name = f"job_{i:02d}" if i % 5 else f"nightly-{i:02d}"
+        backend.save_job(ScheduledJob(id=f"j{i:02d}", name=name, pipeline="etl", cron_expr="* * * * *", enabled=i < 20))
+    first = overview.read_jobs(backend, NOW, page_size=10)
+    assert [k for k, _ in first.rows] == [f"j{i:02d}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 11, 12)]  # by name
+    assert (first.page, first.pages) == (0, 3) and first.summary.startswith("25 jobs, 20 enabled; page 1/3")
+    last = overview.read_jobs(backend, NOW, page_size=10, page=9)
+    assert (last.page, len(last.rows)) == (2, 5)  # past the end: the last page
+    nightly = overview.read_jobs(backend, NOW, page_size=10, text=" NIGHTLY ")
+    assert [k for k, _ in nightly.rows] == ["j00", "j05", "j10", "j15", "j20"]
+    assert nightly.summary == "5 jobs match 'NIGHTLY', 4 enabled"
+    underscored = [k for k, _ in overview.read_jobs(backend, NOW, text="b_0").rows]
+    assert underscored == [f"j{i:02d}" for i in range(1, 10) if i % 5]
+    assert overview.read_jobs(backend, NOW, text="b%0").rows == []  # % is a character, not a wildcard
+    assert overview.read_jobs(backend, NOW, text="job!").rows == []
+
+
 def test_runs_per_day_are_counted_by_utc_day_on_every_backend(backend):
     """The health pane's runs per day: one grouped query, days in UTC whatever the session's
     time zone, nothing before ``since``."""

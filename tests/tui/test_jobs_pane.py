@@ -160,6 +160,7 @@ async def test_filter_narrows_the_rows_and_escape_brings_them_back(tmp_path):
         await _settle(app, pilot)
         every = _keys(app, "jobs")
         await pilot.press("slash", *"NIGHTLY")
+        await _settle(app, pilot)
         shown = _keys(app, "jobs")
         assert shown and len(shown) < len(every)
         assert all("nightly" in " ".join([key, *_row(app, "jobs", key)]).lower() for key in shown)
@@ -170,6 +171,7 @@ async def test_filter_narrows_the_rows_and_escape_brings_them_back(tmp_path):
         await _settle(app, pilot)
         assert _keys(app, "jobs") == shown  # a refresh keeps the filter
         await pilot.press("escape")
+        await _settle(app, pilot)
         assert _keys(app, "jobs") == every
 
 
@@ -205,3 +207,33 @@ async def test_an_edit_made_meanwhile_by_another_instance_is_detected_not_overwr
     with open_backend(settings) as backend:
         job = backend.get_job("demo-hello")
         assert (job.name, job.enabled) == ("Renamed elsewhere", False)
+
+
+async def test_the_table_holds_one_page_and_the_brackets_turn_it(tmp_path):
+    """Attack: 25 jobs with a page of 10; the table never holds more than a page, ``]`` and ``[``
+    turn it (not past either end), and a filter starts again from its first page."""
+    from test_panes import _settings
+
+    from mimir_tui.persistence import ScheduledJob
+
+    settings = _settings(tmp_path, "pipelines:\n  watch: false\nui:\n  page_size: 10\n")
+    with open_backend(settings) as backend:
+        for i in range(25):
+            backend.save_job(ScheduledJob(id=f"j{i:02d}", name=f"job-{i:02d}", pipeline="etl", cron_expr="* * * * *"))
+    app = MimirApp(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        assert _keys(app, "jobs") == [f"j{i:02d}" for i in range(10)]
+        assert "page 1/3" in _text(app, "#jobs-summary")
+        for key, first in (("right_square_bracket", 10), ("right_square_bracket", 20), ("right_square_bracket", 20)):
+            await pilot.press(key)
+            await _settle(app, pilot)
+            assert _keys(app, "jobs")[0] == f"j{first:02d}"
+        assert _keys(app, "jobs") == [f"j{i:02d}" for i in range(20, 25)]
+        await pilot.press("left_square_bracket")
+        await _settle(app, pilot)
+        assert _keys(app, "jobs")[0] == "j10"
+        await pilot.press("slash", *"job-2")
+        await _settle(app, pilot)
+        assert _keys(app, "jobs") == [f"j{i:02d}" for i in range(20, 25)]
+        assert "5 jobs match 'job-2'" in _text(app, "#jobs-summary")

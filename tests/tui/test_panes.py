@@ -162,7 +162,7 @@ async def test_a_slow_read_is_never_overlapped_by_the_next_tick(tmp_path):
         lock = threading.Lock()
         real = pane.read
 
-        def slow(backend, now):
+        def slow(backend, now, **kwargs):
             nonlocal running, most
             with lock:
                 running += 1
@@ -170,7 +170,7 @@ async def test_a_slow_read_is_never_overlapped_by_the_next_tick(tmp_path):
             release.wait(10)
             with lock:
                 running -= 1
-            return real(backend, now)
+            return real(backend, now, **kwargs)
 
         pane.read = slow
         for _ in range(100):  # the next tick starts the slow read
@@ -189,3 +189,42 @@ async def test_a_slow_read_is_never_overlapped_by_the_next_tick(tmp_path):
                 break
             await pilot.pause(0.05)
         assert pane.polls >= started + 3 and most == 1
+
+
+def test_a_refresh_plans_only_the_cells_that_changed():
+    """Attack: one cell of three rows changes, a row goes and one comes; the plan (made in the
+    worker) touches just those, and a row that moved up makes the table be rebuilt."""
+    from mimir_tui.tui.panes import plan_rows
+
+    shown = [("a", ("a", "in 3m")), ("b", ("b", "in 4m")), ("c", ("c", "in 5m"))]
+    plan = plan_rows(shown, [("a", ("a", "in 2m")), ("c", ("c", "in 5m")), ("d", ("d", "in 9m"))])
+    assert not plan.rebuild and plan.removed == ["b"]
+    assert [(key, i, str(text)) for key, i, text in plan.updated] == [("a", 1, "in 2m")]
+    assert [(key, [str(t) for t in cells]) for key, cells in plan.added] == [("d", ["d", "in 9m"])]
+    assert plan_rows(shown, [("c", ("c", "in 5m")), ("a", ("a", "in 3m"))]).rebuild
+
+
+async def test_the_first_health_read_does_not_wait_for_the_integrity_check(tmp_path, monkeypatch):
+    """Attack: the quick check takes up to 2 s on a large SQLite file and held the Health pane's
+    first rows (and so the first full paint). The first read leaves it out and says so; the
+    second, started at once, shows its verdict."""
+    from mimir_tui.ops import overview
+
+    settings = _settings(tmp_path)
+    checked: list[bool] = []
+    real = overview.read_health
+
+    def spy(backend, now, **kwargs):
+        checked.append(kwargs["integrity"])
+        return real(backend, now, **kwargs)
+
+    monkeypatch.setattr(overview, "read_health", spy)
+    app = MimirApp(settings)
+    async with app.run_test(size=(160, 50)) as pilot:
+        for _ in range(100):
+            await _settle(app, pilot)
+            if len(checked) >= 2:
+                break
+        await _settle(app, pilot)
+        assert checked[:2] == [False, True]
+        assert _row(app, "health", "integrity") == ["integrity", "ok"]

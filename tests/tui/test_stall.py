@@ -68,11 +68,12 @@ def _heavy_store(tmp_path):
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="known miss (issue 11, item 7): apply_rows (tui/panes.py) brings a table to its rows in one "
-    "go on the event loop (a Text per cell, get_row and update_cell per row); with 3,000 jobs whose "
-    "relative next-run text changes every refresh that holds the loop for seconds. The fix: diff in the "
-    "worker and apply in slices, or show only the visible page of the jobs.",
+    strict=False,
+    reason="known miss (issue 11, item 7): the reads, the diff and the Text cells are made in the workers "
+    "and the jobs are a page, so applying a refresh is a few hundred update_cell calls in slices; what is "
+    "left is Textual repainting each changed table (DataTable drops every cached cell on any update_cell, "
+    "and a rich render per visible cell): 100-500 ms per refresh on the loaded 2-core machine. Not strict: "
+    "an unloaded machine may pass.",
 )
 async def test_refreshes_over_thousands_of_rows_never_stall_the_event_loop(tmp_path):
     """Attack: every refresh rewrites the relative times of 3,000 jobs and 200 runs in flight;
@@ -93,7 +94,7 @@ async def test_refreshes_over_thousands_of_rows_never_stall_the_event_loop(tmp_p
         panes = list(app.screen.query(Pane))
         while not all(p.table.row_count for p in panes):  # the first fill: rows come once
             await pilot.pause(0.05)
-        assert app.query_one("#jobs-table").row_count == JOBS_N
+        assert app.query_one("#jobs-table").row_count == settings.ui.page_size  # a page, not every job
         task = asyncio.ensure_future(ticker())
         try:
             for _ in range(4):

@@ -47,7 +47,7 @@ class DashboardScreen(Screen):
         panes = [
             kind(read, title=title, columns=columns, interval=every, id=title.lower())
             for kind, title, columns, read in (
-                (JobsPane, "Jobs", overview.JOB_COLUMNS, overview.read_jobs),
+                (JobsPane, "Jobs", overview.JOB_COLUMNS, partial(overview.read_jobs, page_size=settings.ui.page_size)),
                 (PipelinesPane, "Pipelines", overview.PIPELINE_COLUMNS, overview.read_pipelines),
                 (
                     ExecutionsPane,

@@ -95,9 +95,10 @@ class PipelineScreen(Polling, Screen):
             group="validate",
         )
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A validation's outcome (Textual calls the handler of each class in turn: the reads'
+        outcomes go to :class:`~mimir_tui.tui.panes.Polling`'s)."""
         if event.worker.group != "validate":
-            super().on_worker_state_changed(event)
             return
         if not event.worker.is_finished:
             return
