@@ -305,16 +305,9 @@ def test_cancel_from_another_process_stops_the_run_within_a_second(run_cli, loca
     assert [s["status"] for s in final["steps"]] == ["success", "cancelled"]
 
 
-@pytest.mark.slow
-def test_sigterm_to_a_running_cli_run_records_cancelled(local_store, cli_command_env):
-    path = write(
-        "slow.yaml",
-        """
-        name: slow
-        steps:
-          - {name: wait, plugin: Data_Processing.delay, config: {seconds: 30}}
-    """,
-    )
+def _sigterm_in_first_step(local_store, cli_command_env, path: Path, settle: float = 0.0):
+    """Run ``pipelines run PATH``, send SIGTERM ``settle`` s into its first step; (exit code,
+    stdout, stderr, the run's record as it started)."""
     proc = subprocess.Popen(
         [*cli_command_env, "pipelines", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -325,13 +318,28 @@ def test_sigterm_to_a_running_cli_run_records_cancelled(local_store, cli_command
         (running,) = local_store.list_executions(limit=1, status="running")
         while time.monotonic() < deadline and not (local_store.get_execution(running.id).steps or []):
             time.sleep(0.05)
+        time.sleep(settle)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 1, err
+    return proc.returncode, out, err, running
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_running_cli_run_records_cancelled(local_store, cli_command_env):
+    path = write(
+        "slow.yaml",
+        """
+        name: slow
+        steps:
+          - {name: wait, plugin: Data_Processing.delay, config: {seconds: 30}}
+    """,
+    )
+    code, out, err, running = _sigterm_in_first_step(local_store, cli_command_env, path)
+    assert code == 1, err
     record = local_store.get_execution(running.id)
     assert record.status == "cancelled" and record.error == "cancelled: interrupted (SIGTERM)"
     assert "cancelled" in out
@@ -367,22 +375,8 @@ def test_redos_attack_from_the_issue_finishes_in_a_cli_run(cli_command_env):
 def test_redos_attack_sigterm_stops_a_cli_run_stuck_in_a_match(local_store, cli_command_env):
     """Before, only SIGKILL stopped it: the match held the GIL, so no signal handler ran."""
     path = write("redos.yaml", REDOS.format(timeout=120, text="a" * 39 + "!", pattern="^(a|aa)+$"))
-    proc = subprocess.Popen(
-        [*cli_command_env, "pipelines", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not local_store.list_executions(limit=1, status="running"):
-            time.sleep(0.05)
-        (running,) = local_store.list_executions(limit=1, status="running")
-        time.sleep(0.5)  # well inside the match
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 1, err
+    code, _, err, running = _sigterm_in_first_step(local_store, cli_command_env, path, settle=0.5)
+    assert code == 1, err
     assert local_store.get_execution(running.id).status == "cancelled"
 
 

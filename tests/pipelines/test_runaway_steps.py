@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from test_pipeline_cli import REDOS
 from test_pipeline_runner import _in_thread, _wait_for, spec_of
 
 from mimir_tui.pipelines.registry import Plugin, PluginConfig
@@ -21,19 +22,7 @@ EVIL_TEXT = "a" * 39 + "!"
 
 
 def _filter_pipeline(pattern: str, timeout: float) -> str:
-    return f"""
-name: redos
-steps:
-  - name: match
-    plugin: Data_Processing.transform
-    timeout: {timeout}
-    config:
-      data: [{{s: "{EVIL_TEXT}"}}, {{s: "aaaa"}}]
-      operation: filter
-      field: s
-      op: regex
-      value: "{pattern}"
-"""
+    return REDOS.format(timeout=timeout, text=EVIL_TEXT, pattern=pattern)
 
 
 class Ticker:
