@@ -49,11 +49,14 @@ class PaneData:
 
 
 def relative(when: datetime | None, now: datetime) -> str:
-    """``in 5m`` / ``3h ago`` / ``-``."""
+    """``in 42s`` / ``in 5m`` / ``3h10m ago`` / ``-``: seconds only under a minute, whole minutes
+    under an hour (as ``ls -l`` and k9s round ages), so a table of times does not change at
+    every refresh; the exact time is in the row's detail."""
     if when is None:
         return "-"
     seconds = (when - now).total_seconds()
-    text = span(abs(seconds))
+    whole = abs(seconds)
+    text = span(whole) if whole < 60 or whole >= 3600 else f"{int(whole // 60)}m"
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
