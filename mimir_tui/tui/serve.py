@@ -104,8 +104,11 @@ def _make_server(command: str, host: str, port: int, loopback: bool) -> Any:
         async def handle_index(self, request: web.Request) -> Any:
             if reason := self._refused(request):
                 raise web.HTTPForbidden(text=f"mimir-tui: refused: {reason}\n")
-            # No await before the page is built: the URL stays this request's.
-            self.public_url = f"{request.scheme}://{request.host}"
+            # No await before the page is built: the URL stays this request's. Behind a TLS
+            # proxy the page is https, and its websocket must be wss.
+            forwarded = request.headers.get("X-Forwarded-Proto", "").lower()
+            scheme = forwarded if forwarded in ("http", "https") else request.scheme
+            self.public_url = f"{scheme}://{request.host}"
             return await super().handle_index(request)
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:

@@ -127,6 +127,8 @@ def test_serve_refuses_other_sites_and_follows_the_tunnel(tmp_path):
         status, page = _get(port, "/", {"Host": "localhost:9999"})
         assert status == 200
         assert 'data-session-websocket-url="ws://localhost:9999/ws"' in page
+        status, page = _get(port, "/", {"Host": "localhost:9999", "X-Forwarded-Proto": "https"})
+        assert 'data-session-websocket-url="wss://localhost:9999/ws"' in page
 
         status, body = _get(port, "/", {"Host": f"attacker.example:{port}"})
         assert status == 403
