@@ -180,13 +180,13 @@ def steps(*steps: str | Row | Callable[[Any], None]) -> Shot:
     return shot
 
 
-def _execution(job_id: str, hours: int) -> Callable[[Any], None]:
-    """Open the screen of the demo's run of ``job_id`` started ``hours`` before :data:`AT`."""
+def _execution(job_id: str, start: datetime) -> Callable[[Any], None]:
+    """Open the screen of the run of ``job_id`` started at ``start``."""
 
     def open_it(app: Any) -> None:
         from .screens.execution import open_execution
 
-        open_execution(app, run_id(job_id, AT - timedelta(hours=hours)))
+        open_execution(app, run_id(job_id, start))
 
     return open_it
 
@@ -207,8 +207,9 @@ SHOTS: dict[str, Shot] = {
     "pipelines-zoomed": steps("2", "z"),
     "executions-zoomed": steps("3", "z"),
     "health-zoomed": steps("4", "z"),
-    "execution": steps(_execution("demo-hourly-report", 1)),
-    "execution-failed": steps(_execution("demo-hourly-report", 3)),
+    "execution": steps(_execution("demo-hourly-report", AT - timedelta(hours=1))),
+    "execution-failed": steps(_execution("demo-hourly-report", AT - timedelta(hours=3))),
+    "execution-running": steps(_execution(RUNNING_JOB, RUNNING_START)),
     "job-new": steps("n"),
     "job-edit-invalid-cron": steps(HOURLY, "e", _cron("0 25 * * *")),
     "pipeline": steps("2", Row("pipelines-table", "orders-report"), "enter"),
