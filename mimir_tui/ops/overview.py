@@ -13,6 +13,8 @@ Each read is bounded: jobs are a page (filtered by the database), pipelines the 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -225,13 +227,21 @@ def read_executions(
     return PaneData(out, summary + (f" (only {shown})" if shown else ""))
 
 
-def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0, integrity: bool = True) -> PaneData:
+def read_health(
+    backend: Any,
+    now: datetime,
+    *,
+    stale_after: float = 30.0,
+    integrity: bool = True,
+    timer: Callable[[], float] = time.perf_counter,
+) -> PaneData:
     """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
-    the integrity check), the persistence operations of this process that failed, and the live
-    instances with their heartbeat age and run slots."""
+    the integrity check; the latency measured with ``timer``), the persistence operations of
+    this process that failed, and the live instances with their heartbeat age at ``now`` and
+    run slots."""
     from ..health import check_health
 
-    report = check_health(backend, stale_after=stale_after, integrity=integrity)
+    report = check_health(backend, stale_after=stale_after, integrity=integrity, now=now, timer=timer)
     if report.get("status") == "healthy":
         report["per_day"] = executions_per_day(backend, now)
     return health_data(report, backend.metrics.snapshot())

@@ -12,6 +12,9 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from ..config import Settings
+from ..persistence.types import utcnow
 from ..service import Service
 from .commands import MimirCommands
 from .panes import Pane, Polling
@@ -47,10 +51,22 @@ class MimirApp(App):
             self.result = result
 
     def __init__(
-        self, settings: Settings, *, backend: Any = None, theme_name: str | None = None, scheduler: bool = False
+        self,
+        settings: Settings,
+        *,
+        backend: Any = None,
+        theme_name: str | None = None,
+        scheduler: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__()
         self.settings = settings
+        #: What "now" is (UTC) for the relative times, ages and elapsed times shown; None: the
+        #: database's clock (schedules fall due on it). The snapshot tests give a fixed one.
+        self.clock = clock
+        #: What the health pane measures the database's round trip with (seconds, monotonic).
+        self.timer = timer
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._theme_name = theme_name
@@ -105,6 +121,14 @@ class MimirApp(App):
                 self._backend = open_backend(self.settings)
                 self._start_watcher()
             return self._backend
+
+    def now(self, backend: Any = None) -> datetime:
+        """Now, in UTC, as the dashboard shows times against it: :attr:`clock`'s, else
+        ``backend``'s (the database's clock: call it in a worker), else this machine's (on the
+        event loop, which never waits for the database)."""
+        if self.clock is not None:
+            return self.clock()
+        return backend.database_now() if backend is not None else utcnow()
 
     def action_refresh(self) -> None:
         """Read every pane (and the screen, if it reads) now; one whose read still runs skips this."""

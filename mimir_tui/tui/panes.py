@@ -239,7 +239,7 @@ class Pane(Polling, Vertical):
 
     def read_data(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
-        return self.read(backend, backend.database_now())
+        return self.read(backend, self.app.now(backend))  # type: ignore[attr-defined]
 
     def adjust(self, data: PaneData) -> PaneData:
         """The rows as shown (in the worker)."""
@@ -315,9 +315,10 @@ class HealthPane(Pane):
         """The first read leaves out the integrity check (up to 2 s on a large SQLite file), so
         the pane shows its rows at once; the next, at the refresh interval, makes it (not at
         once: it would compete with the first paint)."""
-        backend = self.app.backend()  # type: ignore[attr-defined]
-        read: Any = self.read  # overview.read_health, which takes ``integrity``
-        return read(backend, backend.database_now(), integrity=self.polls > 1)
+        app: Any = self.app
+        backend = app.backend()
+        read: Any = self.read  # overview.read_health, which takes ``integrity`` and ``timer``
+        return read(backend, app.now(backend), integrity=self.polls > 1, timer=app.timer)
 
     def adjust(self, data: PaneData) -> PaneData:
         """As read, with this dashboard's own scheduler marked among the instances."""
@@ -382,7 +383,7 @@ class ExecutionsPane(Pane):
     def read_data(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
         read: Any = self.read  # overview.read_executions, which takes the filters
-        return read(backend, backend.database_now(), status=self.status, job=self.job)
+        return read(backend, self.app.now(backend), status=self.status, job=self.job)  # type: ignore[attr-defined]
 
     def action_cycle_status(self) -> None:
         filters = self.STATUS_FILTERS

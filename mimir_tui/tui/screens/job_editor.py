@@ -27,7 +27,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from ...errors import BadInput, Conflict, MimirError
-from ...persistence import MisfirePolicy, ScheduledJob, utcnow
+from ...persistence import MisfirePolicy, ScheduledJob
 from ...scheduler import jobs as core
 from ...scheduler.cron import validate_cron, zone
 
@@ -183,7 +183,7 @@ class JobEditor(ModalScreen[str | None]):
                 help_line.update(Text(str(exc)))
                 return
         try:
-            fires = core.next_fires(expr, tz, start=utcnow(), n=5)
+            fires = core.next_fires(expr, tz, start=self.app.now(), n=5)  # type: ignore[attr-defined]
         except BadInput as exc:
             help_line.add_class("-error")
             help_line.update(Text(str(exc)))
