@@ -289,12 +289,17 @@ class VectorStore:
         return _documents(got["ids"], got.get("documents"), got.get("metadatas"))
 
     def get(self, name: str, ident: str) -> Document:
+        found = self.get_many(name, [ident])
+        if not found:
+            raise NotFound(f"vector collection {name!r}: no document {ident!r}")
+        return found[0]
+
+    def get_many(self, name: str, ids: Sequence[str]) -> list[Document]:
+        """The documents of these ids that exist."""
         col = self._collection(name)
         with self._errors(name):
-            got = col.get(ids=[ident], include=["documents", "metadatas"])
-        if not got["ids"]:
-            raise NotFound(f"vector collection {name!r}: no document {ident!r}")
-        return _documents(got["ids"], got.get("documents"), got.get("metadatas"))[0]
+            got = col.get(ids=list(ids), include=["documents", "metadatas"])
+        return _documents(got["ids"], got.get("documents"), got.get("metadatas"))
 
     def query(
         self, name: str, text: str, *, n: int = 10, where: dict[str, Any] | None = None, contains: str | None = None

@@ -5,6 +5,7 @@ without the ``chroma`` program, a failure with ``CI=true``). Never the network."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chroma_server import ChromaServer, start_chroma, stop_chroma
@@ -33,3 +34,20 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
 def server_vector_settings(vector_settings: Settings, chroma_server: ChromaServer) -> Settings:
     vector_settings.vectors.server_url = chroma_server.url
     return vector_settings
+
+
+@pytest.fixture
+def runner(vector_settings: Settings) -> Iterator[Any]:
+    """A real pipeline runner on SQLite in tmp_path, its relative paths in the test's folder."""
+    from pathlib import Path
+
+    from mimir_tui.persistence import open_backend
+    from mimir_tui.pipelines.registry import default_registry
+    from mimir_tui.pipelines.runner import PipelineRunner
+
+    vector_settings.pipelines.working_dir = str(Path.cwd())
+    backend = open_backend(vector_settings)
+    try:
+        yield PipelineRunner(backend, vector_settings, default_registry())
+    finally:
+        backend.close()
