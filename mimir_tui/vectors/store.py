@@ -11,13 +11,14 @@ an embedder that cannot reach its model is :class:`EmbedderError` naming the col
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import BadInput, MimirError, NotFound
@@ -31,6 +32,8 @@ import chromadb  # noqa: E402
 from chromadb.config import Settings as ChromaSettings  # noqa: E402
 
 from . import embedders  # noqa: E402  (registers Mimir's embedders with chromadb)
+
+T = TypeVar("T")
 
 #: The most documents one ``get`` page may ask for.
 MAX_PAGE = 10_000
@@ -83,6 +86,7 @@ class VectorStore:
         self.server = settings.vectors.server()
         self.path = Path(settings.persistence.vector_db_path)
         self._client: Any = None
+        self._handles: dict[str, Any] = {}  # collection name -> chromadb's Collection
         self._lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------------------
@@ -123,6 +127,7 @@ class VectorStore:
 
     def close(self) -> None:
         self._client = None
+        self._handles.clear()
 
     @contextlib.contextmanager
     def _errors(self, collection: str | None = None) -> Iterator[None]:
@@ -169,9 +174,33 @@ class VectorStore:
     # -- collections ------------------------------------------------------------------------------
 
     def _collection(self, name: str) -> Any:
+        """The collection's handle, kept: opening one costs a read of its configuration (about
+        2 ms, as much as a page of 100 documents)."""
         check_collection_name(name)
+        col = self._handles.get(name)
+        if col is None:
+            with self._errors(name):
+                col = self.client.get_collection(name)
+            self._handles[name] = col
+        return col
+
+    def _on(self, name: str, operation: Callable[[Any], T]) -> T:
+        """``operation(collection)`` with chromadb's errors as Mimir's; a kept handle of a
+        collection deleted since (by another process: perhaps made again) is opened anew once."""
+        from chromadb.errors import NotFoundError
+
+        kept = name in self._handles
+        col = self._collection(name)
         with self._errors(name):
-            return self.client.get_collection(name)
+            try:
+                return operation(col)
+            except NotFoundError:
+                self._handles.pop(name, None)
+                if not kept:
+                    raise
+        col = self._collection(name)
+        with self._errors(name):
+            return operation(col)
 
     def names(self) -> list[str]:
         with self._errors():
@@ -182,10 +211,10 @@ class VectorStore:
         return [self.info(name) for name in self.names()]
 
     def info(self, name: str) -> dict[str, Any]:
+        self._handles.pop(name, None)  # a fresh handle: its model has the dimension as it is now
+        count = self._on(name, lambda c: c.count())
         col = self._collection(name)
-        with self._errors(name):
-            count = col.count()
-            model = col.get_model()
+        model = col.get_model()
         config = getattr(col, "configuration_json", None) or {}
         ef = config.get("embedding_function") or {}
         space = (config.get("hnsw") or {}).get("space")
@@ -212,6 +241,7 @@ class VectorStore:
             "metadata": clean_metadata(metadata, name),
             "configuration": {"hnsw": {"space": ef.default_space()}},
         }
+        self._handles.pop(name, None)
         with self._errors(name):
             if exist_ok:
                 self.client.get_or_create_collection(name, **options)
@@ -220,7 +250,9 @@ class VectorStore:
         return self.info(name)
 
     def drop(self, name: str) -> None:
+        self._handles.pop(name, None)
         self._collection(name)  # NotFound first
+        self._handles.pop(name, None)
         with self._errors(name):
             self.client.delete_collection(name)
 
@@ -235,16 +267,12 @@ class VectorStore:
             if row[0] in seen:
                 raise BadInput(f"vector collection {name!r}: id {row[0]!r} is given twice")
             seen.add(row[0])
-        col = self._collection(name)
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
             metadatas = [r[2] for r in chunk]
-            with self._errors(name):
-                col.upsert(
-                    ids=[r[0] for r in chunk],
-                    documents=[r[1] for r in chunk],
-                    metadatas=metadatas if any(m for m in metadatas) else None,
-                )
+            ids, texts = [r[0] for r in chunk], [r[1] for r in chunk]
+            metas = metadatas if any(m for m in metadatas) else None
+            self._on(name, functools.partial(_upsert, ids=ids, documents=texts, metadatas=metas))
         return len(rows)
 
     @staticmethod
@@ -261,9 +289,7 @@ class VectorStore:
         return str(ident), text, clean_metadata(doc.get("metadata"), f"{where} ({ident})")
 
     def count(self, name: str) -> int:
-        col = self._collection(name)
-        with self._errors(name):
-            return int(col.count())
+        return int(self._on(name, lambda c: c.count()))
 
     def page(
         self,
@@ -277,15 +303,16 @@ class VectorStore:
         """``limit`` documents from ``offset``, in the store's order; never the whole collection."""
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise BadInput(f"offset must be >= 0 and limit 1 to {MAX_PAGE} (got {offset}, {limit})")
-        col = self._collection(name)
-        with self._errors(name):
-            got = col.get(
+        got = self._on(
+            name,
+            lambda c: c.get(
                 offset=offset,
                 limit=limit,
                 where=where or None,
                 where_document={"$contains": contains} if contains else None,
                 include=["documents", "metadatas"],
-            )
+            ),
+        )
         return _documents(got["ids"], got.get("documents"), got.get("metadatas"))
 
     def get(self, name: str, ident: str) -> Document:
@@ -296,9 +323,7 @@ class VectorStore:
 
     def get_many(self, name: str, ids: Sequence[str]) -> list[Document]:
         """The documents of these ids that exist."""
-        col = self._collection(name)
-        with self._errors(name):
-            got = col.get(ids=list(ids), include=["documents", "metadatas"])
+        got = self._on(name, lambda c: c.get(ids=list(ids), include=["documents", "metadatas"]))
         return _documents(got["ids"], got.get("documents"), got.get("metadatas"))
 
     def query(
@@ -307,15 +332,16 @@ class VectorStore:
         """The ``n`` nearest documents to ``text``, nearest first, with their distances."""
         if n < 1:
             raise BadInput(f"the number of results must be at least 1 (got {n})")
-        col = self._collection(name)
-        with self._errors(name):
-            got = col.query(
+        got = self._on(
+            name,
+            lambda c: c.query(
                 query_texts=[text],
                 n_results=n,
                 where=where or None,
                 where_document={"$contains": contains} if contains else None,
                 include=["documents", "metadatas", "distances"],
-            )
+            ),
+        )
         docs = got.get("documents")
         metas = got.get("metadatas")
         out = _documents(got["ids"][0], docs[0] if docs else None, metas[0] if metas else None)
@@ -325,12 +351,18 @@ class VectorStore:
 
     def delete(self, name: str, ids: Sequence[str]) -> int:
         """Delete these documents; returns how many of them existed."""
-        col = self._collection(name)
-        with self._errors(name):
+
+        def delete(col: Any) -> list[str]:
             present = col.get(ids=list(ids), include=[])["ids"]
             if present:
                 col.delete(ids=present)
-        return len(present)
+            return present
+
+        return len(self._on(name, delete))
+
+
+def _upsert(col: Any, **fields: Any) -> None:
+    col.upsert(**fields)
 
 
 def _documents(ids: list[str], texts: list[Any] | None, metas: list[Any] | None) -> list[Document]:

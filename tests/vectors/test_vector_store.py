@@ -185,3 +185,20 @@ def test_a_server_gone_is_one_line_naming_it(vector_settings, tmp_path):
     store = open_store(vector_settings)
     with pytest.raises(VectorStoreUnavailable, match=r"^vector server http://127\.0\.0\.1:\d+: unreachable \("):
         store.names()
+
+
+def test_a_collection_deleted_and_made_again_by_another_client_is_found_anew(vector_settings):
+    """The store keeps collection handles (opening one costs as much as a page): one whose
+    collection another process deleted and made again is opened anew, not reported missing."""
+    first, other = open_store(vector_settings), open_store(vector_settings)
+    first.create("facts")
+    first.add("facts", FACTS[:1])
+    assert first.count("facts") == 1
+    other.drop("facts")
+    other.create("facts")
+    other.add("facts", FACTS)
+    assert first.count("facts") == 4
+    assert first.query("facts", FACTS[2]["text"], n=1)[0].id == "ml"
+    other.drop("facts")
+    with pytest.raises(NotFound, match=r"^vector collection 'facts' does not exist$"):
+        first.count("facts")
