@@ -31,7 +31,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 import chromadb  # noqa: E402
 from chromadb.config import Settings as ChromaSettings  # noqa: E402
 
-from . import embedders  # noqa: E402  (registers Mimir's embedders with chromadb)
+from . import embedders, owner  # noqa: E402  (embedders: registers Mimir's with chromadb)
 
 T = TypeVar("T")
 
@@ -120,14 +120,27 @@ class VectorStore:
             except Exception as exc:
                 raise VectorStoreUnavailable(f"vector server {self.where}: unreachable ({_reason(exc)})") from None
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            owner.acquire(self.path, self.settings.vectors.timeout)
+        except OSError as exc:
+            raise VectorStoreUnavailable(f"vector store {self.path}: cannot open ({_reason(exc)})") from None
+        try:
             return chromadb.PersistentClient(path=str(self.path), settings=chroma_settings)
         except Exception as exc:
+            owner.release(self.path)
             raise VectorStoreUnavailable(f"vector store {self.path}: cannot open ({_reason(exc)})") from None
 
     def close(self) -> None:
-        self._client = None
-        self._handles.clear()
+        """Let go of the store: an embedded one, once every user in this process has, is free
+        for another process (:mod:`.owner`)."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._handles.clear()
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            client.close()  # chromadb stops the store's system when its last client closes
+        if not self.server:
+            owner.release(self.path)
 
     @contextlib.contextmanager
     def _errors(self, collection: str | None = None) -> Iterator[None]:

@@ -5,6 +5,8 @@ server gone mid-pipeline fails the step cleanly while the rest of the system run
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -124,3 +126,18 @@ def test_a_server_gone_mid_pipeline_fails_the_step_and_the_rest_runs(runner, vec
     other = tmp_path / "other.yaml"
     other.write_text("name: other\nsteps:\n  - {name: wait, plugin: Data_Processing.delay, config: {seconds: 0}}\n")
     assert runner.run(str(other)).status == "success"
+
+
+def test_each_step_lets_go_of_the_embedded_store(runner, vector_settings):
+    """Between steps (and after the run) another process, the command line say, may use it."""
+    record = runner.run(str(REPO / "pipelines" / "vectors" / "knowledge-base.yaml"))
+    assert record.status == "success", record.error
+    probe = (
+        "import sys\nfrom mimir_tui.config import load_settings\nfrom mimir_tui.vectors import open_store\n"
+        "s = load_settings(use_search=False, environ={})\ns.persistence.vector_db_path = sys.argv[1]\n"
+        "s.vectors.timeout = 0.5\nprint(open_store(s).count('notes'))\n"
+    )
+    path = vector_settings.persistence.vector_db_path
+    proc = subprocess.run([sys.executable, "-c", probe, path], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "4"

@@ -202,3 +202,46 @@ def test_a_collection_deleted_and_made_again_by_another_client_is_found_anew(vec
     other.drop("facts")
     with pytest.raises(NotFound, match=r"^vector collection 'facts' does not exist$"):
         first.count("facts")
+
+
+HOLDER = """
+import sys, time
+from mimir_tui.config import load_settings
+from mimir_tui.vectors import open_store
+s = load_settings(use_search=False, environ={})
+s.persistence.vector_db_path = sys.argv[1]
+store = open_store(s)
+store.create("held", exist_ok=True)
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_an_embedded_store_serves_one_process_at_a_time(vector_settings):
+    """chromadb's embedded store keeps its index in the memory of the process that opened it:
+    another process waits for it (vectors.timeout), then says who holds it, in one line."""
+    path = vector_settings.persistence.vector_db_path
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, path, "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        vector_settings.vectors.timeout = 0.3
+        with pytest.raises(VectorStoreUnavailable) as caught:
+            open_store(vector_settings).names()
+        assert str(caught.value) == (
+            f"vector store {path}: in use by another process (pid {holder.pid}) for 0.3 s; an embedded store "
+            "serves one process at a time: share it through a server (vectors.server_url)"
+        )
+        vector_settings.vectors.timeout = 30
+        store = open_store(vector_settings)
+        assert store.names() == ["held"]  # waited for the holder to exit
+        assert holder.poll() is not None
+        other = open_store(vector_settings)  # this process's threads share it
+        assert other.names() == ["held"]
+    finally:
+        holder.kill()
+        holder.wait()
+    store.close()
+    other.close()
+    # let go: another process opens it at once
+    quick = subprocess.run([sys.executable, "-c", HOLDER, path, "0"], capture_output=True, text=True, timeout=60)
+    assert quick.returncode == 0 and quick.stdout.strip() == "ready", quick.stderr

@@ -69,52 +69,57 @@ class VectorStorage(Plugin):
         if ctx.settings is None:
             raise PluginError("Storage.vector needs Mimir's settings (the vector store's location)")
         store = open_store(ctx.settings)
-        collection = config.collection or ctx.settings.vectors.default_collection
-        op = config.operation
         try:
-            if op == "list_collections":
-                return store.names()
-            if op == "create_collection":
-                name = config.name or collection
-                existed = name in store.names()
-                info = store.create(name, embedder=config.embedder, exist_ok=True)
-                ctx.log("INFO", f"collection {name}: {'exists' if existed else 'created'} ({info['embedder']})")
-                return {
-                    "operation": op,
-                    "name": name,
-                    "successful": True,
-                    "created": not existed,
-                    "embedder": info["embedder"],
-                    "count": info["count"],
-                }
-            if op in ("store", "batch_store"):
-                docs = self._documents(config, ctx)
-                store.create(collection, exist_ok=True)
-                count = store.add(collection, docs)
-                ctx.log("INFO", f"stored {count} document(s) in {collection}")
-                return {"operation": op, "collection": collection, "count": count, "successful": True}
-            if op == "query":
-                assert config.query is not None
-                hits = store.query(collection, config.query, n=config.limit, where=config.where)
-                return {
-                    "operation": op,
-                    "collection": collection,
-                    "query": config.query,
-                    "count": len(hits),
-                    "results": [_document(d) for d in hits],
-                }
-            ids = config.ids or [str(config.id)]  # get, delete (the validator asks for one)
-            if op == "get":
-                if config.id and not config.ids:
-                    return {"operation": op, "collection": collection, **_document(store.get(collection, config.id))}
-                docs = [_document(d) for d in store.get_many(collection, [str(i) for i in ids])]
-                return {"operation": op, "collection": collection, "count": len(docs), "documents": docs}
-            deleted = store.delete(collection, [str(i) for i in ids])
-            return {"operation": op, "collection": collection, "deleted": deleted, "successful": True}
+            return self._run(store, config, ctx)
         except PluginError:
             raise
         except MimirError as exc:  # one line already; the step fails with it
             raise PluginError(str(exc)) from None
+        finally:
+            store.close()  # an embedded store is free for other processes between steps
+
+    def _run(self, store: Any, config: VectorConfig, ctx: StepContext) -> Any:
+        collection = config.collection or ctx.settings.vectors.default_collection
+        op = config.operation
+        if op == "list_collections":
+            return store.names()
+        if op == "create_collection":
+            name = config.name or collection
+            existed = name in store.names()
+            info = store.create(name, embedder=config.embedder, exist_ok=True)
+            ctx.log("INFO", f"collection {name}: {'exists' if existed else 'created'} ({info['embedder']})")
+            return {
+                "operation": op,
+                "name": name,
+                "successful": True,
+                "created": not existed,
+                "embedder": info["embedder"],
+                "count": info["count"],
+            }
+        if op in ("store", "batch_store"):
+            docs = self._documents(config, ctx)
+            store.create(collection, exist_ok=True)
+            count = store.add(collection, docs)
+            ctx.log("INFO", f"stored {count} document(s) in {collection}")
+            return {"operation": op, "collection": collection, "count": count, "successful": True}
+        if op == "query":
+            assert config.query is not None
+            hits = store.query(collection, config.query, n=config.limit, where=config.where)
+            return {
+                "operation": op,
+                "collection": collection,
+                "query": config.query,
+                "count": len(hits),
+                "results": [_document(d) for d in hits],
+            }
+        ids = config.ids or [str(config.id)]  # get, delete (the validator asks for one)
+        if op == "get":
+            if config.id and not config.ids:
+                return {"operation": op, "collection": collection, **_document(store.get(collection, config.id))}
+            docs = [_document(d) for d in store.get_many(collection, [str(i) for i in ids])]
+            return {"operation": op, "collection": collection, "count": len(docs), "documents": docs}
+        deleted = store.delete(collection, [str(i) for i in ids])
+        return {"operation": op, "collection": collection, "deleted": deleted, "successful": True}
 
     @staticmethod
     def _documents(config: VectorConfig, ctx: StepContext) -> list[Any]:
