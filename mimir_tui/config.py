@@ -312,6 +312,9 @@ class Settings(BaseModel):
         secret-looking keys (``password``, ``token``, ``api_key``, ``secret``...) masked."""
         data = self.model_dump(mode="json")
         data["persistence"]["connection_string"] = mask_url(self.persistence.connection_string)
+        for key in ("server_url", "embedding_url"):
+            if data["vectors"][key]:
+                data["vectors"][key] = mask_url(data["vectors"][key])
         return mask_tree(data)
 
 

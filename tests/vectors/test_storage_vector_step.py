@@ -141,3 +141,27 @@ def test_each_step_lets_go_of_the_embedded_store(runner, vector_settings):
     proc = subprocess.run([sys.executable, "-c", probe, path], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "4"
+
+
+def test_a_folder_is_read_under_the_read_policy(runner, vector_settings, tmp_path):
+    allowed, secret = tmp_path / "allowed", tmp_path / "secret"
+    allowed.mkdir()
+    secret.mkdir()
+    (allowed / "a.md").write_text("alpha notes")
+    (secret / "key.md").write_text("do not ingest")
+    vector_settings.security.read_paths = [str(allowed)]
+    pipeline = tmp_path / "ingest.yaml"
+    pipeline.write_text(
+        "name: ingest\nsteps:\n"
+        f"  - name: store\n    plugin: Storage.vector\n    output: stored\n"
+        f"    config: {{operation: store, collection: notes, folder: '{allowed}', pattern: 'PATTERN'}}\n"
+    )
+    text = pipeline.read_text()
+    pipeline.write_text(text.replace("PATTERN", "*.md"))
+    record = runner.run(str(pipeline))
+    assert record.status == "success", record.error
+    assert record.context["stored"]["count"] == 1
+    pipeline.write_text(text.replace("PATTERN", "../secret/*.md"))
+    record = runner.run(str(pipeline))
+    assert record.status == "failed"
+    assert "outside security.read_paths" in record.step_records()[0].error

@@ -71,3 +71,12 @@ def test_vectors_turned_off_is_exit_1_naming_the_key(tmp_path: Path, run_cli) ->
         f"mimir-tui: error: the vector store is turned off (persistence.enable_vector_db: false in {cfg})\n"
     )
     assert not (Path.cwd() / "vec").exists()
+
+
+def test_config_show_masks_a_password_in_the_vector_urls(tmp_path: Path, run_cli) -> None:
+    config(tmp_path, "vectors:\n  server_url: http://mimir:s3cr3t-pw@127.0.0.1:8000\n")
+    proc = run_cli("config", "show", "--json")
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)["settings"]["vectors"]
+    assert "s3cr3t-pw" not in proc.stdout and shown["server_url"].startswith("http://mimir:")
+    assert shown["embedding_url"] == "http://127.0.0.1:11434/v1"

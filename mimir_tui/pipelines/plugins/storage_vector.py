@@ -129,12 +129,13 @@ class VectorStorage(Plugin):
             if not folder.is_dir():
                 raise PluginError(f"folder {folder}: not a folder")
             docs = []
-            for path in sorted(p for p in folder.glob(config.pattern) if p.is_file()):
+            for found in sorted(p for p in folder.glob(config.pattern) if p.is_file()):
+                path = policy.readable(found)  # a pattern with ".." or a symlink may lead elsewhere
                 try:
-                    text = policy.read_bytes(path, ctx.settings.plugins.max_file_bytes).decode("utf-8")
+                    text = policy.read_bytes(path).decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise PluginError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-                docs.append({"id": path.name, "content": text, "metadata": {"source": str(path)}})
+                docs.append({"id": found.name, "content": text, "metadata": {"source": str(found)}})
             if not docs:
                 raise PluginError(f"folder {folder}: no file matches {config.pattern!r}")
             return docs
