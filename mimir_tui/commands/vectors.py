@@ -8,19 +8,17 @@ turned off), 2 bad input (an unknown collection or id, a bad name, filter or fil
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from ..errors import BadInput
 from ..inputs import printable
+from ..vectors.documents import excerpt, meta_text, parse_where, read_documents
 from . import Context, print_json, print_table
 
 NAME = "vectors"
 HELP = "the vector store: collections, documents, semantic queries"
 
 EMBEDDERS = ("offline", "openai", "chroma")  # mimir_tui.vectors.EMBEDDERS, without importing it here
-JSON_LINES = (".jsonl", ".ndjson")
 
 
 def register(sub, common) -> None:
@@ -73,28 +71,6 @@ def _store(ctx: Context):
     return open_store(ctx.settings)
 
 
-def _where(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"--where: not JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(value, dict):
-        raise BadInput('--where: a JSON object, e.g. \'{"subject": "physics"}\'')
-    return value
-
-
-def excerpt(text: str | None, width: int = 60) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
-
-
-def _meta(metadata: dict[str, Any], width: int = 50) -> str:
-    text = ", ".join(f"{k}={v}" for k, v in metadata.items())
-    return excerpt(text, width) if text else "-"
-
-
 def run_collections(ctx: Context, args: argparse.Namespace) -> int:
     rows = _store(ctx).collections()
     if args.json:
@@ -103,7 +79,7 @@ def run_collections(ctx: Context, args: argparse.Namespace) -> int:
     if not rows:
         print("no collections")
         return 0
-    table = [[r["name"], r["count"], r["dimension"] or "-", r["embedder"], _meta(r["metadata"])] for r in rows]
+    table = [[r["name"], r["count"], r["dimension"] or "-", r["embedder"], meta_text(r["metadata"])] for r in rows]
     print_table(table, ["NAME", "DOCUMENTS", "DIMENSION", "EMBEDDER", "METADATA"])
     return 0
 
@@ -112,7 +88,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     if args.offset < 0 or not 1 <= args.limit <= 10_000:
         raise BadInput(f"--offset must be >= 0 and --limit 1 to 10000 (got {args.offset}, {args.limit})")
     store = _store(ctx)
-    where = _where(args.where)
+    where = parse_where(args.where)
     docs = store.page(args.name, offset=args.offset, limit=args.limit, where=where, contains=args.contains)
     total = store.count(args.name)
     if args.json:
@@ -122,7 +98,7 @@ def run_show(ctx: Context, args: argparse.Namespace) -> int:
     filtered = " (filtered)" if where or args.contains else ""
     print(f"{printable(args.name)}: documents {first}-{args.offset + len(docs)}{filtered} of {total}")
     if docs:
-        print_table([[d.id, excerpt(d.text), _meta(d.metadata)] for d in docs], ["ID", "TEXT", "METADATA"])
+        print_table([[d.id, excerpt(d.text), meta_text(d.metadata)] for d in docs], ["ID", "TEXT", "METADATA"])
     return 0
 
 
@@ -142,14 +118,14 @@ def run_get(ctx: Context, args: argparse.Namespace) -> int:
 def run_query(ctx: Context, args: argparse.Namespace) -> int:
     if not 1 <= args.n <= 10_000:
         raise BadInput(f"-n {args.n}: give a number from 1 to 10000")
-    docs = _store(ctx).query(args.name, args.text, n=args.n, where=_where(args.where))
+    docs = _store(ctx).query(args.name, args.text, n=args.n, where=parse_where(args.where))
     if args.json:
         print_json([d.as_dict() for d in docs])
         return 0
     if not docs:
         print("no results")
         return 0
-    rows = [[f"{d.distance:.4f}", d.id, excerpt(d.text), _meta(d.metadata, 40)] for d in docs]
+    rows = [[f"{d.distance:.4f}", d.id, excerpt(d.text), meta_text(d.metadata, 40)] for d in docs]
     print_table(rows, ["DISTANCE", "ID", "TEXT", "METADATA"])
     return 0
 
@@ -161,48 +137,6 @@ def run_create(ctx: Context, args: argparse.Namespace) -> int:
     else:
         print(printable(f"created collection {info['name']} (embedder {info['embedder']})"))
     return 0
-
-
-def read_documents(path: Path) -> list[dict[str, Any]]:
-    """A file as documents: JSON lines give one each (``{"id", "text"|"content", "metadata"}``
-    or a string; the id defaults to ``NAME:LINE``), any other file is one document whose id
-    is its name."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: a folder, not a file") from None
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
-    source = str(path.resolve())
-    if path.suffix.lower() not in JSON_LINES:
-        kind = "markdown" if path.suffix.lower() in (".md", ".markdown") else "text"
-        return [{"id": path.name, "text": text, "metadata": {"source": source, "kind": kind}}]
-    docs: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if isinstance(item, str):
-            item = {"text": item}
-        if not isinstance(item, dict):
-            raise BadInput(f"{path}:{number}: a JSON object or string, not {type(item).__name__}")
-        given = item.get("metadata")
-        meta: dict[str, Any] = given if isinstance(given, dict) else {}
-        docs.append(
-            {
-                "id": str(item.get("id") or f"{path.name}:{number}"),
-                "text": next((item[k] for k in ("text", "content", "document") if k in item), None),
-                "metadata": {"source": source, "line": number, **meta},
-            }
-        )
-    return docs
 
 
 def run_add(ctx: Context, args: argparse.Namespace) -> int:

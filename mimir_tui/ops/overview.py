@@ -234,17 +234,50 @@ def read_health(
     stale_after: float = 30.0,
     integrity: bool = True,
     timer: Callable[[], float] = time.perf_counter,
+    settings: Any = None,
 ) -> PaneData:
     """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
     the integrity check; the latency measured with ``timer``), the persistence operations of
     this process that failed, and the live instances with their heartbeat age at ``now`` and
-    run slots."""
+    run slots; with ``settings``, the vector store's summary too
+    (:func:`~mimir_tui.vectors.status.vector_status`, which does not import chromadb)."""
     from ..health import check_health
 
     report = check_health(backend, stale_after=stale_after, integrity=integrity, now=now, timer=timer)
     if report.get("status") == "healthy":
         report["per_day"] = executions_per_day(backend, now)
+    if settings is not None:
+        from ..vectors.status import vector_status
+
+        report["vectors"] = vector_status(settings)
     return health_data(report, backend.metrics.snapshot())
+
+
+def vector_rows(status: dict[str, Any]) -> list[Row]:
+    """The vector store in the health pane: where it is and whether it answers, then what it
+    holds (informational: a store away does not make Mimir unhealthy)."""
+    import os
+
+    if not status.get("enabled"):
+        return [("vectors", ("vector store", "off (persistence.enable_vector_db: false)"))]
+    state = "reachable" if status.get("reachable") else "unreachable"
+    rows: list[Row] = [("vectors", ("vector store", f"{status['mode']} {status['where']}, {state}"))]
+    if status.get("error"):
+        rows.append(("vectors:error", ("  error", status["error"])))
+    if "collections" in status:
+        held = f"{status['collections']} collections, {status['documents']} documents"
+        if "size_bytes" in status:
+            held += f", {size(status['size_bytes'])}"
+        rows.append(("vectors:contents", ("  vectors", held)))
+    if "latency_ms" in status:
+        rows.append(("vectors:latency", ("  latency", f"{status['latency_ms']:.1f} ms")))
+    holder = status.get("in_use_by")
+    if holder:
+        mine = holder == f"pid {os.getpid()}"
+        rows.append(("vectors:holder", ("  held by", f"{holder} (this dashboard)" if mine else holder)))
+    if status.get("note"):
+        rows.append(("vectors:note", ("  note", status["note"])))
+    return rows
 
 
 def executions_per_day(backend: Any, now: datetime, days: int = PER_DAY_DAYS) -> list[tuple[str, int]]:
@@ -280,6 +313,8 @@ def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | 
     for name, q in report.get("queues", {}).items():
         value = f"{q['jobs']} jobs, {q['queued']} queued, {q['instances']} instances"
         rows.append((f"queue:{name}", (f"queue {name}", value)))
+    if "vectors" in report:
+        rows += vector_rows(report["vectors"])
     failed = {op: s for op, s in (operations or {}).items() if s.get("failures")}
     rows.append(("failed", ("failed operations", str(sum(int(s["failures"]) for s in failed.values())))))
     for op, s in failed.items():

@@ -200,6 +200,50 @@ def _cron(text: str) -> Callable[[Any], None]:
 
 HOURLY = Row("jobs-table", "demo-hourly-report")
 
+#: The vector store of the Vectors screen's shots: fixed documents, in the order added.
+VECTOR_DOCS = {
+    "runbooks": [
+        ("restart", "Restart the scheduler after an upgrade: mimir-tui service restart.", "ops"),
+        ("backup", "Back up the database and the vector store every night at 02:00.", "ops"),
+        ("disk-full", "When the disk is full, clear old execution logs first.", "ops"),
+        ("slow-queries", "Slow queries: look at the health pane's latency and the WAL size.", "db"),
+    ],
+    "faq": [
+        ("cron", "Cron expressions have five fields, or six with seconds first.", "jobs"),
+        ("zones", "Each job has its own time zone; the default is UTC.", "jobs"),
+    ],
+}
+
+
+def seed_vectors(settings: Settings) -> None:
+    """:data:`VECTOR_DOCS` in the stage's embedded store (offline embedder: no network)."""
+    from ..vectors import open_store
+
+    store = open_store(settings)
+    try:
+        for name, docs in VECTOR_DOCS.items():
+            store.create(name, metadata={"owner": "ops-team"} if name == "runbooks" else None, exist_ok=True)
+            store.add(name, [{"id": i, "text": t, "metadata": {"topic": topic}} for i, t, topic in docs])
+    finally:
+        store.close()
+
+
+def vectors(*after: str) -> Shot:
+    """The Vectors screen over :func:`seed_vectors`'s store (seeded in a thread: it imports
+    chromadb), then the keys ``after``."""
+
+    async def shot(pilot: Pilot) -> None:
+        import asyncio
+
+        await settle(pilot)
+        await asyncio.to_thread(seed_vectors, pilot.app.settings)  # type: ignore[attr-defined]
+        for key in ("v", *after):
+            await pilot.press(key)
+            await settle(pilot)
+
+    return shot
+
+
 #: Each view by name: what brings the dashboard, just started, to it.
 SHOTS: dict[str, Shot] = {
     "dashboard": steps(),
@@ -215,4 +259,6 @@ SHOTS: dict[str, Shot] = {
     "pipeline": steps("2", Row("pipelines-table", "orders-report"), "enter"),
     "help": steps("question_mark"),
     "confirm-delete-job": steps(HOURLY, "d"),
+    "vectors": vectors("down"),
+    "vectors-query": vectors("down", "s", *"nightly backup", "enter"),
 }

@@ -34,6 +34,7 @@ class DashboardScreen(Screen):
         Binding("tab", "next_pane(1)", "Next pane", show=False, id="next-pane"),
         Binding("shift+tab", "next_pane(-1)", "Previous pane", show=False, id="previous-pane"),
         *(Binding(str(n), f"show_pane({n - 1})", f"Pane {n}", show=False, id=f"pane-{n}") for n in range(1, 5)),
+        Binding("v", "vectors", "Vectors", id="open-vectors"),
     ]
 
     def __init__(self) -> None:
@@ -59,7 +60,7 @@ class DashboardScreen(Screen):
                     HealthPane,
                     "Health",
                     overview.HEALTH_COLUMNS,
-                    partial(overview.read_health, stale_after=settings.scheduler.stale_after),
+                    partial(overview.read_health, stale_after=settings.scheduler.stale_after, settings=settings),
                 ),
             )
         ]
@@ -111,6 +112,12 @@ class DashboardScreen(Screen):
 
     def action_next_pane(self, step: int) -> None:
         self.action_show_pane(self.panes.index(self.current) + step)
+
+    def action_vectors(self) -> None:
+        """The Vectors screen (imported here: the dashboard's start does not pay for it)."""
+        from .vectors import VectorsScreen
+
+        self.app.push_screen(VectorsScreen())
 
     def action_zoom(self) -> None:
         self.zoomed = not self.zoomed
