@@ -234,22 +234,20 @@ def read_health(
     stale_after: float = 30.0,
     integrity: bool = True,
     timer: Callable[[], float] = time.perf_counter,
-    settings: Any = None,
+    vectors: dict[str, Any] | None = None,
 ) -> PaneData:
     """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
     the integrity check; the latency measured with ``timer``), the persistence operations of
     this process that failed, and the live instances with their heartbeat age at ``now`` and
-    run slots; with ``settings``, the vector store's summary too
-    (:func:`~mimir_tui.vectors.status.vector_status`, which does not import chromadb)."""
+    run slots; and ``vectors``, the vector store's status as
+    :func:`~mimir_tui.vectors.status.vector_status` read it, when given."""
     from ..health import check_health
 
     report = check_health(backend, stale_after=stale_after, integrity=integrity, now=now, timer=timer)
     if report.get("status") == "healthy":
         report["per_day"] = executions_per_day(backend, now)
-    if settings is not None:
-        from ..vectors.status import vector_status
-
-        report["vectors"] = vector_status(settings)
+    if vectors is not None:
+        report["vectors"] = vectors
     return health_data(report, backend.metrics.snapshot())
 
 

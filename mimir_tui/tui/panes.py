@@ -304,6 +304,17 @@ class HealthPane(Pane):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.latencies: deque[float] = deque(maxlen=self.LATENCIES)
+        #: The vector store's status at the last read (:func:`~mimir_tui.vectors.status.vector_status`).
+        self.vectors: dict[str, Any] | None = None
+
+    def _fetch_in_turn(self) -> Any:
+        """The vector store's status first, outside the turn of reads (it never imports
+        chromadb; a slow vector server, up to 5 s a request, delays this pane, not the others),
+        then the database's health in turn."""
+        from ..vectors.status import vector_status
+
+        self.vectors = vector_status(self.app.settings)  # type: ignore[attr-defined]
+        return super()._fetch_in_turn()
 
     def compose(self) -> ComposeResult:
         summary, table = super().compose()
@@ -318,7 +329,7 @@ class HealthPane(Pane):
         app: Any = self.app
         backend = app.backend()
         read: Any = self.read  # overview.read_health, which takes ``integrity`` and ``timer``
-        return read(backend, app.now(backend), integrity=self.polls > 1, timer=app.timer)
+        return read(backend, app.now(backend), integrity=self.polls > 1, timer=app.timer, vectors=self.vectors)
 
     def adjust(self, data: PaneData) -> PaneData:
         """As read, with this dashboard's own scheduler marked among the instances."""
@@ -336,7 +347,10 @@ class HealthPane(Pane):
     async def show_error(self, error: BaseException | None) -> None:
         """A store that cannot be opened is unhealthy: that is the health pane's content."""
         backend = self.app.settings.persistence.backend  # type: ignore[attr-defined]
-        data = overview.health_data({"status": "unhealthy", "backend": backend, "error": str(error)})
+        report = {"status": "unhealthy", "backend": backend, "error": str(error)}
+        if self.vectors is not None:
+            report["vectors"] = self.vectors
+        data = overview.health_data(report)
         await self.fill(data, plan_rows(self.shown, data.rows))
 
 

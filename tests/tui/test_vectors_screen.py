@@ -68,7 +68,10 @@ async def _open(pilot, collection: str = "notes") -> VectorsScreen:
     app = pilot.app
     await pilot.pause()
     await pilot.press("v")
-    assert await _until(pilot, lambda: _idle(app) and _keys(app, "vectors-documents"), 60), _status(app)
+    assert await _until(pilot, lambda: _idle(app) and _keys(app, "vectors-documents"), 60), (
+        _status(app),
+        [(w.name, w.state) for w in app.screen._then],
+    )
     screen = app.screen
     assert isinstance(screen, VectorsScreen)
     if screen.collection != collection:
@@ -287,3 +290,58 @@ async def test_the_key_is_in_the_help_and_the_palette_and_the_health_pane_shows_
         assert rows["vectors:holder"] == ("  held by", f"pid {os.getpid()} (this dashboard)")
         await pilot.press("escape")
         assert await _until(pilot, lambda: "in_use_by" not in vector_status(settings))
+
+
+async def test_the_health_pane_shows_a_vector_server_that_is_away(sqlite_settings):
+    """Nothing listens on the port: the store is shown unreachable, in one line naming it, and
+    the database's health is read as ever."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sqlite_settings.vectors.server_url = f"http://127.0.0.1:{port}"
+    app = MimirApp(sqlite_settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        health = app.query_one("#health-table", DataTable)
+        assert await _until(pilot, lambda: "vectors:error" in [str(k.value) for k in health.rows])
+        assert str(health.get_row("vectors")[1]) == f"server http://127.0.0.1:{port}, unreachable"
+        assert str(health.get_row("vectors:error")[1]).startswith(f"vector server http://127.0.0.1:{port}: unreachable")
+        assert str(health.get_row("status")[1]) == "healthy"
+
+
+async def test_a_store_still_being_opened_when_the_screen_closes_is_let_go_once_opened(settings):
+    """Another process holds the embedded store: the screen waits for it (loading...), is left,
+    and when the other process lets go the store is opened and at once closed again, not kept
+    by this dashboard for its life."""
+    import subprocess
+    import sys
+
+    from mimir_tui.vectors.owner import LOCK_NAME
+    from mimir_tui.vectors.status import vector_status
+
+    settings.vectors.timeout = 60
+    hold = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+        "os.pwrite(fd, b'%d\\n' % os.getpid(), 0); print('held', flush=True); sys.stdin.read()"
+    )
+    lock = f"{settings.persistence.vector_db_path}/{LOCK_NAME}"
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    other = subprocess.Popen([sys.executable, "-c", hold, lock], **pipes)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        app = MimirApp(settings)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("v")
+            await pilot.pause(0.5)
+            assert _status(app) == "reading the collections..."
+            assert vector_status(settings)["in_use_by"] == f"pid {other.pid}"
+            await pilot.press("escape")
+            assert not isinstance(app.screen, VectorsScreen)
+            other.stdin.close()  # the other process lets go: the waiting worker opens the store
+            other.wait(10)
+            assert await _until(pilot, lambda: "in_use_by" not in vector_status(settings), 60)
+            await pilot.pause(1)
+            assert "in_use_by" not in vector_status(settings)
+    finally:
+        other.kill()
+        other.wait()

@@ -60,7 +60,7 @@ class DashboardScreen(Screen):
                     HealthPane,
                     "Health",
                     overview.HEALTH_COLUMNS,
-                    partial(overview.read_health, stale_after=settings.scheduler.stale_after, settings=settings),
+                    partial(overview.read_health, stale_after=settings.scheduler.stale_after),
                 ),
             )
         ]

@@ -43,6 +43,8 @@ log = logging.getLogger("mimir.tui")
 
 #: Narrower than this, the collections sit above the documents instead of beside them.
 SIDE_BY_SIDE = 100
+#: The worker states that end a call.
+FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 #: The widest a column of the documents table gets (its cells are excerpts already).
 COLUMN_WIDTH = 48
 
@@ -52,15 +54,8 @@ def disabled_line(settings: Any) -> str:
     return f"the vector store is turned off (persistence.enable_vector_db: false{where})"
 
 
-class CollectionsTable(DataTable):
-    BINDINGS = [Binding("D", "screen.drop_collection", "Delete collection", id="vectors-drop")]
-
-
 class DocumentsTable(DataTable):
-    BINDINGS = [
-        Binding("enter", "select_cursor", "Open", id="vectors-open"),
-        Binding("d", "screen.delete_document", "Delete", id="vectors-delete"),
-    ]
+    BINDINGS = [Binding("enter", "select_cursor", "Open", id="vectors-open")]
 
 
 class VectorsScreen(Screen):
@@ -69,11 +64,13 @@ class VectorsScreen(Screen):
         Binding("slash", "focus_filter('vectors-contains')", "Contains", id="vectors-contains"),
         Binding("w", "focus_filter('vectors-where')", "Where", id="vectors-where"),
         Binding("s", "focus_filter('vectors-query')", "Query", id="vectors-query"),
-        Binding("right_square_bracket", "turn(1)", "Next page", id="vectors-page-next"),
-        Binding("left_square_bracket", "turn(-1)", "Previous page", id="vectors-page-previous"),
         Binding("n", "new_collection", "New collection", id="vectors-new"),
         Binding("a", "add_files", "Add files", id="vectors-add"),
-        Binding("ctrl+r", "reload", "Reload", id="vectors-reload"),
+        Binding("d", "delete_document", "Delete document", id="vectors-delete"),
+        Binding("D", "drop_collection", "Delete collection", id="vectors-drop"),
+        Binding("right_square_bracket", "turn(1)", "Next page", id="vectors-page-next"),
+        Binding("left_square_bracket", "turn(-1)", "Previous page", id="vectors-page-previous"),
+        Binding("r,ctrl+r", "reload", "Reload", show=False, id="vectors-reload"),
     ]
 
     def __init__(self, page_size: int | None = None) -> None:
@@ -86,6 +83,7 @@ class VectorsScreen(Screen):
         self.start = 0
         self._store: Any = None
         self._lock = threading.Lock()  # one store call at a time
+        self._closed = False  # the screen is gone: a call still waiting does nothing
         self._then: dict[Worker[Any], Callable[[Any], None]] = {}
         self._page_ask = 0  # the last page asked for (a late answer to an older one is dropped)
 
@@ -97,7 +95,7 @@ class VectorsScreen(Screen):
             yield Static("loading...", id="vectors-status", classes="summary")
             yield LoadingIndicator(id="vectors-loading")
         with Horizontal(id="vectors-body"):
-            collections = CollectionsTable(id="vectors-collections", cursor_type="row", zebra_stripes=True)
+            collections: DataTable = DataTable(id="vectors-collections", cursor_type="row", zebra_stripes=True)
             collections.add_columns(*read.COLLECTION_COLUMNS)
             yield collections
             with Vertical(id="vectors-right"):
@@ -133,12 +131,15 @@ class VectorsScreen(Screen):
         self.set_class(self.size.width < SIDE_BY_SIDE, "-narrow")
 
     def on_unmount(self) -> None:
-        store, self._store = self._store, None
-        if store is not None:  # an embedded store is free for another process once closed
-            threading.Thread(target=self._close, args=(store,), name="vectors-close", daemon=True).start()
+        """Let go of the store (an embedded one is then free for another process), after the
+        call in progress, in a thread: a store still being opened is closed once it is."""
+        self._closed = True
+        threading.Thread(target=self._close, name="vectors-close", daemon=True).start()
 
-    def _close(self, store: Any) -> None:
-        with self._lock:  # after the call in progress, if any
+    def _close(self) -> None:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
             store.close()
 
     def say(self, line: str, *, error: bool = False) -> None:
@@ -159,6 +160,8 @@ class VectorsScreen(Screen):
 
         def run() -> Any:
             with self._lock:
+                if self._closed:
+                    return None
                 if self._store is None:
                     from ...vectors import open_store
 
@@ -170,14 +173,20 @@ class VectorsScreen(Screen):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker not in self._then or not worker.is_finished:
+        # The state the event tells, not the worker's now: a late event of a worker that has
+        # finished since still says PENDING or RUNNING (its own event follows).
+        if worker not in self._then or event.state not in FINISHED:
             return
         event.stop()
         then = self._then.pop(worker)
+        if self._closed:
+            return
         self.query_one("#vectors-loading").display = bool(self._then)
         if event.state == WorkerState.SUCCESS:
             then(worker.result)
-        elif event.state == WorkerState.ERROR:
+        elif event.state == WorkerState.CANCELLED:
+            self.say(f"{worker.name}: cancelled", error=True)
+        else:
             error = worker.error
             if not isinstance(error, MimirError):
                 log.error("vectors: %s failed", worker.name, exc_info=error)
@@ -342,7 +351,10 @@ class VectorsScreen(Screen):
 
     def action_add_files(self) -> None:
         name = self.collection
-        if not self.enabled or name is None:
+        if not self.enabled:
+            return
+        if name is None:
+            self.say("no collection to add files to: n creates one", error=True)
             return
         fields = [("paths", "Files", Input(placeholder="paths (text, Markdown, .jsonl), space between", compact=True))]
         self.app.push_screen(
