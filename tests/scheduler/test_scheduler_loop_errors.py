@@ -63,7 +63,7 @@ def test_a_bug_in_every_job_fire_logs_one_traceback(store, sqlite_settings, capl
         jobs.create_job(store, name=f"j{n}", pipeline="ok", cron_expr="* * * * *", now=T0)
     clock = StopAfter(POLLS)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
-    monkeypatch.setattr(scheduler, "_fire", lambda state, now, report: 1 / 0)
+    monkeypatch.setattr(scheduler, "_run_records", lambda job, fires, now: 1 / 0)  # a bug in every fire
     caplog.set_level(logging.INFO, logger="mimir.scheduler")
     clock.advance(timedelta(minutes=1).total_seconds())
     report = scheduler.tick()
