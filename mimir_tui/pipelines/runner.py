@@ -593,7 +593,9 @@ class PipelineRunner:
     async def _watch_cancel(
         self, execution_id: str, cancel: CancelToken | None, stop: _Stop, exec_log: ExecutionLog
     ) -> None:
-        next_poll = 0.0
+        # The first look after one interval: a run shorter than that (most) is never cancelled
+        # through the database, and reads nothing for it.
+        next_poll = time.monotonic() + self.cancel_poll_interval
         failures = 0
         while not stop.event.is_set():
             if cancel is not None and cancel.cancelled:
