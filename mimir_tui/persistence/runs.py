@@ -121,7 +121,8 @@ class RunStore:
            ``run`` fires recorded missed instead (``overlap(job_id, room)`` makes those
            records).
         3. One multi-row insert that skips the fires someone claimed already (run key taken);
-           which rows are this caller's is read back by id only when some were skipped.
+           which rows are this caller's is read back by id when some were skipped (always on
+           MySQL, whose count of changed rows cannot tell).
         4. One ``UPDATE`` per job (sent in one driver call) writes ``next_run`` and
            ``last_run`` of the jobs that got a row.
 
@@ -168,7 +169,9 @@ class RunStore:
                 self.db.prepare("claim_fires_batch", self._insert_skipping_claimed, COLUMNS),
                 [values_of(row, EXECUTIONS) for row in rows],
             )
-            if inserted != len(rows):
+            # MySQL counts a skipped row as changed (the driver's FOUND_ROWS flag counts the
+            # row its no-op update matched): there, which rows landed is always read back.
+            if inserted != len(rows) or not self.db.dialect.upsert:
                 ours: set[str] = set()
                 for chunk in _chunks([row.id for row in rows]):
                     values = _padded(chunk)

@@ -130,6 +130,8 @@ class Scheduler:
         # Schedules fall due on the database server's clock, shared by every instance.
         self.clock = clock or DatabaseClock(backend)
         self._draining = threading.Event()
+        # Set when the queue loop has something to look at before its next poll (see _queue_loop).
+        self._queue_wake = threading.Event()
         # Runs what this instance claims (its runner's records on the same clock).
         self.executor = Executor(
             backend,
@@ -140,6 +142,7 @@ class Scheduler:
             job_lookup=self._job,
         )
         self.runner = self.executor.runner
+        self.executor.on_queued = self._queue_wake.set
         self.worker_id = self.executor.worker_id
         self.inline = inline  # run executions inside tick()/poll_queue() (tests)
         # The queues whose jobs this instance fires and whose queued runs it claims.
@@ -202,6 +205,7 @@ class Scheduler:
         allows."""
         grace = self.config.shutdown_grace if grace is None else grace
         self._draining.set()
+        self._queue_wake.set()
         try:
             self.backend.workers.heartbeat(self.worker_id, status="stopping")
         except MimirError:
@@ -245,6 +249,7 @@ class Scheduler:
         if self.fatal is None:
             self.fatal = error
             self._draining.set()
+            self._queue_wake.set()
 
     # -- loops ----------------------------------------------------------------------------
 
@@ -274,7 +279,10 @@ class Scheduler:
                 self._queue_errors.report(exc)
                 claimed = 0
             if not claimed:
-                self.clock.wait(self._draining, min(0.5, self.config.poll_interval))
+                # Until poll_interval is over (a run asked for by another process), or sooner
+                # when this instance queues a retry or ends a run (a slot for a queued run).
+                self.clock.wait(self._queue_wake, self.config.poll_interval)
+                self._queue_wake.clear()
         self._queue_errors.flush()
 
     def _heartbeat_loop(self) -> None:
@@ -796,6 +804,7 @@ class Scheduler:
                         with self._cancel_lock:
                             self._cancel.pop(record.id, None)
                             self._fires_of.pop(record.id, None)
+                        self._queue_wake.set()  # a slot for a queued run, maybe
             finally:
                 with self._cancel_lock:
                     for record in records:

@@ -175,6 +175,20 @@ def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(b
     assert len(rows) == n and {r.status for r in rows} == {"running"}
 
 
+def _run_together(run, instances: int, backends: list, *, timeout: float) -> None:
+    """``run(i)`` for each instance, each in a thread of its own; then the instances'
+    backends are closed."""
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=timeout)
+    finally:
+        for b in backends:
+            b.close()
+
+
 def test_several_schedulers_ticking_the_same_fires_claim_each_once(backend, backend_settings):
     """Three instances (connections of their own) tick the same due fires at the same moment:
     each fire is claimed by exactly one and run once; the others lose the race quietly."""
@@ -200,15 +214,7 @@ def test_several_schedulers_ticking_the_same_fires_claim_each_once(backend, back
             errors.append(repr(exc))
             barrier.abort()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=180)
-    finally:
-        for b in backends:
-            b.close()
+    _run_together(run, instances, backends, timeout=180)
     assert errors == []
     rows = executions(backend, job.id)
     assert [r.scheduled_for for r in rows] == [T0 + timedelta(seconds=s) for s in range(1, rounds + 1)]
@@ -253,15 +259,7 @@ def test_a_thousand_fires_due_at_one_instant_run_once_each(backend, backend_sett
         except Exception as exc:  # noqa: BLE001
             errors.append(repr(exc))
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=600)
-    finally:
-        for b in backends:
-            b.close()
+    _run_together(run, instances, backends, timeout=600)
     assert errors == []
     rows = executions(backend)
     assert len(rows) == count, "one execution per fire, none twice"

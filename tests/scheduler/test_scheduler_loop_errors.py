@@ -16,15 +16,18 @@ POLLS = 50
 
 
 class StopAfter(FakeClock):
-    """A fake clock whose loop waits end the loop after ``polls`` of them."""
+    """A fake clock whose loop waits end the loop after ``polls`` of them (``stop``, once
+    given: the scheduler's; else the event waited on)."""
 
     def __init__(self, polls: int) -> None:
         super().__init__(T0)
         self.polls = polls
+        self.stop: threading.Event | None = None
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         self.polls -= 1
         if self.polls <= 0:
+            (self.stop or event).set()
             event.set()
         return super().wait(event, seconds)
 
@@ -41,7 +44,10 @@ def broken_refresh(**_kw):
     "loop, step", [("_fire_loop", "refresh_jobs"), ("_queue_loop", "poll_queue"), ("_heartbeat_loop", "beat")]
 )
 def test_a_bug_in_a_loop_logs_its_traceback_once(store, sqlite_settings, caplog, monkeypatch, loop, step) -> None:
-    scheduler = fake_scheduler(store, sqlite_settings, StopAfter(POLLS))
+    clock = StopAfter(POLLS)
+    scheduler = fake_scheduler(store, sqlite_settings, clock)
+    if loop == "_queue_loop":  # it waits on its own wake-up event, and ends when draining
+        clock.stop = scheduler._draining
     monkeypatch.setattr(scheduler, step, broken_refresh)
     caplog.set_level(logging.INFO, logger="mimir.scheduler")
     getattr(scheduler, loop)()  # runs in this thread until the clock ends it
