@@ -61,17 +61,18 @@ OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
 
 
 class _Progress:
-    """The saves of a running run's record between its start and its end: the first change
-    (its first step starting) at once, then at most one every ``interval`` seconds. A change
-    within ``interval`` of the last save is saved when the interval ends (with whatever else
-    changed meanwhile), not at once: a run of short steps writes its record three times
-    (start, first step, end) instead of twice per step, and the live view of a long step sees
-    it start within ``interval``."""
+    """The saves of a running run's record until its end: the first change (its first step
+    starting: the record's first save, which says ``running``) at once, then at most one
+    every ``interval`` seconds. A change within ``interval`` of the last save is saved when
+    the interval ends (with whatever else changed meanwhile), not at once: a run of short
+    steps writes its record twice (first step, end) instead of 2 + 2 per step, and the live
+    view of a long step sees it start within ``interval``."""
 
-    def __init__(self, save: Callable[[], Any], interval: float) -> None:
-        self._save_now = save
+    def __init__(self, save: Callable[[bool], Any], interval: float) -> None:
+        self._save_now = save  # save(first): first is True for the run's first save
         self.interval = interval
         self._last = -math.inf
+        self._saved = False
         self._due: asyncio.Task[None] | None = None
         self._saving = asyncio.Lock()
 
@@ -92,7 +93,8 @@ class _Progress:
     async def _save(self) -> None:
         async with self._saving:
             self._last = time.monotonic()
-            await self._save_now()
+            first, self._saved = not self._saved, True
+            await self._save_now(first)
 
     async def close(self) -> None:
         """No more progress saves: one due is dropped (the final save comes), one under way
@@ -421,13 +423,10 @@ class PipelineRunner:
             attempt=attempt,
             worker_id=worker_id,
         )
-        # A conflict here: nothing ran. A row that finished meanwhile (a reaper interrupted a
-        # claimed fire before it started) is left as it is, and nothing runs.
-        if not await asyncio.to_thread(self._save_unfinished, record):
-            ended = await asyncio.to_thread(self.backend.get_execution, exec_id)
-            self._ended_elsewhere(ended)
-            return ended
-
+        # The record is first saved as the first step starts, before its plugin runs (see
+        # _Progress): one write for "running" and the step. A conflict there: nothing ran (an
+        # error raised). A row that finished meanwhile (a reaper interrupted a claimed fire
+        # before it started) is left as it is, and no plugin runs.
         secrets = SecretMasker()  # every secret the steps refer to, masked from the first step on
         secrets.add(templates.referenced_secrets([step.config for step in spec.steps], self._environ()))
         exec_log = ExecutionLog(
@@ -439,7 +438,9 @@ class PipelineRunner:
         )
         stop = _Stop()
         watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel, stop, exec_log))
-        progress = _Progress(lambda: self._save(_snapshot(record), exec_log, stop), self.progress_interval)
+        progress = _Progress(
+            lambda first: self._save(_snapshot(record), exec_log, stop, strict=first), self.progress_interval
+        )
         limits = [t for t in (spec.timeout, timeout) if t]
         pipeline_timeout = min(limits) if limits else None
         context: dict[str, Any] = {}
@@ -467,6 +468,9 @@ class PipelineRunner:
             interrupted = True
             status, error = Status.cancelled, "cancelled: the run was interrupted"
             self._close_open_step(record, Status.cancelled, "interrupted")
+        except Exception:  # the first save failed: the caller records the run failed
+            exec_log.close()
+            raise
         finally:
             watcher.cancel()
             await progress.close()
@@ -518,10 +522,16 @@ class PipelineRunner:
     def _ended_elsewhere(self, ended: JobExecutionRecord) -> None:
         log.warning("execution %s was ended by another instance (status %s)", ended.id, ended.status)
 
-    async def _save(self, record: JobExecutionRecord, exec_log: ExecutionLog, stop: _Stop | None = None) -> None:
+    async def _save(
+        self, record: JobExecutionRecord, exec_log: ExecutionLog, stop: _Stop | None = None, *, strict: bool = False
+    ) -> None:
+        """Save a running record. ``strict`` (its first save): an error is raised; else it is
+        logged, and the run goes on (a progress update that fails must not fail the run)."""
         try:
             applied = await asyncio.to_thread(self._save_unfinished, record)
-        except Exception as exc:  # a progress update that fails must not fail the run
+        except Exception as exc:
+            if strict:
+                raise
             exec_log.write("WARNING", f"could not save progress: {exc}")
             return
         if not applied:
@@ -828,6 +838,8 @@ class PipelineRunner:
                 except ValidationError as exc:
                     raise _Outcome(Status.failed, _describe_validation(exc)) from None
 
+                if stop.event.is_set():  # e.g. the first save found the run ended elsewhere
+                    raise _Outcome(Status.cancelled, stop.reason)
                 slots = plugin_slots(self.settings.plugins.max_concurrency)
                 await self._take_slot(slots, stop, deadline, pipeline_timeout, exec_log, step, index)
                 try:
