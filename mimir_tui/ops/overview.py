@@ -24,13 +24,29 @@ from ..errors import MimirError
 #: A row of a pane: its key and its cells, in the order of the pane's columns.
 Row = tuple[str, tuple[str, ...]]
 
-JOB_COLUMNS = ("Name", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result")
+JOB_COLUMNS = ("Name", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result", "Recent")
 PIPELINE_COLUMNS = ("Name", "Steps", "Jobs", "Source", "State")
 EXECUTION_COLUMNS = ("Status", "Pipeline", "Job", "Step", "Time", "Started", "Instance", "Trigger")
 HEALTH_COLUMNS = ("What", "Value")
 
 #: Runs in flight shown at most (queued and running, on every instance).
 ACTIVE_LIMIT = 200
+#: The jobs pane's recent results: this many latest runs of each job, a mark each.
+RECENT = 8
+#: A run's status as a mark (one cell wide): distinct shapes, so the marks read without
+#: colour (``NO_COLOR``) too; the dashboard colours them by the theme.
+MARKS: dict[str, str] = {
+    Status.success.value: "\u25cf",  # ●
+    Status.failed.value: "\u2717",  # ✗
+    Status.timed_out.value: "\u25c6",  # ◆
+    Status.cancelled.value: "\u25cb",  # ○
+    Status.interrupted.value: "\u25d0",  # ◐
+    Status.running.value: "\u25b8",  # ▸
+    Status.queued.value: "\u2026",  # …
+    Status.missed.value: "\u00b7",  # ·
+}
+#: The status of each mark (the dashboard colours a mark by its status).
+MARK_STATUS = {mark: status for status, mark in MARKS.items()}
 #: The health pane's executions per day covers this many days, today included.
 PER_DAY_DAYS = 7
 
@@ -108,7 +124,9 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
     pages = max(1, -(-total // page_size))
     page = min(max(0, page), pages - 1)
     out: list[Row] = []
-    for j in backend.jobs.page(text, offset=page * page_size, limit=page_size):
+    jobs = backend.jobs.page(text, offset=page * page_size, limit=page_size)
+    recent = backend.executions.recent_statuses([j.id for j in jobs], RECENT)
+    for j in jobs:
         out.append(
             (
                 j.id,
@@ -122,6 +140,7 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
                     (overdue(j, now) or relative(j.next_run, now)) if j.enabled else "-",
                     relative(j.last_run, now),
                     j.last_result or "-",
+                    marks(recent.get(j.id, [])) or "-",
                 ),
             )
         )
@@ -129,6 +148,16 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
     if pages > 1:
         summary += f"; page {page + 1}/{pages} ([ and ] turn)"
     return PaneData(out, summary, page=page, pages=pages)
+
+
+def marks(statuses: list[str]) -> str:
+    """The marks of runs given newest first, oldest on the left (as a sparkline reads): ``●●✗▸``."""
+    return "".join(MARKS.get(status, "?") for status in reversed(statuses))
+
+
+def marks_legend() -> str:
+    """What each mark means: ``● success, ✗ failed, ...``."""
+    return ", ".join(f"{mark} {status.replace('_', ' ')}" for status, mark in MARKS.items())
 
 
 def step_count(config: str | None) -> int | None:

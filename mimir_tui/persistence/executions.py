@@ -21,6 +21,7 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
+    union_all,
     update,
 )
 
@@ -318,6 +319,44 @@ class ExecutionStore:
 
         rows = self.db.fetch(self.db.prepare("executions_per_day", build), {"since": as_utc(since)})
         return {str(d)[:10]: int(n) for d, n in rows}
+
+    @operation("recent_statuses")
+    def recent_statuses(self, job_ids: Sequence[str], per_job: int) -> dict[str, list[str]]:
+        """``{job id: the statuses of its latest ``per_job`` executions, newest first}`` for
+        ``job_ids`` (the jobs pane's page); a job without runs is left out.
+
+        One query: per job, its latest runs along the (job, start, id) index, ``LIMIT
+        per_job`` (``UNION ALL`` of one such branch per job). Its cost is the page's, whatever
+        the history holds: ranking with ``ROW_NUMBER() OVER (PARTITION BY job_id ...)`` reads
+        every run of each job (75 ms for a page of 200 jobs with 100 runs each on SQLite), and
+        the three backends have no ``LATERAL`` in common."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids or per_job <= 0:
+            return {}
+        # Padded to a power of two with NULLs (which match no job): a few statement shapes,
+        # prepared once, serve every page size.
+        slots = 1 << (len(ids) - 1).bit_length()
+
+        def build() -> Any:
+            branches = []
+            for i in range(slots):
+                latest = (
+                    select(EXECUTIONS.c.job_id, EXECUTIONS.c.status, EXECUTIONS.c.start_time, EXECUTIONS.c.id)
+                    .where(EXECUTIONS.c.job_id == bindparam(f"j{i}"))
+                    .order_by(EXECUTIONS.c.start_time.desc(), EXECUTIONS.c.id.desc())
+                    .limit(bindparam("per_job"))
+                    .subquery(f"r{i}")
+                )
+                branches.append(select(*latest.c))
+            return union_all(*branches)
+
+        values: dict[str, Any] = {f"j{i}": ids[i] if i < len(ids) else None for i in range(slots)}
+        values["per_job"] = int(per_job)
+        rows = self.db.fetch(self.db.prepare(("recent_statuses", slots), build), values, convert=False)
+        out: dict[str, list[str]] = {}
+        for job_id, status, _, _ in sorted(rows, key=lambda row: (utc(row[2]), row[3]), reverse=True):
+            out.setdefault(job_id, []).append(status)
+        return out
 
     @operation("count_running")
     def count_running(self, job_id: str) -> int:

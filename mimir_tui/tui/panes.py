@@ -182,6 +182,8 @@ class Pane(Polling, Vertical):
 
     #: The table's class (a pane whose rows open shows Enter in the footer with its own).
     TABLE: type[DataTable] = DataTable
+    #: What the help says under the columns (the marks' meaning), if anything.
+    LEGEND = ""
 
     BINDINGS = [
         Binding("z", "screen.zoom", "Zoom", id="zoom"),
