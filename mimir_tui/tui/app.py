@@ -224,10 +224,10 @@ def run_dashboard(settings: Settings, *, theme: str | None = None, demo: bool = 
 
     setup_logging(settings, console=False)  # the terminal belongs to the dashboard
     if demo:
-        from ..demo import seed_demo
+        from ..demo import start_demo
         from ..persistence import open_backend
 
         with open_backend(settings) as backend:
-            seed_demo(backend)
+            start_demo(backend)  # the sample data, and a live run queued for the scheduler
     MimirApp(settings, theme_name=theme, scheduler=settings.ui.run_scheduler).run()
     return 0
