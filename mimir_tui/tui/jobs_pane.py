@@ -92,17 +92,6 @@ class JobsPane(Pane):
         super().on_mount()
         self.app.theme_changed_signal.subscribe(self, self._repaint_marks)
 
-    def fetch(self) -> tuple[PaneData, Plan]:
-        """As read, the recent results' marks coloured by the theme (in the worker)."""
-        data, plan = super().fetch()
-        styles = mark_styles(self.app.theme_variables)
-        for _, cells in plan.added:
-            paint_marks(cells[RECENT], styles)
-        for _, column, text in plan.updated:
-            if column == RECENT:
-                paint_marks(text, styles)
-        return data, plan
-
     def _repaint_marks(self, _theme: object) -> None:
         """Another theme: the marks shown take its colours (a page of cells, on the loop)."""
         table = self.table
@@ -117,7 +106,15 @@ class JobsPane(Pane):
         return read(backend, backend.database_now(), page=self.page, text=self.filter_text)
 
     async def fill(self, data: PaneData, plan: Plan) -> None:
+        """The page; the recent results' marks coloured by the theme of the moment (on the loop:
+        a theme chosen while the page was read applies)."""
         self.page = data.page
+        styles = mark_styles(self.app.theme_variables)
+        for _, cells in plan.added:
+            paint_marks(cells[RECENT], styles)
+        for _, column, text in plan.updated:
+            if column == RECENT:
+                paint_marks(text, styles)
         await super().fill(data, plan)
 
     def action_turn(self, step: int) -> None:
