@@ -12,9 +12,12 @@ headless mode (``App.run_test``) at 160x50 (the four panes as a grid):
 - *mimir*: the dashboard (:class:`~mimir_tui.tui.app.MimirApp`) on that database, refresh 2 s.
 
 Each reports the time from the process's start (imports included) to the first full paint
-(every table mounted, and on the dashboard every pane holding its rows, then one more paint),
+(every table mounted, and on the dashboard every pane holding its rows, then the frame that
+shows them),
 its peak RSS (VmHWM), and its CPU (every thread) over an idle window after the paint, in %
-of one core. Targets (issue 11): paint within 1.5 s, memory under 300 MB, idle CPU under 3%.
+of one core. On the dashboard the window starts once Health's second read has made the SQLite
+integrity check, which comes every 5 minutes and is reported apart (CPU from the paint to its
+end). Targets (issue 11): paint within 1.5 s, memory under 300 MB, idle CPU under 3%.
 Exit status: 0 when every target is met, 1 otherwise.
 """
 
@@ -27,6 +30,7 @@ STARTED = time.perf_counter()  # before the imports: they are part of a start
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -98,11 +102,18 @@ def painted(app: Any, full: bool) -> bool:
 
 async def measure(kind: str, db: Path, window: float) -> dict[str, float]:
     app = bare_app() if kind == "bare" else mimir_app(db)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE):
         while not painted(app.screen, full=kind == "mimir"):
             await asyncio.sleep(0.005)
-        await pilot.pause()
+        await app.screen.wait_for_refresh()  # the frame that shows them
         paint = time.perf_counter() - STARTED
+        check = 0.0
+        if kind == "mimir":  # Health's second read makes the integrity check (then every 5 minutes)
+            health: Any = app.screen.query_one("#health")
+            cpu = time.process_time()
+            while health.polls < 2 or health.polling:
+                await asyncio.sleep(0.05)
+            check = time.process_time() - cpu
         cpu, wall = time.process_time(), time.perf_counter()
         await asyncio.sleep(window)
         idle = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
@@ -110,11 +121,20 @@ async def measure(kind: str, db: Path, window: float) -> dict[str, float]:
     # VmHWM: this process's peak (ru_maxrss would carry the parent's over exec on Linux).
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
     rss = int(hwm.split()[1]) / 1024
-    return {"paint_s": paint, "rss_mib": rss, "idle_cpu_pct": idle, "rows": rows}  # type: ignore[dict-item]
+    result = {"paint_s": paint, "rss_mib": rss, "idle_cpu_pct": idle, "check_cpu_s": check}
+    return result | {"rows": rows}  # type: ignore[dict-item]
 
 
 def child(kind: str, db: Path, window: float) -> None:
     print(json.dumps(asyncio.run(measure(kind, db, window))))
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a side: bytecode written and read, as in an installed Mimir (this
+    workplace sets ``PYTHONDONTWRITEBYTECODE``, which made every start compile Mimir's modules)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def run_side(kind: str, db: Path, window: float) -> dict[str, Any]:
@@ -123,6 +143,7 @@ def run_side(kind: str, db: Path, window: float) -> dict[str, Any]:
         check=True,
         capture_output=True,
         text=True,
+        env=child_env(),
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -147,9 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         loading = time.perf_counter()
         seed(db, jobs, rows)
         report.say(f"  seeded {jobs:,} jobs, {rows:,} executions in {time.perf_counter() - loading:.1f} s")
+        warm = [sys.executable, "-c", "import mimir_tui.tui.app, mimir_tui.tui.screens.dashboard"]
+        subprocess.run(warm, check=True, env=child_env())  # the bytecode, as an install leaves it
         bare = run_side("bare", db, window)
         mimir = run_side("mimir", db, window)
     report.say(f"  rows shown by the dashboard: {mimir['rows']}")
+    report.say(
+        f"  CPU from the paint to the end of the first integrity check (SQLite quick_check, then every"
+        f" 5 minutes; not in the idle window): {mimir['check_cpu_s']:.2f} s"
+    )
     for key, name, unit, target in (
         ("paint_s", "first full paint", "s", 1.5),
         ("rss_mib", "peak memory (RSS)", "MiB", 300 / 1.048576),

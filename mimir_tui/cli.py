@@ -27,6 +27,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number from 1 to 65535: {text!r}")
+    return port
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options that may stand before or after the subcommand (``--config`` anywhere)."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -50,6 +60,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--theme", metavar="NAME", default=None, help="dashboard theme")
     parser.add_argument("--demo", action="store_true", help="seed sample jobs, pipelines and runs first")
     parser.add_argument("--headless", action="store_true", help="run as a service, without the dashboard")
+    parser.add_argument("--serve", action="store_true", help="serve the dashboard to a browser (textual-serve)")
+    parser.add_argument("--host", default=None, help="--serve: address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=None, help="--serve: port to listen on (default 8000)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     words = None if argv is None else set(argv)
     for module in COMMAND_MODULES:
@@ -64,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    if not args.serve and (args.host is not None or args.port is not None):
+        parser.error("--host and --port go with --serve")
+    if args.serve and (args.headless or args.command):
+        parser.error("--serve serves the dashboard: not with --headless or a command")
     ctx = Context(config_path=getattr(args, "config", None))
     handler: Callable[[Context, argparse.Namespace], int] | None = getattr(args, "handler", None)
     try:
@@ -73,6 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .service import run_headless
 
             return run_headless(ctx.settings)
+        if args.serve:
+            from .tui.serve import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
+
+            if args.demo:  # once, here: the dashboards the browsers open reuse it
+                from .demo import start_demo
+
+                start_demo(ctx.backend)
+                ctx.close()
+            host = DEFAULT_HOST if args.host is None else args.host
+            port = DEFAULT_PORT if args.port is None else args.port
+            return serve_dashboard(ctx.settings, host=host, port=port, theme=args.theme)
         from .tui.app import run_dashboard
 
         return run_dashboard(ctx.settings, theme=args.theme, demo=args.demo)

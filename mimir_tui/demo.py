@@ -4,6 +4,8 @@ The pipelines are the examples in the repository's ``pipelines/`` folder (an API
 transform, an HTML report, and ``live-checks``: three steps of a few seconds that fail about one
 run in four), imported as they are; ``hello-report`` is a tiny built-in one that exists even when
 the package is installed without the repository. Idempotent: what exists already is left as it is.
+Given the same ``now`` (and folder of examples), the seed is the same to the byte: the
+dashboard's snapshot tests and screenshots stand on it (:mod:`.tui.stage`).
 
 The live jobs run ``live-checks`` every minute or two in their zones: the dashboard's in-process
 scheduler fires them, and :func:`start_demo` queues one run at once, so a newcomer watches a run
@@ -12,8 +14,9 @@ go step by step within seconds of the start.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +52,18 @@ LIVE_JOBS = [
 ]
 
 
-def example_pipelines() -> list:
-    """The example pipelines shipped in ``pipelines/`` (valid ones only), as specs."""
-    if not EXAMPLES_DIR.is_dir():
+def example_pipelines(folder: Path = EXAMPLES_DIR) -> list:
+    """The example pipelines in ``folder`` (valid ones only), as specs."""
+    if not folder.is_dir():
         return []
     from .pipelines.registry import default_registry
     from .pipelines.spec import validate_files
 
-    reports = validate_files([EXAMPLES_DIR], default_registry())
+    reports = validate_files([folder], default_registry())
     return [spec for report in reports if report.ok for spec in report.pipelines]
 
 
-def _steps_of(backend: PersistenceBackend, pipeline: str) -> list[tuple[str, str]]:
+def steps_of(backend: PersistenceBackend, pipeline: str) -> list[tuple[str, str]]:
     try:
         config = json.loads(backend.get_pipeline(pipeline).config)
         return [(s["name"], s["plugin"]) for s in config.get("steps", [])]
@@ -68,20 +71,30 @@ def _steps_of(backend: PersistenceBackend, pipeline: str) -> list[tuple[str, str
         return [("report", "Output.html")]
 
 
-def seed_demo(backend: PersistenceBackend) -> None:
-    """Idempotent: what exists already is left as it is."""
+def run_id(job_id: str, start: datetime) -> str:
+    """A demo run's id, made from its job and start as :func:`~.persistence.models.new_id`
+    makes one from the clock (its start in ms, then 80 bits): it sorts by start time, and the
+    same seed gives the same ids."""
+    tail = hashlib.sha256(f"{job_id}@{start.isoformat()}".encode()).hexdigest()[:20]
+    return f"{int(start.timestamp() * 1000):012x}{tail}"
+
+
+def seed_demo(backend: PersistenceBackend, *, now: datetime | None = None, examples: Path = EXAMPLES_DIR) -> None:
+    """Idempotent: what exists already is left as it is. The history ends at ``now`` (default:
+    this machine's clock); the pipelines are the valid files of ``examples``, each stored with
+    its path as given (a relative folder gives relative paths)."""
     from .pipelines.store import save_spec
     from .scheduler.jobs import create_job
 
     have_pipelines = {p.name for p in backend.list_pipelines()}
-    for spec in example_pipelines():
+    for spec in example_pipelines(examples):
         if spec.name not in have_pipelines:
-            save_spec(backend, spec, source_path=str(Path(spec.source_path).resolve()) if spec.source_path else None)
+            save_spec(backend, spec, source_path=spec.source_path)
     for name, spec in DEMO_PIPELINES.items():
         if name not in have_pipelines:
             backend.save_pipeline(PipelineConfig(name=name, description=spec["description"], config=json.dumps(spec)))
     have_jobs = {j.id for j in backend.list_jobs()}
-    now = utcnow()
+    now = now or utcnow()
     for job_id, name, pipeline, cron, enabled in DEMO_JOBS:
         if job_id in have_jobs:
             continue
@@ -99,7 +112,7 @@ def seed_demo(backend: PersistenceBackend) -> None:
         )
         if not enabled:
             continue
-        steps = _steps_of(backend, pipeline)
+        steps = steps_of(backend, pipeline)
         for hours in range(1, 6):
             start = now - timedelta(hours=hours)
             failed = hours == 3
@@ -116,6 +129,7 @@ def seed_demo(backend: PersistenceBackend) -> None:
                         duration=300,
                         status="failed" if fails_here else "success",
                         error="demo failure" if fails_here else None,
+                        output=None if fails_here else {"rows": 40 * index + hours},
                     ).to_json()
                 )
                 at += timedelta(milliseconds=300)
@@ -124,6 +138,7 @@ def seed_demo(backend: PersistenceBackend) -> None:
             failing = records[-1]["step_name"] if failed else None
             backend.save_execution(
                 JobExecutionRecord(
+                    id=run_id(job_id, start),
                     job_id=job_id,
                     pipeline=pipeline,
                     start_time=start,
@@ -132,14 +147,16 @@ def seed_demo(backend: PersistenceBackend) -> None:
                     status="failed" if failed else "success",
                     error=f"step {len(records)} ({failing}) failed: demo failure" if failed else None,
                     triggered_by="scheduler",
-                    context={},
+                    context={"rows": 40 * len(records) + hours},
                     steps=records,
                 )
             )
     if LIVE_PIPELINE in {p.name for p in backend.list_pipelines()}:
         for job_id, name, cron, zone in LIVE_JOBS:
             if job_id not in have_jobs:
-                create_job(backend, name=name, pipeline=LIVE_PIPELINE, cron_expr=cron, timezone=zone, job_id=job_id)
+                create_job(
+                    backend, name=name, pipeline=LIVE_PIPELINE, cron_expr=cron, timezone=zone, job_id=job_id, now=now
+                )
 
 
 def start_demo(backend: PersistenceBackend) -> str | None:

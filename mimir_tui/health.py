@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from .errors import DatabaseCorrupt, MimirError
 
 
-def check_health(backend, *, stale_after: float = 30.0, integrity: bool = True) -> dict[str, Any]:
+def check_health(
+    backend,
+    *,
+    stale_after: float = 30.0,
+    integrity: bool = True,
+    now: datetime | None = None,
+    timer: Callable[[], float] = time.perf_counter,
+) -> dict[str, Any]:
     """``{status, backend, database, latency_ms, integrity, size_bytes, row_counts,
     schema_version, instances}``; ``instances``: the live scheduler instances (heartbeat within
     ``stale_after`` seconds) and their load. A damaged database (SQLite's quick check, or any
     operation of this process that met the damage) is unhealthy, its error saying what to do.
-    ``integrity=False`` leaves the quick check (up to 2 s on a large SQLite file) out."""
+    ``integrity=False`` leaves the quick check (up to 2 s on a large SQLite file) out.
+    Heartbeat ages are judged at ``now`` (default: the database's clock); the latency is
+    measured with ``timer`` (both fixed in the dashboard's snapshots)."""
     report: dict[str, Any] = {"backend": backend.backend, "database": backend.url}
     try:
-        latency = backend.health()
+        latency = backend.health(timer)
         verdict = backend.integrity() if integrity else "not checked yet"
         if verdict is not None:
             report["integrity"] = verdict
         report.update(backend.stats())
-        now = backend.database_now()
+        now = now or backend.database_now()
         live = backend.workers.live_workers(stale_after=stale_after, now=now)
         report["instances"] = [
             {

@@ -2,44 +2,53 @@
 
     python screenshots/make_screenshots.py
 
-Runs the dashboard headless on a throwaway SQLite store seeded with the demo data, at 80x24
-and 120x40, and saves what it shows.
+Each view of the dashboard at 120x40 (the main screen at 80x24 too), headless, on the stage
+the snapshot tests use (:mod:`mimir_tui.tui.stage`: the demo's data and a clock fixed at one
+moment, built in a throwaway folder), so the screenshots change only when the dashboard does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+#: (view, size) pairs to shoot: every view at 120x40, the main screen at 80x24 too.
+WIDE = (120, 40)
+EXTRA = [("dashboard", (80, 24))]
 
-async def shoot(size: tuple[int, int], name: str, store: Path) -> None:
-    from mimir_tui.config import load_settings
-    from mimir_tui.demo import seed_demo
-    from mimir_tui.persistence import open_backend
-    from mimir_tui.tui.app import MimirApp
 
-    config = store / "config.yaml"
-    config.write_text("persistence:\n  database_path: ./data/mimir.db\n")
-    settings = load_settings(config)
-    with open_backend(settings) as backend:
-        seed_demo(backend)
-    app = MimirApp(settings, theme_name="mimir")
+async def shoot(settings, name: str, size: tuple[int, int]) -> Path:
+    from mimir_tui.tui.stage import SHOTS, stage_app
+
+    app = stage_app(settings)
+    filename = f"{name}-{size[0]}x{size[1]}.svg"
     async with app.run_test(size=size) as pilot:
-        await app.workers.wait_for_complete()
+        await SHOTS[name](pilot)
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause()
-        # The database path is a temporary folder: show a stable one instead.
-        app.save_screenshot(filename=name, path=str(HERE))
-    print(f"wrote {HERE / name}")
+        # As the snapshot tests take theirs (pytest-textual-snapshot): the same SVG.
+        (HERE / filename).write_text(app.export_screenshot(simplify=True), encoding="utf-8")
+    return HERE / filename
 
 
 def main() -> int:
+    from mimir_tui.tui.stage import SHOTS, build_stage
+
+    os.environ.pop("NO_COLOR", None)
+    here = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
-        for size, name in (((80, 24), "dashboard-80x24.svg"), ((120, 40), "dashboard-120x40.svg")):
-            asyncio.run(shoot(size, name, Path(tmp)))
+        os.chdir(tmp)  # the stage's paths are relative to it
+        try:
+            settings = build_stage()
+            for name, size in [*((name, WIDE) for name in SHOTS), *EXTRA]:
+                print(f"wrote {asyncio.run(shoot(settings, name, size))}")
+        finally:
+            os.chdir(here)
     return 0
 
 

@@ -6,7 +6,8 @@
   server backend gets one database of its own per test session (``mimir_test_<pid>_<hex>``),
   created at first use and dropped at the end; tables are emptied before every test.
 - ``MIMIR_TEST_BACKENDS=sqlite,postgres`` restricts the backends (default: all three).
-- Without a server the server cases skip with the reason; with ``CI=true`` they fail.
+- Without a server the server cases skip with the reason; with ``CI=true`` they fail. The same
+  goes for the ``chromium`` fixture (a headless Chromium, tests/browser.py).
 
 The admin connections default to the servers of DESIGN.md; ``MIMIR_TEST_POSTGRES_ADMIN`` and
 ``MIMIR_TEST_MYSQL_ADMIN`` (``scheme://user:password@host:port/database``) point elsewhere.
@@ -58,9 +59,9 @@ IN_CI = os.environ.get("CI") == "true"
 
 
 def unavailable(reason: str) -> None:
-    """Skip locally; fail in CI, where every server must be there."""
+    """Skip locally; fail in CI, where every server (and the browser) must be there."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: a missing server is a failure)", pytrace=False)
+        pytest.fail(f"{reason} (CI=true: a missing server or browser is a failure)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -393,3 +394,18 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+# -- a real browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """A headless Chromium driven by Selenium; skips without one (fails with ``CI=true``)."""
+    from browser import headless_chromium, missing_browser
+
+    reason = missing_browser()
+    if reason:
+        unavailable(reason)
+    with headless_chromium() as driver:
+        yield driver

@@ -13,6 +13,8 @@ Each read is bounded: jobs are a page (filtered by the database), pipelines the 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -65,11 +67,14 @@ class PaneData:
 
 
 def relative(when: datetime | None, now: datetime) -> str:
-    """``in 5m`` / ``3h ago`` / ``-``."""
+    """``in 42s`` / ``in 5m`` / ``3h10m ago`` / ``-``: seconds only under a minute, whole minutes
+    under an hour (as ``ls -l`` and k9s round ages), so a table of times does not change at
+    every refresh; the exact time is in the row's detail."""
     if when is None:
         return "-"
     seconds = (when - now).total_seconds()
-    text = span(abs(seconds))
+    whole = abs(seconds)
+    text = span(whole) if whole < 60 or whole >= 3600 else f"{int(whole // 60)}m"
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
@@ -251,13 +256,21 @@ def read_executions(
     return PaneData(out, summary + (f" (only {shown})" if shown else ""))
 
 
-def read_health(backend: Any, now: datetime, *, stale_after: float = 30.0, integrity: bool = True) -> PaneData:
+def read_health(
+    backend: Any,
+    now: datetime,
+    *,
+    stale_after: float = 30.0,
+    integrity: bool = True,
+    timer: Callable[[], float] = time.perf_counter,
+) -> PaneData:
     """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
-    the integrity check), the persistence operations of this process that failed, and the live
-    instances with their heartbeat age and run slots."""
+    the integrity check; the latency measured with ``timer``), the persistence operations of
+    this process that failed, and the live instances with their heartbeat age at ``now`` and
+    run slots."""
     from ..health import check_health
 
-    report = check_health(backend, stale_after=stale_after, integrity=integrity)
+    report = check_health(backend, stale_after=stale_after, integrity=integrity, now=now, timer=timer)
     if report.get("status") == "healthy":
         report["per_day"] = executions_per_day(backend, now)
     return health_data(report, backend.metrics.snapshot())

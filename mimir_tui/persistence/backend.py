@@ -16,7 +16,7 @@ operation name and raised as a one-line :class:`~mimir_tui.errors.PersistenceErr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,7 +85,7 @@ class Store(Protocol):
     ) -> list[JobExecutionRecord]: ...
     def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int: ...
     def request_cancel(self, execution_id: str) -> JobExecutionRecord: ...
-    def health(self) -> float: ...
+    def health(self, timer: Callable[[], float] = ...) -> float: ...
     def integrity(self) -> str | None: ...
     @property
     def corruption(self) -> str | None: ...
@@ -192,12 +192,13 @@ class PersistenceBackend:
     # -- health and lifecycle ------------------------------------------------------------
 
     @operation("health")
-    def health(self) -> float:
-        """One round trip to the database; returns its latency in seconds."""
-        start = time.perf_counter()
+    def health(self, timer: Callable[[], float] = time.perf_counter) -> float:
+        """One round trip to the database; returns its latency in seconds, as ``timer`` (a
+        monotonic clock in seconds; a fixed one in the dashboard's snapshots) measures it."""
+        start = timer()
         with self.db.read() as conn:
             conn.execute(text("SELECT 1")).scalar_one()
-        return time.perf_counter() - start
+        return timer() - start
 
     @property
     def corruption(self) -> str | None:

@@ -103,7 +103,7 @@ class JobsPane(Pane):
     def read_data(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
         read: Any = self.read  # overview.read_jobs, which takes the page and the filter
-        return read(backend, backend.database_now(), page=self.page, text=self.filter_text)
+        return read(backend, self.app.now(backend), page=self.page, text=self.filter_text)  # type: ignore[attr-defined]
 
     async def fill(self, data: PaneData, plan: Plan) -> None:
         """The page; the recent results' marks coloured by the theme of the moment (on the loop:

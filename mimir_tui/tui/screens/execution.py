@@ -172,7 +172,7 @@ class ExecutionScreen(Polling, Screen):
     def fetch(self) -> ExecutionDetail:
         backend = self.app.backend()  # type: ignore[attr-defined]
         settings = self.app.settings  # type: ignore[attr-defined]
-        return read_execution(backend, settings, self.execution_id, backend.database_now())
+        return read_execution(backend, settings, self.execution_id, self.app.now(backend))  # type: ignore[attr-defined]
 
     def show(self, detail: ExecutionDetail) -> None:
         self.detail = detail
