@@ -26,7 +26,9 @@ from ..errors import MimirError
 #: A row of a pane: its key and its cells, in the order of the pane's columns.
 Row = tuple[str, tuple[str, ...]]
 
-JOB_COLUMNS = ("Name", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result", "Recent")
+#: The recent results come second: at a glance, on any terminal (the columns after the schedule
+#: scroll out of sight at 80 and 120 columns).
+JOB_COLUMNS = ("Name", "Recent", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result")
 PIPELINE_COLUMNS = ("Name", "Steps", "Jobs", "Source", "State")
 EXECUTION_COLUMNS = ("Status", "Pipeline", "Job", "Step", "Time", "Started", "Instance", "Trigger")
 HEALTH_COLUMNS = ("What", "Value")
@@ -137,6 +139,7 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
                 j.id,
                 (
                     j.name,
+                    marks(recent.get(j.id, [])) or "-",
                     j.pipeline,
                     schedule_words(j.cron_expr),
                     j.cron_expr,
@@ -145,7 +148,6 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
                     (overdue(j, now) or relative(j.next_run, now)) if j.enabled else "-",
                     relative(j.last_run, now),
                     j.last_result or "-",
-                    marks(recent.get(j.id, [])) or "-",
                 ),
             )
         )

@@ -76,10 +76,10 @@ def test_jobs_pane_shows_schedule_in_words_and_next_run_relative(backend):
         ScheduledJob(id="c", name="c", pipeline="etl", cron_expr="* * * * *", next_run=NOW - timedelta(seconds=200))
     )
     rows = dict(overview.read_jobs(backend, NOW).rows)
-    assert rows["a"][2] == "At 02:30 every day"
-    assert rows["a"][6] == "in 1h30m"
-    assert rows["b"][5:7] == ("no", "-")
-    assert rows["c"][6] == "overdue 3m20s", "a next run no instance fired (a stopped service) is overdue"
+    assert rows["a"][3] == "At 02:30 every day"
+    assert rows["a"][7] == "in 1h30m"
+    assert rows["b"][6:8] == ("no", "-")
+    assert rows["c"][7] == "overdue 3m20s", "a next run no instance fired (a stopped service) is overdue"
 
 
 def test_health_pane_lists_rows_per_table_and_failed_operations(backend):

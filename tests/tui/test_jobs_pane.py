@@ -53,7 +53,7 @@ async def test_a_job_created_in_the_form_shows_in_the_table_and_the_database(tmp
         await pilot.press("ctrl+s")
         await _settle(app, pilot)
         assert not isinstance(app.screen, JobEditor)
-        assert _row(app, "jobs", "made-in-form")[:5] == [
+        assert [_row(app, "jobs", "made-in-form")[i] for i in (0, 2, 3, 4, 5)] == [
             "Made in the form",
             "hello-report",
             "At 03:15 on Monday through Friday",
@@ -104,10 +104,10 @@ async def test_toggle_and_run_now_change_the_database(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
         await _cursor_on(app, pilot, "demo-hello")
-        assert _row(app, "jobs", "demo-hello")[5] == "yes"
+        assert _row(app, "jobs", "demo-hello")[6] == "yes"
         await _open(app, pilot, "t")
         await _settle(app, pilot)
-        assert _row(app, "jobs", "demo-hello")[5] == "no"
+        assert _row(app, "jobs", "demo-hello")[6] == "no"
         with open_backend(settings) as backend:
             assert backend.get_job("demo-hello").enabled is False
         await _open(app, pilot, "space")
@@ -203,7 +203,7 @@ async def test_an_edit_made_meanwhile_by_another_instance_is_detected_not_overwr
         await _settle(app, pilot)
         assert app.screen is not editor
         assert _row(app, "jobs", "demo-hello")[0] == "Renamed elsewhere"
-        assert _row(app, "jobs", "demo-hello")[5] == "no"
+        assert _row(app, "jobs", "demo-hello")[6] == "no"
     with open_backend(settings) as backend:
         job = backend.get_job("demo-hello")
         assert (job.name, job.enabled) == ("Renamed elsewhere", False)
