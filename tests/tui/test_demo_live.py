@@ -1,9 +1,10 @@
 """``mimir-tui --demo``: runs happen while you watch. The demo seeded into a real SQLite file, the
-dashboard with its in-process scheduler (the defaults of ``mimir-tui``), and a run that appears
+dashboard with its in-process scheduler (as ``mimir-tui`` runs it; the panes read every 0.5 s), and a run that appears
 in the Executions pane, goes step by step and finishes within seconds."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from test_dashboard_scheduler import _until
@@ -25,7 +26,7 @@ def _shown(app, run: str) -> list[str] | None:
 
 
 async def test_the_demo_runs_a_live_job_at_once_and_the_executions_pane_shows_it_go(tmp_path):
-    settings = _settings(tmp_path)
+    settings = _settings(tmp_path, "ui:\n  refresh_interval: 0.5\n")  # the panes read often: seen sooner
     with open_backend(settings) as backend:
         run = start_demo(backend)
         assert run is not None
@@ -54,8 +55,10 @@ async def test_the_demo_runs_a_live_job_at_once_and_the_executions_pane_shows_it
             record = backend.get_execution(run)
     assert time.monotonic() - started < 15
     running = [row for row in seen if row[0] == "running"]
-    # step k of 3 with its bar and the current step's name, as the run goes
-    assert running and all("/3 " in row[3] for row in running), seen
+    # step k of 3 as the run goes (0/3 when read between its claim and its first step), with the
+    # bar and the current step's name once a step runs
+    assert running and all(re.fullmatch(r"(\S+ )?[0-3]/3( .+)?", row[3]) for row in running), seen
+    assert any(row[3].split()[-1] in ("readings", "sample", "Publish") for row in running), seen
     assert seen[-1][0] == record.status and record.status in ("success", "failed")
     assert record.worker_id and record.triggered_by == "manual" and record.job_id == LIVE_JOBS[0][0]
     assert len(record.steps) == (3 if record.status == "success" else 2)
