@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .constants import Status
-from .errors import NotFound
+from .errors import BadInput, NotFound
 from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, StepRecord, utcnow
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
@@ -161,7 +161,15 @@ def seed_demo(backend: PersistenceBackend, *, now: datetime | None = None, examp
 
 def start_demo(backend: PersistenceBackend) -> str | None:
     """:func:`seed_demo`, then a run of the first live job queued now (unless one is queued or
-    running already), for the dashboard's scheduler to take at once; its execution id."""
+    running already), for the dashboard's scheduler to take at once; its execution id.
+
+    Only into a SQLite file: on a PostgreSQL or MariaDB database every instance sharing it would
+    run the demo's jobs every minute (refused in one line, nothing written)."""
+    if backend.dialect != "sqlite":
+        raise BadInput(
+            f"--demo writes sample jobs that run every minute: not into the shared {backend.dialect} "
+            "database; run it on a SQLite file (MIMIR_BACKEND=sqlite MIMIR_DATABASE_PATH=./data/demo.db)"
+        )
     seed_demo(backend)
     job_id = LIVE_JOBS[0][0]
     try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mimir_tui.ops import overview
 from mimir_tui.persistence import JobExecutionRecord, PipelineConfig, ScheduledJob
 
@@ -211,3 +213,19 @@ def test_recent_statuses_are_each_jobs_latest_runs_newest_first_on_every_backend
     column = overview.JOB_COLUMNS.index("Recent")
     assert rows["a"][column] == "\u25cf\u2717\u25cb\u25d0\u25c6\u25b8"[-overview.RECENT :]
     assert rows["quiet"][column] == "-"
+
+
+def test_the_demo_goes_only_into_a_sqlite_file(backend):
+    """Attack: ``--demo`` against the shared database of a cluster would make every instance run
+    the demo's jobs every minute. On PostgreSQL and MariaDB it is refused in one line, nothing
+    written; on SQLite it seeds and queues its live run."""
+    from mimir_tui.demo import start_demo
+    from mimir_tui.errors import BadInput
+
+    if backend.dialect == "sqlite":
+        assert start_demo(backend) is not None
+        assert backend.list_jobs()
+        return
+    with pytest.raises(BadInput, match=r"--demo .* not into the shared .* database; run it on a SQLite file"):
+        start_demo(backend)
+    assert backend.list_jobs() == [] and backend.list_pipelines() == []
