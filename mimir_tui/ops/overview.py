@@ -16,9 +16,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..constants import FINISHED, Status
 from ..errors import MimirError
@@ -66,6 +67,8 @@ class PaneData:
     pages: int = 1
     #: Figures a pane charts beside its rows (the health pane's ``latency_ms``).
     values: dict[str, float] = field(default_factory=dict)
+    #: A line about a row, by key, shown while the row is under the cursor (a job's times in its zone).
+    details: dict[str, str] = field(default_factory=dict)
 
 
 def relative(when: datetime | None, now: datetime) -> str:
@@ -154,7 +157,26 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
     summary = f"{total} jobs" + (f" match {text.strip()!r}" if text.strip() else "") + f", {enabled} enabled"
     if pages > 1:
         summary += f"; page {page + 1}/{pages} ([ and ] turn)"
-    return PaneData(out, summary, page=page, pages=pages)
+    return PaneData(out, summary, page=page, pages=pages, details={j.id: job_times(j) for j in jobs})
+
+
+def job_times(job: Any) -> str:
+    """``next Mon 2026-03-02 11:00 CET (10:00 UTC), last Mon 2026-03-02 10:00 CET``: a job's
+    times in its own zone (a zone that no longer exists: UTC)."""
+    try:
+        zone: tzinfo = ZoneInfo(job.timezone or "UTC")
+    except (ValueError, ZoneInfoNotFoundError):
+        zone = UTC
+
+    def local(when: datetime | None, *, with_utc: bool = False) -> str:
+        if when is None:
+            return "-"
+        at = when if when.tzinfo else when.replace(tzinfo=UTC)  # stored in UTC
+        text = at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+        return f"{text} ({at:%H:%M} UTC)" if with_utc and str(zone) != "UTC" else text
+
+    nxt = local(job.next_run, with_utc=True) if job.enabled else "- (disabled)"
+    return f"next {nxt}, last {local(job.last_run)}"
 
 
 def marks(statuses: list[str]) -> str:
