@@ -44,23 +44,33 @@ The machine's load average is printed first: figures taken while other work runs
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
+import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from common import Report, percentile
+from sqlalchemy import func, select
 
 from mimir_tui.config import Settings, load_settings
 from mimir_tui.logsetup import setup_logging
 from mimir_tui.persistence import open_backend
-from mimir_tui.persistence.models import EXECUTIONS
-from mimir_tui.persistence.types import sqlite_datetime_text
+from mimir_tui.persistence.models import EXECUTIONS, JOBS
+from mimir_tui.persistence.types import as_utc, sqlite_datetime_text
 from mimir_tui.pipelines.registry import default_registry
 from mimir_tui.pipelines.store import import_path
 from mimir_tui.scheduler.cron import CronSchedule
@@ -109,34 +119,19 @@ logging:
 # -- reporting ------------------------------------------------------------------------------
 
 
-@dataclass
-class Report:
-    failed: int = 0
-    lines: list[str] = field(default_factory=list)
-
-    def say(self, text: str = "") -> None:
-        print(text, flush=True)
-        self.lines.append(text)
-
-    def target(self, name: str, value: float, unit: str, limit: float, note: str = "") -> None:
-        ok = value < limit
-        self.failed += not ok
-        self.say(
-            f"  {name}: {value:.3f} {unit} (target < {limit:g} {unit}) {'PASS' if ok else 'FAIL'}"
-            + (f"  [{note}]" if note else "")
-        )
-
-    def ratio(self, name: str, value: float, base: float, unit: str, base_name: str) -> None:
-        ratio = value / base if base > 0 else math.inf
-        self.say(f"  {name}: {value:.6g} {unit}; {base_name} {base:.6g} {unit}; ratio {ratio:.1f}x")
+def target(report: Report, text: str, ok: bool) -> None:
+    """A target line, kept for the summary: PASS or MISS."""
+    report.failed += not ok
+    report.info(f"{text} {'PASS' if ok else 'MISS'}")
 
 
-def percentile(samples: list[float], q: float) -> float:
-    if not samples:
-        return math.nan
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[index]
+def below(report: Report, name: str, value: float, unit: str, limit: float) -> None:
+    target(report, f"{name}: {value:.3f} {unit} (target < {limit:g} {unit})", value < limit)
+
+
+def ratio(report: Report, name: str, value: float, base: float, unit: str, base_name: str) -> None:
+    times = value / base if base > 0 else math.inf
+    report.say(f"  {name}: {value:.6g} {unit}; {base_name} {base:.6g} {unit}; ratio {times:.1f}x")
 
 
 def cpu_seconds() -> float:
@@ -260,8 +255,8 @@ def round_lines(sampler: Sampler, lags: list[float], first: datetime, period: fl
         w1 = sampler.at(start + timedelta(seconds=window))
         wall = max((w1[0] - s0[0]).total_seconds(), 1e-3)
         lines.append(
-            f"    round {k + 1}: {len(mine)} claims, lag p50 {percentile(mine, 50) * 1000:.0f} ms, "
-            f"p99 {percentile(mine, 99) * 1000:.0f} ms; while claiming, this process used "
+            f"    round {k + 1}: {len(mine)} claims, lag p50 {percentile(mine, 0.5) * 1000:.0f} ms, "
+            f"p99 {percentile(mine, 0.99) * 1000:.0f} ms; while claiming, this process used "
             f"{(w1[1] - s0[1]) / wall:.2f} core(s), the machine {(w1[2] - s0[2]) / wall:.2f} of {os.cpu_count()}"
         )
     return lines
@@ -324,37 +319,20 @@ def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll:
     stop_service(service)
 
     lags = list(scheduler.fire_lags)
-    with sqlite3.connect(settings.persistence.database_path) as conn:
-        rows = conn.execute(
-            "SELECT status, scheduled_for, start_time, end_time FROM job_executions WHERE triggered_by = 'scheduler'"
-        ).fetchall()
-
-    def parse(text: str) -> datetime:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-    start_lags: list[float] = []
-    missed = failed = 0
-    last_end = first
-    for status, scheduled_for, start, end in rows:
-        if status == "missed":
-            missed += 1
-            continue
-        if status != "success":
-            failed += 1
-        start_lags.append((parse(start) - parse(scheduled_for)).total_seconds())
-        if end:
-            last_end = max(last_end, parse(end))
+    backend = open_backend(settings)
+    fires = read_fires(backend, jobs, [first + timedelta(seconds=period * k) for k in range(rounds)])
+    backend.close()
     return FireResult(
         jobs=jobs,
         rounds=rounds,
-        fires_run=len(start_lags),
-        missed=missed,
-        failed_runs=failed,
+        fires_run=fires.runs,
+        missed=fires.missed,
+        failed_runs=fires.failed,
         fire_lags=lags,
-        start_lags=start_lags,
+        start_lags=fires.start_lags,
         cpu=cpu1 - cpu0,
         wall=wall1 - wall0,
-        drain=(last_end - last).total_seconds(),
+        drain=(fires.last_end - last).total_seconds() if fires.last_end else math.nan,
         rounds_detail=round_lines(sampler, lags, first, period, rounds) if rounds <= 10 else [],
     )
 
@@ -441,6 +419,438 @@ def phase_idle(
     return 100 * (cpu1 - cpu0) / wall, Path(settings.persistence.database_path)
 
 
+# -- e., f., g.: against the peer, and across instances -------------------------------------
+#
+# Each side runs in processes of its own: Mimir as ``mimir-tui --headless`` (what an operator
+# runs), the peer as bench/peer.py (APScheduler 3 and nothing of Mimir). This process only
+# arms the jobs, reads the processes' CPU and memory from /proc, and counts the runs.
+
+PEER = Path(__file__).with_name("peer.py")
+TICK = os.sysconf("SC_CLK_TCK")
+CPU_PER_FIRE_RATIO = 1.5  # Mimir's CPU per fire within 1.5x of the peer's
+IDLE_CPU_ABSOLUTE = 0.1  # % of a core
+MEMORY_RATIO = 1.5  # RSS with 1,000 jobs within 1.5x of the peer's (issue 12, item 3)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of a process, every thread, those that ended included (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_cpu_fine(pid: int) -> float:
+    """CPU seconds of the live threads of a process, to the nanosecond (for idle windows,
+    where a clock tick is a tenth of the figure)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def proc_memory(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def pinned_cron(instants: list[datetime]) -> str:
+    """Mimir's cron expression (seconds last) of exactly these instants, UTC: a real cron job
+    that fires at them and, the cross product of their fields aside (instants in the past, or an
+    hour and more later), not again for a year."""
+
+    def field(name: str) -> str:
+        return ",".join(str(v) for v in sorted({getattr(t, name) for t in instants}))
+
+    return f"{field('minute')} {field('hour')} {field('day')} {field('month')} * {field('second')}"
+
+
+def child_env() -> dict[str, str]:
+    """Bytecode written and read, as in an installed Mimir (this workplace may set
+    ``PYTHONDONTWRITEBYTECODE``)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def mimir_home(root: Path, *, poll: float, concurrency: int, pg_url: str | None = None) -> tuple[Path, Settings]:
+    """make_home's folder, on PostgreSQL when ``pg_url`` is given; returns (config, settings)."""
+    settings = make_home(root, poll=poll, concurrency=concurrency)
+    config = root / "config.yaml"
+    if pg_url:
+        text = config.read_text(encoding="utf-8").replace(
+            'backend: "sqlite"', f'backend: "postgres"\n  connection_string: "{pg_url}"'
+        )
+        config.write_text(text, encoding="utf-8")
+        settings = load_settings(config, environ={})
+    return config, settings
+
+
+def start_instances(config: Path, count: int, backend: Any) -> list[subprocess.Popen]:
+    """``count`` headless services on ``config``, returned once each has registered."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mimir_tui.cli", "--config", str(config), "--headless"],
+            cwd=config.parent,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise SystemExit(f"a mimir service exited with {proc.returncode}: {proc.stderr.read().decode()[-800:]}")  # type: ignore[union-attr]
+        live = {w.pid for w in backend.workers.list_workers() if w.status == "running"}
+        if all(p.pid in live for p in procs):
+            return procs
+        time.sleep(0.2)
+    stop_processes(procs)
+    raise SystemExit("the mimir services did not register within 120 s")
+
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def arm_jobs(backend: Any, instants: list[datetime], cron: str | None = None) -> None:
+    """Every job of the store on a cron of exactly ``instants`` (or on ``cron``), due first at
+    the first of them: one UPDATE, which the running services pick up at their next look."""
+    now = backend.database_now()
+    with backend.engine.begin() as conn:
+        conn.execute(
+            JOBS.update().values(cron_expr=cron or pinned_cron(instants), next_run=instants[0], updated_at=now)
+        )
+
+
+@dataclass
+class Fires:
+    """The scheduled runs of a window, read back from Mimir's store."""
+
+    expected: int
+    runs: int = 0  # executions that ran (any end but missed)
+    missed: int = 0
+    failed: int = 0
+    duplicates: int = 0  # executions beyond the first of a (job, instant)
+    absent: int = 0  # (job, instant) without any execution
+    lags: list[float] = field(default_factory=list)  # step start - scheduled instant
+    start_lags: list[float] = field(default_factory=list)  # the execution's start_time - scheduled instant
+    last_end: datetime | None = None
+    last_start: float = math.nan  # seconds after its instant that the last run began
+    by_worker: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exactly_once(self) -> bool:
+        return not self.duplicates and not self.absent
+
+
+def read_fires(backend: Any, jobs: int, instants: list[datetime]) -> Fires:
+    """Mimir's executions of the fires at ``instants``: when their one step began (the stamp),
+    how many each fire had, which instance ran them."""
+    cols = EXECUTIONS.c
+    query = select(
+        cols.job_id, cols.status, cols.scheduled_for, cols.start_time, cols.end_time, cols.steps, cols.worker_id
+    ).where(cols.triggered_by == "scheduler", cols.scheduled_for >= instants[0], cols.scheduled_for <= instants[-1])
+    with backend.engine.connect() as conn:
+        rows = conn.execute(query).fetchall()
+    wanted = set(instants)
+    result = Fires(expected=jobs * len(instants))
+    seen: dict[tuple[str, datetime], int] = {}
+    for job_id, status, scheduled_for, start, end, steps, worker in rows:
+        scheduled_for = as_utc(scheduled_for)
+        if scheduled_for not in wanted:
+            continue
+        seen[(job_id, scheduled_for)] = seen.get((job_id, scheduled_for), 0) + 1
+        if status == "missed":
+            result.missed += 1
+            continue
+        result.runs += 1
+        result.failed += status != "success"
+        result.by_worker[worker] = result.by_worker.get(worker, 0) + 1
+        began = as_utc(start)
+        result.start_lags.append((began - scheduled_for).total_seconds())
+        if end is not None:
+            result.last_end = max(result.last_end or as_utc(end), as_utc(end))
+        if steps and steps[0].get("start_time"):
+            began = as_utc(datetime.fromisoformat(steps[0]["start_time"]))
+        result.lags.append((began - scheduled_for).total_seconds())
+    result.duplicates = sum(n - 1 for n in seen.values())
+    result.absent = result.expected - len(seen)
+    result.last_start = max(result.lags, default=math.nan)
+    return result
+
+
+def ended(backend: Any, instants: list[datetime]) -> int:
+    """Fires at ``instants`` not yet claimed and ended (every job has one per instant)."""
+    cols = EXECUTIONS.c
+    query = select(func.count()).where(
+        cols.triggered_by == "scheduler",
+        cols.scheduled_for >= instants[0],
+        cols.scheduled_for <= instants[-1],
+        cols.status.notin_(("queued", "running")),
+    )
+    with backend.engine.connect() as conn:
+        ended = conn.execute(query).scalar_one()
+    return ended
+
+
+@dataclass
+class Side:
+    """One scheduler's figures for N jobs due at once."""
+
+    name: str
+    fires: int = 0  # fires that ran
+    missed: int = 0
+    lags: list[float] = field(default_factory=list)
+    cpu: float = math.nan  # seconds, from just before the first instant until the last run ended
+    idle: float = math.nan  # % of a core
+    rss: float = math.nan  # MiB, after the idle window
+    peak: float = math.nan  # MiB, VmHWM
+    last_start: float = math.nan
+    note: str = ""
+
+    @property
+    def cpu_per_fire(self) -> float:
+        return self.cpu / self.fires if self.fires else math.inf
+
+    def lag_text(self) -> str:
+        return (
+            f"p50 {percentile(self.lags, 0.5):.3f} s, p99 {percentile(self.lags, 0.99):.3f} s, "
+            f"max {max(self.lags, default=math.nan):.3f} s"
+        )
+
+
+class Peer:
+    """bench/peer.py in a process of its own."""
+
+    def __init__(self, db: Path, threads: int = 4) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PEER), "--db", str(db), "--threads", str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        self.expect("ready")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def expect(self, word: str) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if line != word:
+            self.proc.kill()
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise SystemExit(f"bench/peer.py said {line!r}, not {word!r}: {err.strip()[-800:]}")
+
+    def send(self, line: str, answer: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        self.expect(answer)
+
+    def stop(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.proc.wait(timeout=60)
+                return json.loads(line)
+        raise SystemExit(f"bench/peer.py ended without its runs: {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+
+def check_peer_installed() -> None:
+    try:
+        import apscheduler  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "the peer needs APScheduler 3, a bench-only dependency: pip install -e '.[bench]' "
+            "(or pip install 'apscheduler>=3.11,<4'); --skip-peer runs without it"
+        ) from None
+
+
+def at(when: datetime) -> None:
+    sleep_until(when)
+
+
+def phase_peer(
+    root: Path, *, jobs: int, rounds: int, period: float, offset: float, idle: float, poll: float, concurrency: int
+) -> tuple[Side, Side]:
+    """N jobs due at once, in both schedulers, in one run: Mimir's rounds at T0 + k*period, the
+    peer's ``offset`` seconds later; then both idle (their jobs next due a year on) for ``idle``
+    seconds. Returns (mimir, peer)."""
+    config, settings = mimir_home(root / "mimir", poll=poll, concurrency=concurrency)
+    add_jobs(settings, jobs, NEVER)
+    backend = open_backend(settings)
+    mimir = Side("mimir")
+    peer_side = Side("apscheduler")
+    procs = start_instances(config, 1, backend)
+    peer = Peer(root / "peer.db")
+    try:
+        lead = 4.0 + jobs / 500  # the peer's adding of its jobs, Mimir's reload of its own
+        t0 = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+        mine = [t0 + timedelta(seconds=period * k) for k in range(rounds)]
+        theirs = [t + timedelta(seconds=offset) for t in mine]
+        arm_jobs(backend, mine)
+        peer.send(f"arm {jobs} {','.join(str(int(t.timestamp())) for t in theirs)}", "armed")
+        if datetime.now(UTC) > theirs[0] - timedelta(seconds=1):
+            raise SystemExit("bench/peer.py armed its jobs too late: the machine is too busy for this lead")
+        print(
+            f"  mimir's rounds from {mine[0]:%H:%M:%S}, the peer's from {theirs[0]:%H:%M:%S} UTC, "
+            f"{rounds} each, {period:g} s apart",
+            flush=True,
+        )
+        pid = procs[0].pid
+        # Mimir: CPU from just before its first instant until every fire of its rounds ended.
+        at(mine[0] - timedelta(seconds=0.5))
+        cpu0 = proc_cpu(pid)
+        deadline = mine[-1] + timedelta(seconds=180)
+        while ended(backend, mine) < jobs * rounds and datetime.now(UTC) < deadline:
+            time.sleep(0.2)
+        mimir.cpu = proc_cpu(pid) - cpu0
+        mimir_done = datetime.now(UTC)
+        # The peer: the same, to its "done".
+        at(theirs[0] - timedelta(seconds=0.5))
+        peer_cpu0 = proc_cpu(peer.pid)
+        peer.expect("done")
+        peer_side.cpu = proc_cpu(peer.pid) - peer_cpu0
+        if mimir_done > theirs[0]:
+            mimir.note = f"its last round ended {(mimir_done - theirs[0]).total_seconds():.1f} s into the peer's"
+        time.sleep(2.0)
+        fine0 = {p: proc_cpu_fine(p) for p in (pid, peer.pid)}
+        wall0 = time.monotonic()
+        time.sleep(idle)
+        wall = time.monotonic() - wall0
+        mimir.idle = 100 * (proc_cpu_fine(pid) - fine0[pid]) / wall
+        peer_side.idle = 100 * (proc_cpu_fine(peer.pid) - fine0[peer.pid]) / wall
+        mimir.rss, mimir.peak = proc_memory(pid)
+        peer_side.rss, peer_side.peak = proc_memory(peer.pid)
+    finally:
+        stop_processes(procs)
+        outcome = peer.stop()
+    fires = read_fires(backend, jobs, mine)
+    backend.close()
+    mimir.fires, mimir.missed, mimir.lags, mimir.last_start = fires.runs, fires.missed, fires.lags, fires.last_start
+    if not fires.exactly_once:
+        mimir.note += f"; {fires.duplicates} duplicate(s), {fires.absent} fire(s) without a run"
+    peer_side.fires = len(outcome["runs"])
+    peer_side.missed = outcome["missed"]
+    peer_side.lags = [ran - scheduled for _, scheduled, ran in outcome["runs"]]
+    peer_side.last_start = max(peer_side.lags, default=math.nan)
+    return mimir, peer_side
+
+
+def phase_once(root: Path, *, seconds: int, poll: float, concurrency: int) -> tuple[Fires, dict[str, int]]:
+    """Three processes of each, one job every second for ``seconds`` seconds, one side after the
+    other (the two never fire at the same instant). Returns Mimir's fires and the peer's
+    counts: runs, distinct instants run, instants of the window."""
+    config, settings = mimir_home(root / "mimir", poll=poll, concurrency=concurrency)
+    add_jobs(settings, 1, NEVER)
+    backend = open_backend(settings)
+    procs = start_instances(config, 3, backend)
+    try:
+        first = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+        window = [first + timedelta(seconds=s) for s in range(seconds)]
+        arm_jobs(backend, window, "* * * * * *")
+        at(window[-1] + timedelta(seconds=3))
+    finally:
+        stop_processes(procs)
+    fires = read_fires(backend, 1, window)
+    backend.close()
+
+    peers = [Peer(root / "peer.db") for _ in range(3)]
+    outcomes = []
+    try:
+        start = int(time.time()) + 3
+        peers[0].send(f"every {start} {start + seconds - 1}", "armed")
+        for peer in peers[1:]:
+            peer.send("wake", "woken")
+        time.sleep(start + seconds + 2 - time.time())
+    finally:
+        outcomes = [peer.stop() for peer in peers]
+    runs = [int(scheduled) for outcome in outcomes for _, scheduled, _ in outcome["runs"]]
+    return fires, {"runs": len(runs), "instants": len(set(runs)), "window": seconds}
+
+
+@contextmanager
+def pg_database(url: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server of ``url`` for this run, dropped after."""
+    import psycopg
+
+    name = f"mimir_bench_{os.getpid()}"
+    admin = psycopg.connect(url, autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@dataclass
+class Scale:
+    instances: int
+    fires: Fires
+    cpu: float  # seconds, every instance
+
+
+def phase_postgres(
+    root: Path, url: str, *, jobs: int, rounds: int, period: float, poll: float, concurrency: int
+) -> list[Scale]:
+    """Mimir alone on PostgreSQL: the same N jobs due at once with 1, 2 then 3 instances."""
+    out = []
+    with pg_database(url) as db_url:
+        config, settings = mimir_home(root / "pg", poll=poll, concurrency=concurrency, pg_url=db_url)
+        add_jobs(settings, jobs, NEVER)
+        backend = open_backend(settings)
+        try:
+            for count in (1, 2, 3):
+                procs = start_instances(config, count, backend)
+                try:
+                    t0 = (datetime.now(UTC) + timedelta(seconds=3 + jobs / 1000)).replace(microsecond=0)
+                    instants = [t0 + timedelta(seconds=period * k) for k in range(rounds)]
+                    arm_jobs(backend, instants)
+                    at(instants[0] - timedelta(seconds=0.5))
+                    cpu0 = sum(proc_cpu(p.pid) for p in procs)
+                    deadline = instants[-1] + timedelta(seconds=180)
+                    while ended(backend, instants) < jobs * rounds and datetime.now(UTC) < deadline:
+                        time.sleep(0.2)
+                    cpu = sum(proc_cpu(p.pid) for p in procs) - cpu0
+                finally:
+                    stop_processes(procs)
+                fires = read_fires(backend, jobs, instants)
+                out.append(Scale(count, fires, cpu))
+                print(
+                    f"  {count} instance(s): {fires.runs} runs, lag p99 {percentile(fires.lags, 0.99):.2f} s, "
+                    f"CPU {cpu:.1f} s",
+                    flush=True,
+                )
+        finally:
+            backend.close()
+    return out
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -464,21 +874,241 @@ def phase_step_guard(report: Report, texts: int = 1000, repeats: int = 200) -> N
 
     base = cpu_per_match(plain.search)
     mine = cpu_per_match(lambda word: transform._match(guarded, "search", word))
-    report.ratio("CPU per match", mine * 1e6, base * 1e6, "µs", "baseline (re.search)")
+    ratio(report, "CPU per match", mine * 1e6, base * 1e6, "µs", "baseline (re.search)")
     report.say(f"  added to a fire whose step filters {texts} records: {(mine - base) * texts * 1000:.3f} ms")
+
+
+def solo(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
+    """a., b., c.: the service inside this process, alone (the scheduler's own figures)."""
+    every_second = args.every_second
+    jobs = args.jobs or (200 if every_second else 1000)
+    rounds = args.rounds or (20 if every_second else 2)
+    idle_seconds = args.idle_seconds or 60.0
+    base_seconds = min(idle_seconds, 10.0)
+    report.say(f"\nc. idle: {args.idle_jobs} enabled jobs on {NEVER!r}, {idle_seconds:g} s window")
+    idle, idle_db = phase_idle(
+        workdir / "idle", jobs=args.idle_jobs, seconds=idle_seconds, settle=3.0, poll=poll, concurrency=concurrency
+    )
+    wait_only = idle_loop_cpu(base_seconds, poll)
+    with_query = idle_loop_cpu(base_seconds, poll, idle_db)
+    ratio(report, "idle CPU, service", idle, wait_only, "% of a core", "baseline (Event.wait loop)")
+    ratio(report, "idle CPU, service", idle, with_query, "% of a core", "baseline (loop + raw jobs-signature query)")
+    below(report, "solo: idle CPU", idle, "% of a core", IDLE_CPU_TARGET)
+
+    what = "every second" if every_second else "every minute"
+    report.say(f"\na./b. fires: {jobs} jobs {what}, {rounds} rounds")
+    result = phase_fires(
+        workdir / "fires", jobs=jobs, every_second=every_second, rounds=rounds, poll=poll, concurrency=concurrency
+    )
+    report.say(
+        f"  fires: {result.fires_run} ran, {result.missed} recorded missed, "
+        f"{result.failed_runs} runs not successful; {result.jobs * result.rounds} scheduled in the rounds "
+        f"(claims seen by the scheduler: {len(result.fire_lags)})"
+    )
+    report.say(
+        f"  fire lag (claim - scheduled_for): p50 {percentile(result.fire_lags, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(result.fire_lags, 0.99) * 1000:.1f} ms, "
+        f"max {max(result.fire_lags, default=math.nan) * 1000:.1f} ms"
+    )
+    for line in result.rounds_detail:
+        report.say(line)
+    report.say(
+        f"  run start lag (start_time - scheduled_for): p50 {percentile(result.start_lags, 0.5):.3f} s, "
+        f"p99 {percentile(result.start_lags, 0.99):.3f} s; last run of the last round ended "
+        f"{result.drain:.2f} s after its instant"
+    )
+    per_fire = result.cpu / result.fires_run if result.fires_run else math.inf
+    raw = raw_insert_cpu(workdir / "fires" / "data" / "mimir.db", 2000)
+    report.say(
+        f"  CPU: {result.cpu:.2f} s over {result.wall:.1f} s of wall time "
+        f"({100 * result.cpu / result.wall:.1f}% of a core)"
+    )
+    ratio(report, "CPU per fire", per_fire * 1000, raw * 1000, "ms", "raw sqlite3 insert of the execution row")
+    below(report, "solo: fire lag p99", percentile(result.fire_lags, 0.99), "s", FIRE_LAG_P99_TARGET)
+
+
+def side_line(side: Side) -> str:
+    return (
+        f"  {side.name}: {side.fires} fires ran, {side.missed} missed; lag {side.lag_text()}; "
+        f"CPU {side.cpu:.2f} s ({side.cpu_per_fire * 1000:.2f} ms per fire); idle {side.idle:.3f}% of a core; "
+        f"RSS {side.rss:.0f} MiB (peak {side.peak:.0f})" + (f"  [{side.note.strip('; ')}]" if side.note else "")
+    )
+
+
+def against_peer(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
+    """e. and f.: Mimir against APScheduler, N jobs due at once; three processes of each."""
+    rounds = args.rounds or (1 if args.quick else 2)
+    idle = args.idle_seconds or (10.0 if args.quick else 60.0)
+    table: list[tuple[int, Side, Side]] = []
+    for jobs in args.sizes:
+        report.say(
+            f"\ne. {jobs} jobs due at once, {rounds} round(s): Mimir (SQLite, one `mimir-tui --headless`) "
+            f"against APScheduler (SQLite in WAL mode, 4 threads), {args.offset:g} s apart; then {idle:g} s idle"
+        )
+        mimir, peer = phase_peer(
+            workdir / f"peer-{jobs}",
+            jobs=jobs,
+            rounds=rounds,
+            period=args.period,
+            offset=args.offset,
+            idle=idle,
+            poll=poll,
+            concurrency=concurrency,
+        )
+        table.append((jobs, mimir, peer))
+        report.say(side_line(mimir))
+        report.say(side_line(peer))
+        times = mimir.cpu_per_fire / peer.cpu_per_fire if peer.cpu_per_fire else math.inf
+        target(
+            report,
+            f"N={jobs}: CPU per fire mimir {mimir.cpu_per_fire * 1000:.2f} ms, apscheduler "
+            f"{peer.cpu_per_fire * 1000:.2f} ms, {times:.2f}x (target <= {CPU_PER_FIRE_RATIO:g}x)",
+            times <= CPU_PER_FIRE_RATIO,
+        )
+        m99, p99 = percentile(mimir.lags, 0.99), percentile(peer.lags, 0.99)
+        target(
+            report,
+            f"N={jobs}: fire lag p99 mimir {m99:.3f} s, apscheduler {p99:.3f} s (target: not above the peer's)",
+            m99 <= p99,
+        )
+        target(
+            report,
+            f"N={jobs}: idle CPU mimir {mimir.idle:.3f}% of a core, apscheduler {peer.idle:.3f}% "
+            f"(target < {IDLE_CPU_ABSOLUTE:g}%)",
+            mimir.idle < IDLE_CPU_ABSOLUTE,
+        )
+        if jobs >= 1000:
+            times = mimir.rss / peer.rss
+            target(
+                report,
+                f"N={jobs}: memory (RSS after the idle window) mimir {mimir.rss:.0f} MiB, apscheduler "
+                f"{peer.rss:.0f} MiB, {times:.2f}x (target <= {MEMORY_RATIO:g}x)",
+                times <= MEMORY_RATIO,
+            )
+        target(report, f"N={jobs}: mimir ran every fire once, none missed", mimir.fires == jobs * rounds)
+
+    once = args.once_seconds or (10 if args.quick else 20)
+    report.say(f"\nf. exactly once: 3 processes of each on one SQLite file, a job every second for {once} s")
+    fires, peer_counts = phase_once(workdir / "once", seconds=once, poll=poll, concurrency=concurrency)
+    target(
+        report,
+        f"3 processes, {once} s: mimir {fires.runs} runs for {once} scheduled seconds "
+        f"({fires.duplicates} duplicates, {fires.absent} without a run); apscheduler {peer_counts['runs']} runs "
+        f"({peer_counts['runs'] - peer_counts['instants']} duplicates, "
+        f"{once - peer_counts['instants']} without a run) (target: mimir exactly one each)",
+        fires.exactly_once and not fires.missed,
+    )
+    markdown(report, table, rounds, fires, peer_counts, once)
+
+
+def markdown(
+    report: Report, table: list[tuple[int, Side, Side]], rounds: int, fires: Fires, peer: dict[str, int], once: int
+) -> None:
+    """The comparison as README's table."""
+    report.say("\n| figure | Mimir | APScheduler 3, SQLite store in WAL mode |\n|---|---|---|")
+    for jobs, m, p in table:
+        report.say(f"| CPU per fire, {jobs:,} jobs | {m.cpu_per_fire * 1000:.2f} ms | {p.cpu_per_fire * 1000:.2f} ms |")
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            report.say(
+                f"| fire lag, {jobs:,} jobs due at once, {name} | {percentile(m.lags, q):.3f} s | "
+                f"{percentile(p.lags, q):.3f} s |"
+            )
+        report.say(
+            f"| fire lag, {jobs:,} jobs, max | {max(m.lags, default=math.nan):.3f} s | "
+            f"{max(p.lags, default=math.nan):.3f} s |"
+        )
+        report.say(f"| idle CPU, {jobs:,} jobs | {m.idle:.3f}% of a core | {p.idle:.3f}% |")
+        report.say(
+            f"| memory (RSS), {jobs:,} jobs | {m.rss:.0f} MiB (peak {m.peak:.0f}) | {p.rss:.0f} MiB "
+            f"(peak {p.peak:.0f}) |"
+        )
+    report.say(f"| exactly once, 3 processes, {once} s | {fires.runs} runs | {peer['runs']} runs |")
+
+
+def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
+    """g.: Mimir on PostgreSQL, 1 to 3 instances."""
+    jobs = args.pg_jobs or (200 if args.quick else 1000)
+    report.say(f"\ng. PostgreSQL: {jobs} jobs due at once, with 1, 2 then 3 `mimir-tui --headless` instances")
+    try:
+        scales = phase_postgres(
+            workdir, args.pg_url, jobs=jobs, rounds=1, period=args.period, poll=poll, concurrency=concurrency
+        )
+    except ImportError:
+        raise SystemExit("PostgreSQL needs psycopg: pip install -e '.[postgres]'; --skip-pg runs without it") from None
+    report.say(
+        "\n| instances | fires run | exactly once | lag p50 / p99 / max | last start | CPU, every instance | "
+        "fires per CPU-second | fires per second (to the last start) | runs per instance |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    for scale in scales:
+        f = scale.fires
+        report.say(
+            f"| {scale.instances} | {f.runs} | {'yes' if f.exactly_once else 'NO'} | "
+            f"{percentile(f.lags, 0.5):.2f} / {percentile(f.lags, 0.99):.2f} / {max(f.lags, default=math.nan):.2f} s"
+            f" | {f.last_start:.2f} s | {scale.cpu:.2f} s | {f.runs / scale.cpu if scale.cpu else math.nan:.0f} | "
+            f"{f.runs / f.last_start if f.last_start > 0 else math.nan:.0f} | "
+            f"{', '.join(str(n) for n in sorted(f.by_worker.values(), reverse=True))} |"
+        )
+    one, three = scales[0], scales[-1]
+    report.info(
+        f"PostgreSQL, 1 -> 3 instances: fires per second (to the last start) "
+        f"{one.fires.runs / one.fires.last_start:.0f} -> {three.fires.runs / three.fires.last_start:.0f}, "
+        f"per CPU-second {one.fires.runs / one.cpu:.0f} -> {three.fires.runs / three.cpu:.0f}, "
+        f"lag p99 {percentile(one.fires.lags, 0.99):.2f} -> {percentile(three.fires.lags, 0.99):.2f} s"
+    )
+    for scale in scales:
+        f = scale.fires
+        target(
+            report,
+            f"PostgreSQL, {scale.instances} instance(s): {f.runs} runs of {f.expected} fires, {f.duplicates} "
+            f"duplicates, {f.absent} without a run, {f.missed} missed (target: each fire exactly once)",
+            f.exactly_once and not f.missed,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200 jobs every second for ~10 s, 10 s idle window")
     parser.add_argument(
-        "--every-second", action="store_true", help="200 jobs on `* * * * * *` instead of 1,000 on `* * * * *`"
+        "--quick", action="store_true", help="one round, 10 s windows, 200 jobs on PostgreSQL (~2-3 min)"
     )
-    parser.add_argument("--jobs", type=int, default=None, help="jobs that fire (default 1000, or 200 every second)")
     parser.add_argument(
-        "--rounds", type=int, default=None, help="fire rounds (default 2 every minute, 20 every second, 10 quick)"
+        "--solo", action="store_true", help="phases a.-c. only: the service inside this process, no peer"
     )
-    parser.add_argument("--idle-jobs", type=int, default=1000)
+    parser.add_argument(
+        "--sizes",
+        type=lambda t: [int(n) for n in t.split(",")],
+        default=[100, 1000],
+        help="jobs due at once against the peer (default 100,1000)",
+    )
+    parser.add_argument("--period", type=float, default=60.0, help="seconds between two rounds of a side (default 60)")
+    parser.add_argument(
+        "--offset", type=float, default=30.0, help="seconds from Mimir's round to the peer's (default 30)"
+    )
+    parser.add_argument("--once-seconds", type=int, default=None, help="exactly-once window (default 20, quick 10)")
+    parser.add_argument(
+        "--pg-jobs", type=int, default=None, help="jobs due at once on PostgreSQL (default 1000, quick 200)"
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("MIMIR_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/test"),
+        help="a PostgreSQL database to connect to; the bench makes one of its own beside it and drops it after "
+        "(default $MIMIR_BENCH_POSTGRES or postgres://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument("--skip-peer", action="store_true", help="leave out e. and f. (APScheduler)")
+    parser.add_argument("--skip-pg", action="store_true", help="leave out g. (PostgreSQL)")
+    parser.add_argument(
+        "--every-second", action="store_true", help="solo: 200 jobs on `* * * * * *` instead of 1,000 on `* * * * *`"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="solo: jobs that fire (default 1000, or 200 every second)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds of each side (default 2, quick 1; solo: 2 every minute, 20 every second)",
+    )
+    parser.add_argument("--idle-jobs", type=int, default=1000, help="solo: jobs of the idle phase")
     parser.add_argument(
         "--idle-seconds",
         type=float,
@@ -492,23 +1122,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll", type=float, default=None, help="scheduler.poll_interval (default: the config default)"
     )
-    parser.add_argument("--skip-idle", action="store_true")
-    parser.add_argument("--skip-fires", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
+    if not args.solo and not args.skip_peer:
+        check_peer_installed()
 
     defaults = Settings().scheduler
     poll = args.poll or defaults.poll_interval
     concurrency = args.concurrency or defaults.max_concurrency
-    every_second = args.every_second or args.quick
-    jobs = args.jobs or (200 if every_second else 1000)
-    rounds = args.rounds or (10 if args.quick else 20 if every_second else 2)
-    idle_seconds = args.idle_seconds or (10.0 if args.quick else 60.0)
-    base_seconds = min(idle_seconds, 10.0)
-
+    started = time.perf_counter()
     report = Report()
     load = os.getloadavg()
-    report.say(
+    report.info(
         f"bench/scheduler.py: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; poll_interval {poll:g} s, "
         f"max_concurrency {concurrency}"
@@ -517,71 +1142,21 @@ def main(argv: list[str] | None = None) -> int:
     phase_step_guard(report)
     workdir = Path(tempfile.mkdtemp(prefix="mimir-bench-sched-"))
     try:
-        idle_db: Path | None = None
-        if not args.skip_idle:
-            report.say(f"\nc. idle: {args.idle_jobs} enabled jobs on {NEVER!r}, {idle_seconds:g} s window")
-            idle, idle_db = phase_idle(
-                workdir / "idle",
-                jobs=args.idle_jobs,
-                seconds=idle_seconds,
-                settle=3.0,
-                poll=poll,
-                concurrency=concurrency,
-            )
-            wait_only = idle_loop_cpu(base_seconds, poll)
-            with_query = idle_loop_cpu(base_seconds, poll, idle_db)
-            report.ratio("idle CPU, service", idle, wait_only, "% of a core", "baseline (Event.wait loop)")
-            report.ratio(
-                "idle CPU, service", idle, with_query, "% of a core", "baseline (loop + raw jobs-signature query)"
-            )
-            report.target("idle CPU", idle, "% of a core", IDLE_CPU_TARGET)
-
-        if not args.skip_fires:
-            what = "every second" if every_second else "every minute"
-            report.say(f"\na./b. fires: {jobs} jobs {what}, {rounds} rounds")
-            result = phase_fires(
-                workdir / "fires",
-                jobs=jobs,
-                every_second=every_second,
-                rounds=rounds,
-                poll=poll,
-                concurrency=concurrency,
-            )
-            expected = result.jobs * result.rounds
-            report.say(
-                f"  fires: {result.fires_run} ran, {result.missed} recorded missed, "
-                f"{result.failed_runs} runs not successful; {expected} scheduled in the rounds "
-                f"(claims seen by the scheduler: {len(result.fire_lags)})"
-            )
-            report.say(
-                f"  fire lag (claim - scheduled_for): p50 {percentile(result.fire_lags, 50) * 1000:.1f} ms, "
-                f"p99 {percentile(result.fire_lags, 99) * 1000:.1f} ms, "
-                f"max {max(result.fire_lags, default=math.nan) * 1000:.1f} ms"
-            )
-            for line in result.rounds_detail:
-                report.say(line)
-            report.say(
-                f"  run start lag (start_time - scheduled_for): p50 {percentile(result.start_lags, 50):.3f} s, "
-                f"p99 {percentile(result.start_lags, 99):.3f} s; last run of the last round ended "
-                f"{result.drain:.2f} s after its instant"
-            )
-            per_fire = result.cpu / result.fires_run if result.fires_run else math.inf
-            raw = raw_insert_cpu(workdir / "fires" / "data" / "mimir.db", 2000)
-            report.say(
-                f"  CPU: {result.cpu:.2f} s over {result.wall:.1f} s of wall time "
-                f"({100 * result.cpu / result.wall:.1f}% of a core)"
-            )
-            report.ratio("CPU per fire", per_fire * 1000, raw * 1000, "ms", "raw sqlite3 insert of the execution row")
-            report.target("fire lag p99", percentile(result.fire_lags, 99), "s", FIRE_LAG_P99_TARGET)
+        if args.solo:
+            solo(report, args, workdir, poll, concurrency)
+        else:
+            if not args.skip_peer:
+                against_peer(report, args, workdir, poll, concurrency)
+            if not args.skip_pg:
+                scaling(report, args, workdir, poll, concurrency)
     finally:
         if args.keep:
             print(f"kept {workdir}")
         else:
-            import shutil
-
             shutil.rmtree(workdir, ignore_errors=True)
-    report.say(f"\n{'all targets met' if not report.failed else f'{report.failed} target(s) missed'}")
-    return 1 if report.failed else 0
+    load = os.getloadavg()
+    report.info(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return report.summary(started)
 
 
 if __name__ == "__main__":
