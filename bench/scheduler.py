@@ -1,15 +1,44 @@
 #!/usr/bin/env python3
-"""The scheduler under load, in the headless service, on a fresh SQLite file.
+"""The scheduler under load: Mimir's headless service against APScheduler 3, in one run.
 
-    python bench/scheduler.py                  # 1,000 jobs on `* * * * *`, 2 rounds; 60 s idle (~4-5 min)
-    python bench/scheduler.py --every-second   # 200 jobs on `* * * * * *`, 20 rounds
-    python bench/scheduler.py --quick          # 200 jobs every second for 10 s; 10 s idle (~1 min)
-    python bench/scheduler.py --rounds 3 --skip-idle --keep   # options: see --help
+    pip install -e '.[bench]'                  # the peer, APScheduler 3 (a bench-only dependency)
+    python bench/scheduler.py                  # 100 and 1,000 jobs, 2 rounds each, 60 s idle; PostgreSQL (~15 min)
+    python bench/scheduler.py --quick          # 1 round each, 10 s windows, 200 jobs on PostgreSQL (~3 min)
+    python bench/scheduler.py --skip-pg        # without PostgreSQL; --skip-peer: without APScheduler
+    python bench/scheduler.py --solo           # phases a.-c.: the service inside this process, alone
 
-Each phase starts the real :class:`~mimir_tui.service.Service` (scheduler, run pool, queue
-poller, heartbeat, retention thread, pipelines watcher) in a temporary folder of its own, with a
-config file, a SQLite database and a pipeline ``bench-noop`` of one ``Data_Processing.delay``
-step of 0 s. Logging goes to the service log file at INFO, as in production.
+The job of both sides is one step that stamps the time: Mimir's pipeline ``bench-noop`` (one
+``Data_Processing.delay`` step of 0 s, with its execution record, steps and log file), the
+peer's a function that returns ``time.time()`` (nothing recorded). Each side runs in processes
+of its own, so that CPU and memory are its own: Mimir as ``mimir-tui --headless`` (config file,
+SQLite database, pipelines folder watched, service log at INFO, as in production), the peer as
+bench/peer.py (``BackgroundScheduler``, ``SQLAlchemyJobStore`` on SQLite in WAL mode, cron
+triggers, 4 threads, ``misfire_grace_time`` 60 s as Mimir's ``misfire_grace``). This process
+arms the jobs, reads the processes' CPU (``/proc/PID/stat``: every thread, ended ones too) and
+memory (``/proc/PID/status``), and counts the runs.
+
+e. N jobs due at once (N = 100 and 1,000): every job's cron fires at the same instants (a cron
+   expression pinned to them: real cron jobs, next due a year on), Mimir's rounds at T0, T0 +
+   60 s..., the peer's 30 s after each (10 s with 100 jobs; the two never fire at the same
+   instant, and Mimir's round has ended before the peer's begins, or the report says so). Fire lag: when
+   the job's step began (Mimir: the step's start time in the execution record; the peer: the
+   time its function stamped) minus its scheduled instant, p50/p99/max over every
+   fire. CPU per fire: the process's CPU from 0.5 s before its first instant until every fire of
+   its last round has ended, over the fires that ran. Then both idle with their N jobs for the
+   idle window: idle CPU in % of one core (the live threads' schedstat, to the nanosecond), and
+   memory (RSS at the end of the window; the peak, VmHWM, beside it).
+f. Exactly once: three processes of each on one SQLite file, one job every second for 20 s,
+   Mimir's first, then the peer's. Mimir must give one run per scheduled second; APScheduler's
+   processes do not coordinate and run a fire in several of them (its runs are counted).
+g. Mimir alone on PostgreSQL (``--pg-url``; a database ``mimir_bench_PID`` of its own, made
+   beside it and dropped after): N jobs (1,000) due at once with 1, 2 and 3 instances; how the
+   fires per CPU-second, the fires per second and the lag grow, and each fire exactly once.
+
+Targets (issue 12), in the same run: Mimir's CPU per fire within 1.5x of the peer's; fire lag
+p99 not above the peer's; idle CPU under 0.1% of a core; memory with 1,000 jobs within 1.5x of
+the peer's; every fire exactly once (3 processes on SQLite; 1-3 instances on PostgreSQL).
+
+Solo (``--solo``, the service inside this process, as before the peer came):
 
 a. Fire lag: all jobs are due at the same instants. The scheduler's own figure
    (``Scheduler.fire_lags``: seconds between ``scheduled_for`` and the claim of the fire) and the
@@ -29,16 +58,15 @@ c. Idle CPU: the service with 1,000 enabled jobs that do not fire in the window 
    the share of each thread. Baselines: a Python thread waking every ``poll_interval`` and
    doing nothing, and the same loop running the one query a database-driven scheduler cannot
    avoid (count and latest ``updated_at`` of the jobs table) on raw ``sqlite3``.
+   Solo targets: fire lag p99 < 1 s; idle CPU < 2% of a core.
 
-d. What stopping a runaway step costs (issue 9): patterns in ``Data_Processing.transform`` match
-   on the ``regex`` package with a timeout and the GIL released, instead of the standard
+d. (always) What stopping a runaway step costs (issue 9): patterns in ``Data_Processing.transform``
+   match on the ``regex`` package with a timeout and the GIL released, instead of the standard
    library's ``re``. CPU per match of a typical pattern over 1,000 short texts, against ``re``
-   in the same process, and what that adds to a fire whose step filters 1,000 records. (The
-   other part, raising in a plugin thread that outlives its step, costs nothing until a step
-   is abandoned.)
+   in the same process, and what that adds to a fire whose step filters 1,000 records.
 
-Targets: fire lag p99 < 1 s; idle CPU < 2% of a core. Exit status 0 when both are met.
-The machine's load average is printed first: figures taken while other work runs are noisy.
+Exit status 0 when every target is met. The machine's load average is printed first and last:
+figures taken while other work runs are noisy.
 """
 
 from __future__ import annotations
@@ -63,7 +91,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import Report, percentile
+from common import Report, child_env, percentile
 from sqlalchemy import func, select
 
 from mimir_tui.config import Settings, load_settings
@@ -471,14 +499,6 @@ def pinned_cron(instants: list[datetime]) -> str:
     return f"{field('minute')} {field('hour')} {field('day')} {field('month')} * {field('second')}"
 
 
-def child_env() -> dict[str, str]:
-    """Bytecode written and read, as in an installed Mimir (this workplace may set
-    ``PYTHONDONTWRITEBYTECODE``)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def mimir_home(root: Path, *, poll: float, concurrency: int, pg_url: str | None = None) -> tuple[Path, Settings]:
     """make_home's folder, on PostgreSQL when ``pg_url`` is given; returns (config, settings)."""
     settings = make_home(root, poll=poll, concurrency=concurrency)
@@ -793,13 +813,24 @@ def phase_once(root: Path, *, seconds: int, poll: float, concurrency: int) -> tu
     return fires, {"runs": len(runs), "instants": len(set(runs)), "window": seconds}
 
 
+def pg_connect(url: str) -> Any:
+    """An autocommit connection to ``url``, or one line saying why not."""
+    try:
+        import psycopg
+    except ImportError:
+        raise SystemExit("PostgreSQL needs psycopg: pip install -e '.[postgres]'; --skip-pg runs without it") from None
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).splitlines()[0]
+        raise SystemExit(f"PostgreSQL at {url} cannot be reached ({reason}); --skip-pg runs without it") from None
+
+
 @contextmanager
 def pg_database(url: str) -> Iterator[str]:
     """A database of its own on the PostgreSQL server of ``url`` for this run, dropped after."""
-    import psycopg
-
     name = f"mimir_bench_{os.getpid()}"
-    admin = psycopg.connect(url, autocommit=True)
+    admin = pg_connect(url)
     admin.execute(f"CREATE DATABASE {name}")
     try:
         yield url.rsplit("/", 1)[0] + f"/{name}"
@@ -941,16 +972,17 @@ def against_peer(report: Report, args: argparse.Namespace, workdir: Path, poll: 
     idle = args.idle_seconds or (10.0 if args.quick else 60.0)
     table: list[tuple[int, Side, Side]] = []
     for jobs in args.sizes:
+        offset = args.offset or min(max(10.0, jobs * 0.03), args.period / 2)
         report.say(
             f"\ne. {jobs} jobs due at once, {rounds} round(s): Mimir (SQLite, one `mimir-tui --headless`) "
-            f"against APScheduler (SQLite in WAL mode, 4 threads), {args.offset:g} s apart; then {idle:g} s idle"
+            f"against APScheduler (SQLite in WAL mode, 4 threads), {offset:g} s apart; then {idle:g} s idle"
         )
         mimir, peer = phase_peer(
             workdir / f"peer-{jobs}",
             jobs=jobs,
             rounds=rounds,
             period=args.period,
-            offset=args.offset,
+            offset=offset,
             idle=idle,
             poll=poll,
             concurrency=concurrency,
@@ -1029,12 +1061,9 @@ def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float
     """g.: Mimir on PostgreSQL, 1 to 3 instances."""
     jobs = args.pg_jobs or (200 if args.quick else 1000)
     report.say(f"\ng. PostgreSQL: {jobs} jobs due at once, with 1, 2 then 3 `mimir-tui --headless` instances")
-    try:
-        scales = phase_postgres(
-            workdir, args.pg_url, jobs=jobs, rounds=1, period=args.period, poll=poll, concurrency=concurrency
-        )
-    except ImportError:
-        raise SystemExit("PostgreSQL needs psycopg: pip install -e '.[postgres]'; --skip-pg runs without it") from None
+    scales = phase_postgres(
+        workdir, args.pg_url, jobs=jobs, rounds=1, period=args.period, poll=poll, concurrency=concurrency
+    )
     report.say(
         "\n| instances | fires run | exactly once | lag p50 / p99 / max | last start | CPU, every instance | "
         "fires per CPU-second | fires per second (to the last start) | runs per instance |\n"
@@ -1082,7 +1111,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--period", type=float, default=60.0, help="seconds between two rounds of a side (default 60)")
     parser.add_argument(
-        "--offset", type=float, default=30.0, help="seconds from Mimir's round to the peer's (default 30)"
+        "--offset",
+        type=float,
+        default=None,
+        help="seconds from Mimir's round to the peer's (default 30 ms a job, at least 10 s, at most half the period)",
     )
     parser.add_argument("--once-seconds", type=int, default=None, help="exactly-once window (default 20, quick 10)")
     parser.add_argument(
@@ -1126,6 +1158,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.solo and not args.skip_peer:
         check_peer_installed()
+    if not args.solo and not args.skip_pg:
+        pg_connect(args.pg_url).close()  # said now, not after the minutes of e. and f.
 
     defaults = Settings().scheduler
     poll = args.poll or defaults.poll_interval
