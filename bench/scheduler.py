@@ -742,21 +742,32 @@ def phase_peer(
             flush=True,
         )
         pid = procs[0].pid
-        # Mimir: CPU from just before its first instant until every fire of its rounds ended.
+        # Each side's CPU from 0.5 s before its first instant until every fire of its last
+        # round has ended: Mimir's read from its store, the peer's "done" (its own thread).
         at(mine[0] - timedelta(seconds=0.5))
         cpu0 = proc_cpu(pid)
-        deadline = mine[-1] + timedelta(seconds=180)
-        while ended(backend, mine) < jobs * rounds and datetime.now(UTC) < deadline:
-            time.sleep(0.2)
-        mimir.cpu = proc_cpu(pid) - cpu0
-        mimir_done = datetime.now(UTC)
-        # The peer: the same, to its "done".
         at(theirs[0] - timedelta(seconds=0.5))
         peer_cpu0 = proc_cpu(peer.pid)
-        peer.expect("done")
-        peer_side.cpu = proc_cpu(peer.pid) - peer_cpu0
-        if mimir_done > theirs[0]:
-            mimir.note = f"its last round ended {(mimir_done - theirs[0]).total_seconds():.1f} s into the peer's"
+        peer_cpu1: list[float] = []
+
+        def until_done() -> None:
+            peer.expect("done")
+            peer_cpu1.append(proc_cpu(peer.pid))
+
+        peer_done = threading.Thread(target=until_done, name="bench-peer-done", daemon=True)
+        peer_done.start()
+        deadline = mine[-1] + timedelta(seconds=180)
+        late = []
+        for k, instant in enumerate(mine):
+            while ended(backend, [instant]) < jobs and datetime.now(UTC) < deadline:
+                time.sleep(0.2)
+            if datetime.now(UTC) > theirs[k]:
+                late.append(f"round {k + 1} ended {(datetime.now(UTC) - theirs[k]).total_seconds():.1f} s")
+        mimir.cpu = proc_cpu(pid) - cpu0
+        if late:
+            mimir.note = f"into the peer's round: {', '.join(late)}"
+        peer_done.join(timeout=max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+        peer_side.cpu = (peer_cpu1[0] if peer_cpu1 else proc_cpu(peer.pid)) - peer_cpu0
         time.sleep(2.0)
         fine0 = {p: proc_cpu_fine(p) for p in (pid, peer.pid)}
         wall0 = time.monotonic()
