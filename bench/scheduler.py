@@ -2,10 +2,11 @@
 """The scheduler under load: Mimir's headless service against APScheduler 3, in one run.
 
     pip install -e '.[bench]'                  # the peer, APScheduler 3 (a bench-only dependency)
-    python bench/scheduler.py                  # 100 and 1,000 jobs, 2 rounds each, 60 s idle; PostgreSQL (~15 min)
-    python bench/scheduler.py --quick          # 1 round each, 10 s windows, 200 jobs on PostgreSQL (~3 min)
+    python bench/scheduler.py                  # 100 and 1,000 jobs, 2 rounds each, 60 s idle; PostgreSQL (~7 min)
+    python bench/scheduler.py --quick          # 1 round each, 10 s windows, 200 jobs on PostgreSQL (~2.5 min)
     python bench/scheduler.py --skip-pg        # without PostgreSQL; --skip-peer: without APScheduler
-    python bench/scheduler.py --solo           # phases a.-c.: the service inside this process, alone
+    python bench/scheduler.py --solo           # phases a.-c.: the service inside this process, alone (~4-5 min)
+    python bench/scheduler.py --solo --quick   # 200 jobs every second for 10 s; 10 s idle (~1 min)
 
 The job of both sides is one step that stamps the time: Mimir's pipeline ``bench-noop`` (one
 ``Data_Processing.delay`` step of 0 s, with its execution record, steps and log file), the
@@ -922,10 +923,10 @@ def phase_step_guard(report: Report, texts: int = 1000, repeats: int = 200) -> N
 
 def solo(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
     """a., b., c.: the service inside this process, alone (the scheduler's own figures)."""
-    every_second = args.every_second
+    every_second = args.every_second or args.quick
     jobs = args.jobs or (200 if every_second else 1000)
-    rounds = args.rounds or (20 if every_second else 2)
-    idle_seconds = args.idle_seconds or 60.0
+    rounds = args.rounds or (10 if args.quick else 20 if every_second else 2)
+    idle_seconds = args.idle_seconds or (10.0 if args.quick else 60.0)
     base_seconds = min(idle_seconds, 10.0)
     report.say(f"\nc. idle: {args.idle_jobs} enabled jobs on {NEVER!r}, {idle_seconds:g} s window")
     idle, idle_db = phase_idle(
@@ -1109,7 +1110,7 @@ def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="one round, 10 s windows, 200 jobs on PostgreSQL (~2-3 min)"
+        "--quick", action="store_true", help="one round, 10 s windows, 200 jobs on PostgreSQL (~2.5 min)"
     )
     parser.add_argument(
         "--solo", action="store_true", help="phases a.-c. only: the service inside this process, no peer"
@@ -1149,7 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=None,
-        help="rounds of each side (default 2, quick 1; solo: 2 every minute, 20 every second)",
+        help="rounds of each side (default 2, quick 1; solo: 2 every minute, 20 every second, 10 quick)",
     )
     parser.add_argument("--idle-jobs", type=int, default=1000, help="solo: jobs of the idle phase")
     parser.add_argument(
