@@ -15,7 +15,9 @@ Each reports the time from the process's start (imports included) to the first f
 (every table mounted, and on the dashboard every pane holding its rows, then the frame that
 shows them),
 its peak RSS (VmHWM), and its CPU (every thread) over an idle window after the paint, in %
-of one core. Targets (issue 11): paint within 1.5 s, memory under 300 MB, idle CPU under 3%.
+of one core. On the dashboard the window starts once Health's second read has made the SQLite
+integrity check, which comes every 5 minutes and is reported apart (CPU from the paint to its
+end). Targets (issue 11): paint within 1.5 s, memory under 300 MB, idle CPU under 3%.
 Exit status: 0 when every target is met, 1 otherwise.
 """
 
@@ -104,6 +106,13 @@ async def measure(kind: str, db: Path, window: float) -> dict[str, float]:
             await asyncio.sleep(0.005)
         await app.screen.wait_for_refresh()  # the frame that shows them
         paint = time.perf_counter() - STARTED
+        check = 0.0
+        if kind == "mimir":  # Health's second read makes the integrity check (then every 5 minutes)
+            health: Any = app.screen.query_one("#health")
+            cpu = time.process_time()
+            while health.polls < 2 or health.polling:
+                await asyncio.sleep(0.05)
+            check = time.process_time() - cpu
         cpu, wall = time.process_time(), time.perf_counter()
         await asyncio.sleep(window)
         idle = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
@@ -111,7 +120,8 @@ async def measure(kind: str, db: Path, window: float) -> dict[str, float]:
     # VmHWM: this process's peak (ru_maxrss would carry the parent's over exec on Linux).
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
     rss = int(hwm.split()[1]) / 1024
-    return {"paint_s": paint, "rss_mib": rss, "idle_cpu_pct": idle, "rows": rows}  # type: ignore[dict-item]
+    result = {"paint_s": paint, "rss_mib": rss, "idle_cpu_pct": idle, "check_cpu_s": check}
+    return result | {"rows": rows}  # type: ignore[dict-item]
 
 
 def child(kind: str, db: Path, window: float) -> None:
@@ -156,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         bare = run_side("bare", db, window)
         mimir = run_side("mimir", db, window)
     report.say(f"  rows shown by the dashboard: {mimir['rows']}")
+    report.say(
+        f"  CPU from the paint to the end of the first integrity check (SQLite quick_check, then every"
+        f" 5 minutes; not in the idle window): {mimir['check_cpu_s']:.2f} s"
+    )
     for key, name, unit, target in (
         ("paint_s", "first full paint", "s", 1.5),
         ("rss_mib", "peak memory (RSS)", "MiB", 300 / 1.048576),

@@ -27,7 +27,7 @@ from ..errors import MimirError
 Row = tuple[str, tuple[str, ...]]
 
 JOB_COLUMNS = ("Name", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result")
-PIPELINE_COLUMNS = ("Name", "Steps", "Jobs", "Source", "State")
+PIPELINE_COLUMNS = ("Name", "State", "Steps", "Jobs", "Source")
 EXECUTION_COLUMNS = ("Status", "Pipeline", "Job", "Step", "Time", "Started", "Instance", "Trigger")
 HEALTH_COLUMNS = ("What", "Value")
 
@@ -156,7 +156,7 @@ def read_pipelines(backend: Any, now: datetime) -> PaneData:
             state = "error: " + p.load_error.strip().splitlines()[0]
         else:
             state = "valid" if p.enabled else "disabled"
-        cells = (p.name, "-" if steps is None else str(steps), str(used.get(p.name, 0)), p.source_path or "-", state)
+        cells = (p.name, state, "-" if steps is None else str(steps), str(used.get(p.name, 0)), p.source_path or "-")
         out.append((p.name, cells))
     summary = f"{len(out)} pipelines" + (f", {broken} with errors" if broken else "")
     return PaneData(out, summary)

@@ -24,9 +24,9 @@ def test_pipelines_pane_counts_steps_and_the_jobs_that_use_each(backend):
     for i in range(2):
         backend.save_job(ScheduledJob(id=f"j{i}", name=f"j{i}", pipeline="etl", cron_expr="* * * * *"))
     rows = dict(overview.read_pipelines(backend, NOW).rows)
-    assert rows["etl"][1:3] == ("3", "2")
-    assert rows["idle"][1:3] == ("1", "0")
-    assert rows["broken"][4] == "error: broken.yaml:4: no steps"
+    assert rows["etl"][1:4] == ("valid", "3", "2")  # the state next to the name: the first thing to see
+    assert rows["idle"][2:4] == ("1", "0")
+    assert rows["broken"][1] == "error: broken.yaml:4: no steps"
 
 
 def test_executions_pane_puts_runs_in_flight_on_any_instance_above_finished_ones(backend):
