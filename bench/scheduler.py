@@ -1036,9 +1036,10 @@ def against_peer(report: Report, args: argparse.Namespace, workdir: Path, poll: 
     fires, peer_counts = phase_once(workdir / "once", seconds=once, poll=poll, concurrency=concurrency)
     target(
         report,
-        f"3 processes, {once} s: mimir {fires.runs} runs for {once} scheduled seconds "
-        f"({fires.duplicates} duplicates, {fires.absent} without a run); apscheduler {peer_counts['runs']} runs "
-        f"({peer_counts['runs'] - peer_counts['instants']} duplicates, "
+        f"3 processes, {once} s: mimir {fires.runs} runs for {once} scheduled seconds, "
+        f"{fires.runs / once:.2f} per second "
+        f"({fires.duplicates} duplicates, {fires.absent} without a run); apscheduler {peer_counts['runs']} runs, "
+        f"{peer_counts['runs'] / once:.2f} per second ({peer_counts['runs'] - peer_counts['instants']} duplicates, "
         f"{once - peer_counts['instants']} without a run) (target: mimir exactly one each)",
         fires.exactly_once and not fires.missed,
     )
