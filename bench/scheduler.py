@@ -513,24 +513,38 @@ def mimir_home(root: Path, *, poll: float, concurrency: int, pg_url: str | None 
     return config, settings
 
 
+def tail(path: Path) -> str:
+    """The end of a process's output file, for an error line."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()[-800:]
+    except OSError:
+        return ""
+
+
 def start_instances(config: Path, count: int, backend: Any) -> list[subprocess.Popen]:
-    """``count`` headless services on ``config``, returned once each has registered."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "mimir_tui.cli", "--config", str(config), "--headless"],
-            cwd=config.parent,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(count)
-    ]
+    """``count`` headless services on ``config``, returned once each has registered. Their
+    console output goes to files beside the config (a pipe nobody reads would fill and stall
+    them)."""
+    procs = []
+    for i in range(count):
+        with open(config.parent / f"console-{i}.txt", "ab") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mimir_tui.cli", "--config", str(config), "--headless"],
+                    cwd=config.parent,
+                    env=child_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        for proc in procs:
+        for i, proc in enumerate(procs):
             if proc.poll() is not None:
-                raise SystemExit(f"a mimir service exited with {proc.returncode}: {proc.stderr.read().decode()[-800:]}")  # type: ignore[union-attr]
+                stop_processes(procs)
+                said = tail(config.parent / f"console-{i}.txt")
+                raise SystemExit(f"a mimir service exited with {proc.returncode}: {said}")
         live = {w.pid for w in backend.workers.list_workers() if w.status == "running"}
         if all(p.pid in live for p in procs):
             return procs
@@ -662,14 +676,17 @@ class Peer:
     """bench/peer.py in a process of its own."""
 
     def __init__(self, db: Path, threads: int = 4) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(PEER), "--db", str(db), "--threads", str(threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-        )
+        # Its warnings (a missed fire each) to a file: a pipe nobody reads would fill and stall it.
+        self.errors = db.with_name(f"{db.stem}-{time.monotonic_ns()}.stderr.txt")
+        with open(self.errors, "ab") as errors:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(PEER), "--db", str(db), "--threads", str(threads)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                env=child_env(),
+            )
         self.expect("ready")
 
     @property
@@ -681,8 +698,7 @@ class Peer:
         line = self.proc.stdout.readline().strip()
         if line != word:
             self.proc.kill()
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise SystemExit(f"bench/peer.py said {line!r}, not {word!r}: {err.strip()[-800:]}")
+            raise SystemExit(f"bench/peer.py said {line!r}, not {word!r}: {tail(self.errors)}")
 
     def send(self, line: str, answer: str) -> None:
         assert self.proc.stdin is not None
@@ -698,7 +714,7 @@ class Peer:
             if line.startswith("{"):
                 self.proc.wait(timeout=60)
                 return json.loads(line)
-        raise SystemExit(f"bench/peer.py ended without its runs: {self.proc.stderr.read() if self.proc.stderr else ''}")
+        raise SystemExit(f"bench/peer.py ended without its runs: {tail(self.errors)}")
 
 
 def check_peer_installed() -> None:
