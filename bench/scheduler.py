@@ -20,14 +20,14 @@ memory (``/proc/PID/status``), and counts the runs.
 
 e. N jobs due at once (N = 100 and 1,000): every job's cron fires at the same instants (a cron
    expression pinned to them: real cron jobs, next due a year on), Mimir's rounds at T0, T0 +
-   60 s..., the peer's 30 s after each (10 s with 100 jobs; the two never fire at the same
-   instant, and Mimir's round has ended before the peer's begins, or the report says so). Fire lag: when
-   the job's step began (Mimir: the step's start time in the execution record; the peer: the
-   time its function stamped) minus its scheduled instant, p50/p99/max over every
-   fire. CPU per fire: the process's CPU from 0.5 s before its first instant until every fire of
-   its last round has ended, over the fires that ran. Then both idle with their N jobs for the
-   idle window: idle CPU in % of one core (the live threads' schedstat, to the nanosecond), and
-   memory (RSS at the end of the window; the peak, VmHWM, beside it).
+   60 s..., the peer's 30 s after each (10 s with 100 jobs): the two never fire at the same
+   instant, and a Mimir round still running when the peer's begins is said in the report.
+   Fire lag: when the job's step began (Mimir: the step's start time in the execution record;
+   the peer: the time its function stamped) minus its scheduled instant, p50/p99/max over
+   every fire. CPU per fire: the process's CPU from 0.5 s before its first instant until every
+   fire of its last round has ended, over the fires that ran. Then both idle with their N jobs
+   for the idle window: idle CPU in % of one core (the live threads' schedstat, to the
+   nanosecond), and memory (RSS at the end of the window; the peak, VmHWM, beside it).
 f. Exactly once: three processes of each on one SQLite file, one job every second for 20 s,
    Mimir's first, then the peer's. Mimir must give one run per scheduled second; APScheduler's
    processes do not coordinate and run a fire in several of them (its runs are counted).
