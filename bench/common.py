@@ -26,6 +26,15 @@ class Report:
         self.lines.append(line)
         self.say(line)
 
+    def target(self, text: str, value: float, limit: float, unit: str = "") -> bool:
+        """``text (target <= limit unit) PASS``, or ``MISS`` counted in :attr:`failed`, kept for
+        the summary; whether ``value`` met it. ``unit`` is written right after the limit (give
+        ``" ms"`` for a space, ``"x"`` for a ratio)."""
+        ok = value <= limit
+        self.failed += not ok
+        self.info(f"{text} (target <= {limit:.4g}{unit}) {'PASS' if ok else 'MISS'}")
+        return ok
+
     def summary(self, started: float) -> int:
         """The kept lines (not the indented details) once more, the verdict, the exit status."""
         self.say(f"\n== summary ({time.perf_counter() - started:.0f} s)")

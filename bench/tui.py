@@ -176,12 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         ("idle_cpu_pct", f"idle CPU over {window:g} s, refresh 2 s", "% of a core", 3.0),
     ):
         m, b = mimir[key], bare[key]
-        ok = m <= target
-        report.failed += not ok
-        report.info(
-            f"{name}: mimir {m:.2f} {unit}, bare textual {b:.2f} {unit}, ratio {m / b if b else float('inf'):.2f}"
-            f" (target <= {target:.4g} {unit}) {'PASS' if ok else 'FAIL'}"
-        )
+        ratio = m / b if b else float("inf")
+        figures = f"{name}: mimir {m:.2f} {unit}, bare textual {b:.2f} {unit}, ratio {ratio:.2f}"
+        report.target(figures, m, target, f" {unit}")
     return report.summary(STARTED)
 
 
