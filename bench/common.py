@@ -6,6 +6,7 @@ The scripts run as ``python bench/NAME.py``, which puts this folder first on ``s
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -50,3 +51,12 @@ def percentile(samples: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(samples)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a measured process: bytecode written and read, as in an installed
+    Mimir (this workplace sets ``PYTHONDONTWRITEBYTECODE``, which made every start compile
+    Mimir's modules)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
