@@ -15,7 +15,9 @@ Each reports the time from the process's start (imports included) to the first f
 (every table mounted, and on the dashboard every pane holding its rows, then the frame that
 shows them),
 its peak RSS (VmHWM), and its CPU (every thread) over an idle window after the paint, in %
-of one core. Targets (issue 11): paint within 1.5 s, memory under 300 MB, idle CPU under 3%.
+of one core. On the dashboard the window starts once Health's second read has made the SQLite
+integrity check, which comes every 5 minutes and is reported apart (CPU from the paint to its
+end). Targets (issue 11): paint within 1.5 s, memory under 300 MB, idle CPU under 3%.
 Exit status: 0 when every target is met, 1 otherwise.
 """
 
@@ -28,7 +30,6 @@ STARTED = time.perf_counter()  # before the imports: they are part of a start
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -105,6 +106,13 @@ async def measure(kind: str, db: Path, window: float) -> dict[str, float]:
             await asyncio.sleep(0.005)
         await app.screen.wait_for_refresh()  # the frame that shows them
         paint = time.perf_counter() - STARTED
+        check = 0.0
+        if kind == "mimir":  # Health's second read makes the integrity check (then every 5 minutes)
+            health: Any = app.screen.query_one("#health")
+            cpu = time.process_time()
+            while health.polls < 2 or health.polling:
+                await asyncio.sleep(0.05)
+            check = time.process_time() - cpu
         cpu, wall = time.process_time(), time.perf_counter()
         await asyncio.sleep(window)
         idle = (time.process_time() - cpu) / (time.perf_counter() - wall) * 100
@@ -112,28 +120,23 @@ async def measure(kind: str, db: Path, window: float) -> dict[str, float]:
     # VmHWM: this process's peak (ru_maxrss would carry the parent's over exec on Linux).
     hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
     rss = int(hwm.split()[1]) / 1024
-    return {"paint_s": paint, "rss_mib": rss, "idle_cpu_pct": idle, "rows": rows}  # type: ignore[dict-item]
+    result = {"paint_s": paint, "rss_mib": rss, "idle_cpu_pct": idle, "check_cpu_s": check}
+    return result | {"rows": rows}  # type: ignore[dict-item]
 
 
 def child(kind: str, db: Path, window: float) -> None:
     print(json.dumps(asyncio.run(measure(kind, db, window))))
 
 
-def child_env() -> dict[str, str]:
-    """The environment of a side: bytecode written and read, as in an installed Mimir (this
-    workplace sets ``PYTHONDONTWRITEBYTECODE``, which made every start compile Mimir's modules)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def run_side(kind: str, db: Path, window: float) -> dict[str, Any]:
+    import common
+
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--db", str(db), "--window", str(window)],
         check=True,
         capture_output=True,
         text=True,
-        env=child_env(),
+        env=common.child_env(),
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -159,22 +162,23 @@ def main(argv: list[str] | None = None) -> int:
         seed(db, jobs, rows)
         report.say(f"  seeded {jobs:,} jobs, {rows:,} executions in {time.perf_counter() - loading:.1f} s")
         warm = [sys.executable, "-c", "import mimir_tui.tui.app, mimir_tui.tui.screens.dashboard"]
-        subprocess.run(warm, check=True, env=child_env())  # the bytecode, as an install leaves it
+        subprocess.run(warm, check=True, env=common.child_env())  # the bytecode, as an install leaves it
         bare = run_side("bare", db, window)
         mimir = run_side("mimir", db, window)
     report.say(f"  rows shown by the dashboard: {mimir['rows']}")
+    report.say(
+        f"  CPU from the paint to the end of the first integrity check (SQLite quick_check, then every"
+        f" 5 minutes; not in the idle window): {mimir['check_cpu_s']:.2f} s"
+    )
     for key, name, unit, target in (
         ("paint_s", "first full paint", "s", 1.5),
         ("rss_mib", "peak memory (RSS)", "MiB", 300 / 1.048576),
         ("idle_cpu_pct", f"idle CPU over {window:g} s, refresh 2 s", "% of a core", 3.0),
     ):
         m, b = mimir[key], bare[key]
-        ok = m <= target
-        report.failed += not ok
-        report.info(
-            f"{name}: mimir {m:.2f} {unit}, bare textual {b:.2f} {unit}, ratio {m / b if b else float('inf'):.2f}"
-            f" (target <= {target:.4g} {unit}) {'PASS' if ok else 'FAIL'}"
-        )
+        ratio = m / b if b else float("inf")
+        figures = f"{name}: mimir {m:.2f} {unit}, bare textual {b:.2f} {unit}, ratio {ratio:.2f}"
+        report.target(figures, m, target, f" {unit}")
     return report.summary(STARTED)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
@@ -217,11 +217,51 @@ class UISettings(_Section):
 
 
 class VectorsSettings(_Section):
+    """The vector store (``mimir_tui.vectors``): embedded at ``persistence.vector_db_path``
+    unless a server is named (``server_url``, or ``mode: server`` with ``host`` and ``port``)."""
+
     mode: Literal["persistent", "server"] = "persistent"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    embedding: Literal["default", "offline"] = "default"
+    # A shared `chroma run` server: several instances use one store through it (an embedded
+    # store must have one writer). Set, it wins over mode/host/port.
+    server_url: str | None = None
+    # The embedder of new collections: offline (wordllama, shipped with Mimir, no download),
+    # openai (an OpenAI-compatible /v1/embeddings endpoint: Ollama, vLLM...), chroma
+    # (chromadb's own all-MiniLM-L6-v2, when its files are already on the machine).
+    embedding: Literal["offline", "openai", "chroma"] = "offline"
+    embedding_url: str = "http://127.0.0.1:11434/v1"
+    embedding_model: str = "nomic-embed-text"
+    embedding_api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (never the key)
+    timeout: float = Field(30.0, gt=0)  # seconds per request to the server or the embedding endpoint
     default_collection: str = "documents"
+
+    @field_validator("embedding", mode="before")
+    @classmethod
+    def _embedding_alias(cls, value: Any) -> Any:
+        # "default" was chromadb's default model in the config file's comments before there
+        # was a store.
+        return "chroma" if value == "default" else value
+
+    @field_validator("server_url", "embedding_url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value.strip() == "":
+            if info.field_name == "server_url":
+                return None
+            raise ValueError("must be an http:// or https:// URL")
+        value = value.strip().rstrip("/")
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {mask_url(value)!r})")
+        return value
+
+    def server(self) -> str | None:
+        """The server's URL, or None for the embedded store."""
+        if self.server_url:
+            return self.server_url
+        if self.mode == "server":
+            return f"http://{self.host}:{self.port}"
+        return None
 
 
 class Settings(BaseModel):
@@ -246,8 +286,8 @@ class Settings(BaseModel):
 
     def without_effect(self) -> dict[str, list[str]]:
         """What was set (in the file or the environment) that Mimir reads but does not act on,
-        by the reason why: ``{"there is no vector store yet": ["persistence.enable_vector_db",
-        "vectors"]}``; a key set by an environment variable is named by the variable."""
+        by the reason why: ``{"there are no backups yet": ["persistence.backup_path"]}``; a key set
+        by an environment variable is named by the variable."""
         found: dict[str, list[str]] = {}
         for name, reason in NO_EFFECT:
             for key, source in self.sources.items():
@@ -272,6 +312,9 @@ class Settings(BaseModel):
         secret-looking keys (``password``, ``token``, ``api_key``, ``secret``...) masked."""
         data = self.model_dump(mode="json")
         data["persistence"]["connection_string"] = mask_url(self.persistence.connection_string)
+        for key in ("server_url", "embedding_url"):
+            if data["vectors"][key]:
+                data["vectors"][key] = mask_url(data["vectors"][key])
         return mask_tree(data)
 
 
@@ -280,9 +323,6 @@ class Settings(BaseModel):
 # is refused instead (PersistenceSettings).
 WEB_SECURITY = "the original's, for its web server; Mimir has none"
 NO_EFFECT: tuple[tuple[str, str], ...] = (
-    ("persistence.enable_vector_db", "there is no vector store yet"),
-    ("persistence.vector_db_path", "there is no vector store yet"),
-    ("vectors", "there is no vector store yet"),
     ("persistence.backup_enabled", "there are no backups yet"),
     ("persistence.backup_path", "there are no backups yet"),
     ("scheduler.max_jobs", "the original's; scheduler.max_concurrency limits the runs at once"),

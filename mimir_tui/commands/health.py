@@ -10,7 +10,7 @@ from ..inputs import printable
 from . import Context, print_json
 
 NAME = "health"
-HELP = "check the database; exit 0 healthy, 1 not"
+HELP = "check the database (and show the vector store); exit 0 healthy, 1 not"
 
 
 def register(sub, common) -> None:
@@ -29,6 +29,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise
     except MimirError as exc:
         report = {"status": "unhealthy", "backend": settings.persistence.backend, "error": str(exc)}
+    from ..vectors.status import status_line, vector_status
+
+    report["vectors"] = vector_status(settings)  # shown; its absence does not make Mimir unhealthy
     if args.json:
         print_json(report)
     else:
@@ -50,6 +53,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                 f"{'queue.' + name:15} {q['jobs']} enabled job(s), {q['queued']} queued run(s), "
                 f"{q['instances']} instance(s){note}"
             )
+        print(f"{'vectors':15} {printable(status_line(report['vectors']))}")
     if "error" in report:  # with --json too: the one line on stderr that names the problem
         print(f"mimir-tui: error: {printable(report['error'])}", file=sys.stderr)
     return 0 if report["status"] == "healthy" else 1

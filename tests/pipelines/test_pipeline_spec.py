@@ -92,12 +92,8 @@ def test_the_originals_files_validate_unchanged(name, tmp_path):
 
 
 @needs_compat
-def test_storage_demo_parses_and_only_lacks_the_vector_plugin(registry):
-    if "Storage.vector" in registry:
-        assert issues_of(COMPAT / "storage_demo.yaml", registry) == []
-        return
-    problems = issues_of(COMPAT / "storage_demo.yaml", registry)
-    assert problems and all("unknown plugin 'Storage.vector'" in p for p in problems)
+def test_storage_demo_validates(registry):
+    assert issues_of(COMPAT / "storage_demo.yaml", registry) == []
 
 
 # -- YAML errors ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from mimir_tui.pipelines.plugins import BUILTIN_PLUGINS
 from mimir_tui.pipelines.registry import Plugin, PluginConfig, PluginRegistry, default_registry
 
 EXPECTED = {
+    "Storage.vector",
     "Input.api",
     "Input.rss",
     "Input.file",
@@ -73,7 +74,7 @@ def test_default_registry_lookups():
     assert registry.get("input.API") is registry.get("Input.api")
     assert registry.get("aimodels.OPENAI").key() == "AIModels.openai"
     assert registry.get("Input.nope") is None and registry.get("") is None
-    assert "output.json" in registry and "Storage.vector" not in registry
+    assert "output.json" in registry and "storage.VECTOR" in registry and "Storage.kv" not in registry
 
 
 def test_register_rules():
@@ -104,9 +105,9 @@ def test_register_rules():
 
 
 def test_adding_a_plugin_is_one_class_and_one_register_call():
-    class Vector(Plugin):
+    class KeyValue(Plugin):
         type = "Storage"
-        name = "vector"
+        name = "kv"
         description = "stand-in"
 
         class Config(PluginConfig):
@@ -116,8 +117,8 @@ def test_adding_a_plugin_is_one_class_and_one_register_call():
             return {"operation": config.operation}
 
     registry = default_registry()
-    registry.register(Vector)
-    assert registry.get("storage.vector") is Vector
+    registry.register(KeyValue)
+    assert registry.get("storage.kv") is KeyValue
 
 
 def test_load_directory_with_a_user_plugin_and_a_broken_file(tmp_path, caplog):

@@ -22,8 +22,8 @@ def started(services, proc, log: Path) -> None:
 
 def test_the_start_log_has_no_alembic_narration_and_names_keys_without_effect_once(tmp_path, services):
     """A first start upgrades a new database: Mimir says so in one line, without Alembic's
-    INFO lines (one per plugin and per revision). Keys set without effect (the seed's vector
-    store and backup keys here) are named once, with why."""
+    INFO lines (one per plugin and per revision). Keys set without effect (the seed's backup
+    key here) are named once, with why."""
     config = write_config(tmp_path)
     proc = services.start(config)
     log = tmp_path / "logs" / "mimir.log"
@@ -35,10 +35,7 @@ def test_the_start_log_has_no_alembic_narration_and_names_keys_without_effect_on
     assert "alembic" not in text
     (notice,) = [line for line in text.splitlines() if "without effect" in line]
     assert " WARNING mimir.config: " in notice
-    assert notice.endswith(
-        f"{config}: set but without effect: persistence.enable_vector_db, persistence.vector_db_path "
-        "(there is no vector store yet); persistence.backup_path (there are no backups yet)"
-    )
+    assert notice.endswith(f"{config}: set but without effect: persistence.backup_path (there are no backups yet)")
 
 
 def test_a_burst_of_stop_signals_stops_the_service(tmp_path, services):

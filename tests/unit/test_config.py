@@ -301,11 +301,13 @@ def test_repository_config_validates() -> None:
     text = path.read_text()
     for key in ("enabled", "backend", "database_path", "connection_string", "retention_days"):
         assert f"persistence.{key}" in s.sources, key
-    for key in ("vector_db_path", "enable_vector_db", "backup_enabled", "backup_path"):
+    for key in ("vector_db_path", "enable_vector_db"):  # the vector store (issue 14)
+        assert f"persistence.{key}" in s.sources, key
+    for key in ("backup_enabled", "backup_path"):
         assert f"persistence.{key}" not in s.sources and f"\n  # {key}: " in text, key
-    for section in ("scheduler", "pipelines", "plugins", "logging", "ui"):
+    for section in ("scheduler", "pipelines", "plugins", "logging", "ui", "vectors"):
         assert any(k.startswith(section + ".") for k in s.sources), section
-    assert "\n# vectors:\n" in text and "\n#   mode: " in text
+    assert s.vectors.server() is None and s.vectors.embedding == "offline"
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "deploy/config.yaml", "deploy/config.cluster.yaml"])
@@ -333,7 +335,6 @@ def test_keys_without_effect_are_named_with_why_in_one_line(tmp_path: Path) -> N
     path = write(tmp_path / "original.yaml", ORIGINAL)
     s = load_settings(str(path), environ={})
     assert s.without_effect() == {
-        "there is no vector store yet": ["persistence.enable_vector_db", "persistence.vector_db_path", "vectors"],
         "there are no backups yet": ["persistence.backup_enabled"],
         "the original's; scheduler.max_concurrency limits the runs at once": ["scheduler.max_jobs"],
         "the original's web server; Mimir has none": ["server"],
@@ -341,15 +342,15 @@ def test_keys_without_effect_are_named_with_why_in_one_line(tmp_path: Path) -> N
     }
     notice = s.no_effect_notice()
     assert notice is not None and "\n" not in notice
-    assert notice.startswith(f"{path}: set but without effect: persistence.enable_vector_db, ")
+    assert notice.startswith(f"{path}: set but without effect: persistence.backup_enabled ")
     assert "persistence.backup_enabled (there are no backups yet)" in notice
     named = [key for keys in s.without_effect().values() for key in keys]
     assert not {"ui.page_size", "scheduler.max_concurrency", "security.block_private_networks"} & set(named)
 
 
-def test_a_key_without_effect_set_by_the_environment_is_named_by_its_variable(tmp_path: Path) -> None:
+def test_the_vector_path_set_by_the_environment_has_an_effect_now(tmp_path: Path) -> None:
     s = load_settings(use_search=False, environ={"MIMIR_VECTOR_DB_PATH": str(tmp_path / "v")})
-    assert s.without_effect() == {"there is no vector store yet": ["MIMIR_VECTOR_DB_PATH"]}
+    assert s.without_effect() == {}  # the vector store uses it (issue 14)
     assert load_settings(use_search=False, environ={}).no_effect_notice() is None  # defaults: nothing set
 
 

@@ -1,6 +1,6 @@
 """Built-in plugins. Each module defines Plugin subclasses; list them here.
 
-Adding one (``Storage.vector``, say) is a module with one Plugin subclass and one line below.
+Adding one is a module with one Plugin subclass and one line below.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from .input_file import FileInput
 from .input_rss import RssInput
 from .output_html import HtmlOutput
 from .output_json import JsonOutput
+from .storage_vector import VectorStorage
 from .system_command import Command
 from .transform import Transform
 
@@ -27,6 +28,7 @@ BUILTIN_PLUGINS: list = [
     Command,  # System.command
     OpenAIChat,  # AIModels.openai
     MockChat,  # AIModels.mock
+    VectorStorage,  # Storage.vector
 ]
 
 __all__ = ["BUILTIN_PLUGINS", *(p.__name__ for p in BUILTIN_PLUGINS)]

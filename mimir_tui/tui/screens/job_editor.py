@@ -102,30 +102,36 @@ class JobEditor(ModalScreen[str | None]):
             pipelines.append(job.pipeline)  # gone meanwhile: still shown (saving says so)
         with VerticalScroll(id="editor-box") as box:
             box.border_title = f"Edit job {job.id}" if job else "New job"
-            yield from self._row("Id", Input(placeholder="generated when empty", id="job-id", disabled=job is not None))
-            yield from self._row("Name", Input(id="job-name"))
             yield from self._row(
-                "Pipeline", Select([(p, p) for p in pipelines], prompt="choose a pipeline", id="job-pipeline")
+                "Id", Input(placeholder="generated when empty", id="job-id", disabled=job is not None, compact=True)
             )
-            yield from self._row("Cron", Input(placeholder="m h dom mon dow [sec]", id="job-cron"))
+            yield from self._row("Name", Input(id="job-name", compact=True))
+            yield from self._row(
+                "Pipeline",
+                Select([(p, p) for p in pipelines], prompt="choose a pipeline", id="job-pipeline", compact=True),
+            )
+            yield from self._row("Cron", Input(placeholder="m h dom mon dow [sec]", id="job-cron", compact=True))
             yield Static("", id="job-cron-help")
             yield from self._row(
-                "Zone", Input(suggester=SuggestFromList(self.choices.zones, case_sensitive=False), id="job-timezone")
+                "Zone",
+                Input(
+                    suggester=SuggestFromList(self.choices.zones, case_sensitive=False), id="job-timezone", compact=True
+                ),
             )
-            yield from self._row("", Checkbox("Enabled", id="job-enabled"))
-            yield from self._row("Queue", Input(id="job-queue"))
-            yield from self._row("Timeout s", Input(placeholder="none", id="job-timeout"))
-            yield from self._row("Retries", Input(id="job-retries"))
-            yield from self._row("Backoff s", Input(id="job-backoff"))
+            yield from self._row("", Checkbox("Enabled", id="job-enabled", compact=True))
+            yield from self._row("Queue", Input(id="job-queue", compact=True))
+            yield from self._row("Timeout s", Input(placeholder="none", id="job-timeout", compact=True))
+            yield from self._row("Retries", Input(id="job-retries", compact=True))
+            yield from self._row("Backoff s", Input(id="job-backoff", compact=True))
             yield from self._row(
                 "Misfire",
-                Select([(p.value, p.value) for p in MisfirePolicy], allow_blank=False, id="job-misfire"),
+                Select([(p.value, p.value) for p in MisfirePolicy], allow_blank=False, id="job-misfire", compact=True),
             )
             yield Static("", id="job-error")
             with Horizontal(id="editor-buttons"):
-                yield Button("Save (ctrl+s)", id="editor-save", variant="primary")
-                yield Button("Reload stored job", id="editor-reload", variant="warning")
-                yield Button("Cancel (esc)", id="editor-cancel")
+                yield Button("Save (ctrl+s)", id="editor-save", variant="primary", compact=True)
+                yield Button("Reload stored job", id="editor-reload", variant="warning", compact=True)
+                yield Button("Cancel (esc)", id="editor-cancel", compact=True)
 
     @staticmethod
     def _row(label: str, field: Widget) -> ComposeResult:
