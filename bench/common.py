@@ -6,6 +6,7 @@ The scripts run as ``python bench/NAME.py``, which puts this folder first on ``s
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +26,15 @@ class Report:
         self.lines.append(line)
         self.say(line)
 
+    def target(self, text: str, value: float, limit: float, unit: str = "") -> bool:
+        """``text (target <= limit unit) PASS``, or ``MISS`` counted in :attr:`failed`, kept for
+        the summary; whether ``value`` met it. ``unit`` is written right after the limit (give
+        ``" ms"`` for a space, ``"x"`` for a ratio)."""
+        ok = value <= limit
+        self.failed += not ok
+        self.info(f"{text} (target <= {limit:.4g}{unit}) {'PASS' if ok else 'MISS'}")
+        return ok
+
     def summary(self, started: float) -> int:
         """The kept lines (not the indented details) once more, the verdict, the exit status."""
         self.say(f"\n== summary ({time.perf_counter() - started:.0f} s)")
@@ -41,3 +51,12 @@ def percentile(samples: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(samples)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a measured process: bytecode written and read, as in an installed
+    Mimir (this workplace sets ``PYTHONDONTWRITEBYTECODE``, which made every start compile
+    Mimir's modules)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env

@@ -1,15 +1,45 @@
 #!/usr/bin/env python3
-"""The scheduler under load, in the headless service, on a fresh SQLite file.
+"""The scheduler under load: Mimir's headless service against APScheduler 3, in one run.
 
-    python bench/scheduler.py                  # 1,000 jobs on `* * * * *`, 2 rounds; 60 s idle (~4-5 min)
-    python bench/scheduler.py --every-second   # 200 jobs on `* * * * * *`, 20 rounds
-    python bench/scheduler.py --quick          # 200 jobs every second for 10 s; 10 s idle (~1 min)
-    python bench/scheduler.py --rounds 3 --skip-idle --keep   # options: see --help
+    pip install -e '.[bench]'                  # the peer, APScheduler 3 (a bench-only dependency)
+    python bench/scheduler.py                  # 100 and 1,000 jobs, 2 rounds each, 60 s idle; PostgreSQL (~7 min)
+    python bench/scheduler.py --quick          # 1 round each, 10 s windows, 200 jobs on PostgreSQL (~2.5 min)
+    python bench/scheduler.py --skip-pg        # without PostgreSQL; --skip-peer: without APScheduler
+    python bench/scheduler.py --solo           # phases a.-c.: the service inside this process, alone (~4-5 min)
+    python bench/scheduler.py --solo --quick   # 200 jobs every second for 10 s; 10 s idle (~1 min)
 
-Each phase starts the real :class:`~mimir_tui.service.Service` (scheduler, run pool, queue
-poller, heartbeat, retention thread, pipelines watcher) in a temporary folder of its own, with a
-config file, a SQLite database and a pipeline ``bench-noop`` of one ``Data_Processing.delay``
-step of 0 s. Logging goes to the service log file at INFO, as in production.
+The job of both sides is one step that stamps the time: Mimir's pipeline ``bench-noop`` (one
+``Data_Processing.delay`` step of 0 s, with its execution record, steps and log file), the
+peer's a function that returns ``time.time()`` (nothing recorded). Each side runs in processes
+of its own, so that CPU and memory are its own: Mimir as ``mimir-tui --headless`` (config file,
+SQLite database, pipelines folder watched, service log at INFO, as in production), the peer as
+bench/peer.py (``BackgroundScheduler``, ``SQLAlchemyJobStore`` on SQLite in WAL mode, cron
+triggers, 4 threads, ``misfire_grace_time`` 60 s as Mimir's ``misfire_grace``). This process
+arms the jobs, reads the processes' CPU (``/proc/PID/stat``: every thread, ended ones too) and
+memory (``/proc/PID/status``), and counts the runs.
+
+e. N jobs due at once (N = 100 and 1,000): every job's cron fires at the same instants (a cron
+   expression pinned to them: real cron jobs, next due a year on), Mimir's rounds at T0, T0 +
+   60 s..., the peer's 30 s after each (10 s with 100 jobs): the two never fire at the same
+   instant, and a Mimir round still running when the peer's begins is said in the report.
+   Fire lag: when the job's step began (Mimir: the step's start time in the execution record;
+   the peer: the time its function stamped) minus its scheduled instant, p50/p99/max over
+   every fire. CPU per fire: the process's CPU from 0.5 s before its first instant until every
+   fire of its last round has ended, over the fires that ran. Then both idle with their N jobs
+   for the idle window: idle CPU in % of one core (the live threads' schedstat, to the
+   nanosecond), and memory (RSS at the end of the window; the peak, VmHWM, beside it).
+f. Exactly once: three processes of each on one SQLite file, one job every second for 20 s,
+   Mimir's first, then the peer's. Mimir must give one run per scheduled second; APScheduler's
+   processes do not coordinate and run a fire in several of them (its runs are counted).
+g. Mimir alone on PostgreSQL (``--pg-url``; a database ``mimir_bench_PID`` of its own, made
+   beside it and dropped after): N jobs (1,000) due at once with 1, 2 and 3 instances; how the
+   fires per CPU-second, the fires per second and the lag grow, and each fire exactly once.
+
+Targets (issue 12), in the same run: Mimir's CPU per fire within 1.5x of the peer's; fire lag
+p99 not above the peer's; idle CPU under 0.1% of a core; memory with 1,000 jobs within 1.5x of
+the peer's; every fire exactly once (3 processes on SQLite; 1-3 instances on PostgreSQL).
+
+Solo (``--solo``, the service inside this process, as before the peer came):
 
 a. Fire lag: all jobs are due at the same instants. The scheduler's own figure
    (``Scheduler.fire_lags``: seconds between ``scheduled_for`` and the claim of the fire) and the
@@ -29,38 +59,47 @@ c. Idle CPU: the service with 1,000 enabled jobs that do not fire in the window 
    the share of each thread. Baselines: a Python thread waking every ``poll_interval`` and
    doing nothing, and the same loop running the one query a database-driven scheduler cannot
    avoid (count and latest ``updated_at`` of the jobs table) on raw ``sqlite3``.
+   Solo targets: fire lag p99 < 1 s; idle CPU < 2% of a core.
 
-d. What stopping a runaway step costs (issue 9): patterns in ``Data_Processing.transform`` match
-   on the ``regex`` package with a timeout and the GIL released, instead of the standard
+d. (always) What stopping a runaway step costs (issue 9): patterns in ``Data_Processing.transform``
+   match on the ``regex`` package with a timeout and the GIL released, instead of the standard
    library's ``re``. CPU per match of a typical pattern over 1,000 short texts, against ``re``
-   in the same process, and what that adds to a fire whose step filters 1,000 records. (The
-   other part, raising in a plugin thread that outlives its step, costs nothing until a step
-   is abandoned.)
+   in the same process, and what that adds to a fire whose step filters 1,000 records.
 
-Targets: fire lag p99 < 1 s; idle CPU < 2% of a core. Exit status 0 when both are met.
-The machine's load average is printed first: figures taken while other work runs are noisy.
+Exit status 0 when every target is met. The machine's load average is printed first and last:
+figures taken while other work runs are noisy.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
+import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from common import Report, child_env, percentile
+from sqlalchemy import func, select
 
 from mimir_tui.config import Settings, load_settings
 from mimir_tui.logsetup import setup_logging
 from mimir_tui.persistence import open_backend
-from mimir_tui.persistence.models import EXECUTIONS
-from mimir_tui.persistence.types import sqlite_datetime_text
+from mimir_tui.persistence.models import EXECUTIONS, JOBS
+from mimir_tui.persistence.types import as_utc, sqlite_datetime_text
 from mimir_tui.pipelines.registry import default_registry
 from mimir_tui.pipelines.store import import_path
 from mimir_tui.scheduler.cron import CronSchedule
@@ -109,34 +148,19 @@ logging:
 # -- reporting ------------------------------------------------------------------------------
 
 
-@dataclass
-class Report:
-    failed: int = 0
-    lines: list[str] = field(default_factory=list)
-
-    def say(self, text: str = "") -> None:
-        print(text, flush=True)
-        self.lines.append(text)
-
-    def target(self, name: str, value: float, unit: str, limit: float, note: str = "") -> None:
-        ok = value < limit
-        self.failed += not ok
-        self.say(
-            f"  {name}: {value:.3f} {unit} (target < {limit:g} {unit}) {'PASS' if ok else 'FAIL'}"
-            + (f"  [{note}]" if note else "")
-        )
-
-    def ratio(self, name: str, value: float, base: float, unit: str, base_name: str) -> None:
-        ratio = value / base if base > 0 else math.inf
-        self.say(f"  {name}: {value:.6g} {unit}; {base_name} {base:.6g} {unit}; ratio {ratio:.1f}x")
+def target(report: Report, text: str, ok: bool) -> None:
+    """A target line, kept for the summary: PASS or MISS."""
+    report.failed += not ok
+    report.info(f"{text} {'PASS' if ok else 'MISS'}")
 
 
-def percentile(samples: list[float], q: float) -> float:
-    if not samples:
-        return math.nan
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[index]
+def below(report: Report, name: str, value: float, unit: str, limit: float) -> None:
+    target(report, f"{name}: {value:.3f} {unit} (target < {limit:g} {unit})", value < limit)
+
+
+def ratio(report: Report, name: str, value: float, base: float, unit: str, base_name: str) -> None:
+    times = value / base if base > 0 else math.inf
+    report.say(f"  {name}: {value:.6g} {unit}; {base_name} {base:.6g} {unit}; ratio {times:.1f}x")
 
 
 def cpu_seconds() -> float:
@@ -260,8 +284,8 @@ def round_lines(sampler: Sampler, lags: list[float], first: datetime, period: fl
         w1 = sampler.at(start + timedelta(seconds=window))
         wall = max((w1[0] - s0[0]).total_seconds(), 1e-3)
         lines.append(
-            f"    round {k + 1}: {len(mine)} claims, lag p50 {percentile(mine, 50) * 1000:.0f} ms, "
-            f"p99 {percentile(mine, 99) * 1000:.0f} ms; while claiming, this process used "
+            f"    round {k + 1}: {len(mine)} claims, lag p50 {percentile(mine, 0.5) * 1000:.0f} ms, "
+            f"p99 {percentile(mine, 0.99) * 1000:.0f} ms; while claiming, this process used "
             f"{(w1[1] - s0[1]) / wall:.2f} core(s), the machine {(w1[2] - s0[2]) / wall:.2f} of {os.cpu_count()}"
         )
     return lines
@@ -324,37 +348,20 @@ def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll:
     stop_service(service)
 
     lags = list(scheduler.fire_lags)
-    with sqlite3.connect(settings.persistence.database_path) as conn:
-        rows = conn.execute(
-            "SELECT status, scheduled_for, start_time, end_time FROM job_executions WHERE triggered_by = 'scheduler'"
-        ).fetchall()
-
-    def parse(text: str) -> datetime:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-    start_lags: list[float] = []
-    missed = failed = 0
-    last_end = first
-    for status, scheduled_for, start, end in rows:
-        if status == "missed":
-            missed += 1
-            continue
-        if status != "success":
-            failed += 1
-        start_lags.append((parse(start) - parse(scheduled_for)).total_seconds())
-        if end:
-            last_end = max(last_end, parse(end))
+    backend = open_backend(settings)
+    fires = read_fires(backend, jobs, [first + timedelta(seconds=period * k) for k in range(rounds)])
+    backend.close()
     return FireResult(
         jobs=jobs,
         rounds=rounds,
-        fires_run=len(start_lags),
-        missed=missed,
-        failed_runs=failed,
+        fires_run=fires.runs,
+        missed=fires.missed,
+        failed_runs=fires.failed,
         fire_lags=lags,
-        start_lags=start_lags,
+        start_lags=fires.start_lags,
         cpu=cpu1 - cpu0,
         wall=wall1 - wall0,
-        drain=(last_end - last).total_seconds(),
+        drain=(fires.last_end - last).total_seconds() if fires.last_end else math.nan,
         rounds_detail=round_lines(sampler, lags, first, period, rounds) if rounds <= 10 else [],
     )
 
@@ -441,6 +448,468 @@ def phase_idle(
     return 100 * (cpu1 - cpu0) / wall, Path(settings.persistence.database_path)
 
 
+# -- e., f., g.: against the peer, and across instances -------------------------------------
+#
+# Each side runs in processes of its own: Mimir as ``mimir-tui --headless`` (what an operator
+# runs), the peer as bench/peer.py (APScheduler 3 and nothing of Mimir). This process only
+# arms the jobs, reads the processes' CPU and memory from /proc, and counts the runs.
+
+PEER = Path(__file__).with_name("peer.py")
+TICK = os.sysconf("SC_CLK_TCK")
+CPU_PER_FIRE_RATIO = 1.5  # Mimir's CPU per fire within 1.5x of the peer's
+IDLE_CPU_ABSOLUTE = 0.1  # % of a core
+MEMORY_RATIO = 1.5  # RSS with 1,000 jobs within 1.5x of the peer's (issue 12, item 3)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of a process, every thread, those that ended included (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_cpu_fine(pid: int) -> float:
+    """CPU seconds of the live threads of a process, to the nanosecond (for idle windows,
+    where a clock tick is a tenth of the figure)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def proc_memory(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def pinned_cron(instants: list[datetime]) -> str:
+    """Mimir's cron expression (seconds last) of exactly these instants, UTC: a real cron job
+    that fires at them and, the cross product of their fields aside (instants in the past, or an
+    hour and more later), not again for a year."""
+
+    def field(name: str) -> str:
+        return ",".join(str(v) for v in sorted({getattr(t, name) for t in instants}))
+
+    return f"{field('minute')} {field('hour')} {field('day')} {field('month')} * {field('second')}"
+
+
+def mimir_home(root: Path, *, poll: float, concurrency: int, pg_url: str | None = None) -> tuple[Path, Settings]:
+    """make_home's folder, on PostgreSQL when ``pg_url`` is given; returns (config, settings)."""
+    settings = make_home(root, poll=poll, concurrency=concurrency)
+    config = root / "config.yaml"
+    if pg_url:
+        text = config.read_text(encoding="utf-8").replace(
+            'backend: "sqlite"', f'backend: "postgres"\n  connection_string: "{pg_url}"'
+        )
+        config.write_text(text, encoding="utf-8")
+        settings = load_settings(config, environ={})
+    return config, settings
+
+
+def tail(path: Path) -> str:
+    """The end of a process's output file, for an error line."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()[-800:]
+    except OSError:
+        return ""
+
+
+def start_instances(config: Path, count: int, backend: Any) -> list[subprocess.Popen]:
+    """``count`` headless services on ``config``, returned once each has registered. Their
+    console output goes to files beside the config (a pipe nobody reads would fill and stall
+    them)."""
+    procs = []
+    for i in range(count):
+        with open(config.parent / f"console-{i}.txt", "ab") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mimir_tui.cli", "--config", str(config), "--headless"],
+                    cwd=config.parent,
+                    env=child_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for i, proc in enumerate(procs):
+            if proc.poll() is not None:
+                stop_processes(procs)
+                said = tail(config.parent / f"console-{i}.txt")
+                raise SystemExit(f"a mimir service exited with {proc.returncode}: {said}")
+        live = {w.pid for w in backend.workers.list_workers() if w.status == "running"}
+        if all(p.pid in live for p in procs):
+            return procs
+        time.sleep(0.2)
+    stop_processes(procs)
+    raise SystemExit("the mimir services did not register within 120 s")
+
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def arm_jobs(backend: Any, instants: list[datetime], cron: str | None = None) -> None:
+    """Every job of the store on a cron of exactly ``instants`` (or on ``cron``), due first at
+    the first of them: one UPDATE, which the running services pick up at their next look."""
+    now = backend.database_now()
+    with backend.engine.begin() as conn:
+        conn.execute(
+            JOBS.update().values(cron_expr=cron or pinned_cron(instants), next_run=instants[0], updated_at=now)
+        )
+
+
+@dataclass
+class Fires:
+    """The scheduled runs of a window, read back from Mimir's store."""
+
+    expected: int
+    runs: int = 0  # executions that ran (any end but missed)
+    missed: int = 0
+    failed: int = 0
+    duplicates: int = 0  # executions beyond the first of a (job, instant)
+    absent: int = 0  # (job, instant) without any execution
+    lags: list[float] = field(default_factory=list)  # step start - scheduled instant
+    start_lags: list[float] = field(default_factory=list)  # the execution's start_time - scheduled instant
+    last_end: datetime | None = None
+    last_start: float = math.nan  # seconds after its instant that the last run began
+    by_worker: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exactly_once(self) -> bool:
+        return not self.duplicates and not self.absent
+
+
+def read_fires(backend: Any, jobs: int, instants: list[datetime]) -> Fires:
+    """Mimir's executions of the fires at ``instants``: when their one step began (the stamp),
+    how many each fire had, which instance ran them."""
+    cols = EXECUTIONS.c
+    query = select(
+        cols.job_id, cols.status, cols.scheduled_for, cols.start_time, cols.end_time, cols.steps, cols.worker_id
+    ).where(cols.triggered_by == "scheduler", cols.scheduled_for >= instants[0], cols.scheduled_for <= instants[-1])
+    with backend.engine.connect() as conn:
+        rows = conn.execute(query).fetchall()
+    wanted = set(instants)
+    result = Fires(expected=jobs * len(instants))
+    seen: dict[tuple[str, datetime], int] = {}
+    for job_id, status, scheduled_for, start, end, steps, worker in rows:
+        scheduled_for = as_utc(scheduled_for)
+        if scheduled_for not in wanted:
+            continue
+        seen[(job_id, scheduled_for)] = seen.get((job_id, scheduled_for), 0) + 1
+        if status == "missed":
+            result.missed += 1
+            continue
+        result.runs += 1
+        result.failed += status != "success"
+        result.by_worker[worker] = result.by_worker.get(worker, 0) + 1
+        began = as_utc(start)
+        result.start_lags.append((began - scheduled_for).total_seconds())
+        if end is not None:
+            result.last_end = max(result.last_end or as_utc(end), as_utc(end))
+        if steps and steps[0].get("start_time"):
+            began = as_utc(datetime.fromisoformat(steps[0]["start_time"]))
+        result.lags.append((began - scheduled_for).total_seconds())
+    result.duplicates = sum(n - 1 for n in seen.values())
+    result.absent = result.expected - len(seen)
+    result.last_start = max(result.lags, default=math.nan)
+    return result
+
+
+def ended(backend: Any, instants: list[datetime]) -> int:
+    """Fires at ``instants`` not yet claimed and ended (every job has one per instant)."""
+    cols = EXECUTIONS.c
+    query = select(func.count()).where(
+        cols.triggered_by == "scheduler",
+        cols.scheduled_for >= instants[0],
+        cols.scheduled_for <= instants[-1],
+        cols.status.notin_(("queued", "running")),
+    )
+    with backend.engine.connect() as conn:
+        ended = conn.execute(query).scalar_one()
+    return ended
+
+
+@dataclass
+class Side:
+    """One scheduler's figures for N jobs due at once."""
+
+    name: str
+    fires: int = 0  # fires that ran
+    missed: int = 0
+    lags: list[float] = field(default_factory=list)
+    cpu: float = math.nan  # seconds, from just before the first instant until the last run ended
+    idle: float = math.nan  # % of a core
+    rss: float = math.nan  # MiB, after the idle window
+    peak: float = math.nan  # MiB, VmHWM
+    last_start: float = math.nan
+    note: str = ""
+
+    @property
+    def cpu_per_fire(self) -> float:
+        return self.cpu / self.fires if self.fires else math.inf
+
+    def lag_text(self) -> str:
+        return (
+            f"p50 {percentile(self.lags, 0.5):.3f} s, p99 {percentile(self.lags, 0.99):.3f} s, "
+            f"max {max(self.lags, default=math.nan):.3f} s"
+        )
+
+
+class Peer:
+    """bench/peer.py in a process of its own."""
+
+    def __init__(self, db: Path, threads: int = 4) -> None:
+        # Its warnings (a missed fire each) to a file: a pipe nobody reads would fill and stall it.
+        self.errors = db.with_name(f"{db.stem}-{time.monotonic_ns()}.stderr.txt")
+        with open(self.errors, "ab") as errors:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(PEER), "--db", str(db), "--threads", str(threads)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                env=child_env(),
+            )
+        self.expect("ready")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def expect(self, word: str) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if line != word:
+            self.proc.kill()
+            raise SystemExit(f"bench/peer.py said {line!r}, not {word!r}: {tail(self.errors)}")
+
+    def send(self, line: str, answer: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        self.expect(answer)
+
+    def stop(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.proc.wait(timeout=60)
+                return json.loads(line)
+        raise SystemExit(f"bench/peer.py ended without its runs: {tail(self.errors)}")
+
+
+def check_peer_installed() -> None:
+    try:
+        import apscheduler  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "the peer needs APScheduler 3, a bench-only dependency: pip install -e '.[bench]' "
+            "(or pip install 'apscheduler>=3.11,<4'); --skip-peer runs without it"
+        ) from None
+
+
+def at(when: datetime) -> None:
+    sleep_until(when)
+
+
+def phase_peer(
+    root: Path, *, jobs: int, rounds: int, period: float, offset: float, idle: float, poll: float, concurrency: int
+) -> tuple[Side, Side]:
+    """N jobs due at once, in both schedulers, in one run: Mimir's rounds at T0 + k*period, the
+    peer's ``offset`` seconds later; then both idle (their jobs next due a year on) for ``idle``
+    seconds. Returns (mimir, peer)."""
+    config, settings = mimir_home(root / "mimir", poll=poll, concurrency=concurrency)
+    add_jobs(settings, jobs, NEVER)
+    backend = open_backend(settings)
+    mimir = Side("mimir")
+    peer_side = Side("apscheduler")
+    procs = start_instances(config, 1, backend)
+    peer = Peer(root / "peer.db")
+    try:
+        lead = 4.0 + jobs / 500  # the peer's adding of its jobs, Mimir's reload of its own
+        t0 = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+        mine = [t0 + timedelta(seconds=period * k) for k in range(rounds)]
+        theirs = [t + timedelta(seconds=offset) for t in mine]
+        arm_jobs(backend, mine)
+        peer.send(f"arm {jobs} {','.join(str(int(t.timestamp())) for t in theirs)}", "armed")
+        if datetime.now(UTC) > theirs[0] - timedelta(seconds=1):
+            raise SystemExit("bench/peer.py armed its jobs too late: the machine is too busy for this lead")
+        print(
+            f"  mimir's rounds from {mine[0]:%H:%M:%S}, the peer's from {theirs[0]:%H:%M:%S} UTC, "
+            f"{rounds} each, {period:g} s apart",
+            flush=True,
+        )
+        pid = procs[0].pid
+        # Each side's CPU from 0.5 s before its first instant until every fire of its last
+        # round has ended: Mimir's read from its store, the peer's "done" (its own thread).
+        at(mine[0] - timedelta(seconds=0.5))
+        cpu0 = proc_cpu(pid)
+        at(theirs[0] - timedelta(seconds=0.5))
+        peer_cpu0 = proc_cpu(peer.pid)
+        peer_cpu1: list[float] = []
+
+        def until_done() -> None:
+            peer.expect("done")
+            peer_cpu1.append(proc_cpu(peer.pid))
+
+        peer_done = threading.Thread(target=until_done, name="bench-peer-done", daemon=True)
+        peer_done.start()
+        deadline = mine[-1] + timedelta(seconds=180)
+        late = []
+        for k, instant in enumerate(mine):
+            while ended(backend, [instant]) < jobs and datetime.now(UTC) < deadline:
+                time.sleep(0.2)
+            if datetime.now(UTC) > theirs[k]:
+                late.append(f"round {k + 1} ended {(datetime.now(UTC) - theirs[k]).total_seconds():.1f} s")
+        mimir.cpu = proc_cpu(pid) - cpu0
+        if late:
+            mimir.note = f"into the peer's round: {', '.join(late)}"
+        peer_done.join(timeout=max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+        peer_side.cpu = (peer_cpu1[0] if peer_cpu1 else proc_cpu(peer.pid)) - peer_cpu0
+        time.sleep(2.0)
+        fine0 = {p: proc_cpu_fine(p) for p in (pid, peer.pid)}
+        wall0 = time.monotonic()
+        time.sleep(idle)
+        wall = time.monotonic() - wall0
+        mimir.idle = 100 * (proc_cpu_fine(pid) - fine0[pid]) / wall
+        peer_side.idle = 100 * (proc_cpu_fine(peer.pid) - fine0[peer.pid]) / wall
+        mimir.rss, mimir.peak = proc_memory(pid)
+        peer_side.rss, peer_side.peak = proc_memory(peer.pid)
+    finally:
+        stop_processes(procs)
+        outcome = peer.stop()
+    fires = read_fires(backend, jobs, mine)
+    backend.close()
+    mimir.fires, mimir.missed, mimir.lags, mimir.last_start = fires.runs, fires.missed, fires.lags, fires.last_start
+    if not fires.exactly_once:
+        mimir.note += f"; {fires.duplicates} duplicate(s), {fires.absent} fire(s) without a run"
+    peer_side.fires = len(outcome["runs"])
+    peer_side.missed = outcome["missed"]
+    peer_side.lags = [ran - scheduled for _, scheduled, ran in outcome["runs"]]
+    peer_side.last_start = max(peer_side.lags, default=math.nan)
+    return mimir, peer_side
+
+
+def phase_once(root: Path, *, seconds: int, poll: float, concurrency: int) -> tuple[Fires, dict[str, int]]:
+    """Three processes of each, one job every second for ``seconds`` seconds, one side after the
+    other (the two never fire at the same instant). Returns Mimir's fires and the peer's
+    counts: runs, distinct instants run, instants of the window."""
+    config, settings = mimir_home(root / "mimir", poll=poll, concurrency=concurrency)
+    add_jobs(settings, 1, NEVER)
+    backend = open_backend(settings)
+    procs = start_instances(config, 3, backend)
+    try:
+        first = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+        window = [first + timedelta(seconds=s) for s in range(seconds)]
+        arm_jobs(backend, window, "* * * * * *")
+        at(window[-1] + timedelta(seconds=3))
+    finally:
+        stop_processes(procs)
+    fires = read_fires(backend, 1, window)
+    backend.close()
+
+    peers = [Peer(root / "peer.db") for _ in range(3)]
+    outcomes = []
+    try:
+        start = int(time.time()) + 3
+        peers[0].send(f"every {start} {start + seconds - 1}", "armed")
+        for peer in peers[1:]:
+            peer.send("wake", "woken")
+        time.sleep(start + seconds + 2 - time.time())
+    finally:
+        outcomes = [peer.stop() for peer in peers]
+    runs = [int(scheduled) for outcome in outcomes for _, scheduled, _ in outcome["runs"]]
+    return fires, {"runs": len(runs), "instants": len(set(runs)), "window": seconds}
+
+
+def pg_connect(url: str) -> Any:
+    """An autocommit connection to ``url``, or one line saying why not."""
+    try:
+        import psycopg
+    except ImportError:
+        raise SystemExit("PostgreSQL needs psycopg: pip install -e '.[postgres]'; --skip-pg runs without it") from None
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).splitlines()[0]
+        raise SystemExit(f"PostgreSQL at {url} cannot be reached ({reason}); --skip-pg runs without it") from None
+
+
+@contextmanager
+def pg_database(url: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server of ``url`` for this run, dropped after."""
+    name = f"mimir_bench_{os.getpid()}"
+    admin = pg_connect(url)
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@dataclass
+class Scale:
+    instances: int
+    fires: Fires
+    cpu: float  # seconds, every instance
+
+
+def phase_postgres(
+    root: Path, url: str, *, jobs: int, rounds: int, period: float, poll: float, concurrency: int
+) -> list[Scale]:
+    """Mimir alone on PostgreSQL: the same N jobs due at once with 1, 2 then 3 instances."""
+    out = []
+    with pg_database(url) as db_url:
+        config, settings = mimir_home(root / "pg", poll=poll, concurrency=concurrency, pg_url=db_url)
+        add_jobs(settings, jobs, NEVER)
+        backend = open_backend(settings)
+        try:
+            for count in (1, 2, 3):
+                procs = start_instances(config, count, backend)
+                try:
+                    t0 = (datetime.now(UTC) + timedelta(seconds=3 + jobs / 1000)).replace(microsecond=0)
+                    instants = [t0 + timedelta(seconds=period * k) for k in range(rounds)]
+                    arm_jobs(backend, instants)
+                    at(instants[0] - timedelta(seconds=0.5))
+                    cpu0 = sum(proc_cpu(p.pid) for p in procs)
+                    deadline = instants[-1] + timedelta(seconds=180)
+                    while ended(backend, instants) < jobs * rounds and datetime.now(UTC) < deadline:
+                        time.sleep(0.2)
+                    cpu = sum(proc_cpu(p.pid) for p in procs) - cpu0
+                finally:
+                    stop_processes(procs)
+                fires = read_fires(backend, jobs, instants)
+                out.append(Scale(count, fires, cpu))
+                print(
+                    f"  {count} instance(s): {fires.runs} runs, lag p99 {percentile(fires.lags, 0.99):.2f} s, "
+                    f"CPU {cpu:.1f} s",
+                    flush=True,
+                )
+        finally:
+            backend.close()
+    return out
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -464,21 +933,243 @@ def phase_step_guard(report: Report, texts: int = 1000, repeats: int = 200) -> N
 
     base = cpu_per_match(plain.search)
     mine = cpu_per_match(lambda word: transform._match(guarded, "search", word))
-    report.ratio("CPU per match", mine * 1e6, base * 1e6, "µs", "baseline (re.search)")
+    ratio(report, "CPU per match", mine * 1e6, base * 1e6, "µs", "baseline (re.search)")
     report.say(f"  added to a fire whose step filters {texts} records: {(mine - base) * texts * 1000:.3f} ms")
+
+
+def solo(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
+    """a., b., c.: the service inside this process, alone (the scheduler's own figures)."""
+    every_second = args.every_second or args.quick
+    jobs = args.jobs or (200 if every_second else 1000)
+    rounds = args.rounds or (10 if args.quick else 20 if every_second else 2)
+    idle_seconds = args.idle_seconds or (10.0 if args.quick else 60.0)
+    base_seconds = min(idle_seconds, 10.0)
+    report.say(f"\nc. idle: {args.idle_jobs} enabled jobs on {NEVER!r}, {idle_seconds:g} s window")
+    idle, idle_db = phase_idle(
+        workdir / "idle", jobs=args.idle_jobs, seconds=idle_seconds, settle=3.0, poll=poll, concurrency=concurrency
+    )
+    wait_only = idle_loop_cpu(base_seconds, poll)
+    with_query = idle_loop_cpu(base_seconds, poll, idle_db)
+    ratio(report, "idle CPU, service", idle, wait_only, "% of a core", "baseline (Event.wait loop)")
+    ratio(report, "idle CPU, service", idle, with_query, "% of a core", "baseline (loop + raw jobs-signature query)")
+    below(report, "solo: idle CPU", idle, "% of a core", IDLE_CPU_TARGET)
+
+    what = "every second" if every_second else "every minute"
+    report.say(f"\na./b. fires: {jobs} jobs {what}, {rounds} rounds")
+    result = phase_fires(
+        workdir / "fires", jobs=jobs, every_second=every_second, rounds=rounds, poll=poll, concurrency=concurrency
+    )
+    report.say(
+        f"  fires: {result.fires_run} ran, {result.missed} recorded missed, "
+        f"{result.failed_runs} runs not successful; {result.jobs * result.rounds} scheduled in the rounds "
+        f"(claims seen by the scheduler: {len(result.fire_lags)})"
+    )
+    report.say(
+        f"  fire lag (claim - scheduled_for): p50 {percentile(result.fire_lags, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(result.fire_lags, 0.99) * 1000:.1f} ms, "
+        f"max {max(result.fire_lags, default=math.nan) * 1000:.1f} ms"
+    )
+    for line in result.rounds_detail:
+        report.say(line)
+    report.say(
+        f"  run start lag (start_time - scheduled_for): p50 {percentile(result.start_lags, 0.5):.3f} s, "
+        f"p99 {percentile(result.start_lags, 0.99):.3f} s; last run of the last round ended "
+        f"{result.drain:.2f} s after its instant"
+    )
+    per_fire = result.cpu / result.fires_run if result.fires_run else math.inf
+    raw = raw_insert_cpu(workdir / "fires" / "data" / "mimir.db", 2000)
+    report.say(
+        f"  CPU: {result.cpu:.2f} s over {result.wall:.1f} s of wall time "
+        f"({100 * result.cpu / result.wall:.1f}% of a core)"
+    )
+    ratio(report, "CPU per fire", per_fire * 1000, raw * 1000, "ms", "raw sqlite3 insert of the execution row")
+    below(report, "solo: fire lag p99", percentile(result.fire_lags, 0.99), "s", FIRE_LAG_P99_TARGET)
+
+
+def side_line(side: Side) -> str:
+    return (
+        f"  {side.name}: {side.fires} fires ran, {side.missed} missed; lag {side.lag_text()}; "
+        f"CPU {side.cpu:.2f} s ({side.cpu_per_fire * 1000:.2f} ms per fire); idle {side.idle:.3f}% of a core; "
+        f"RSS {side.rss:.0f} MiB (peak {side.peak:.0f})" + (f"  [{side.note.strip('; ')}]" if side.note else "")
+    )
+
+
+def against_peer(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
+    """e. and f.: Mimir against APScheduler, N jobs due at once; three processes of each."""
+    rounds = args.rounds or (1 if args.quick else 2)
+    idle = args.idle_seconds or (10.0 if args.quick else 60.0)
+    table: list[tuple[int, Side, Side]] = []
+    for jobs in args.sizes:
+        offset = args.offset or min(max(10.0, jobs * 0.03), args.period / 2)
+        report.say(
+            f"\ne. {jobs} jobs due at once, {rounds} round(s): Mimir (SQLite, one `mimir-tui --headless`) "
+            f"against APScheduler (SQLite in WAL mode, 4 threads), {offset:g} s apart; then {idle:g} s idle"
+        )
+        mimir, peer = phase_peer(
+            workdir / f"peer-{jobs}",
+            jobs=jobs,
+            rounds=rounds,
+            period=args.period,
+            offset=offset,
+            idle=idle,
+            poll=poll,
+            concurrency=concurrency,
+        )
+        table.append((jobs, mimir, peer))
+        report.say(side_line(mimir))
+        report.say(side_line(peer))
+        times = mimir.cpu_per_fire / peer.cpu_per_fire if peer.cpu_per_fire else math.inf
+        target(
+            report,
+            f"N={jobs}: CPU per fire mimir {mimir.cpu_per_fire * 1000:.2f} ms, apscheduler "
+            f"{peer.cpu_per_fire * 1000:.2f} ms, {times:.2f}x (target <= {CPU_PER_FIRE_RATIO:g}x)",
+            times <= CPU_PER_FIRE_RATIO,
+        )
+        m99, p99 = percentile(mimir.lags, 0.99), percentile(peer.lags, 0.99)
+        target(
+            report,
+            f"N={jobs}: fire lag p99 mimir {m99:.3f} s, apscheduler {p99:.3f} s (target: not above the peer's)",
+            m99 <= p99,
+        )
+        target(
+            report,
+            f"N={jobs}: idle CPU mimir {mimir.idle:.3f}% of a core, apscheduler {peer.idle:.3f}% "
+            f"(target < {IDLE_CPU_ABSOLUTE:g}%)",
+            mimir.idle < IDLE_CPU_ABSOLUTE,
+        )
+        if jobs >= 1000:
+            times = mimir.rss / peer.rss
+            target(
+                report,
+                f"N={jobs}: memory (RSS after the idle window) mimir {mimir.rss:.0f} MiB, apscheduler "
+                f"{peer.rss:.0f} MiB, {times:.2f}x (target <= {MEMORY_RATIO:g}x)",
+                times <= MEMORY_RATIO,
+            )
+        target(report, f"N={jobs}: mimir ran every fire once, none missed", mimir.fires == jobs * rounds)
+
+    once = args.once_seconds or (10 if args.quick else 20)
+    report.say(f"\nf. exactly once: 3 processes of each on one SQLite file, a job every second for {once} s")
+    fires, peer_counts = phase_once(workdir / "once", seconds=once, poll=poll, concurrency=concurrency)
+    target(
+        report,
+        f"3 processes, {once} s: mimir {fires.runs} runs for {once} scheduled seconds, "
+        f"{fires.runs / once:.2f} per second "
+        f"({fires.duplicates} duplicates, {fires.absent} without a run); apscheduler {peer_counts['runs']} runs, "
+        f"{peer_counts['runs'] / once:.2f} per second ({peer_counts['runs'] - peer_counts['instants']} duplicates, "
+        f"{once - peer_counts['instants']} without a run) (target: mimir exactly one each)",
+        fires.exactly_once and not fires.missed,
+    )
+    markdown(report, table, rounds, fires, peer_counts, once)
+
+
+def markdown(
+    report: Report, table: list[tuple[int, Side, Side]], rounds: int, fires: Fires, peer: dict[str, int], once: int
+) -> None:
+    """The comparison as README's table."""
+    report.say("\n| figure | Mimir | APScheduler 3, SQLite store in WAL mode |\n|---|---|---|")
+    for jobs, m, p in table:
+        report.say(f"| CPU per fire, {jobs:,} jobs | {m.cpu_per_fire * 1000:.2f} ms | {p.cpu_per_fire * 1000:.2f} ms |")
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            report.say(
+                f"| fire lag, {jobs:,} jobs due at once, {name} | {percentile(m.lags, q):.3f} s | "
+                f"{percentile(p.lags, q):.3f} s |"
+            )
+        report.say(
+            f"| fire lag, {jobs:,} jobs, max | {max(m.lags, default=math.nan):.3f} s | "
+            f"{max(p.lags, default=math.nan):.3f} s |"
+        )
+        report.say(f"| idle CPU, {jobs:,} jobs | {m.idle:.3f}% of a core | {p.idle:.3f}% |")
+        report.say(
+            f"| memory (RSS), {jobs:,} jobs | {m.rss:.0f} MiB (peak {m.peak:.0f}) | {p.rss:.0f} MiB "
+            f"(peak {p.peak:.0f}) |"
+        )
+    report.say(f"| exactly once, 3 processes, {once} s | {fires.runs} runs | {peer['runs']} runs |")
+
+
+def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
+    """g.: Mimir on PostgreSQL, 1 to 3 instances."""
+    jobs = args.pg_jobs or (200 if args.quick else 1000)
+    report.say(f"\ng. PostgreSQL: {jobs} jobs due at once, with 1, 2 then 3 `mimir-tui --headless` instances")
+    scales = phase_postgres(
+        workdir, args.pg_url, jobs=jobs, rounds=1, period=args.period, poll=poll, concurrency=concurrency
+    )
+    report.say(
+        "\n| instances | fires run | exactly once | lag p50 / p99 / max | last start | CPU, every instance | "
+        "fires per CPU-second | fires per second (to the last start) | runs per instance |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    for scale in scales:
+        f = scale.fires
+        report.say(
+            f"| {scale.instances} | {f.runs} | {'yes' if f.exactly_once else 'NO'} | "
+            f"{percentile(f.lags, 0.5):.2f} / {percentile(f.lags, 0.99):.2f} / {max(f.lags, default=math.nan):.2f} s"
+            f" | {f.last_start:.2f} s | {scale.cpu:.2f} s | {f.runs / scale.cpu if scale.cpu else math.nan:.0f} | "
+            f"{f.runs / f.last_start if f.last_start > 0 else math.nan:.0f} | "
+            f"{', '.join(str(n) for n in sorted(f.by_worker.values(), reverse=True))} |"
+        )
+    one, three = scales[0], scales[-1]
+    report.info(
+        f"PostgreSQL, 1 -> 3 instances: fires per second (to the last start) "
+        f"{one.fires.runs / one.fires.last_start:.0f} -> {three.fires.runs / three.fires.last_start:.0f}, "
+        f"per CPU-second {one.fires.runs / one.cpu:.0f} -> {three.fires.runs / three.cpu:.0f}, "
+        f"lag p99 {percentile(one.fires.lags, 0.99):.2f} -> {percentile(three.fires.lags, 0.99):.2f} s"
+    )
+    for scale in scales:
+        f = scale.fires
+        target(
+            report,
+            f"PostgreSQL, {scale.instances} instance(s): {f.runs} runs of {f.expected} fires, {f.duplicates} "
+            f"duplicates, {f.absent} without a run, {f.missed} missed (target: each fire exactly once)",
+            f.exactly_once and not f.missed,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200 jobs every second for ~10 s, 10 s idle window")
     parser.add_argument(
-        "--every-second", action="store_true", help="200 jobs on `* * * * * *` instead of 1,000 on `* * * * *`"
+        "--quick", action="store_true", help="one round, 10 s windows, 200 jobs on PostgreSQL (~2.5 min)"
     )
-    parser.add_argument("--jobs", type=int, default=None, help="jobs that fire (default 1000, or 200 every second)")
     parser.add_argument(
-        "--rounds", type=int, default=None, help="fire rounds (default 2 every minute, 20 every second, 10 quick)"
+        "--solo", action="store_true", help="phases a.-c. only: the service inside this process, no peer"
     )
-    parser.add_argument("--idle-jobs", type=int, default=1000)
+    parser.add_argument(
+        "--sizes",
+        type=lambda t: [int(n) for n in t.split(",")],
+        default=[100, 1000],
+        help="jobs due at once against the peer (default 100,1000)",
+    )
+    parser.add_argument("--period", type=float, default=60.0, help="seconds between two rounds of a side (default 60)")
+    parser.add_argument(
+        "--offset",
+        type=float,
+        default=None,
+        help="seconds from Mimir's round to the peer's (default 30 ms a job, at least 10 s, at most half the period)",
+    )
+    parser.add_argument("--once-seconds", type=int, default=None, help="exactly-once window (default 20, quick 10)")
+    parser.add_argument(
+        "--pg-jobs", type=int, default=None, help="jobs due at once on PostgreSQL (default 1000, quick 200)"
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("MIMIR_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/test"),
+        help="a PostgreSQL database to connect to; the bench makes one of its own beside it and drops it after "
+        "(default $MIMIR_BENCH_POSTGRES or postgres://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument("--skip-peer", action="store_true", help="leave out e. and f. (APScheduler)")
+    parser.add_argument("--skip-pg", action="store_true", help="leave out g. (PostgreSQL)")
+    parser.add_argument(
+        "--every-second", action="store_true", help="solo: 200 jobs on `* * * * * *` instead of 1,000 on `* * * * *`"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="solo: jobs that fire (default 1000, or 200 every second)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds of each side (default 2, quick 1; solo: 2 every minute, 20 every second, 10 quick)",
+    )
+    parser.add_argument("--idle-jobs", type=int, default=1000, help="solo: jobs of the idle phase")
     parser.add_argument(
         "--idle-seconds",
         type=float,
@@ -492,23 +1183,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll", type=float, default=None, help="scheduler.poll_interval (default: the config default)"
     )
-    parser.add_argument("--skip-idle", action="store_true")
-    parser.add_argument("--skip-fires", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
+    if not args.solo and not args.skip_peer:
+        check_peer_installed()
+    if not args.solo and not args.skip_pg:
+        pg_connect(args.pg_url).close()  # said now, not after the minutes of e. and f.
 
     defaults = Settings().scheduler
     poll = args.poll or defaults.poll_interval
     concurrency = args.concurrency or defaults.max_concurrency
-    every_second = args.every_second or args.quick
-    jobs = args.jobs or (200 if every_second else 1000)
-    rounds = args.rounds or (10 if args.quick else 20 if every_second else 2)
-    idle_seconds = args.idle_seconds or (10.0 if args.quick else 60.0)
-    base_seconds = min(idle_seconds, 10.0)
-
+    started = time.perf_counter()
     report = Report()
     load = os.getloadavg()
-    report.say(
+    report.info(
         f"bench/scheduler.py: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; poll_interval {poll:g} s, "
         f"max_concurrency {concurrency}"
@@ -517,71 +1205,21 @@ def main(argv: list[str] | None = None) -> int:
     phase_step_guard(report)
     workdir = Path(tempfile.mkdtemp(prefix="mimir-bench-sched-"))
     try:
-        idle_db: Path | None = None
-        if not args.skip_idle:
-            report.say(f"\nc. idle: {args.idle_jobs} enabled jobs on {NEVER!r}, {idle_seconds:g} s window")
-            idle, idle_db = phase_idle(
-                workdir / "idle",
-                jobs=args.idle_jobs,
-                seconds=idle_seconds,
-                settle=3.0,
-                poll=poll,
-                concurrency=concurrency,
-            )
-            wait_only = idle_loop_cpu(base_seconds, poll)
-            with_query = idle_loop_cpu(base_seconds, poll, idle_db)
-            report.ratio("idle CPU, service", idle, wait_only, "% of a core", "baseline (Event.wait loop)")
-            report.ratio(
-                "idle CPU, service", idle, with_query, "% of a core", "baseline (loop + raw jobs-signature query)"
-            )
-            report.target("idle CPU", idle, "% of a core", IDLE_CPU_TARGET)
-
-        if not args.skip_fires:
-            what = "every second" if every_second else "every minute"
-            report.say(f"\na./b. fires: {jobs} jobs {what}, {rounds} rounds")
-            result = phase_fires(
-                workdir / "fires",
-                jobs=jobs,
-                every_second=every_second,
-                rounds=rounds,
-                poll=poll,
-                concurrency=concurrency,
-            )
-            expected = result.jobs * result.rounds
-            report.say(
-                f"  fires: {result.fires_run} ran, {result.missed} recorded missed, "
-                f"{result.failed_runs} runs not successful; {expected} scheduled in the rounds "
-                f"(claims seen by the scheduler: {len(result.fire_lags)})"
-            )
-            report.say(
-                f"  fire lag (claim - scheduled_for): p50 {percentile(result.fire_lags, 50) * 1000:.1f} ms, "
-                f"p99 {percentile(result.fire_lags, 99) * 1000:.1f} ms, "
-                f"max {max(result.fire_lags, default=math.nan) * 1000:.1f} ms"
-            )
-            for line in result.rounds_detail:
-                report.say(line)
-            report.say(
-                f"  run start lag (start_time - scheduled_for): p50 {percentile(result.start_lags, 50):.3f} s, "
-                f"p99 {percentile(result.start_lags, 99):.3f} s; last run of the last round ended "
-                f"{result.drain:.2f} s after its instant"
-            )
-            per_fire = result.cpu / result.fires_run if result.fires_run else math.inf
-            raw = raw_insert_cpu(workdir / "fires" / "data" / "mimir.db", 2000)
-            report.say(
-                f"  CPU: {result.cpu:.2f} s over {result.wall:.1f} s of wall time "
-                f"({100 * result.cpu / result.wall:.1f}% of a core)"
-            )
-            report.ratio("CPU per fire", per_fire * 1000, raw * 1000, "ms", "raw sqlite3 insert of the execution row")
-            report.target("fire lag p99", percentile(result.fire_lags, 99), "s", FIRE_LAG_P99_TARGET)
+        if args.solo:
+            solo(report, args, workdir, poll, concurrency)
+        else:
+            if not args.skip_peer:
+                against_peer(report, args, workdir, poll, concurrency)
+            if not args.skip_pg:
+                scaling(report, args, workdir, poll, concurrency)
     finally:
         if args.keep:
             print(f"kept {workdir}")
         else:
-            import shutil
-
             shutil.rmtree(workdir, ignore_errors=True)
-    report.say(f"\n{'all targets met' if not report.failed else f'{report.failed} target(s) missed'}")
-    return 1 if report.failed else 0
+    load = os.getloadavg()
+    report.info(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return report.summary(started)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ STARTED = time.perf_counter()  # before the imports: they are part of a start
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -129,21 +128,15 @@ def child(kind: str, db: Path, window: float) -> None:
     print(json.dumps(asyncio.run(measure(kind, db, window))))
 
 
-def child_env() -> dict[str, str]:
-    """The environment of a side: bytecode written and read, as in an installed Mimir (this
-    workplace sets ``PYTHONDONTWRITEBYTECODE``, which made every start compile Mimir's modules)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def run_side(kind: str, db: Path, window: float) -> dict[str, Any]:
+    import common
+
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--db", str(db), "--window", str(window)],
         check=True,
         capture_output=True,
         text=True,
-        env=child_env(),
+        env=common.child_env(),
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -169,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         seed(db, jobs, rows)
         report.say(f"  seeded {jobs:,} jobs, {rows:,} executions in {time.perf_counter() - loading:.1f} s")
         warm = [sys.executable, "-c", "import mimir_tui.tui.app, mimir_tui.tui.screens.dashboard"]
-        subprocess.run(warm, check=True, env=child_env())  # the bytecode, as an install leaves it
+        subprocess.run(warm, check=True, env=common.child_env())  # the bytecode, as an install leaves it
         bare = run_side("bare", db, window)
         mimir = run_side("mimir", db, window)
     report.say(f"  rows shown by the dashboard: {mimir['rows']}")
@@ -183,12 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         ("idle_cpu_pct", f"idle CPU over {window:g} s, refresh 2 s", "% of a core", 3.0),
     ):
         m, b = mimir[key], bare[key]
-        ok = m <= target
-        report.failed += not ok
-        report.info(
-            f"{name}: mimir {m:.2f} {unit}, bare textual {b:.2f} {unit}, ratio {m / b if b else float('inf'):.2f}"
-            f" (target <= {target:.4g} {unit}) {'PASS' if ok else 'FAIL'}"
-        )
+        ratio = m / b if b else float("inf")
+        figures = f"{name}: mimir {m:.2f} {unit}, bare textual {b:.2f} {unit}, ratio {ratio:.2f}"
+        report.target(figures, m, target, f" {unit}")
     return report.summary(STARTED)
 
 

@@ -94,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .tui.serve import DEFAULT_HOST, DEFAULT_PORT, serve_dashboard
 
             if args.demo:  # once, here: the dashboards the browsers open reuse it
-                from .demo import seed_demo
+                from .demo import start_demo
 
-                seed_demo(ctx.backend)
+                start_demo(ctx.backend)
                 ctx.close()
             host = DEFAULT_HOST if args.host is None else args.host
             port = DEFAULT_PORT if args.port is None else args.port

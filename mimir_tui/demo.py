@@ -1,10 +1,15 @@
 """Sample jobs, pipelines and runs for ``mimir-tui --demo`` and the screenshots.
 
 The pipelines are the examples in the repository's ``pipelines/`` folder (an API to JSON, a file
-transform, an HTML report), imported as they are; ``hello-report`` is a tiny built-in one that
-exists even when the package is installed without the repository. Idempotent: what exists
-already is left as it is. Given the same ``now`` (and folder of examples), the seed is the same
-to the byte: the dashboard's snapshot tests and screenshots stand on it (:mod:`.tui.stage`).
+transform, an HTML report, and ``live-checks``: three steps of a few seconds that fail about one
+run in four), imported as they are; ``hello-report`` is a tiny built-in one that exists even when
+the package is installed without the repository. Idempotent: what exists already is left as it is.
+Given the same ``now`` (and folder of examples), the seed is the same to the byte: the
+dashboard's snapshot tests and screenshots stand on it (:mod:`.tui.stage`).
+
+The live jobs run ``live-checks`` every minute or two in their zones: the dashboard's in-process
+scheduler fires them, and :func:`start_demo` queues one run at once, so a newcomer watches a run
+go step by step within seconds of the start.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .constants import Status
+from .errors import BadInput, NotFound
 from .persistence import JobExecutionRecord, PersistenceBackend, PipelineConfig, StepRecord, utcnow
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
@@ -33,6 +40,15 @@ DEMO_JOBS = [
     ("demo-nightly-report", "Nightly totals", "orders-by-region", "30 2 * * *", True),
     ("demo-api-export", "API export", "api-to-json", "*/15 * * * *", False),
     ("demo-hello", "Hello report", "hello-report", "0 9 * * 1-5", True),
+]
+
+
+#: Jobs the dashboard's scheduler runs while you watch: (job id, name, cron, zone); their
+#: pipeline is :data:`LIVE_PIPELINE` (created only when it was imported).
+LIVE_PIPELINE = "live-checks"
+LIVE_JOBS = [
+    ("demo-live-checks", "Live checks", "* * * * *", "Europe/Berlin"),
+    ("demo-live-tokyo", "Live checks (Tokyo)", "*/2 * * * *", "Asia/Tokyo"),
 ]
 
 
@@ -135,3 +151,33 @@ def seed_demo(backend: PersistenceBackend, *, now: datetime | None = None, examp
                     steps=records,
                 )
             )
+    if LIVE_PIPELINE in {p.name for p in backend.list_pipelines()}:
+        for job_id, name, cron, zone in LIVE_JOBS:
+            if job_id not in have_jobs:
+                create_job(
+                    backend, name=name, pipeline=LIVE_PIPELINE, cron_expr=cron, timezone=zone, job_id=job_id, now=now
+                )
+
+
+def start_demo(backend: PersistenceBackend) -> str | None:
+    """:func:`seed_demo`, then a run of the first live job queued now (unless one is queued or
+    running already), for the dashboard's scheduler to take at once; its execution id.
+
+    Only into a SQLite file: on a PostgreSQL or MariaDB database every instance sharing it would
+    run the demo's jobs every minute (refused in one line, nothing written)."""
+    if backend.dialect != "sqlite":
+        raise BadInput(
+            f"--demo writes sample jobs that run every minute: not into the shared {backend.dialect} "
+            "database; run it on a SQLite file (MIMIR_BACKEND=sqlite MIMIR_DATABASE_PATH=./data/demo.db)"
+        )
+    seed_demo(backend)
+    job_id = LIVE_JOBS[0][0]
+    try:
+        backend.get_job(job_id)
+    except NotFound:
+        return None  # installed without the examples: no live pipeline
+    if backend.executions.page(job_id, 1, status=[Status.queued.value, Status.running.value]):
+        return None
+    from .scheduler.jobs import run_job_now
+
+    return run_job_now(backend, job_id).execution_id

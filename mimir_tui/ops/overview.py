@@ -16,9 +16,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..constants import FINISHED, Status
 from ..errors import MimirError
@@ -26,13 +27,31 @@ from ..errors import MimirError
 #: A row of a pane: its key and its cells, in the order of the pane's columns.
 Row = tuple[str, tuple[str, ...]]
 
-JOB_COLUMNS = ("Name", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result")
+#: The recent results come second: at a glance, on any terminal (the columns after the schedule
+#: scroll out of sight at 80 and 120 columns).
+JOB_COLUMNS = ("Name", "Recent", "Pipeline", "Schedule", "Cron", "Zone", "On", "Next run", "Last run", "Last result")
 PIPELINE_COLUMNS = ("Name", "State", "Steps", "Jobs", "Source")
 EXECUTION_COLUMNS = ("Status", "Pipeline", "Job", "Step", "Time", "Started", "Instance", "Trigger")
 HEALTH_COLUMNS = ("What", "Value")
 
 #: Runs in flight shown at most (queued and running, on every instance).
 ACTIVE_LIMIT = 200
+#: The jobs pane's recent results: this many latest runs of each job, a mark each.
+RECENT = 8
+#: A run's status as a mark (one cell wide): distinct shapes, so the marks read without
+#: colour (``NO_COLOR``) too; the dashboard colours them by the theme.
+MARKS: dict[str, str] = {
+    Status.success.value: "\u25cf",  # ●
+    Status.failed.value: "\u2717",  # ✗
+    Status.timed_out.value: "\u25c6",  # ◆
+    Status.cancelled.value: "\u25cb",  # ○
+    Status.interrupted.value: "\u25d0",  # ◐
+    Status.running.value: "\u25b8",  # ▸
+    Status.queued.value: "\u2026",  # …
+    Status.missed.value: "\u00b7",  # ·
+}
+#: The status of each mark (the dashboard colours a mark by its status).
+MARK_STATUS = {mark: status for status, mark in MARKS.items()}
 #: The health pane's executions per day covers this many days, today included.
 PER_DAY_DAYS = 7
 
@@ -48,6 +67,8 @@ class PaneData:
     pages: int = 1
     #: Figures a pane charts beside its rows (the health pane's ``latency_ms``).
     values: dict[str, float] = field(default_factory=dict)
+    #: A line about a row, by key, shown while the row is under the cursor (a job's times in its zone).
+    details: dict[str, str] = field(default_factory=dict)
 
 
 def relative(when: datetime | None, now: datetime) -> str:
@@ -113,12 +134,15 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
     pages = max(1, -(-total // page_size))
     page = min(max(0, page), pages - 1)
     out: list[Row] = []
-    for j in backend.jobs.page(text, offset=page * page_size, limit=page_size):
+    jobs = backend.jobs.page(text, offset=page * page_size, limit=page_size)
+    recent = backend.executions.recent_statuses([j.id for j in jobs], RECENT)
+    for j in jobs:
         out.append(
             (
                 j.id,
                 (
                     j.name,
+                    marks(recent.get(j.id, [])) or "-",
                     j.pipeline,
                     schedule_words(j.cron_expr),
                     j.cron_expr,
@@ -133,7 +157,36 @@ def read_jobs(backend: Any, now: datetime, *, page: int = 0, page_size: int = 20
     summary = f"{total} jobs" + (f" match {text.strip()!r}" if text.strip() else "") + f", {enabled} enabled"
     if pages > 1:
         summary += f"; page {page + 1}/{pages} ([ and ] turn)"
-    return PaneData(out, summary, page=page, pages=pages)
+    return PaneData(out, summary, page=page, pages=pages, details={j.id: job_times(j) for j in jobs})
+
+
+def job_times(job: Any) -> str:
+    """``next Mon 2026-03-02 11:00 CET (10:00 UTC), last Mon 2026-03-02 10:00 CET``: a job's
+    times in its own zone (a zone that no longer exists: UTC)."""
+    try:
+        zone: tzinfo = ZoneInfo(job.timezone or "UTC")
+    except (ValueError, ZoneInfoNotFoundError):
+        zone = UTC
+
+    def local(when: datetime | None, *, with_utc: bool = False) -> str:
+        if when is None:
+            return "-"
+        at = when if when.tzinfo else when.replace(tzinfo=UTC)  # stored in UTC
+        text = at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+        return f"{text} ({at:%H:%M} UTC)" if with_utc and str(zone) != "UTC" else text
+
+    nxt = local(job.next_run, with_utc=True) if job.enabled else "- (disabled)"
+    return f"next {nxt}, last {local(job.last_run)}"
+
+
+def marks(statuses: list[str]) -> str:
+    """The marks of runs given newest first, oldest on the left (as a sparkline reads): ``●●✗▸``."""
+    return "".join(MARKS.get(status, "?") for status in reversed(statuses))
+
+
+def marks_legend() -> str:
+    """What each mark means: ``● success, ✗ failed, ...``."""
+    return ", ".join(f"{mark} {status.replace('_', ' ')}" for status, mark in MARKS.items())
 
 
 def step_count(config: str | None) -> int | None:

@@ -442,3 +442,12 @@ class RawTransaction:
     def fetch(self, prepared: Prepared, values: dict[str, Any] | None = None) -> list[tuple]:
         self.cursor.execute(prepared.sql, prepared.params(values))
         return prepared.convert(self.cursor.fetchall())
+
+    def execute_many(self, prepared: Prepared, rows: Sequence[dict[str, Any]]) -> int:
+        """Run a prepared statement once per row of values, in one call to the driver (SQLite
+        loops in C, psycopg pipelines, PyMySQL sends one multi-row INSERT); returns the rows
+        changed in all."""
+        if not rows:
+            return 0
+        self.cursor.executemany(prepared.sql, [prepared.params(values) for values in rows])
+        return self.cursor.rowcount

@@ -20,13 +20,24 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
 
 from ..errors import Conflict, NotFound, PersistenceError
 from .db import Database, one_of, operation
-from .models import EXECUTIONS, FINISHED, QUEUE, WORKERS, JobExecutionRecord, Status, WorkerStatus, records, values_of
+from .models import (
+    EXECUTIONS,
+    FINISHED,
+    QUEUE,
+    WORKERS,
+    JobExecutionRecord,
+    Status,
+    WorkerStatus,
+    records,
+    values_of,
+)
 from .rows import ExecutionRow, utc
 from .types import as_utc, utcnow
 
@@ -104,6 +115,17 @@ def _page_values(job_id: str | None, limit: int, before: tuple[datetime, str] | 
     if before is not None:
         values["start"], values["last"] = as_utc(before[0]), before[1]
     return values
+
+
+def _latest_per_job(slots: int) -> Any:
+    """``job_id, status, start_time, id`` of the latest ``:per_job`` runs of each of the jobs
+    ``:j0`` ... (NULL: none), one ``UNION ALL`` branch a job. Written as text: SQLAlchemy takes
+    some 0.4 ms to compile each branch of a statement (95 ms for a page's), text a few µs."""
+    branch = (
+        "SELECT job_id, status, start_time, id FROM (SELECT job_id, status, start_time, id FROM job_executions"
+        " WHERE job_id = :j{i} ORDER BY start_time DESC, id DESC LIMIT :per_job) AS r{i}"
+    )
+    return text(" UNION ALL ".join(branch.format(i=i) for i in range(slots)))
 
 
 class ExecutionStore:
@@ -318,6 +340,34 @@ class ExecutionStore:
 
         rows = self.db.fetch(self.db.prepare("executions_per_day", build), {"since": as_utc(since)})
         return {str(d)[:10]: int(n) for d, n in rows}
+
+    @operation("recent_statuses")
+    def recent_statuses(self, job_ids: Sequence[str], per_job: int) -> dict[str, list[str]]:
+        """``{job id: the statuses of its latest ``per_job`` executions, newest first}`` for
+        ``job_ids`` (the jobs pane's page); a job without runs is left out.
+
+        One query whose cost is the page's, whatever the history holds: per job, its latest
+        runs along the (job, start, id) index, ``LIMIT per_job`` (a ``UNION ALL`` of one such
+        branch per job; each backend reads it as so many short backward index scans). Ranking
+        with ``ROW_NUMBER() OVER (PARTITION BY job_id ...)`` reads every run of each job (75
+        ms for a page of 200 jobs of 100 runs each on SQLite, against 5 ms); a join on each
+        job's cutoff time was read through a hash join or a filter on PostgreSQL and MariaDB;
+        the three have no ``LATERAL`` in common."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids or per_job <= 0:
+            return {}
+        # Padded to a power of two with NULLs (which match no job): a few statement shapes,
+        # prepared once, serve every page size.
+        slots = 1 << (len(ids) - 1).bit_length()
+        values: dict[str, Any] = {f"j{i}": ids[i] if i < len(ids) else None for i in range(slots)}
+        values["per_job"] = int(per_job)
+        prepared = self.db.prepare(("recent_statuses", slots), lambda: _latest_per_job(slots))
+        out: dict[str, list[str]] = {}
+        for job_id, status, _, _ in sorted(
+            self.db.fetch(prepared, values, convert=False), key=lambda row: (utc(row[2]), row[3]), reverse=True
+        ):
+            out.setdefault(job_id, []).append(status)
+        return out
 
     @operation("count_running")
     def count_running(self, job_id: str) -> int:

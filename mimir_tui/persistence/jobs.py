@@ -278,6 +278,20 @@ class PipelineStore:
             raise NotFound(f"pipeline {name!r} not found")
         return PipelineConfig.model_construct(**row)
 
+    @operation("pipeline_version")
+    def version(self, name: str) -> tuple[Any, ...] | None:
+        """What tells one stored version of pipeline ``name`` from another (its ``updated_at``,
+        checksum, file and load error: a runner keeps the parsed spec under it); None if there
+        is no such pipeline. One indexed read of a few columns."""
+        prepared = self.db.prepare(
+            "pipeline_version",
+            lambda: select(
+                PIPELINES.c.updated_at, PIPELINES.c.checksum, PIPELINES.c.source_path, PIPELINES.c.load_error
+            ).where(PIPELINES.c.name == bindparam("name")),
+        )
+        rows = self.db.fetch(prepared, {"name": name})
+        return tuple(rows[0]) if rows else None
+
     @operation("list_pipelines")
     def all(self) -> list[PipelineConfig]:
         with self.db.read() as conn:

@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, true, update
 
 from ..errors import PersistenceError
 from .db import Database, RawTransaction, one_of, operation
@@ -103,6 +103,146 @@ class RunStore:
                         raise
         return [e for e in executions if id(e) in landed], room
 
+    @operation("claim_batch")
+    def claim_batch(
+        self,
+        fires: dict[str, FireBatch],
+        overlap: Callable[[str, JobRoom], list[JobExecutionRecord]],
+    ) -> dict[str, BatchClaim]:
+        """Every due fire of a tick's jobs in one transaction (:meth:`claim_fires` for the
+        ``missed`` of each job, :meth:`claim_fires_within` for its ``run``), and the jobs'
+        fire times of those that got a row. Per job: the executions this caller owns, and the
+        job's room (None: its row is gone, and nothing of it was written).
+
+        1. The jobs' rows are locked in id order (``FOR UPDATE``; SQLite's write transaction is
+           one at a time): two instances claiming the same tick queue up instead of
+           deadlocking, and a job's ``max_concurrent`` holds as in :meth:`claim_fires_within`.
+        2. One ``GROUP BY`` counts their runs in flight. A job with no free slot has its
+           ``run`` fires recorded missed instead (``overlap(job_id, room)`` makes those
+           records).
+        3. One multi-row insert that skips the fires someone claimed already (run key taken);
+           which rows are this caller's is read back by id when some were skipped (always on
+           MySQL, whose count of changed rows cannot tell).
+        4. One ``UPDATE`` per job (sent in one driver call) writes ``next_run`` and
+           ``last_run`` of the jobs that got a row.
+
+        Taken from APScheduler 4's SQLAlchemy data store (``acquire_schedules``: the due rows
+        locked in one statement, the schedules written back together with one executemany)
+        and procrastinate's ``fetch_job`` (lock, check and write in one transaction, the
+        database deciding who owns what)."""
+        for batch in fires.values():
+            for execution in (*batch.missed, *batch.run):
+                if execution.job_id is None or execution.scheduled_for is None:
+                    raise ValueError("a scheduled fire needs job_id and scheduled_for")
+        out: dict[str, BatchClaim] = {}
+        if not fires:
+            return out
+        now = utcnow()
+        job_ids = sorted(fires)
+        with self.db.raw_write() as tx:
+            limits: dict[str, int] = {}
+            active: dict[str, int] = {}
+            for chunk in _chunks(job_ids):
+                values = _padded(chunk)
+                limits.update((job_id, int(limit)) for job_id, limit in tx.fetch(self._lock_jobs(len(values)), values))
+                active.update((job_id, int(n)) for job_id, n in tx.fetch(self._count_active(len(values)), values))
+            rows: list[JobExecutionRecord] = []
+            for job_id in job_ids:
+                if job_id not in limits:
+                    out[job_id] = BatchClaim([], [], None)
+                    continue
+                batch = fires[job_id]
+                room = JobRoom(active.get(job_id, 0), limits[job_id])
+                run = batch.run
+                missed = list(batch.missed)
+                if run and room.free <= 0:
+                    missed.extend(overlap(job_id, room))
+                    run = []
+                out[job_id] = BatchClaim(missed, run, room)
+                rows.extend(missed)
+                rows.extend(run)
+            # Inserted in run-key order, as in _claim.
+            rows.sort(key=lambda e: (e.job_id or "", e.scheduled_for))
+            for row in rows:
+                row.updated_at = now
+            inserted = tx.execute_many(
+                self.db.prepare("claim_fires_batch", self._insert_skipping_claimed, COLUMNS),
+                [values_of(row, EXECUTIONS) for row in rows],
+            )
+            # MySQL counts a skipped row as changed (the driver's FOUND_ROWS flag counts the
+            # row its no-op update matched): there, which rows landed is always read back.
+            if inserted != len(rows) or not self.db.dialect.upsert:
+                ours: set[str] = set()
+                for chunk in _chunks([row.id for row in rows]):
+                    values = _padded(chunk)
+                    ours.update(found for (found,) in tx.fetch(self._ids_present(len(values)), values))
+                for job_id, claim in out.items():
+                    out[job_id] = BatchClaim(
+                        [e for e in claim.missed if e.id in ours], [e for e in claim.run if e.id in ours], claim.room
+                    )
+            times = [
+                {
+                    "job_id": job_id,
+                    "next_run": fires[job_id].next_run,
+                    "last_run": max((e.scheduled_for for e in claim.run if e.scheduled_for is not None), default=None),
+                }
+                for job_id, claim in out.items()
+                if claim.missed or claim.run
+            ]
+            tx.execute_many(self._write_times(), times)
+        return out
+
+    def _lock_jobs(self, count: int) -> Any:
+        def build() -> Any:
+            query = (
+                select(JOBS.c.id, JOBS.c.max_concurrent)
+                .where(JOBS.c.id.in_([bindparam(f"k{i}") for i in range(count)]))
+                .order_by(JOBS.c.id)
+            )
+            return query.with_for_update() if self.db.dialect.skip_locked else query
+
+        return self.db.prepare(("lock_jobs", count), build)
+
+    def _count_active(self, count: int) -> Any:
+        """Two statements, as in _room: on PostgreSQL a count in the locking statement would
+        read the snapshot taken before the locks were granted."""
+
+        def build() -> Any:
+            return (
+                select(EXECUTIONS.c.job_id, func.count())
+                .where(
+                    EXECUTIONS.c.job_id.in_([bindparam(f"k{i}") for i in range(count)]),
+                    one_of(EXECUTIONS.c.status, UNFINISHED),
+                )
+                .group_by(EXECUTIONS.c.job_id)
+            )
+
+        return self.db.prepare(("count_active", count), build)
+
+    def _ids_present(self, count: int) -> Any:
+        return self.db.prepare(
+            ("ids_present", count),
+            lambda: select(EXECUTIONS.c.id).where(EXECUTIONS.c.id.in_([bindparam(f"k{i}") for i in range(count)])),
+        )
+
+    def _write_times(self) -> Any:
+        """A job's ``next_run`` (kept NULL while it is disabled, as ``JobStore.set_schedule``
+        does) and its ``last_run`` (unchanged when NULL is given: no fire of it ran)."""
+
+        def build() -> Any:
+            return (
+                update(JOBS)
+                .where(JOBS.c.id == bindparam("job_id"))
+                .values(
+                    next_run=case(
+                        (JOBS.c.enabled == true(), bindparam("next_run", type_=JOBS.c.next_run.type)), else_=None
+                    ),
+                    last_run=func.coalesce(bindparam("last_run", type_=JOBS.c.last_run.type), JOBS.c.last_run),
+                )
+            )
+
+        return self.db.prepare("write_job_times", build)
+
     def _room(self, tx: RawTransaction, job_id: str | None, *, wait: bool) -> JobRoom | None:
         """Lock the job's row and count its runs in flight, inside the claim's transaction.
         None: the row is gone, or (``wait`` False) another claim of the job holds it now."""
@@ -118,6 +258,16 @@ class RunStore:
             return None
         active = tx.fetch(self.db.prepare("count_running", active_runs), {"job_id": job_id})[0][0]
         return JobRoom(int(active), int(rows[0][0]))
+
+    def _insert_skipping_claimed(self) -> Any:
+        """The INSERT of a batch: a fire claimed already is skipped, on MySQL too (where a
+        duplicate key would fail the whole multi-row statement): its "update" sets the row's
+        id to itself, which changes nothing."""
+        if self.db.dialect.upsert:
+            return self._insert_unless_claimed()
+        from sqlalchemy.dialects import mysql
+
+        return mysql.insert(EXECUTIONS).on_duplicate_key_update(id=EXECUTIONS.c.id)
 
     def _insert_unless_claimed(self) -> Any:
         if not self.db.dialect.upsert:
@@ -292,6 +442,42 @@ class RunStore:
             )
             conn.execute(insert(EXECUTIONS), values_of(execution, EXECUTIONS))
         return request, execution
+
+
+class FireBatch(NamedTuple):
+    """One job's part of :meth:`RunStore.claim_batch`: its fires to record missed, its fires to
+    run, and its next fire time (the job's ``next_run`` once this is claimed)."""
+
+    missed: list[JobExecutionRecord]
+    run: list[JobExecutionRecord]
+    next_run: datetime
+
+
+class BatchClaim(NamedTuple):
+    """What :meth:`RunStore.claim_batch` did for one job: the missed and to-run executions this
+    caller owns, and the job's room when counted (None: the job is gone)."""
+
+    missed: list[JobExecutionRecord]
+    run: list[JobExecutionRecord]
+    room: JobRoom | None
+
+
+#: Most ids in one ``IN`` list of a batch (a batch of more is read in several statements).
+_CHUNK = 512
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _padded(ids: list[str]) -> dict[str, Any]:
+    """``ids`` as the values of a statement with a power-of-two number of ``IN`` parameters,
+    the last id repeated to fill it: a handful of prepared statements serve every batch size."""
+    size = 1
+    while size < len(ids):
+        size *= 2
+    return {f"k{i}": ids[min(i, len(ids) - 1)] for i in range(size)}
 
 
 _URGENT = (QUEUE.c.priority.desc(), QUEUE.c.available_at, QUEUE.c.id)

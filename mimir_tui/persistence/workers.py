@@ -96,6 +96,17 @@ class WorkerStore:
         cutoff = when - timedelta(seconds=stale_after)
         forced = set(also or ())
         dead: list[str] = []
+        if not forced:
+            # A read first: at every heartbeat of every instance, the common case (nobody is
+            # stale) takes no write lock.
+            with self.db.read() as conn:
+                stale = conn.execute(
+                    select(WORKERS.c.id)
+                    .where(WORKERS.c.status.in_(LIVE_WORKER), WORKERS.c.heartbeat_at < cutoff)
+                    .limit(1)
+                ).first()
+            if stale is None:
+                return [], []
         with self.db.write() as conn:
             candidates = conn.execute(
                 select(WORKERS.c.id, WORKERS.c.heartbeat_at).where(WORKERS.c.status.in_(LIVE_WORKER))

@@ -31,6 +31,7 @@ import asyncio
 import ctypes
 import inspect
 import logging
+import math
 import os
 import threading
 import time
@@ -46,17 +47,63 @@ from ..errors import BadInput, MimirError, NotFound, OutcomeNotSaved
 from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecord, new_id
 from ..persistence.types import as_utc, utcnow
 from ..secrets import SecretMasker, mask_tree, secret_values
-from . import templates
+from . import loops, templates
 from .cancel import CancelToken
 from .execlog import ExecutionLog, execution_log_path
 from .policy import working_folder
 from .registry import Plugin, PluginRegistry, StepContext
-from .spec import PipelineError, PipelineSpec, load_file, validate_pipeline
+from .spec import PipelineError, PipelineIssue, PipelineSpec, load_file, validate_pipeline
 from .summaries import summarize
 
 log = logging.getLogger("mimir.runner")
 
 OnStep = Callable[[StepRecord, JobExecutionRecord], Any]
+
+
+class _Progress:
+    """The saves of a running run's record until its end: the first change (its first step
+    starting: the record's first save, which says ``running``) at once, then at most one
+    every ``interval`` seconds. A change within ``interval`` of the last save is saved when
+    the interval ends (with whatever else changed meanwhile), not at once: a run of short
+    steps writes its record twice (first step, end) instead of 2 + 2 per step, and the live
+    view of a long step sees it start within ``interval``."""
+
+    def __init__(self, save: Callable[[bool], Any], interval: float) -> None:
+        self._save_now = save  # save(first): first is True for the run's first save
+        self.interval = interval
+        self._last = -math.inf
+        self._saved = False
+        self._due: asyncio.Task[None] | None = None
+        self._saving = asyncio.Lock()
+
+    async def changed(self) -> None:
+        if self._due is not None:
+            return  # a save is due already: it takes this change along
+        wait = self._last + self.interval - time.monotonic()
+        if wait <= 0:
+            await self._save()
+        else:
+            self._due = asyncio.create_task(self._save_later(wait))
+
+    async def _save_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._due = None
+        await self._save()
+
+    async def _save(self) -> None:
+        async with self._saving:
+            self._last = time.monotonic()
+            first, self._saved = not self._saved, True
+            await self._save_now(first)
+
+    async def close(self) -> None:
+        """No more progress saves: one due is dropped (the final save comes), one under way
+        ends first."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        async with self._saving:
+            pass
 
 
 @dataclass
@@ -158,6 +205,14 @@ async def _pause(seconds: float, cancel: CancelToken | None) -> bool:
     return cancel is not None and cancel.cancelled
 
 
+def _snapshot(record: JobExecutionRecord) -> JobExecutionRecord:
+    """A copy of a running record to save from another thread while the run goes on changing
+    it (its steps list is changed in place)."""
+    copy = record.model_copy()
+    copy.steps = list(record.steps or [])
+    return copy
+
+
 def _describe_exception(exc: BaseException) -> str:
     if isinstance(exc, MimirError):
         text = str(exc)
@@ -193,6 +248,8 @@ class PipelineRunner:
 
     #: Seconds between looks at ``job_executions.cancel_requested``.
     cancel_poll_interval: float = 0.25
+    #: Least seconds between two saves of a running run's progress (see _Progress).
+    progress_interval: float = 1.0
     #: Seconds a cancelled or timed-out step gets to wind down before the run moves on.
     stop_grace: float = 0.5
     #: Longest wait, in seconds, between two tries to save a run's end while the database is away.
@@ -218,6 +275,9 @@ class PipelineRunner:
         # The times of records and logs: this machine's clock, or the one the scheduler fires
         # on (the database server's), so that runs from every machine sort together.
         self.now: Callable[[], datetime] = clock.now if clock is not None else utcnow
+        # name -> (stored version, spec, validation issues): see _resolve
+        self._specs: dict[str, tuple[Any, PipelineSpec, list[PipelineIssue]]] = {}
+        self._specs_lock = threading.Lock()
 
     # -- resolving ------------------------------------------------------------------------
 
@@ -237,6 +297,30 @@ class PipelineRunner:
 
         return spec_from_row(self.backend.get_pipeline(ref))
 
+    def _resolve(self, pipeline: PipelineSpec | str) -> tuple[PipelineSpec, list[PipelineIssue]]:
+        """:meth:`load` and the spec's validation issues. A stored pipeline is parsed and
+        validated once per version (see ``PipelineStore.version``), not at every run: each run
+        reads the version alone."""
+        store: Any = getattr(self.backend, "pipelines", None)
+        if isinstance(pipeline, PipelineSpec) or not hasattr(store, "version"):
+            spec = self.load(pipeline)
+            return spec, validate_pipeline(spec, self.registry)
+        name = str(pipeline)
+        if name.lower().endswith((".yaml", ".yml")) and Path(name).is_file():
+            spec = self.load(name)
+            return spec, validate_pipeline(spec, self.registry)
+        version = store.version(name)
+        with self._specs_lock:
+            cached = self._specs.get(name)
+        if version is not None and cached is not None and cached[0] == version:
+            return cached[1], cached[2]
+        spec = self.load(name)
+        issues = validate_pipeline(spec, self.registry)
+        if version is not None:
+            with self._specs_lock:
+                self._specs[name] = (version, spec, issues)
+        return spec, issues
+
     def log_path(self, execution_id: str) -> Path:
         return execution_log_path(self.settings, execution_id)
 
@@ -248,7 +332,7 @@ class PipelineRunner:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.run_async(pipeline, **kwargs))
+            return loops.run(self.run_async(pipeline, **kwargs))
         box: dict[str, Any] = {}
 
         def target() -> None:
@@ -297,8 +381,7 @@ class PipelineRunner:
                 return existing
 
         try:
-            spec = await asyncio.to_thread(self.load, pipeline)
-            issues = validate_pipeline(spec, self.registry)
+            spec, issues = await asyncio.to_thread(self._resolve, pipeline)
             if issues:
                 raise PipelineError(issues)
         except BadInput as exc:
@@ -340,13 +423,10 @@ class PipelineRunner:
             attempt=attempt,
             worker_id=worker_id,
         )
-        # A conflict here: nothing ran. A row that finished meanwhile (a reaper interrupted a
-        # claimed fire before it started) is left as it is, and nothing runs.
-        if not await asyncio.to_thread(self._save_unfinished, record):
-            ended = await asyncio.to_thread(self.backend.get_execution, exec_id)
-            self._ended_elsewhere(ended)
-            return ended
-
+        # The record is first saved as the first step starts, before its plugin runs (see
+        # _Progress): one write for "running" and the step. A conflict there: nothing ran (an
+        # error raised). A row that finished meanwhile (a reaper interrupted a claimed fire
+        # before it started) is left as it is, and no plugin runs.
         secrets = SecretMasker()  # every secret the steps refer to, masked from the first step on
         secrets.add(templates.referenced_secrets([step.config for step in spec.steps], self._environ()))
         exec_log = ExecutionLog(
@@ -358,6 +438,9 @@ class PipelineRunner:
         )
         stop = _Stop()
         watcher = asyncio.create_task(self._watch_cancel(exec_id, cancel, stop, exec_log))
+        progress = _Progress(
+            lambda first: self._save(_snapshot(record), exec_log, stop, strict=first), self.progress_interval
+        )
         limits = [t for t in (spec.timeout, timeout) if t]
         pipeline_timeout = min(limits) if limits else None
         context: dict[str, Any] = {}
@@ -379,13 +462,18 @@ class PipelineRunner:
                 stop,
                 pipeline_timeout,
                 on_step,
+                progress,
             )
         except asyncio.CancelledError:
             interrupted = True
             status, error = Status.cancelled, "cancelled: the run was interrupted"
             self._close_open_step(record, Status.cancelled, "interrupted")
+        except Exception:  # the first save failed: the caller records the run failed
+            exec_log.close()
+            raise
         finally:
             watcher.cancel()
+            await progress.close()
         if status is Status.cancelled and not interrupted and stop.event.is_set():
             status = stop.status  # e.g. interrupted: the log's last line says it too
 
@@ -397,18 +485,34 @@ class PipelineRunner:
         record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
         # Secrets a step's {{ }} revealed after earlier steps were recorded: masked there too.
         record.steps = mask_tree(record.steps or [], secrets)
-        exec_log.write(
-            "INFO" if status is Status.success else "ERROR",
-            f"pipeline {spec.name!r} finished: {status.value} in {record.duration} ms"
-            + (f": {record.error}" if record.error else ""),
-        )
-        exec_log.close()
-        final = await self._save_final(record, cancel)
+        # The log's last line after the final save: it says the end the history keeps (with
+        # progress saved at most once a second, another instance's end of the run may first be
+        # seen here).
+        final: JobExecutionRecord | None = None
+        try:
+            final = await self._save_final(record, cancel)
+        finally:
+            self._log_end(exec_log, spec, record, final)
         if interrupted:
             raise asyncio.CancelledError()
         return final
 
     # -- internals ------------------------------------------------------------------------
+
+    def _log_end(
+        self, exec_log: ExecutionLog, spec: PipelineSpec, record: JobExecutionRecord, stored: JobExecutionRecord | None
+    ) -> None:
+        """The log's last line: the run's end as stored (``stored``: another instance's, if it
+        ended the run first; None: not saved, the run's own), then the file is closed."""
+        ended, error = record.status, record.error
+        if stored is not None and stored is not record:
+            ended = stored.status
+            error = f"execution {record.id} was ended by another instance (status {stored.status})"
+        exec_log.write(
+            "INFO" if ended == Status.success else "ERROR",
+            f"pipeline {spec.name!r} finished: {ended} in {record.duration} ms" + (f": {error}" if error else ""),
+        )
+        exec_log.close()
 
     def _save_unfinished(self, record: JobExecutionRecord) -> bool:
         """Save ``record`` unless its row has finished meanwhile (another instance ended it:
@@ -418,10 +522,16 @@ class PipelineRunner:
     def _ended_elsewhere(self, ended: JobExecutionRecord) -> None:
         log.warning("execution %s was ended by another instance (status %s)", ended.id, ended.status)
 
-    async def _save(self, record: JobExecutionRecord, exec_log: ExecutionLog, stop: _Stop | None = None) -> None:
+    async def _save(
+        self, record: JobExecutionRecord, exec_log: ExecutionLog, stop: _Stop | None = None, *, strict: bool = False
+    ) -> None:
+        """Save a running record. ``strict`` (its first save): an error is raised; else it is
+        logged, and the run goes on (a progress update that fails must not fail the run)."""
         try:
             applied = await asyncio.to_thread(self._save_unfinished, record)
-        except Exception as exc:  # a progress update that fails must not fail the run
+        except Exception as exc:
+            if strict:
+                raise
             exec_log.write("WARNING", f"could not save progress: {exc}")
             return
         if not applied:
@@ -493,7 +603,9 @@ class PipelineRunner:
     async def _watch_cancel(
         self, execution_id: str, cancel: CancelToken | None, stop: _Stop, exec_log: ExecutionLog
     ) -> None:
-        next_poll = 0.0
+        # The first look after one interval: a run shorter than that (most) is never cancelled
+        # through the database, and reads nothing for it.
+        next_poll = time.monotonic() + self.cancel_poll_interval
         failures = 0
         while not stop.event.is_set():
             if cancel is not None and cancel.cancelled:
@@ -514,6 +626,7 @@ class PipelineRunner:
                     failures += 1
                     if failures == 1:
                         exec_log.write("WARNING", f"cannot check for a cancel request: {exc}")
+            exec_log.flush_if_due()
             await asyncio.sleep(0.05)
 
     def _close_open_step(self, record: JobExecutionRecord, status: Status, message: str) -> None:
@@ -601,6 +714,7 @@ class PipelineRunner:
         step_timeout: float,
         deadline: float | None,
         pipeline_timeout: float | None,
+        base_dir: Path,
     ) -> Any:
         """Run one step's plugin within its time limit: its result, or an _Outcome raised."""
         from .registry import StepCancelled, StepTimedOut
@@ -619,7 +733,7 @@ class PipelineRunner:
             settings=self.settings,
             timeout=limit,
             log=log,
-            base_dir=working_folder(self.settings, spec.source_path),
+            base_dir=base_dir,
         )
         task = asyncio.create_task(self._call(plugin_cls, config, ctx))
         stop_wait = asyncio.create_task(stop.event.wait())
@@ -663,6 +777,7 @@ class PipelineRunner:
         stop: _Stop,
         pipeline_timeout: float | None,
         on_step: OnStep | None,
+        progress: _Progress,
     ) -> tuple[Status, str | None]:
         """Run every step; return the run's (status, error)."""
         max_chars = self.settings.pipelines.summary_max_chars
@@ -713,7 +828,7 @@ class PipelineRunner:
                 secrets.add(secret_values(config_data))
                 srec.input = summarize(config_data, max_chars, secrets)
                 record.steps[-1] = srec.to_json()
-                await self._save(record, exec_log, stop)
+                await progress.changed()
                 await self._notify(on_step, srec, record, exec_log)
 
                 if plugin_cls is None:
@@ -723,6 +838,8 @@ class PipelineRunner:
                 except ValidationError as exc:
                     raise _Outcome(Status.failed, _describe_validation(exc)) from None
 
+                if stop.event.is_set():  # e.g. the first save found the run ended elsewhere
+                    raise _Outcome(Status.cancelled, stop.reason)
                 slots = plugin_slots(self.settings.plugins.max_concurrency)
                 await self._take_slot(slots, stop, deadline, pipeline_timeout, exec_log, step, index)
                 try:
@@ -738,6 +855,7 @@ class PipelineRunner:
                         step_timeout,
                         deadline,
                         pipeline_timeout,
+                        base_dir,
                     )
                 finally:
                     slots.release()  # a plugin abandoned after a timeout no longer counts either
@@ -765,7 +883,8 @@ class PipelineRunner:
                 )
             record.steps[-1] = srec.to_json()
             record.context = {k: summarize(v, max_chars, secrets) for k, v in context.items()}
-            await self._save(record, exec_log, stop)
+            exec_log.flush()
+            await progress.changed()
             await self._notify(on_step, srec, record, exec_log)
 
             if failure is None:

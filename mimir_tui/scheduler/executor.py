@@ -80,6 +80,8 @@ class Executor:
         self.worker_id = worker_id or make_worker_id()
         self._job_lookup = job_lookup
         self.stopped_runs = 0  # runs interrupted by a stop that recorded it themselves
+        #: Called when this executor queues a retry (the scheduler's queue loop looks at once).
+        self.on_queued: Callable[[], None] | None = None
 
     # -- the worker -----------------------------------------------------------------------
 
@@ -221,7 +223,10 @@ class Executor:
             return None
         if job is None and record.job_id is not None:
             job = self.job(record.job_id)
-        return enqueue_retry(self.backend, record, job, self.clock.now(), fire)
+        request = enqueue_retry(self.backend, record, job, self.clock.now(), fire)
+        if request is not None and self.on_queued is not None:
+            self.on_queued()
+        return request
 
 
 # -- use cases ----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..pipelines.loops import thread_loop
+
 log = logging.getLogger("mimir.scheduler")
 
 
@@ -59,6 +61,10 @@ class RunPool:
         self._open.set()
 
     def _work(self) -> None:
+        with thread_loop():  # one event loop for the runs of this slot (see pipelines.loops)
+            self._serve()
+
+    def _serve(self) -> None:
         while True:
             fn = self._queue.get()
             if fn is None:

@@ -13,12 +13,12 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState
@@ -77,6 +77,8 @@ class MimirApp(App):
         self.service: Service | None = None
         self._service_lock = threading.Lock()
         self.quitting = False
+        #: The quit confirmation while it is shown (q, ctrl+q and the palette's Quit ask once).
+        self._quit_question: ConfirmScreen | None = None
 
     def get_default_screen(self) -> DashboardScreen:
         return DashboardScreen()
@@ -179,7 +181,7 @@ class MimirApp(App):
         """Quit; the in-process scheduler stops as the service does on SIGTERM (runs in progress
         get ``scheduler.shutdown_grace`` seconds, the rest are interrupted and retried elsewhere
         if their job allows), after a confirmation when runs are in progress here."""
-        if self.quitting:
+        if self.quitting or (self._quit_question is not None and self._quit_question in self.screen_stack):
             return
         running = self.service.running if self.service is not None else 0
         if not running:
@@ -190,7 +192,16 @@ class MimirApp(App):
             f"{running} run(s) in progress here. Quit? They get {grace:g} s to finish; the rest are marked "
             "interrupted (and retried by another instance if their job allows)."
         )
-        self.push_screen(ConfirmScreen(question), lambda yes: self._quit() if yes else None)
+        self._quit_question = ConfirmScreen(question)
+        self.push_screen(self._quit_question, lambda yes: self._quit() if yes else None)
+
+    def get_system_commands(self, screen: Any) -> Iterable[SystemCommand]:
+        """Textual's, its "Quit" said as :meth:`action_quit` does it (the same action as q and
+        ctrl+q, Textual's quit key)."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":
+                command = SystemCommand("Quit", "Quit (asks first when runs are in progress here)", self.action_quit)
+            yield command
 
     def _quit(self) -> None:
         self.quitting = True
@@ -226,7 +237,7 @@ class MimirApp(App):
 
     def on_unmount(self) -> None:
         self.quitting = True
-        self._stop_service()  # quit other than by q (ctrl+q, the end of a test): stop it here
+        self._stop_service()  # quit other than by q (the end of a test, an error): stop it here
         if self._watcher is not None:
             self._watcher.stop()
         if self._backend is not None:
@@ -245,10 +256,10 @@ def run_dashboard(settings: Settings, *, theme: str | None = None, demo: bool = 
 
     setup_logging(settings, console=False)  # the terminal belongs to the dashboard
     if demo:
-        from ..demo import seed_demo
+        from ..demo import start_demo
         from ..persistence import open_backend
 
         with open_backend(settings) as backend:
-            seed_demo(backend)
+            start_demo(backend)  # the sample data, and a live run queued for the scheduler
     MimirApp(settings, theme_name=theme, scheduler=settings.ui.run_scheduler).run()
     return 0

@@ -11,13 +11,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from rich.style import Style
+from rich.text import Span, Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.color import Color
 from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState
 
 from ..errors import MimirError
-from ..ops.overview import PaneData
+from ..ops.overview import JOB_COLUMNS, MARK_STATUS, PaneData, marks_legend
 from ..scheduler import jobs as core
 from .panes import Pane, Plan
 from .widgets.confirm import ConfirmScreen
@@ -27,6 +30,33 @@ log = logging.getLogger("mimir.tui")
 #: What an action's worker returns: a line to tell the operator, or what to do next on the
 #: event loop (open a form, ask a question).
 Outcome = str | Callable[[], object]
+
+#: The column of the recent results' marks (:data:`~mimir_tui.ops.overview.MARKS`).
+RECENT = JOB_COLUMNS.index("Recent")
+#: The theme colour of a mark by its run's status; the others (queued, missed) are dimmed.
+MARK_COLOURS = {
+    "success": "success",
+    "failed": "error",
+    "timed_out": "error",
+    "cancelled": "warning",
+    "interrupted": "warning",
+    "running": "primary",
+}
+
+
+def mark_styles(theme_variables: dict[str, str]) -> dict[str, Style]:
+    """The style of each mark in the current theme."""
+    styles = {}
+    for mark, status in MARK_STATUS.items():
+        colour = theme_variables.get(MARK_COLOURS.get(status, ""))
+        styles[mark] = Style(color=Color.parse(colour).rich_color) if colour else Style(dim=True)
+    return styles
+
+
+def paint_marks(text: Text, styles: dict[str, Style]) -> Text:
+    """Colour each mark of ``text`` (in place) as its status is coloured."""
+    text.spans = [Span(i, i + 1, styles[ch]) for i, ch in enumerate(text.plain) if ch in styles]
+    return text
 
 
 class JobsPane(Pane):
@@ -42,6 +72,8 @@ class JobsPane(Pane):
         Binding("left_square_bracket", "turn(-1)", "Previous page", id="job-page-previous"),
     ]
 
+    LEGEND = f"Recent: the latest runs, oldest first: {marks_legend()}."
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.filter_text = ""
@@ -56,13 +88,33 @@ class JobsPane(Pane):
 
     # -- reading a page, filtered by the database ----------------------------------------
 
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.app.theme_changed_signal.subscribe(self, self._repaint_marks)
+
+    def _repaint_marks(self, _theme: object) -> None:
+        """Another theme: the marks shown take its colours (a page of cells, on the loop)."""
+        table = self.table
+        column = list(table.columns)[RECENT]
+        styles = mark_styles(self.app.theme_variables)
+        for row in list(table.rows):
+            table.update_cell(row, column, paint_marks(Text(str(table.get_cell(row, column)), end=""), styles))
+
     def read_data(self) -> PaneData:
         backend = self.app.backend()  # type: ignore[attr-defined]
         read: Any = self.read  # overview.read_jobs, which takes the page and the filter
         return read(backend, self.app.now(backend), page=self.page, text=self.filter_text)  # type: ignore[attr-defined]
 
     async def fill(self, data: PaneData, plan: Plan) -> None:
+        """The page; the recent results' marks coloured by the theme of the moment (on the loop:
+        a theme chosen while the page was read applies)."""
         self.page = data.page
+        styles = mark_styles(self.app.theme_variables)
+        for _, cells in plan.added:
+            paint_marks(cells[RECENT], styles)
+        for _, column, text in plan.updated:
+            if column == RECENT:
+                paint_marks(text, styles)
         await super().fill(data, plan)
 
     def action_turn(self, step: int) -> None:

@@ -200,6 +200,8 @@ class Pane(Polling, Vertical):
 
     #: The table's class (a pane whose rows open shows Enter in the footer with its own).
     TABLE: type[DataTable] = DataTable
+    #: What the help says under the columns (the marks' meaning), if anything.
+    LEGEND = ""
 
     BINDINGS = [
         Binding("z", "screen.zoom", "Zoom", id="zoom"),
@@ -218,6 +220,8 @@ class Pane(Polling, Vertical):
         self.refetch = False
         #: The rows the table holds (as text), which the next read's plan starts from.
         self.shown: list[Row] = []
+        #: The last read shown (its summary and its rows' details).
+        self.data = PaneData()
 
     def compose(self) -> ComposeResult:
         yield Static("loading...", id=f"{self.id}-summary", classes="summary")
@@ -273,7 +277,7 @@ class Pane(Polling, Vertical):
         """Apply ``plan`` in slices, giving the event loop its turn between them. One pane at a
         time, and painted once when whole: a changed DataTable renders every visible cell again,
         so four tables in one frame, or one table after each slice, held the loop 50-150 ms."""
-        self.say(data.summary)
+        self.data = data
         if plan.rebuild or plan.removed or plan.updated or plan.added:
             async with PAINT_TURNS.setdefault(self.app, asyncio.Lock()):
                 with self.app.batch_update():
@@ -282,6 +286,19 @@ class Pane(Polling, Vertical):
                 with contextlib.suppress(TimeoutError):  # (no repaint while the app stops)
                     await asyncio.wait_for(self.table.wait_for_refresh(), PAINT_WAIT_S)
         self.shown = plan.rows
+        self.say_row()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.say_row()
+
+    def say_row(self) -> None:
+        """The summary, and the detail of the row under the cursor when the read gave one (also
+        the table's tooltip, for the mouse)."""
+        key = self.selected
+        detail = self.data.details.get(key, "") if key is not None else ""
+        self.say(f"{self.data.summary} | {detail}" if detail else self.data.summary)
+        if self.table.tooltip != (detail or None):
+            self.table.tooltip = detail or None
 
     def say(self, summary: str) -> None:
         """The one-line summary above the table (as text, not markup), when it changed; its

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mimir_tui.ops import overview
 from mimir_tui.persistence import JobExecutionRecord, PipelineConfig, ScheduledJob
 
@@ -76,10 +78,10 @@ def test_jobs_pane_shows_schedule_in_words_and_next_run_relative(backend):
         ScheduledJob(id="c", name="c", pipeline="etl", cron_expr="* * * * *", next_run=NOW - timedelta(seconds=200))
     )
     rows = dict(overview.read_jobs(backend, NOW).rows)
-    assert rows["a"][2] == "At 02:30 every day"
-    assert rows["a"][6] == "in 1h30m"
-    assert rows["b"][5:7] == ("no", "-")
-    assert rows["c"][6] == "overdue 3m20s", "a next run no instance fired (a stopped service) is overdue"
+    assert rows["a"][3] == "At 02:30 every day"
+    assert rows["a"][7] == "in 1h30m"
+    assert rows["b"][6:8] == ("no", "-")
+    assert rows["c"][7] == "overdue 3m20s", "a next run no instance fired (a stopped service) is overdue"
 
 
 def test_health_pane_lists_rows_per_table_and_failed_operations(backend):
@@ -180,3 +182,50 @@ def test_runs_per_day_are_counted_by_utc_day_on_every_backend(backend):
             JobExecutionRecord(id=f"d{i}", pipeline="etl", start_time=start, end_time=start, status="success")
         )
     assert backend.executions.per_day(day - timedelta(days=6)) == {"2026-11-20": 2, "2026-11-21": 1}
+
+
+def test_recent_statuses_are_each_jobs_latest_runs_newest_first_on_every_backend(backend):
+    """The jobs pane's marks: per job of the page, the statuses of its latest ``per_job`` runs
+    (start time, then id, newest first), one query; other jobs' runs and jobs without runs
+    stay out; the jobs pane's column shows them oldest first."""
+    _pipeline(backend, "etl", 1)
+    for job in ("a", "b", "c", "quiet"):
+        backend.save_job(ScheduledJob(id=job, name=job, pipeline="etl", cron_expr="* * * * *"))
+    statuses = ["success", "failed", "cancelled", "interrupted", "timed_out", "running"]
+    for i, status in enumerate(statuses):  # a: one a minute; b: the same, in reverse
+        for job, order in (("a", i), ("b", len(statuses) - 1 - i)):
+            start = NOW - timedelta(minutes=10 - order)
+            backend.save_execution(
+                JobExecutionRecord(id=f"{job}{i}", job_id=job, pipeline="etl", start_time=start, status=status)
+            )
+    for suffix in ("x", "y"):  # c: two runs that started at the same time, the id breaks the tie
+        backend.save_execution(
+            JobExecutionRecord(id=f"c{suffix}", job_id="c", pipeline="etl", start_time=NOW, status=f"{suffix}-status")
+        )
+    got = backend.executions.recent_statuses(["a", "b", "quiet", "c", "unknown", "a"], 4)
+    assert got == {
+        "a": ["running", "timed_out", "interrupted", "cancelled"],
+        "b": ["success", "failed", "cancelled", "interrupted"],
+        "c": ["y-status", "x-status"],
+    }
+    assert backend.executions.recent_statuses([], 4) == {} == backend.executions.recent_statuses(["a"], 0)
+    rows = dict(overview.read_jobs(backend, NOW).rows)
+    column = overview.JOB_COLUMNS.index("Recent")
+    assert rows["a"][column] == "\u25cf\u2717\u25cb\u25d0\u25c6\u25b8"[-overview.RECENT :]
+    assert rows["quiet"][column] == "-"
+
+
+def test_the_demo_goes_only_into_a_sqlite_file(backend):
+    """Attack: ``--demo`` against the shared database of a cluster would make every instance run
+    the demo's jobs every minute. On PostgreSQL and MariaDB it is refused in one line, nothing
+    written; on SQLite it seeds and queues its live run."""
+    from mimir_tui.demo import start_demo
+    from mimir_tui.errors import BadInput
+
+    if backend.dialect == "sqlite":
+        assert start_demo(backend) is not None
+        assert backend.list_jobs()
+        return
+    with pytest.raises(BadInput, match=r"--demo .* not into the shared .* database; run it on a SQLite file"):
+        start_demo(backend)
+    assert backend.list_jobs() == [] and backend.list_pipelines() == []

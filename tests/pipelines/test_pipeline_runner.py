@@ -374,8 +374,10 @@ def test_the_live_record_is_visible_from_a_second_connection(backend, backend_se
         name: live
         steps:
           - {name: first, plugin: Test.echo, config: {value: 1}, output: a}
-          - {name: wait, plugin: Test.sleep, config: {seconds: 1.0}, output: b}
+          - {name: wait, plugin: Test.sleep, config: {seconds: 3.0}, output: b}
     """)
+    # Progress after the first step's start is saved at most once per progress_interval (1 s):
+    # the second step shows running by then.
     thread, box = _in_thread(lambda: runner.run(spec, execution_id="exec-live"))
     other = open_backend(backend_settings)
     try:

@@ -175,6 +175,20 @@ def test_threads_with_connections_of_their_own_claim_each_request_exactly_once(b
     assert len(rows) == n and {r.status for r in rows} == {"running"}
 
 
+def _run_together(run, instances: int, backends: list, *, timeout: float) -> None:
+    """``run(i)`` for each instance, each in a thread of its own; then the instances'
+    backends are closed."""
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=timeout)
+    finally:
+        for b in backends:
+            b.close()
+
+
 def test_several_schedulers_ticking_the_same_fires_claim_each_once(backend, backend_settings):
     """Three instances (connections of their own) tick the same due fires at the same moment:
     each fire is claimed by exactly one and run once; the others lose the race quietly."""
@@ -200,15 +214,7 @@ def test_several_schedulers_ticking_the_same_fires_claim_each_once(backend, back
             errors.append(repr(exc))
             barrier.abort()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=180)
-    finally:
-        for b in backends:
-            b.close()
+    _run_together(run, instances, backends, timeout=180)
     assert errors == []
     rows = executions(backend, job.id)
     assert [r.scheduled_for for r in rows] == [T0 + timedelta(seconds=s) for s in range(1, rounds + 1)]
@@ -217,6 +223,54 @@ def test_several_schedulers_ticking_the_same_fires_claim_each_once(backend, back
     assert {r.status for r in runs} == {"success"}
     # A fire is either run or recorded missed (an instance saw the previous run still active).
     assert all(r.status in ("success", "missed") for r in rows)
+
+
+def test_a_thousand_fires_due_at_one_instant_run_once_each(backend, backend_settings):
+    """Issue 12: 1,000 jobs due at the same instant, three instances (connections of their own)
+    ticking at that instant on the fake clock: 1,000 runs, one per fire, each run once, claimed
+    in one transaction per instance, and every job's next_run moved on by whoever claimed it."""
+    add_pipelines(backend, ok_spec())
+    count, instances = 1000, 3
+    for i in range(count):
+        jobs.create_job(backend, name=f"j{i:04d}", pipeline="ok", cron_expr="* * * * *", now=T0)
+    fire = T0 + timedelta(minutes=1)
+    clock = FakeClock(fire)
+    backends = [open_backend(backend_settings) for _ in range(instances)]
+    schedulers = [fake_scheduler(b, backend_settings, clock, worker_id=f"s{i}") for i, b in enumerate(backends)]
+    for scheduler in schedulers:
+        scheduler.refresh_jobs()
+    batches = [0] * instances
+    for i, b in enumerate(backends):
+        real = b.runs.claim_batch
+
+        def counted(fires, overlap, real=real, i=i):
+            batches[i] += 1
+            return real(fires, overlap)
+
+        b.runs.claim_batch = counted  # counts the transactions; the claim itself is the real one
+    reports: list = [None] * instances
+    errors: list[str] = []
+    barrier = threading.Barrier(instances)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=60)
+            reports[i] = schedulers[i].tick()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    _run_together(run, instances, backends, timeout=600)
+    assert errors == []
+    rows = executions(backend)
+    assert len(rows) == count, "one execution per fire, none twice"
+    assert sorted(r.job_id for r in rows) == sorted(j.id for j in backend.list_jobs())
+    assert {(r.scheduled_for, r.status, r.attempt) for r in rows} == {(fire, "success", 1)}
+    assert sum(len(r.claimed) for r in reports) == count
+    assert sum(len(r.missed) + r.errors for r in reports) == 0
+    assert {r.worker_id for r in rows} <= {"s0", "s1", "s2"}
+    assert batches == [1] * instances, "one claim transaction per instance for the whole tick"
+    assert {j.next_run for j in backend.list_jobs()} == {fire + timedelta(minutes=1)}
+    assert {j.last_run for j in backend.list_jobs()} == {fire}
 
 
 def test_heartbeats_use_the_database_clock(backend, monkeypatch):

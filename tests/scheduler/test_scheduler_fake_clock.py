@@ -297,13 +297,20 @@ def test_one_job_failing_to_fire_does_not_hold_up_the_others(store, sqlite_setti
     broken = every_minute(store, clock, misfire_grace_seconds=60)
     fine = every_minute(store, clock, misfire_grace_seconds=60)
     real = store.runs.claim_fires_within
+    real_batch = store.runs.claim_batch
 
     def flaky(records):
         if records[0].job_id == broken.id:
             raise PersistenceError("claim_fires_within failed: database is locked")
         return real(records)
 
+    def flaky_batch(fires, overlap):
+        if broken.id in fires:  # the tick's one transaction fails: each job is fired on its own
+            raise PersistenceError("claim_batch failed: database is locked")
+        return real_batch(fires, overlap)
+
     monkeypatch.setattr(store.runs, "claim_fires_within", flaky)
+    monkeypatch.setattr(store.runs, "claim_batch", flaky_batch)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
     clock.set(T0 + timedelta(minutes=1))
     scheduler.tick()

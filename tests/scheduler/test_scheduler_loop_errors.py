@@ -16,15 +16,18 @@ POLLS = 50
 
 
 class StopAfter(FakeClock):
-    """A fake clock whose loop waits end the loop after ``polls`` of them."""
+    """A fake clock whose loop waits end the loop after ``polls`` of them (``stop``, once
+    given: the scheduler's; else the event waited on)."""
 
     def __init__(self, polls: int) -> None:
         super().__init__(T0)
         self.polls = polls
+        self.stop: threading.Event | None = None
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         self.polls -= 1
         if self.polls <= 0:
+            (self.stop or event).set()
             event.set()
         return super().wait(event, seconds)
 
@@ -41,7 +44,10 @@ def broken_refresh(**_kw):
     "loop, step", [("_fire_loop", "refresh_jobs"), ("_queue_loop", "poll_queue"), ("_heartbeat_loop", "beat")]
 )
 def test_a_bug_in_a_loop_logs_its_traceback_once(store, sqlite_settings, caplog, monkeypatch, loop, step) -> None:
-    scheduler = fake_scheduler(store, sqlite_settings, StopAfter(POLLS))
+    clock = StopAfter(POLLS)
+    scheduler = fake_scheduler(store, sqlite_settings, clock)
+    if loop == "_queue_loop":  # it waits on its own wake-up event, and ends when draining
+        clock.stop = scheduler._draining
     monkeypatch.setattr(scheduler, step, broken_refresh)
     caplog.set_level(logging.INFO, logger="mimir.scheduler")
     getattr(scheduler, loop)()  # runs in this thread until the clock ends it
@@ -63,7 +69,7 @@ def test_a_bug_in_every_job_fire_logs_one_traceback(store, sqlite_settings, capl
         jobs.create_job(store, name=f"j{n}", pipeline="ok", cron_expr="* * * * *", now=T0)
     clock = StopAfter(POLLS)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
-    monkeypatch.setattr(scheduler, "_fire", lambda state, now, report: 1 / 0)
+    monkeypatch.setattr(scheduler, "_run_records", lambda job, fires, now: 1 / 0)  # a bug in every fire
     caplog.set_level(logging.INFO, logger="mimir.scheduler")
     clock.advance(timedelta(minutes=1).total_seconds())
     report = scheduler.tick()

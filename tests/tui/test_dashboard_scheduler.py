@@ -54,6 +54,23 @@ def _status(settings, execution_id: str) -> str:
             return "queued"
 
 
+async def _running_here(app, settings) -> tuple[str, str]:
+    """Once the app's scheduler runs: a run of the waiter queued and started by it; its
+    instance and the run's id."""
+    await _until(lambda: app.instance is not None)
+    with open_backend(settings) as backend:
+        run = jobs.run_job_now(backend, "waiter").execution_id
+    await _until(lambda: _status(settings, run) == "running")
+    return app.instance, run
+
+
+def _stopped_as_sigterm(settings, worker: str, run: str) -> None:
+    """The run interrupted and the instance recorded stopped, as SIGTERM leaves them."""
+    assert _status(settings, run) == "interrupted"
+    with open_backend(settings) as backend:
+        assert {w.id: w.status for w in backend.workers.list_workers()}[worker] == "stopped"
+
+
 async def test_the_in_process_scheduler_runs_a_queued_run_and_shows_it(tmp_path):
     """`jobs run` from another connection: the dashboard's own scheduler claims and runs it;
     the Executions pane shows it done by this instance, and Health lists this instance."""
@@ -68,6 +85,9 @@ async def test_the_in_process_scheduler_runs_a_queued_run_and_shows_it(tmp_path)
         await _settle(app, pilot)
         row = _row(app, "executions", run)
         assert row[0].endswith("success") and row[2] == "waiter"
+        # Health's read in flight when r came (from before the instance registered) skips r's.
+        health = app.query_one("#health-table")
+        await _until(lambda: f"instance:{app.instance}" in {str(key.value) for key in health.rows})
         assert _row(app, "health", f"instance:{app.instance}")[0].endswith("(this dashboard)")
         with open_backend(settings) as backend:
             assert backend.get_execution(run).worker_id == app.instance
@@ -93,11 +113,7 @@ async def test_quit_with_a_run_in_progress_asks_then_stops_as_sigterm_does(tmp_p
     settings = _store_with_job(tmp_path, 30)
     app = MimirApp(settings, scheduler=True)
     async with app.run_test() as pilot:
-        await _until(lambda: app.instance is not None)
-        worker = app.instance
-        with open_backend(settings) as backend:
-            run = jobs.run_job_now(backend, "waiter").execution_id
-        await _until(lambda: _status(settings, run) == "running")
+        worker, run = await _running_here(app, settings)
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
         assert "1 run(s) in progress here" in app.screen.question
@@ -106,9 +122,7 @@ async def test_quit_with_a_run_in_progress_asks_then_stops_as_sigterm_does(tmp_p
         await pilot.press("q")
         await pilot.press("y")
         await _until(lambda: app.return_code is not None)
-    assert _status(settings, run) == "interrupted"
-    with open_backend(settings) as backend:
-        assert {w.id: w.status for w in backend.workers.list_workers()}[worker] == "stopped"
+    _stopped_as_sigterm(settings, worker, run)
 
 
 async def test_help_lists_the_focused_panes_keys_first(tmp_path):
@@ -153,3 +167,37 @@ async def test_the_palette_finds_new_job_and_runs_it(tmp_path):
         assert _row(app, "jobs", "from-palette")[0] == "From the palette"
     with open_backend(settings) as backend:
         assert backend.get_job("from-palette").cron_expr == "5 4 * * *"
+
+
+async def test_ctrl_q_and_the_palettes_quit_ask_as_q_does(tmp_path):
+    """ctrl+q (Textual's quit key) and the palette's "Quit" with a run in progress here: the
+    same confirmation as q (n keeps the run and the scheduler); ctrl+q again while it is asked
+    does not ask twice; y stops the scheduler as SIGTERM does and the run is interrupted."""
+    settings = _store_with_job(tmp_path, 30)
+    app = MimirApp(settings, scheduler=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        worker, run = await _running_here(app, settings)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "1 run(s) in progress here" in app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and app.instance == worker and app.return_code is None
+
+        (quit_command,) = [c for c in app.get_system_commands(app.screen) if c.title == "Quit"]
+        assert quit_command.callback == app.action_quit and "asks first" in quit_command.help
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"quit")
+        await _until(lambda: app.screen.query_one("CommandList").option_count > 0)
+        await pilot.pause()
+        await pilot.press("down", "enter")
+        await _until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert sum(isinstance(s, ConfirmScreen) for s in app.screen_stack) == 1
+        assert _status(settings, run) == "running"
+        await pilot.press("y")
+        await _until(lambda: app.return_code is not None)
+    _stopped_as_sigterm(settings, worker, run)

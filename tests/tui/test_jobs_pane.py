@@ -53,7 +53,7 @@ async def test_a_job_created_in_the_form_shows_in_the_table_and_the_database(tmp
         await pilot.press("ctrl+s")
         await _settle(app, pilot)
         assert not isinstance(app.screen, JobEditor)
-        assert _row(app, "jobs", "made-in-form")[:5] == [
+        assert [_row(app, "jobs", "made-in-form")[i] for i in (0, 2, 3, 4, 5)] == [
             "Made in the form",
             "hello-report",
             "At 03:15 on Monday through Friday",
@@ -104,10 +104,10 @@ async def test_toggle_and_run_now_change_the_database(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
         await _cursor_on(app, pilot, "demo-hello")
-        assert _row(app, "jobs", "demo-hello")[5] == "yes"
+        assert _row(app, "jobs", "demo-hello")[6] == "yes"
         await _open(app, pilot, "t")
         await _settle(app, pilot)
-        assert _row(app, "jobs", "demo-hello")[5] == "no"
+        assert _row(app, "jobs", "demo-hello")[6] == "no"
         with open_backend(settings) as backend:
             assert backend.get_job("demo-hello").enabled is False
         await _open(app, pilot, "space")
@@ -203,7 +203,7 @@ async def test_an_edit_made_meanwhile_by_another_instance_is_detected_not_overwr
         await _settle(app, pilot)
         assert app.screen is not editor
         assert _row(app, "jobs", "demo-hello")[0] == "Renamed elsewhere"
-        assert _row(app, "jobs", "demo-hello")[5] == "no"
+        assert _row(app, "jobs", "demo-hello")[6] == "no"
     with open_backend(settings) as backend:
         job = backend.get_job("demo-hello")
         assert (job.name, job.enabled) == ("Renamed elsewhere", False)
@@ -237,3 +237,25 @@ async def test_the_table_holds_one_page_and_the_brackets_turn_it(tmp_path):
         await _settle(app, pilot)
         assert _keys(app, "jobs") == [f"j{i:02d}" for i in range(20, 25)]
         assert "5 jobs match 'job-2'" in _text(app, "#jobs-summary")
+
+
+async def test_the_job_under_the_cursor_shows_its_times_in_its_own_zone(tmp_path):
+    """The table says "in 5m"; the summary line (and the tooltip) of the job under the cursor
+    gives its next and last run in the job's zone, with the next in UTC beside."""
+    from datetime import UTC, datetime
+
+    settings = _seeded(tmp_path)
+    with open_backend(settings) as backend:
+        job = backend.get_job("demo-hourly-report")
+        job.timezone = "Asia/Tokyo"
+        job.enabled = True
+        backend.update_job(job, fields=["timezone", "enabled"])
+        next_run, last_run = datetime(2031, 1, 6, 1, 0, tzinfo=UTC), datetime(2031, 1, 6, 0, 0, tzinfo=UTC)
+        backend.jobs.set_schedule(job.id, next_run=next_run, last_run=last_run, last_result="success")
+    app = MimirApp(settings)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _settle(app, pilot)
+        await _cursor_on(app, pilot, "demo-hourly-report")
+        detail = "next Mon 2031-01-06 10:00 JST (01:00 UTC), last Mon 2031-01-06 09:00 JST"
+        assert _text(app, "#jobs-summary").endswith(f" | {detail}")
+        assert app.query_one("#jobs-table").tooltip == detail

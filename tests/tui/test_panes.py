@@ -56,7 +56,7 @@ async def test_each_pane_shows_the_rows_of_the_store(tmp_path):
         assert _keys(app, "pipelines") == pipelines
         assert sorted(_keys(app, "executions")) == sorted(runs)
         assert _row(app, "health", "rows:scheduled_jobs") == ["rows in scheduled_jobs", str(len(jobs))]
-        assert _row(app, "jobs", "demo-nightly-report")[2] == "At 02:30 every day"
+        assert _row(app, "jobs", "demo-nightly-report")[3] == "At 02:30 every day"
 
 
 async def test_a_job_added_by_another_connection_appears_and_the_cursor_stays_on_its_row(tmp_path):

@@ -50,8 +50,8 @@ async def test_every_time_shown_is_the_stage_clocks(settings):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         jobs = app.query_one("#jobs-table")
-        assert str(jobs.get_row("demo-hourly-report")[6]) == "in 18m"  # 09:41:30 -> 10:00 (whole minutes under an hour)
-        assert str(jobs.get_row("demo-hello")[6]) == "in 23h18m"  # Monday 09:41:30 -> Tuesday 09:00
+        assert str(jobs.get_row("demo-hourly-report")[7]) == "in 18m"  # 09:41:30 -> 10:00 (whole minutes under an hour)
+        assert str(jobs.get_row("demo-hello")[7]) == "in 23h18m"  # Monday 09:41:30 -> Tuesday 09:00
         running = app.query_one("#executions-table").get_row(run_id(stage.RUNNING_JOB, stage.RUNNING_START))
         assert [str(c) for c in running[4:7]] == ["1m35s", "1m ago", stage.INSTANCE]
         health = app.query_one("#health-table")

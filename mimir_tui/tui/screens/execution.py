@@ -26,6 +26,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 
+from ...constants import Status
 from ...errors import MimirError
 from ...ops.execution import STEP_COLUMNS, ExecutionDetail, LogTail, read_execution, record_lines, rerun
 from ...pipelines.execlog import no_log_reason
@@ -196,13 +197,19 @@ class ExecutionScreen(Polling, Screen):
     # -- the log ------------------------------------------------------------------------------
 
     def _show_log(self, detail: ExecutionDetail) -> None:
+        """Where the log comes from is settled once the run has left the queue (until then no
+        instance has it, and its file, if it ever has one here, does not exist): its file when
+        it is here or may appear (running here), else its records."""
         path = detail.log_path
-        if self.log_source is None:
+        if self.log_source is None and detail.record.status != Status.queued.value:
             local = path.is_file()
             if local or (not detail.finished and path.parent.is_dir()):  # it may appear: follow
                 self.run_worker(lambda: self._follow(path), thread=True, exit_on_error=False, group="follow-log")
             self.log_source = "file" if local else "records"
-        if self.log_source == "records":
+            if local and self._records:  # "none yet" was shown while it was queued
+                self._records = []
+                self.query_one("#execution-log", Log).clear()
+        if self.log_source != "file":  # the records, or why there is no log yet
             reason = no_log_reason(detail.record)
             lines = [f"log file {path}: {reason}; the run's records", *record_lines(detail.record)]
             if lines != self._records:

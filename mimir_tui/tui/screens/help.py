@@ -25,7 +25,7 @@ def help_markdown(screen: Any) -> str:
             section = action.section
             lines += ["", f"## {section}"]
             if (pane := panes.get(section)) is not None:
-                lines += ["", f"Shows: {', '.join(pane.columns)}."]
+                lines += ["", f"Shows: {', '.join(pane.columns)}.", *([pane.LEGEND] if pane.LEGEND else [])]
             lines += ["", "| Key | Action |", "| --- | --- |"]
         lines.append(f"| `{action.keys}` | {action.binding.description} |")
     return "\n".join(lines) + "\n"
