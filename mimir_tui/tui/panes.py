@@ -283,10 +283,12 @@ class Pane(Polling, Vertical):
                 with self.app.batch_update():
                     for _ in apply_plan(self.table, plan):
                         await asyncio.sleep(0)
+                    self.say_row()  # in the same frame as the rows
                 with contextlib.suppress(TimeoutError):  # (no repaint while the app stops)
                     await asyncio.wait_for(self.table.wait_for_refresh(), PAINT_WAIT_S)
+        else:
+            self.say_row()
         self.shown = plan.rows
-        self.say_row()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.say_row()
