@@ -9,6 +9,7 @@ it as SIGTERM stops the service, after a confirmation when runs are in progress 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -77,6 +78,8 @@ class MimirApp(App):
         self.service: Service | None = None
         self._service_lock = threading.Lock()
         self.quitting = False
+        #: The turn of one pane at a time to apply its changes and have them painted (Pane.fill).
+        self.paint_turn = asyncio.Lock()
         #: The quit confirmation while it is shown (q, ctrl+q and the palette's Quit ask once).
         self._quit_question: ConfirmScreen | None = None
 

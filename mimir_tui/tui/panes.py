@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -46,9 +45,6 @@ Reader = Callable[[Any, datetime], PaneData]
 
 #: The turn of one read at a time (:meth:`Polling._fetch_in_turn`).
 READ_TURN = threading.Lock()
-
-#: Per app: the turn of one pane at a time to apply its changes and have them painted.
-PAINT_TURNS: WeakKeyDictionary[Any, asyncio.Lock] = WeakKeyDictionary()
 
 #: The longest a pane waits for its changes to be painted before the next pane's turn.
 PAINT_WAIT_S = 0.5
@@ -279,7 +275,7 @@ class Pane(Polling, Vertical):
         so four tables in one frame, or one table after each slice, held the loop 50-150 ms."""
         self.data = data
         if plan.rebuild or plan.removed or plan.updated or plan.added:
-            async with PAINT_TURNS.setdefault(self.app, asyncio.Lock()):
+            async with self.app.paint_turn:  # type: ignore[attr-defined]
                 with self.app.batch_update():
                     for _ in apply_plan(self.table, plan):
                         await asyncio.sleep(0)
