@@ -139,14 +139,25 @@ def busy(app: MimirApp) -> bool:
     return False
 
 
+def shape(app: MimirApp) -> tuple[int, int, str | None, int]:
+    """What a finished worker's outcome changes when it is handled, a moment after the worker
+    reads as finished (a screen pushed, a widget mounted or focused): the view is not still
+    until this holds still too."""
+    screen = app.screen
+    focused = app.focused
+    return len(app.screen_stack), id(screen), focused and focused.id, len(screen.walk_children())
+
+
 async def settle(pilot: Pilot) -> None:
     """Wait until nothing reads or works any more (each read's rows shown), and still the
     inputs' cursors (a blinking cursor is not part of a view)."""
     app: Any = pilot.app
-    quiet = 0
+    quiet, seen = 0, None
     for _ in range(400):
         await pilot.pause()
-        quiet = 0 if busy(app) else quiet + 1
+        now = shape(app)
+        quiet = 0 if busy(app) or now != seen else quiet + 1
+        seen = now
         if quiet >= 3:
             break
     else:
