@@ -145,7 +145,7 @@ def shape(app: MimirApp) -> tuple[int, int, str | None, int]:
     until this holds still too."""
     screen = app.screen
     focused = app.focused
-    return len(app.screen_stack), id(screen), focused and focused.id, len(screen.walk_children())
+    return len(app.screen_stack), id(screen), focused.id if focused else None, len(screen.walk_children())
 
 
 async def settle(pilot: Pilot) -> None:
