@@ -330,6 +330,16 @@ class Database:
         finally:
             self._release(conn)
 
+    @contextmanager
+    def driver(self) -> Iterator[Any]:
+        """A driver connection for statements SQLAlchemy has no use for (``PRAGMA
+        integrity_check``, ``VACUUM``); left as it was found (a read's transaction rolled back)."""
+        conn = self._acquire()
+        try:
+            yield conn
+        finally:
+            self._release(conn, rollback=True)
+
     def _acquire(self) -> Any:
         if self.dialect.name == "sqlite":
             with self._lock:
