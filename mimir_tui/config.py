@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from .errors import ConfigError
+from .errors import BadInput, ConfigError
 from .inputs import shown, zone_info
 from .safeio import MAX_PIPELINE_FILE_BYTES, MAX_STEP_INPUT_BYTES, safe_load
 from .secrets import MASK, is_secret_key, mask_tree, mask_url  # mask_url: persistence.engine imports it from here
@@ -52,6 +52,10 @@ class PersistenceSettings(_Section):
     backup_enabled: bool = False
     backup_path: str = "./backups"
     retention_days: int = Field(30, ge=0)
+    # Ours: retention keeps each job's latest N runs whatever their age (0: age alone decides),
+    # and runs once a day across all instances at this cron time (scheduler.timezone).
+    retention_keep_last: int = Field(0, ge=0)
+    retention_schedule: str = "30 3 * * *"
     # Ours: SQLite lock wait, connection pool, connect timeout.
     busy_timeout_ms: int = Field(5000, ge=0)
     pool_size: int = Field(5, ge=1)
@@ -69,6 +73,16 @@ class PersistenceSettings(_Section):
                 "cannot run without one (remove the key or set it to true)"
             )
         return value
+
+    @field_validator("retention_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from .scheduler.cron import validate_cron  # croniter: loaded with a config, not with --help
+
+        try:
+            return validate_cron(value)
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("backend", mode="before")
     @classmethod

@@ -83,7 +83,7 @@ class Store(Protocol):
         status: str | Sequence[str] | None = None,
         before: tuple[datetime, str] | None = None,
     ) -> list[JobExecutionRecord]: ...
-    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int: ...
+    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000, keep_last: int = 0) -> int: ...
     def request_cancel(self, execution_id: str) -> JobExecutionRecord: ...
     def health(self, timer: Callable[[], float] = ...) -> float: ...
     def integrity(self) -> str | None: ...
@@ -183,8 +183,8 @@ class PersistenceBackend:
     ) -> list[JobExecutionRecord]:
         return self.executions.history(job_id, limit, status=status, before=before)
 
-    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int:
-        return self.executions.delete_old(older_than, batch_size=batch_size)
+    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000, keep_last: int = 0) -> int:
+        return self.executions.delete_old(older_than, batch_size=batch_size, keep_last=keep_last)
 
     def request_cancel(self, execution_id: str) -> JobExecutionRecord:
         return self.executions.request_cancel(execution_id)
