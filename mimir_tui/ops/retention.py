@@ -166,3 +166,14 @@ def apply_retention(
             logs.bytes,
         )
     return report
+
+
+def report_json(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as plain JSON data (times in ISO-8601 UTC): a step's output."""
+
+    def iso(value: Any) -> Any:
+        return as_utc(value).isoformat() if isinstance(value, datetime) else value
+
+    out = {k: iso(v) for k, v in report.items() if k != "jobs"}
+    out["jobs"] = [{k: iso(v) for k, v in job.items()} for job in report["jobs"]]
+    return out
