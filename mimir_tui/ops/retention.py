@@ -177,3 +177,30 @@ def report_json(report: dict[str, Any]) -> dict[str, Any]:
     out = {k: iso(v) for k, v in report.items() if k != "jobs"}
     out["jobs"] = [{k: iso(v) for k, v in job.items()} for job in report["jobs"]]
     return out
+
+
+def save_policy(backend: Any, settings: Any, *, days: int, keep_last: int, schedule: str) -> list[str]:
+    """The Retention screen's Save: the policy into the config file (comments and order kept,
+    :func:`mimir_tui.ops.config_file.set_keys`), into the running settings, and into the
+    system job (:mod:`mimir_tui.ops.scheduled`), so it holds now and after a restart. Returns
+    what changed in the job. :class:`BadInput` (nothing written) for a bad value or no file."""
+    from ..scheduler.cron import validate_cron
+    from .config_file import set_keys
+    from .scheduled import upsert_scheduled_ops
+
+    days, keep_last = policy(settings, days, keep_last)
+    schedule = validate_cron(schedule)
+    if settings.config_path is None:
+        raise BadInput("no config file to save the policy in: start Mimir with --config PATH (or MIMIR_CONFIG)")
+    set_keys(
+        settings.config_path,
+        {
+            "persistence.retention_days": days,
+            "persistence.retention_keep_last": keep_last,
+            "persistence.retention_schedule": schedule,
+        },
+    )
+    settings.persistence.retention_days = days
+    settings.persistence.retention_keep_last = keep_last
+    settings.persistence.retention_schedule = schedule
+    return upsert_scheduled_ops(backend, settings)
