@@ -260,6 +260,51 @@ def vectors(*after: str) -> Shot:
     return shot
 
 
+def seed_old_history(settings: Settings) -> None:
+    """Runs of two demo jobs 31 to 60 days before :data:`AT`, with their log files: what the
+    Retention screen's dry run finds (the demo's own history spans hours)."""
+    folder = Path(settings.logging.executions_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open_backend(settings) as backend:
+        for job_id, pipeline, count in (
+            ("demo-hourly-report", "orders-report", 12),
+            ("demo-nightly-report", "orders-by-region", 5),
+        ):
+            for i in range(count):
+                start = AT - timedelta(days=31 + i * 29 // max(1, count - 1), hours=i)
+                ident = run_id(job_id, start)
+                backend.save_execution(
+                    JobExecutionRecord(
+                        id=ident,
+                        job_id=job_id,
+                        pipeline=pipeline,
+                        start_time=start,
+                        end_time=start + timedelta(seconds=4),
+                        duration=4000,
+                        status="failed" if i % 4 == 3 else "success",
+                        triggered_by="scheduler",
+                        context={},
+                        steps=[],
+                    )
+                )
+                (folder / f"{ident}.log").write_text("x" * (1000 + 10 * i))
+
+
+def retention(*after: str) -> Shot:
+    """The Retention screen over the demo and :func:`seed_old_history`, then the keys ``after``."""
+
+    async def shot(pilot: Pilot) -> None:
+        import asyncio
+
+        await settle(pilot)
+        await asyncio.to_thread(seed_old_history, pilot.app.settings)  # type: ignore[attr-defined]
+        for key in ("k", *after):
+            await pilot.press(key)
+            await settle(pilot)
+
+    return shot
+
+
 #: Each view by name: what brings the dashboard, just started, to it.
 SHOTS: dict[str, Shot] = {
     "dashboard": steps(),
@@ -277,4 +322,9 @@ SHOTS: dict[str, Shot] = {
     "confirm-delete-job": steps(HOURLY, "d"),
     "vectors": vectors("down"),
     "vectors-query": vectors("down", "s", *"nightly backup", "enter"),
+    "vacuum": steps("m"),
+    "vacuum-checked": steps("m", "c"),
+    "retention": retention(),
+    "retention-keep-last": retention("e", "tab", "ctrl+u", "8", "enter"),
+    "retention-confirm": retention("a"),
 }
