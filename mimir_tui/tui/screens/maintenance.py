@@ -65,6 +65,7 @@ class OpsScreen(Screen):
         super().__init__(id=id)
         self.running: str | None = None  # what the worker in progress does
         self.note: str | None = None  # said once the next read is shown (what an operation did)
+        self.refusal: str | None = None  # what was refused while the call in progress runs
         self._started = 0.0
         self._then: dict[Worker[Any], Callable[[Any], None]] = {}
 
@@ -82,23 +83,25 @@ class OpsScreen(Screen):
 
     def _tick(self) -> None:
         if self.running:
-            self.say(f"{self.running}... {self._elapsed():.1f} s")
+            refused = f"; {self.refusal} refused: one at a time, wait for it to end" if self.refusal else ""
+            self.say(f"{self.running} is running... {self._elapsed():.1f} s{refused}", error=bool(refused))
 
     def say(self, line: str, *, error: bool = False) -> None:
         status = self.query_one(f"#{self.PREFIX}-status", Static)
         status.set_class(error, "-error")
         status.update(Text(line, end=""))
 
-    def refused(self) -> bool:
-        """True, saying so, while a call runs."""
+    def refused(self, what: str) -> bool:
+        """True, saying so (until the call ends), while a call runs."""
         if self.running:
-            self.say(f"{self.running} is running ({self._elapsed():.1f} s): wait for it to end", error=True)
+            self.refusal = what
+            self._tick()
         return bool(self.running)
 
     def work(self, what: str, job: Callable[[Any], Any], then: Callable[[Any], None]) -> bool:
         """``job(backend)`` in a thread worker, ``then(result)`` on the event loop (an error: in
         the status line). False, and nothing started, while another call runs."""
-        if self.refused():
+        if self.refused(what):
             return False
         self.running = what
         self._started = self.app.timer()  # type: ignore[attr-defined]
@@ -115,7 +118,7 @@ class OpsScreen(Screen):
             return
         event.stop()
         then = self._then.pop(worker)
-        what, self.running = self.running, None
+        what, self.running, self.refusal = self.running, None, None
         self.query_one(f"#{self.PREFIX}-loading").display = False
         if event.state == WorkerState.SUCCESS:
             then(worker.result)
@@ -372,7 +375,7 @@ class RetentionScreen(OpsScreen):
         self.say(f"saved in {settings.config_path}" + (f"; {'; '.join(changed)}" if changed else ""))
 
     def action_apply(self) -> None:
-        if self.refused():
+        if self.refused("deleting"):
             return
         form = self._form()
         if form is None:
