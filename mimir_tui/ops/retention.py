@@ -85,8 +85,9 @@ class _LogFolder:
                 self.files += 1
                 self.bytes += found[1]
 
-    def remove(self, ids: Iterable[str]) -> None:
-        for execution_id in ids:
+    def remove(self, rows: Iterable[tuple[str, Any, Any]]) -> None:
+        """Remove the log files of the rows ``(id, job_id, start_time)`` retention deleted."""
+        for execution_id, _, _ in rows:
             found = self._stat(execution_id)
             if found is None:
                 continue
@@ -150,8 +151,19 @@ def apply_retention(
             for ids in store.retention_ids(cutoff, keep_last=keep_last):
                 logs.measure(ids)
         else:
-            report["jobs"] = store.retention_plan(cutoff, keep_last=keep_last)
-            report["deleted"] = store.delete_old(cutoff, keep_last=keep_last, on_deleted=logs.remove)
+            jobs: dict[Any, dict[str, Any]] = {}
+
+            def deleted(rows: list[tuple[str, Any, Any]]) -> None:
+                logs.remove(rows)
+                for _, job_id, start in rows:
+                    entry = jobs.setdefault(job_id, {"job_id": job_id, "count": 0, "oldest": None, "newest": None})
+                    entry["count"] += 1
+                    start = as_utc(start)
+                    entry["oldest"] = start if entry["oldest"] is None else min(entry["oldest"], start)
+                    entry["newest"] = start if entry["newest"] is None else max(entry["newest"], start)
+
+            report["deleted"] = store.delete_old(cutoff, keep_last=keep_last, on_deleted=deleted)
+            report["jobs"] = sorted(jobs.values(), key=lambda e: (e["job_id"] is None, e["job_id"] or ""))
             report["workers_pruned"] = backend.workers.prune_workers(older_than=cutoff) or 0
     finally:
         logs.close()

@@ -320,8 +320,8 @@ class Database:
                 pass
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file as far as readers allow (SQLite; PASSIVE: it
-        never waits for readers). Call it holding the write gate."""
+        """Copy the WAL into the database file as far as readers and writers allow (SQLite;
+        PASSIVE: it waits for none of them, and writers go on committing meanwhile)."""
         if self.dialect.name != "sqlite":
             return
         conn = self._acquire()

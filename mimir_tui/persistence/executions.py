@@ -137,7 +137,7 @@ class ExecutionStore:
         self.db = db
         #: Retention batches are sized to hold the write lock about this long each (commit
         #: included), so a concurrent writer waits about that long at most.
-        self.delete_batch_target_s = 0.1
+        self.delete_batch_target_s = 0.05
 
     # -- writing a run as it goes ------------------------------------------------------
 
@@ -623,16 +623,18 @@ class ExecutionStore:
         *,
         batch_size: int = 2000,
         keep_last: int = 0,
-        on_deleted: Callable[[list[str]], None] | None = None,
+        on_deleted: Callable[[list[tuple[str, str | None, datetime]]], None] | None = None,
     ) -> int:
         """Delete finished executions that started before ``older_than``, in short batches;
         never a queued or running one. ``keep_last`` K > 0 spares the K latest runs of each job
-        (see :meth:`_retention_targets`). ``on_deleted(ids)`` is called after each batch's
-        commit with the ids it removed (retention deletes their log files).
+        (see :meth:`_retention_targets`). ``on_deleted(rows)`` is called after each batch's
+        commit with ``(id, job_id, start_time)`` of the rows it removed (retention deletes their
+        log files and counts them per job).
 
-        Each batch is its own transaction, sized to take about :attr:`delete_batch_target_s`,
-        so a concurrent writer (of this process or another, on SQLite through the write gate)
-        waits at most one batch. Returns the number of rows removed."""
+        Each batch is its own transaction, sized to hold the write lock about
+        :attr:`delete_batch_target_s`, so a concurrent writer (of this process or another, on
+        SQLite through the write gate) waits at most one batch. Returns the number of rows
+        removed."""
         cutoff = as_utc(older_than)
         size = max(1, batch_size)
         total = batches = 0
@@ -640,45 +642,50 @@ class ExecutionStore:
         with gate.bulk() if gate is not None else nullcontext() as run:
             for condition, values in self._retention_targets(cutoff, keep_last):
                 while True:
-                    started = time.perf_counter()
                     with run.batch() if run is not None else nullcontext():
-                        ids, removed = self._delete_batch(condition, values, size)
-                    elapsed = time.perf_counter() - started
+                        started = time.perf_counter()
+                        rows, removed = self._delete_batch(condition, values, size)
+                        elapsed = time.perf_counter() - started
                     self.db.metrics.record("retention_batch", elapsed, True)  # what a writer may wait
                     total += removed
                     batches += 1
-                    if on_deleted is not None and ids:
-                        on_deleted(ids)
-                    if batches % CHECKPOINT_EVERY == 0 and run is not None:
-                        with run.batch():  # the WAL checkpoints the writers leave to us (see Database)
-                            self.db.checkpoint()
-                    if len(ids) < size:
+                    if on_deleted is not None and rows:
+                        on_deleted(rows)
+                    if batches % CHECKPOINT_EVERY == 0:
+                        # The WAL checkpoints the writers leave to us while a bulk run goes (see
+                        # Database). PASSIVE: it waits for no one, and holds no writer up.
+                        self.db.checkpoint()
+                    if len(rows) < size:
                         break
                     size = self._next_batch_size(size, elapsed)
-            if run is not None:
-                with run.batch():
-                    self.db.checkpoint()
+            self.db.checkpoint()
         return total
 
-    def _delete_batch(self, condition: Any, values: dict[str, Any], size: int) -> tuple[list[str], int]:
-        """The oldest ``size`` rows of ``condition``: their ids, read and deleted in one
-        transaction (deleted by id, the condition checked again: a row deleted meanwhile by
-        another instance's retention is not counted twice)."""
+    def _delete_batch(
+        self, condition: Any, values: dict[str, Any], size: int
+    ) -> tuple[list[tuple[str, str | None, datetime]], int]:
+        """The oldest ``size`` rows of ``condition``, read and deleted in one transaction, by
+        their keys (SQLite's rowid; the condition checked again: a row deleted meanwhile by
+        another instance's retention is not counted twice). Returns ``(id, job_id,
+        start_time)`` of each row read, and how many went."""
+        key = literal_column(self.db.dialect.row_key) if self.db.dialect.row_key else EXECUTIONS.c.id
         with self.db.write() as conn:
-            ids = list(
-                conn.execute(
-                    select(EXECUTIONS.c.id).where(condition).order_by(EXECUTIONS.c.start_time).limit(size), values
-                ).scalars()
-            )
-            if not ids:
+            found = conn.execute(
+                select(key, EXECUTIONS.c.id, EXECUTIONS.c.job_id, EXECUTIONS.c.start_time)
+                .where(condition)
+                .order_by(EXECUTIONS.c.start_time)
+                .limit(size),
+                values,
+            ).all()
+            if not found:
                 return [], 0
             removed = conn.execute(
                 delete(EXECUTIONS)
-                .where(and_(EXECUTIONS.c.id.in_(ids), condition))
+                .where(and_(key.in_([row[0] for row in found]), condition))
                 .execution_options(preserve_rowcount=True),
                 values,
             ).rowcount
-        return ids, int(removed)
+        return [(row[1], row[2], row[3]) for row in found], int(removed)
 
     def _next_batch_size(self, size: int, elapsed: float) -> int:
         """Aim each batch (the time it holds the write lock) at the target: grow when fast,
