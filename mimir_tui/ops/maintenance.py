@@ -61,19 +61,7 @@ def _quote(backend: Any, name: str) -> str:
 
 def size_bytes(backend: Any) -> int:
     """The database's size: SQLite's file and its WAL; a server's own figure for the database."""
-    if backend.dialect == "sqlite":
-        path = Path(backend.settings.database_path)
-        return _file_size(path) + _file_size(Path(f"{path}-wal"))
-    with backend.db.read() as conn:
-        if backend.dialect == "postgresql":
-            return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar() or 0)
-        size = conn.execute(
-            text(
-                "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                "WHERE table_schema = DATABASE()"
-            )
-        ).scalar()
-        return int(size or 0)
+    return int(backend.size_bytes())
 
 
 # -- stats -------------------------------------------------------------------------------------

@@ -237,6 +237,12 @@ class PersistenceBackend:
             report["database_bytes"] = file_size(path)
         return report
 
+    @operation("size_bytes")
+    def size_bytes(self) -> int:
+        """The database's size: SQLite's file and its WAL; a server's own figure for it."""
+        with self.db.read() as conn:
+            return int(self._database_size(conn) or 0)
+
     def _database_size(self, conn: Any) -> int | None:
         if self.dialect == "sqlite":
             path = Path(self.settings.database_path)

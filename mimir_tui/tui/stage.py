@@ -244,20 +244,25 @@ def seed_vectors(settings: Settings) -> None:
         store.close()
 
 
-def vectors(*after: str) -> Shot:
-    """The Vectors screen over :func:`seed_vectors`'s store (seeded in a thread: it imports
-    chromadb), then the keys ``after``."""
+def seeded(seed: Callable[[Settings], None], key: str, *after: str) -> Shot:
+    """``seed(settings)`` in a thread (it may import what the dashboard's start does not),
+    then the key ``key`` that opens a screen, then the keys ``after``."""
 
     async def shot(pilot: Pilot) -> None:
         import asyncio
 
         await settle(pilot)
-        await asyncio.to_thread(seed_vectors, pilot.app.settings)  # type: ignore[attr-defined]
-        for key in ("v", *after):
-            await pilot.press(key)
+        await asyncio.to_thread(seed, pilot.app.settings)  # type: ignore[attr-defined]
+        for pressed in (key, *after):
+            await pilot.press(pressed)
             await settle(pilot)
 
     return shot
+
+
+def vectors(*after: str) -> Shot:
+    """The Vectors screen over :func:`seed_vectors`'s store, then the keys ``after``."""
+    return seeded(seed_vectors, "v", *after)
 
 
 def seed_old_history(settings: Settings) -> None:
@@ -292,17 +297,7 @@ def seed_old_history(settings: Settings) -> None:
 
 def retention(*after: str) -> Shot:
     """The Retention screen over the demo and :func:`seed_old_history`, then the keys ``after``."""
-
-    async def shot(pilot: Pilot) -> None:
-        import asyncio
-
-        await settle(pilot)
-        await asyncio.to_thread(seed_old_history, pilot.app.settings)  # type: ignore[attr-defined]
-        for key in ("k", *after):
-            await pilot.press(key)
-            await settle(pilot)
-
-    return shot
+    return seeded(seed_old_history, "k", *after)
 
 
 #: Each view by name: what brings the dashboard, just started, to it.

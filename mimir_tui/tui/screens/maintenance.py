@@ -28,17 +28,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, LoadingIndicator, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from ...errors import BadInput, MimirError
 from ...ops import maintenance
 from ...ops.retention import apply_retention, policy, save_policy
+from ..outcome import FINISHED, deliver
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
 
 log = logging.getLogger("mimir.tui")
 
-FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 TABLE_COLUMNS = ("Table", "Rows", "Size", "Indexes")
 PLAN_COLUMNS = ("Job", "Runs", "Oldest", "Newest")
 
@@ -120,16 +120,7 @@ class OpsScreen(Screen):
         then = self._then.pop(worker)
         what, self.running, self.refusal = self.running, None, None
         self.query_one(f"#{self.PREFIX}-loading").display = False
-        if event.state == WorkerState.SUCCESS:
-            then(worker.result)
-        elif event.state == WorkerState.CANCELLED:
-            self.say(f"{what}: cancelled", error=True)
-        else:
-            error = worker.error
-            if not isinstance(error, MimirError):
-                log.error("%s failed", what, exc_info=error)
-            text = str(error) if isinstance(error, MimirError) else f"{what} failed: {error!r}"
-            self.say(" ".join(text.split()), error=True)
+        deliver(worker, event.state, what or "the call", then, self.say)
 
 
 class VacuumScreen(OpsScreen):
