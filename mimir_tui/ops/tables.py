@@ -8,8 +8,8 @@ logical backups and restores across backends share.
   read transaction; PostgreSQL: REPEATABLE READ READ ONLY; MariaDB/MySQL: START TRANSACTION
   WITH CONSISTENT SNAPSHOT), while the service keeps writing. :meth:`Snapshot.batches` pages a
   table by its primary key (keyset pagination: never a whole table in memory), in code-point
-  order of the key on every backend (PostgreSQL compares with ``COLLATE "C"`` unless the
-  database's collation is already C).
+  order of the key on every backend (on PostgreSQL with a collation other than C: one query
+  ordered by ``COLLATE "C"``, read through a server-side cursor, batch by batch).
 - :func:`canonical` / :func:`canonical_bytes`: a row as JSON data (times as UTC ISO-8601 with
   microseconds, JSON columns as their parsed value, flags as booleans, floats as floats) and as
   the bytes a checksum hashes (keys sorted, compact, UTF-8). A table's checksum is the SHA-256
@@ -208,29 +208,47 @@ class Snapshot:
 
     def batches(self, table: Table | str, batch: int = DEFAULT_BATCH) -> Iterator[list[dict[str, Any]]]:
         """The table's rows (Python values by column name), ``batch`` at a time, in code-point
-        order of the primary key: each page starts after the last key of the one before."""
+        order of the primary key: each page starts after the last key of the one before
+        (keyset pagination, on the primary key's index). On PostgreSQL with a collation other
+        than C, which cannot use the index for ``COLLATE "C"`` (a keyset page would sort the
+        whole rest of the table each time), one sorted query is read through a server-side
+        cursor instead, ``batch`` rows at a time."""
         t = _table(table)
         (pk,) = t.primary_key.columns
-        key = pk.collate("C") if self._collate else pk
-        page = select(t).order_by(key).limit(max(1, batch))
+        size = max(1, batch)
+        pages = self._sorted(t, pk, size) if self._collate else self._keyset(t, pk, size)
         last: str | None = None
-        while True:
-            stmt = page if last is None else page.where(key > last)
-            rows = [dict(r._mapping) for r in self.conn.execute(stmt)]
-            if not rows:
-                return
-            first_key = rows[0][pk.name]
-            if (last is not None and first_key <= last) or any(
+        for rows in pages:
+            if (last is not None and rows[0][pk.name] <= last) or any(
                 a[pk.name] >= b[pk.name] for a, b in zip(rows, rows[1:], strict=False)
             ):  # a collation this module does not know: the checksums would differ
                 raise PersistenceError(
                     f"table {t.name}: the database does not return {pk.name} in code-point order "
                     f"(collation of {self.dialect}); cannot copy it in a stable order"
                 )
+            last = rows[-1][pk.name]
             yield rows
-            if len(rows) < batch:
+
+    def _keyset(self, t: Table, pk: Any, size: int) -> Iterator[list[dict[str, Any]]]:
+        page = select(t).order_by(pk).limit(size)
+        last: str | None = None
+        while True:
+            stmt = page if last is None else page.where(pk > last)
+            rows = [dict(r._mapping) for r in self.conn.execute(stmt)]
+            if rows:
+                yield rows
+            if len(rows) < size:
                 return
             last = rows[-1][pk.name]
+
+    def _sorted(self, t: Table, pk: Any, size: int) -> Iterator[list[dict[str, Any]]]:
+        stmt = select(t).order_by(pk.collate("C")).execution_options(yield_per=size)
+        result = self.conn.execute(stmt)
+        try:
+            for part in result.partitions(size):
+                yield [dict(r._mapping) for r in part]
+        finally:
+            result.close()
 
     def summaries(self, progress: Progress | None = None, batch: int = DEFAULT_BATCH) -> dict[str, TableSummary]:
         """Row count and checksum of every table."""
