@@ -166,3 +166,24 @@ def test_an_import_refuses_another_schema_version(tmp_path: Path, sqlite_setting
         assert tables.table_counts(target) == dict.fromkeys(tables.TABLE_NAMES, 0)
     finally:
         target.close()
+
+
+def test_a_plain_sqlite_engine_reads_in_one_snapshot_too(tmp_path: Path) -> None:
+    """An engine made without Mimir's hooks (a backup's copy opened by hand): still one snapshot."""
+    from sqlalchemy import create_engine
+
+    store = sqlite_backend(tmp_path, "plain")
+    fill(store, executions=12)
+    engine = create_engine(f"sqlite:///{store.settings.database_path}")
+    try:
+        expected = tables.table_summaries(store)
+        assert tables.table_summaries(engine) == expected
+        with tables.snapshot(engine) as snap:
+            before = snap.counts()
+            store.save_job(ScheduledJob(id="0-new", name="new", pipeline="fetch", cron_expr="* * * * *"))
+            assert snap.counts() == before
+            assert snap.summaries() == expected
+        assert tables.table_counts(engine)["scheduled_jobs"] == before["scheduled_jobs"] + 1
+    finally:
+        engine.dispose()
+        store.close()
