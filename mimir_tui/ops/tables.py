@@ -405,7 +405,7 @@ def copy_tables(
                         digest.add(canonical_bytes(canonical(t, row)))
                     if progress:
                         progress(t.name, digest.rows, counts[t.name])
-            except (SQLAlchemyError, OSError) as exc:
+            except (SQLAlchemyError, OSError, ValueError) as exc:  # ValueError: text a driver cannot encode
                 raise PersistenceError(
                     f"copying table {t.name} failed after {digest.rows} of {counts[t.name]} rows: {describe(exc)}"
                 ) from None
@@ -559,7 +559,7 @@ def import_jsonl(
     for table, rows in reader.batches(batch):
         try:
             insert_rows(target, table, rows)
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, ValueError) as exc:
             raise PersistenceError(f"importing table {table.name} failed: {describe(exc)}") from None
         done[table.name] = done.get(table.name, 0) + len(rows)
         if progress:

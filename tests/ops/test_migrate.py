@@ -240,3 +240,19 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
         "migrate: b: 9/30 rows (47% of all)",
         "migrate: b: 30/30 rows (100% of all)",
     ]
+
+
+def test_text_postgresql_cannot_hold_fails_the_copy_naming_the_table(tmp_path: Path, server_settings) -> None:
+    source = open_url(tmp_path, make_source(tmp_path, executions=20))
+    target = open_backend(server_settings("postgres"))
+    try:  # SQLite keeps a NUL character in text; PostgreSQL refuses it
+        source.save_execution(JobExecutionRecord(id="zz-nul", job_id="alpha", pipeline="fetch", error="a\x00b"))
+        with pytest.raises(tables.PersistenceError) as caught:
+            migrate(source, target, batch=8)
+        message = str(caught.value)
+        assert "copying table job_executions failed after 16 of 21 rows" in message
+        assert "NUL" in message and "run again with --force" in message
+        assert tables.table_counts(target)["job_executions"] == 16  # the batches before it
+    finally:
+        source.close()
+        target.close()
