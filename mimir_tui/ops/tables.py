@@ -292,7 +292,10 @@ def snapshot(source: Any) -> Iterator[Snapshot]:
                 byte_order = collation in ("C", "POSIX")
             yield Snapshot(conn, byte_order_keys=byte_order)
         finally:
-            trans.rollback()
+            try:
+                trans.rollback()  # nothing was written; a broken connection must not hide the error
+            except SQLAlchemyError:
+                pass
 
 
 def export_rows(source: Any, table: Table | str, batch: int = DEFAULT_BATCH) -> Iterator[list[dict[str, Any]]]:
