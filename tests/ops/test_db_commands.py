@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from maint_helpers import site_config
 
 from mimir_tui.cli import main
 from mimir_tui.ops import maintenance
@@ -33,9 +34,9 @@ def fill(store, runs: int = 300) -> None:
         )
 
 
-def test_stats_counts_rows_and_sizes(backend, backend_settings, config_of, capsys) -> None:
+def test_stats_counts_rows_and_sizes(backend, backend_settings, tmp_path, capsys) -> None:
     fill(backend, 30)
-    config = config_of(backend_settings)
+    config = site_config(tmp_path, backend_settings)
     code, out, err = cli(capsys, config, "db", "stats", "--json")
     assert code == 0, err
     report = json.loads(out)
@@ -50,10 +51,10 @@ def test_stats_counts_rows_and_sizes(backend, backend_settings, config_of, capsy
     assert code == 0 and "job_executions" in out and "free pages" in out
 
 
-def test_vacuum_reclaims_what_retention_freed(backend, backend_settings, config_of, capsys) -> None:
+def test_vacuum_reclaims_what_retention_freed(backend, backend_settings, tmp_path, capsys) -> None:
     fill(backend)
     backend.delete_old_executions(utcnow())
-    config = config_of(backend_settings)
+    config = site_config(tmp_path, backend_settings)
     code, out, err = cli(capsys, config, "db", "vacuum", "--json")
     assert code == 0, err
     report = json.loads(out)
@@ -88,13 +89,13 @@ def _leaf_pages(database: Path, name: str) -> list[int]:
     return [(page - 1) * size for (page,) in rows]
 
 
-def test_check_names_a_damaged_sqlite_page(sqlite_settings, config_of, capsys) -> None:
+def test_check_names_a_damaged_sqlite_page(sqlite_settings, tmp_path, capsys) -> None:
     from mimir_tui.persistence import open_backend
 
     with open_backend(sqlite_settings) as store:
         fill(store)
     database = Path(sqlite_settings.persistence.database_path)
-    config = config_of(sqlite_settings)
+    config = site_config(tmp_path, sqlite_settings)
     assert cli(capsys, config, "db", "check")[0] == 0
     offsets = _leaf_pages(database, "job_executions")
     assert len(offsets) >= 3
@@ -110,7 +111,7 @@ def test_check_names_a_damaged_sqlite_page(sqlite_settings, config_of, capsys) -
     assert code == 1 and json.loads(out)["ok"] is False
 
 
-def test_check_finds_a_broken_foreign_key(sqlite_settings, config_of, capsys) -> None:
+def test_check_finds_a_broken_foreign_key(sqlite_settings, tmp_path, capsys) -> None:
     """A run whose job is gone (written by a program with foreign keys off)."""
     from mimir_tui.persistence import open_backend
 
@@ -120,7 +121,7 @@ def test_check_finds_a_broken_foreign_key(sqlite_settings, config_of, capsys) ->
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("DELETE FROM scheduled_jobs WHERE id = 'j1'")
         conn.commit()
-    code, out, err = cli(capsys, config_of(sqlite_settings), "db", "check", "--json")
+    code, out, err = cli(capsys, site_config(tmp_path, sqlite_settings), "db", "check", "--json")
     assert code == 1
     problems = json.loads(out)["problems"]
     assert len(problems) == 3 and all("job_executions" in p and "scheduled_jobs" in p for p in problems)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from maint_helpers import site_config
 
 from mimir_tui.cli import main
 from mimir_tui.ops.retention import apply_retention
@@ -115,12 +116,12 @@ def test_a_log_path_outside_the_log_folder_is_never_touched(jobs, backend_settin
     assert (folder / f"{linked.id}.log").is_symlink()  # not ours to remove: left, and said so
 
 
-def test_retention_apply_command(jobs, backend_settings, config_of, capsys) -> None:
+def test_retention_apply_command(jobs, backend_settings, tmp_path, capsys) -> None:
     backend, settings = jobs, backend_settings
     old = datetime.now(UTC) - timedelta(days=40)
     for i in range(3):
         run(backend, settings, "a", old - timedelta(hours=i))
-    config = config_of(settings)
+    config = site_config(tmp_path, settings)
     assert main(["retention", "apply", "--dry-run", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "would delete 3 execution(s), 3 log file(s), 300 B" in out and "a " in out

@@ -1,14 +1,12 @@
-"""Helpers of the database operations' tests (``db``, ``retention``, scheduled operations)."""
+"""Helpers of the database upkeep tests (``db``, ``retention``): a config file for a backend's
+settings. (A module of its own, not a conftest: tests/ops's other tests import the root
+conftest by name.)"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def write_config(root: Path, settings, **extra) -> Path:
@@ -33,11 +31,6 @@ def write_config(root: Path, settings, **extra) -> Path:
     return path
 
 
-@pytest.fixture
-def config_of(tmp_path: Path):
-    """``config_of(settings, **extra)``: the path of a config file for those settings."""
-
-    def make(settings, **extra) -> Path:
-        return write_config(tmp_path / "site", settings, **extra)
-
-    return make
+def site_config(tmp_path: Path, settings, **extra) -> Path:
+    """The path of a config file for ``settings`` under ``tmp_path``."""
+    return write_config(tmp_path / "site", settings, **extra)
