@@ -126,3 +126,30 @@ def test_check_finds_a_broken_foreign_key(sqlite_settings, tmp_path, capsys) -> 
     problems = json.loads(out)["problems"]
     assert len(problems) == 3 and all("job_executions" in p and "scheduled_jobs" in p for p in problems)
     assert "(and 2 more)" in err
+
+
+def test_postgres_check_uses_amcheck_when_installed(server_settings, tmp_path, capsys) -> None:
+    """With the amcheck extension in the database (Mimir never installs it), each B-tree index
+    is verified by ``bt_index_check``."""
+    from sqlalchemy import text
+
+    from mimir_tui.persistence import open_backend
+
+    settings = server_settings("postgres")
+    with open_backend(settings) as store:
+        fill(store, 5)
+        try:
+            with store.engine.connect() as conn:
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
+                conn.commit()
+        except Exception as exc:  # not shipped with this server
+            pytest.skip(f"amcheck is not available: {exc}")
+        try:
+            code, out, err = cli(capsys, site_config(tmp_path, settings), "db", "check", "--json")
+        finally:
+            with store.engine.connect() as conn:
+                conn.execute(text("DROP EXTENSION IF EXISTS amcheck"))
+                conn.commit()
+    assert code == 0, err
+    report = json.loads(out)
+    assert "amcheck bt_index_check" in report["checks"] and report["problems"] == []
