@@ -52,6 +52,15 @@ class PersistenceSettings(_Section):
     backup_enabled: bool = False
     backup_path: str = "./backups"
     retention_days: int = Field(30, ge=0)
+    # Ours: backups (mimir_tui.ops.backup). Rotation keeps the union of the last N archives, the
+    # newest of each of the last N days and of the last N ISO weeks; all three 0 keeps every one.
+    backup_keep_last: int = Field(7, ge=0)
+    backup_keep_daily: int = Field(7, ge=0)
+    backup_keep_weekly: int = Field(4, ge=0)
+    backup_compress: bool = False  # gzip the archive (smaller, several times slower)
+    backup_encrypt: bool = False  # encrypt every archive (as `backup create --encrypt`)
+    backup_passphrase_env: str = "MIMIR_BACKUP_PASSPHRASE"  # the variable holding the passphrase
+    backup_key_file: str = ""  # or a file holding the key (wins over the variable)
     # Ours: SQLite lock wait, connection pool, connect timeout.
     busy_timeout_ms: int = Field(5000, ge=0)
     pool_size: int = Field(5, ge=1)
@@ -322,9 +331,9 @@ class Settings(BaseModel):
 # and why. Set, they are named once at start rather than silently ignored; persistence.enabled
 # is refused instead (PersistenceSettings).
 WEB_SECURITY = "the original's, for its web server; Mimir has none"
+BACKUP_SCHEDULE = "scheduled backups are not wired into the service yet"
 NO_EFFECT: tuple[tuple[str, str], ...] = (
-    ("persistence.backup_enabled", "there are no backups yet"),
-    ("persistence.backup_path", "there are no backups yet"),
+    ("persistence.backup_enabled", BACKUP_SCHEDULE),
     ("scheduler.max_jobs", "the original's; scheduler.max_concurrency limits the runs at once"),
     ("scheduler.history_retention", "the original's; persistence.retention_days sets retention"),
     ("server", "the original's web server; Mimir has none"),
@@ -335,6 +344,7 @@ PATH_KEYS = {
     ("persistence", "database_path"),
     ("persistence", "vector_db_path"),
     ("persistence", "backup_path"),
+    ("persistence", "backup_key_file"),
     ("pipelines", "directory"),
     ("pipelines", "working_dir"),
     ("logging", "file_path"),
@@ -459,7 +469,7 @@ def load_settings(
     # Defaults that are relative paths resolve against the config folder (or the cwd).
     for section, key in PATH_KEYS:
         sub = getattr(settings, section)
-        if f"{section}.{key}" not in sources and getattr(sub, key) is not None:
+        if f"{section}.{key}" not in sources and getattr(sub, key):  # None or "": unset
             setattr(sub, key, str((base / getattr(sub, key)).resolve()))
     if "plugins.directories" not in sources:
         settings.plugins.directories = [str((base / d).resolve()) for d in settings.plugins.directories]

@@ -20,4 +20,4 @@ async def test_the_dashboard_shows_the_keys_without_effect_once(tmp_path: Path):
         await pilot.pause()
         shown = [n.message for n in app._notifications if "without effect" in n.message]
     assert shown == [settings.no_effect_notice()]
-    assert "persistence.backup_enabled (there are no backups yet)" in shown[0]
+    assert "persistence.backup_enabled (scheduled backups are not wired into the service yet)" in shown[0]

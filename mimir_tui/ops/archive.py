@@ -1,0 +1,467 @@
+"""Backup archives on disk: names, the streaming tar writer and reader, sidecars, rotation.
+
+An archive is a tar stream (gzipped if ``persistence.backup_compress``, encrypted if asked:
+:mod:`.crypto`) named by its UTC time, ``mimir-20261130T140501Z.tar[.gz][.enc]``. Its members
+are regular files only, under ``database/``, ``vectors/``, ``config/`` and ``pipelines/``, and
+``manifest.json`` last, with the SHA-256 and size of every other member (hashed as they are
+written, so an archive is written in one pass). Next to it, ``<archive>.json`` (the sidecar)
+repeats what ``backup list`` shows: time, size, counts and the last verification.
+
+Reading refuses, before writing a byte of it anywhere: absolute names, ``..``, links, devices,
+a member twice, a member the manifest does not list (or one it lists that is missing), and a
+wrong checksum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from ..errors import BadInput
+from .crypto import ArchiveDamaged, DecryptingReader, EncryptingWriter, is_encrypted, key_material
+
+MANIFEST = "manifest.json"
+SIDECAR = ".json"
+ROOTS = ("database", "vectors", "config", "pipelines")
+NAME = re.compile(r"^mimir-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar(\.gz)?(\.enc)?$")
+COPY_BUFFER = 1 << 20
+MAX_MANIFEST_BYTES = 16 << 20
+
+Progress = Callable[[str, float | None], None]
+
+
+def no_progress(phase: str, fraction: float | None) -> None:
+    pass
+
+
+# -- folders and names ------------------------------------------------------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) or tighten it to 0700 if it is ours and looser."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"backup_path {path}: cannot create it ({exc.strerror or exc})") from None
+    if not path.is_dir():
+        raise BadInput(f"backup_path {path} is not a directory")
+    with contextlib.suppress(OSError):
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o700)
+    return path
+
+
+def archive_time(name: str) -> datetime | None:
+    match = NAME.match(name)
+    if not match:
+        return None
+    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def archives(folder: Path) -> list[Path]:
+    """Mimir's archives in ``folder`` (by their names; other files are not ours), newest first."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if NAME.match(p.name) and p.is_file() and not p.is_symlink()]
+    return sorted(found, key=lambda p: (archive_time(p.name), _sequence(p.name)), reverse=True)
+
+
+def _sequence(name: str) -> int:
+    match = NAME.match(name)
+    return int(match.group(2) or 0) if match else 0
+
+
+def sidecar_path(archive: Path) -> Path:
+    return archive.with_name(archive.name + SIDECAR)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (0600) through a temporary name: never half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_sidecar(archive: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(sidecar_path(archive).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def record_verification(archive: Path, manifest: dict[str, Any] | None, ok: bool | None, reason: str | None) -> None:
+    """Keep the verification's result (and what ``backup list`` shows) next to the archive."""
+    side = read_sidecar(archive)
+    if manifest is not None:
+        side.update(
+            created=manifest.get("created"),
+            backend=manifest.get("backend"),
+            database_format=manifest.get("database_format"),
+            schema_revision=manifest.get("schema_revision"),
+            mimir_version=manifest.get("mimir_version"),
+            row_counts=manifest.get("row_counts", {}),
+        )
+    side["archive"] = archive.name
+    side["encrypted"] = archive.name.endswith(".enc")
+    side["verified"] = None if ok is None else {"ok": ok, "at": datetime.now(UTC).isoformat(), "reason": reason}
+    write_private(sidecar_path(archive), json.dumps(side, indent=2).encode())
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+class _Hashing:
+    """A file object read by tarfile, hashing what passes; reports progress."""
+
+    def __init__(self, f: IO[bytes], on_bytes: Callable[[int], None]) -> None:
+        self.f, self.sha, self.size, self.on_bytes = f, hashlib.sha256(), 0, on_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n if n > 0 else COPY_BUFFER)
+        self.sha.update(data)
+        self.size += len(data)
+        self.on_bytes(len(data))
+        return data
+
+
+class ArchiveWriter:
+    """``with ArchiveWriter(folder, when, compress, secret) as w: w.add(...); w.finish(manifest)``
+    writes ``.mimir-<stamp>.partial`` (0600) and, at ``finish``, links it to its final name
+    (never over an existing archive) and removes the partial name. Leaving the block without
+    ``finish`` removes the partial file."""
+
+    def __init__(self, folder: Path, when: datetime, *, compress: bool, secret: bytes | None) -> None:
+        self.folder = folder
+        self.suffix = ".tar" + (".gz" if compress else "") + (".enc" if secret else "")
+        self.base = f"mimir-{stamp(when)}"
+        self.partial = folder / f".{self.base}.{os.getpid()}.partial"
+        self.members: dict[str, dict[str, Any]] = {}
+        self.path: Path | None = None
+        fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self._file = os.fdopen(fd, "wb", buffering=COPY_BUFFER)
+        self._crypt = EncryptingWriter(self._file, secret) if secret else None
+        sink: Any = self._crypt or self._file
+        self._tar = tarfile.open(fileobj=sink, mode="w|gz" if compress else "w|", format=tarfile.PAX_FORMAT)
+        self._mtime = int(when.timestamp())
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.partial)
+
+    def _info(self, name: str, size: int) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime, info.type = size, 0o600, self._mtime, tarfile.REGTYPE
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    def add_file(self, name: str, source: Path, on_bytes: Callable[[int], None] = lambda n: None) -> None:
+        check_member_name(name)
+        with open(source, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            hashing = _Hashing(f, on_bytes)
+            self._tar.addfile(self._info(name, size), hashing)
+            if hashing.size != size:
+                raise OSError(f"{source} changed size while it was archived")
+        self.members[name] = {"sha256": hashing.sha.hexdigest(), "size": size}
+
+    def add_tree(self, root: str, folder: Path, skip: Callable[[Path], bool] = lambda p: False) -> None:
+        """Every regular file under ``folder`` as ``root/<relative path>`` (links are not followed)."""
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink() or not path.is_file() or skip(path):
+                continue
+            self.add_file(f"{root}/{path.relative_to(folder).as_posix()}", path)
+
+    def finish(self, manifest: dict[str, Any]) -> Path:
+        manifest["members"] = dict(sorted(self.members.items()))
+        data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        self._tar.addfile(self._info(MANIFEST, len(data)), _Bytes(data))
+        self._tar.close()
+        if self._crypt is not None:
+            self._crypt.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        for n in range(1000):
+            final = self.folder / (self.base + (f"-{n}" if n else "") + self.suffix)
+            try:
+                os.link(self.partial, final)  # fails if the name exists: never over an archive
+            except FileExistsError:
+                continue
+            break
+        else:  # pragma: no cover - a thousand archives in one second
+            raise OSError(f"no free archive name for {self.base} in {self.folder}")
+        os.unlink(self.partial)
+        _fsync_dir(self.folder)
+        self.path = final
+        return final
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else self.pos + n
+        out, self.pos = self.data[self.pos : end], min(end, len(self.data))
+        return out
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def check_member_name(name: str) -> str:
+    """The member's name if it is a plain relative path under one of :data:`ROOTS` (or the
+    manifest); :class:`ArchiveDamaged` otherwise."""
+    if name == MANIFEST:
+        return name
+    path = PurePosixPath(name)
+    if (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or "\x00" in name
+        or any(part in ("..", ".", "") for part in name.split("/"))
+        or path.parts[0] not in ROOTS
+        or len(path.parts) < 2
+    ):
+        raise ArchiveDamaged(f"archive member {name!r}: unsafe or unexpected path, refused")
+    return name
+
+
+@dataclass
+class Extracted:
+    """An archive read in full into ``folder``: its manifest, checked against every member."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def open_stream(archive: Path, settings: Any) -> Iterator[IO[bytes]]:
+    """The archive's tar stream (decrypted if it is encrypted)."""
+    with open(archive, "rb") as raw:
+        if is_encrypted(archive):
+            secret = key_material(settings, required=True)
+            assert secret is not None
+            yield DecryptingReader(raw, secret, archive.name)  # type: ignore[misc]
+        else:
+            yield raw
+
+
+def extract(archive: Path, settings: Any, into: Path, progress: Progress = no_progress) -> Extracted:
+    """Read the whole archive into the (new, empty, private) folder ``into``, checking every
+    member's name, kind and checksum against the manifest. Raises :class:`ArchiveDamaged` with
+    the reason; ``into`` then holds partial files the caller removes."""
+    total = max(1, archive.stat().st_size)
+    seen: dict[str, dict[str, Any]] = {}
+    manifest: dict[str, Any] | None = None
+    files: dict[str, Path] = {}
+    raw_pos = 0
+    try:
+        with open_stream(archive, settings) as stream:
+            counted = _Counting(stream)
+            with tarfile.open(fileobj=counted, mode="r|*") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    name = check_member_name(member.name)
+                    if not member.isreg():
+                        kind = "a link" if member.issym() or member.islnk() else "not a regular file"
+                        raise ArchiveDamaged(f"archive member {name!r} is {kind}: refused")
+                    if name in seen or (name == MANIFEST and manifest is not None):
+                        raise ArchiveDamaged(f"archive member {name!r} appears twice: refused")
+                    if manifest is not None:
+                        raise ArchiveDamaged(f"archive member {name!r} follows the manifest: refused")
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    if name == MANIFEST:
+                        if member.size > MAX_MANIFEST_BYTES:
+                            raise ArchiveDamaged("manifest.json is implausibly large: refused")
+                        try:
+                            manifest = json.loads(source.read())
+                        except ValueError:
+                            raise ArchiveDamaged("manifest.json is not valid JSON") from None
+                        continue
+                    target = into.joinpath(*PurePosixPath(name).parts)
+                    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    sha = hashlib.sha256()
+                    size = 0
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                    with os.fdopen(fd, "wb") as out:
+                        while chunk := source.read(COPY_BUFFER):
+                            sha.update(chunk)
+                            size += len(chunk)
+                            out.write(chunk)
+                            if counted.pos - raw_pos > 16 * COPY_BUFFER:
+                                raw_pos = counted.pos
+                                progress("reading", min(1.0, counted.pos / total))
+                    seen[name] = {"sha256": sha.hexdigest(), "size": size}
+                    files[name] = target
+    except ArchiveDamaged:
+        raise
+    except (tarfile.ReadError, EOFError, OSError, ValueError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "unexpected end" in text.lower() or isinstance(exc, EOFError):
+            text = "truncated (the tar stream ends early)"
+        raise ArchiveDamaged(f"{archive.name}: unreadable: {text}") from None
+    if manifest is None or not isinstance(manifest, dict):
+        raise ArchiveDamaged(f"{archive.name}: no manifest.json (truncated, or not a Mimir archive)")
+    listed = manifest.get("members")
+    if not isinstance(listed, dict):
+        raise ArchiveDamaged(f"{archive.name}: manifest.json lists no members")
+    for name, facts in listed.items():
+        got = seen.get(name)
+        if got is None:
+            raise ArchiveDamaged(f"{archive.name}: member {name!r} listed in the manifest is missing")
+        if not isinstance(facts, dict) or got["sha256"] != facts.get("sha256") or got["size"] != facts.get("size"):
+            raise ArchiveDamaged(f"{archive.name}: member {name!r} fails its SHA-256 check (changed or damaged)")
+    extra = sorted(set(seen) - set(listed))
+    if extra:
+        raise ArchiveDamaged(f"{archive.name}: member {extra[0]!r} is not in the manifest: refused")
+    progress("reading", 1.0)
+    return Extracted(into, manifest, files)
+
+
+class _Counting:
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.pos = f, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.pos += len(data)
+        return data
+
+
+def remove_tree(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- rotation ---------------------------------------------------------------------------------
+
+
+def to_keep(times: list[datetime], keep_last: int, keep_daily: int, keep_weekly: int) -> set[int]:
+    """Indexes (into ``times``) of the archives a rotation keeps: the ``keep_last`` newest, the
+    newest of each of the ``keep_daily`` most recent UTC days that have one, and of each of the
+    ``keep_weekly`` most recent ISO weeks (restic's ``forget --keep-last/-daily/-weekly``).
+    All three 0: every archive."""
+    if not (keep_last or keep_daily or keep_weekly):
+        return set(range(len(times)))
+    order = sorted(range(len(times)), key=lambda i: times[i], reverse=True)
+    keep = set(order[:keep_last])
+
+    def by(period: Callable[[datetime], Any], count: int) -> None:
+        seen: list[Any] = []
+        for i in order:
+            key = period(times[i])
+            if key in seen:
+                continue
+            if len(seen) >= count:
+                break
+            seen.append(key)
+            keep.add(i)
+
+    by(lambda t: t.astimezone(UTC).date(), keep_daily)
+    by(lambda t: t.astimezone(UTC).isocalendar()[:2], keep_weekly)
+    return keep
+
+
+def rotate(folder: Path, keep_last: int, keep_daily: int, keep_weekly: int) -> list[Path]:
+    """Delete the archives (and their sidecars) the policy does not keep; returns them."""
+    found = archives(folder)
+    times = [archive_time(p.name) or datetime.min.replace(tzinfo=UTC) for p in found]
+    keep = to_keep(times, keep_last, keep_daily, keep_weekly)
+    removed = []
+    for i, path in enumerate(found):
+        if i in keep:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            sidecar_path(path).unlink()
+        removed.append(path)
+    return removed
+
+
+def listing(folder: Path) -> list[dict[str, Any]]:
+    """What ``backup list`` shows, newest first: from each archive's name, size and sidecar."""
+    rows = []
+    for path in archives(folder):
+        side = read_sidecar(path)
+        verified = side.get("verified") or {}
+        rows.append(
+            {
+                "archive": path.name,
+                "path": str(path),
+                "created": archive_time(path.name),
+                "size_bytes": path.stat().st_size,
+                "encrypted": path.name.endswith(".enc"),
+                "backend": side.get("backend"),
+                "row_counts": side.get("row_counts") or {},
+                "verified": verified.get("ok"),
+                "verified_at": verified.get("at"),
+                "verify_error": verified.get("reason"),
+            }
+        )
+    return rows
+
+
+def age_text(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "never"
+    seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 120:
+        return f"{int(seconds)} s ago"
+    if seconds < 7200:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 172800:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
+
+
+__all__ = [
+    "ArchiveWriter",
+    "archives",
+    "extract",
+    "listing",
+    "rotate",
+    "to_keep",
+]

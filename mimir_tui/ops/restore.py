@@ -1,0 +1,307 @@
+"""Restore an archive (:mod:`.backup`): verify first, refuse while an instance is live, keep a
+safety copy of what is replaced, swap in one step, report the counts.
+
+SQLite: the archive is read and checked into a private folder next to the database (so the
+swap is a rename on one file system). Then, holding the write gate (Mimir's writers of this
+file wait), the current database is checkpointed, copied with the backup API to
+``<database>.pre-restore-<time>`` (0600), and replaced with ``os.replace``; its ``-wal`` and
+``-shm`` go (a WAL left beside the new file would be replayed into it).
+
+PostgreSQL: ``pg_restore --clean --if-exists --single-transaction``: every table is replaced in
+one transaction, or none. MariaDB: the dump is loaded with the ``mariadb`` client (MariaDB
+commits each table's DDL on its own: a failed load leaves the tables loaded so far; the safety
+dump taken first restores the rest). The safety copy of a server database is a backup archive
+in ``backup_path`` (named ``mimir-...``, kept out of the rotation until the next create).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput, MimirError
+from . import archive as arc
+from .archive import Progress, no_progress
+from .backup import (
+    _server_env,
+    dump_tool,
+    mysql_args,
+    resolve_archive,
+    run_tool,
+    server_facts,
+    sqlite_copy,
+    sqlite_facts,
+    verify_backup,
+)
+
+
+class RestoreRefused(MimirError):
+    """The restore would be unsafe now (a live instance), or the operator said no."""
+
+
+@dataclass
+class RestorePlan:
+    """What a restore would do: shown to the operator for confirmation."""
+
+    archive: Path
+    target: str  # the database replaced, safe to print
+    created: str | None
+    backend: str | None
+    row_counts: dict[str, int]
+    current_counts: dict[str, int] | None  # the database now (None: unreadable)
+
+    def describe(self) -> str:
+        now = ", ".join(f"{t} {n}" for t, n in sorted((self.current_counts or {}).items())) or "unreadable"
+        then = ", ".join(f"{t} {n}" for t, n in sorted(self.row_counts.items()))
+        return (
+            f"replace every row of {self.target} (now: {now}) with archive {self.archive.name} "
+            f"from {self.created} ({then}); the current database is kept as a safety copy"
+        )
+
+
+@dataclass
+class RestoreResult:
+    archive: Path
+    target: str
+    row_counts: dict[str, int]
+    safety_copy: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "archive": self.archive.name,
+            "target": self.target,
+            "row_counts": self.row_counts,
+            "safety_copy": self.safety_copy,
+        }
+
+
+def live_instances(settings: Any, backend: Any, exclude: str | None = None) -> list[str]:
+    """Ids of the instances with a fresh heartbeat (other than ``exclude``)."""
+    live = backend.workers.live_workers(stale_after=settings.scheduler.stale_after)
+    return [w.id for w in live if w.id != exclude]
+
+
+def _open(settings: Any) -> Any:
+    from ..persistence import open_backend
+
+    return open_backend(settings)
+
+
+def restore_backup(
+    settings: Any,
+    archive: Path | str,
+    *,
+    force: bool = False,
+    confirm: Callable[[RestorePlan], bool] | None = None,
+    progress: Progress = no_progress,
+    own_worker: str | None = None,
+    backend: Any = None,
+) -> RestoreResult:
+    """Restore ``archive`` into the configured database. ``confirm``: asked with the plan once
+    the archive is verified (None: no question). ``backend``: an open backend on the target
+    (its connections are let go before the swap); one is opened if not given.
+    :class:`RestoreRefused` if an instance other than ``own_worker`` is live and not ``force``,
+    or if ``confirm`` says no; nothing is changed then."""
+    from ..persistence.engine import display_url
+
+    p = settings.persistence
+    path = archive if isinstance(archive, Path) else resolve_archive(settings, archive)
+    target_text = display_url(p)
+    owned = backend is None
+    current: dict[str, int] | None = None
+    try:
+        try:
+            backend = backend or _open(settings)
+        except MimirError as exc:
+            if not force:
+                raise RestoreRefused(
+                    f"cannot read the current database to check for live instances ({exc}); "
+                    "pass --force to restore anyway"
+                ) from None
+            backend = None
+        if backend is not None:
+            live = live_instances(settings, backend, own_worker)
+            if live and not force:
+                raise RestoreRefused(
+                    f"{len(live)} live instance(s) use {target_text} ({', '.join(live[:3])}): stop them "
+                    "first, or pass --force"
+                )
+            with contextlib.suppress(MimirError):
+                current = backend.stats()["row_counts"]
+        if p.backend == "sqlite":
+            return _restore_sqlite(settings, path, backend, current, confirm, progress, target_text)
+        return _restore_server(settings, path, backend, current, confirm, progress, target_text)
+    finally:
+        if owned and backend is not None:
+            backend.close()
+
+
+def _plan(path: Path, manifest: dict[str, Any], target: str, current: dict[str, int] | None) -> RestorePlan:
+    return RestorePlan(
+        path, target, manifest.get("created"), manifest.get("backend"), manifest.get("row_counts") or {}, current
+    )
+
+
+def _confirmed(confirm: Callable[[RestorePlan], bool] | None, plan: RestorePlan) -> None:
+    if confirm is not None and not confirm(plan):
+        raise RestoreRefused("restore cancelled: nothing was changed")
+
+
+def _restore_sqlite(
+    settings: Any,
+    path: Path,
+    backend: Any,
+    current: dict[str, int] | None,
+    confirm: Callable[[RestorePlan], bool] | None,
+    progress: Progress,
+    target: str,
+) -> RestoreResult:
+    from ..persistence.engine import prepare_sqlite_file
+    from ..persistence.gate import write_gate
+
+    db = Path(settings.persistence.database_path)
+    prepare_sqlite_file(str(db))  # the folder exists (0700); an odd file there is refused
+    verified = verify_backup(settings, path, progress=progress, keep_in=db.parent)
+    assert verified.extracted is not None
+    work = verified.extracted.folder
+    try:
+        manifest = verified.manifest
+        if manifest.get("database_format") != "sqlite":
+            raise BadInput(
+                f"archive {path.name} holds a {manifest.get('backend')} database: restoring it into SQLite "
+                "needs the logical format (not available yet)"
+            )
+        _confirmed(confirm, _plan(path, manifest, target, current))
+        fresh = verified.extracted.files[manifest["database_member"]]
+        progress("swapping", None)
+        when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        safety = db.with_name(f"{db.name}.pre-restore-{when}")
+        if backend is not None:
+            backend.db.engine.dispose()  # this process's connections: reopened on the new file
+        gate = write_gate(str(db), settings.persistence.busy_timeout_ms)
+        with gate:
+            _safety_copy(db, safety, progress)
+            os.replace(fresh, db)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{db}{suffix}")
+            arc._fsync_dir(db.parent)
+        os.chmod(db, 0o600)
+        counts, _ = sqlite_facts(db)
+        _check_counts(path, counts, manifest)
+        return RestoreResult(path, target, counts, str(safety))
+    finally:
+        arc.remove_tree(work)
+
+
+def _safety_copy(db: Path, safety: Path, progress: Progress) -> None:
+    """Fold the WAL into the database file (nothing is left in it for the swap), then copy the
+    database with the backup API. A file SQLite calls damaged (a restore with ``--force``) is
+    kept byte for byte instead, its WAL beside it: nothing of it is thrown away."""
+    import shutil
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(db, timeout=30)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+        sqlite_copy(db, safety, progress, "safety copy")
+    except sqlite3.DatabaseError:
+        safety.unlink(missing_ok=True)
+        for suffix in ("", "-wal"):
+            if Path(f"{db}{suffix}").exists():
+                shutil.copyfile(f"{db}{suffix}", f"{safety}{suffix}")
+                os.chmod(f"{safety}{suffix}", 0o600)
+
+
+def _check_counts(path: Path, counts: dict[str, int], manifest: dict[str, Any]) -> None:
+    expected = manifest.get("row_counts") or {}
+    for table, n in expected.items():
+        if counts.get(table) != n:
+            raise MimirError(f"restored {path.name}, but table {table} has {counts.get(table)} rows, the archive {n}")
+
+
+def _restore_server(
+    settings: Any,
+    path: Path,
+    backend: Any,
+    current: dict[str, int] | None,
+    confirm: Callable[[RestorePlan], bool] | None,
+    progress: Progress,
+    target: str,
+) -> RestoreResult:
+    from .backup import create_backup
+
+    kind = settings.persistence.backend
+    verified = verify_backup(
+        settings, path, progress=progress, keep_in=arc.private_dir(Path(settings.persistence.backup_path))
+    )
+    assert verified.extracted is not None
+    work = verified.extracted.folder
+    try:
+        manifest = verified.manifest
+        fmt = manifest.get("database_format")
+        wanted = "pg_dump" if kind == "postgres" else "mariadb-dump"
+        if fmt != wanted:
+            raise BadInput(
+                f"archive {path.name} holds a {manifest.get('backend')} database ({fmt}): restoring it into "
+                f"{kind} needs the logical format (not available yet)"
+            )
+        _confirmed(confirm, _plan(path, manifest, target, current))
+        if backend is None:
+            raise RestoreRefused("the current database cannot be read: its safety copy cannot be taken")
+        progress("safety copy", None)
+        safety = create_backup(settings, backend, encrypt=False, verify=True, rotate=False)
+        if not safety.verified:
+            raise MimirError(f"the safety copy of {target} failed its check ({safety.verify_error}): nothing restored")
+        dump = verified.extracted.files[manifest["database_member"]]
+        env, url = _server_env(settings)
+        progress("loading", None)
+        backend.db.engine.dispose()
+        if kind == "postgres":
+            tool = _tool("pg_restore")
+            run_tool(
+                [
+                    tool,
+                    "--clean",
+                    "--if-exists",
+                    "--single-transaction",
+                    "--no-owner",
+                    "--exit-on-error",
+                    f"--dbname={url.database}",
+                    str(dump),
+                ],
+                env,
+                settings,
+            )
+        else:
+            tool = _tool("mariadb", "mysql")
+            with open(dump, "rb") as f:
+                run_tool([tool, *mysql_args(url), "--binary-mode", url.database], env, settings, stdin=f)
+        with backend.db.engine.connect() as conn:
+            counts, _ = server_facts(conn)
+        _check_counts(path, counts, manifest)
+        return RestoreResult(path, target, counts, str(safety.path))
+    finally:
+        arc.remove_tree(work)
+
+
+def _tool(*names: str) -> str:
+    import shutil
+
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise MimirError(f"no {names[0]} on PATH: install the database's client tools")
+
+
+__all__ = ["RestorePlan", "RestoreRefused", "RestoreResult", "dump_tool", "restore_backup", "subprocess"]
