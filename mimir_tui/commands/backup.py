@@ -135,4 +135,8 @@ def run_restore(ctx: Context, args: argparse.Namespace) -> int:
         print(printable(f"restored {result.archive.name} into {result.target}"))
         print(f"rows: {_counts(result.row_counts)}")
         print(printable(f"the previous database is kept at {result.safety_copy}"))
+        if result.vectors_safety_copy:
+            print(printable(f"vector store restored; the previous one is kept at {result.vectors_safety_copy}"))
+        if result.files:
+            print(printable(f"the archive's config and pipeline files (not applied) are in {result.files}"))
     return 0

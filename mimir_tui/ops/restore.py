@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +71,8 @@ class RestoreResult:
     target: str
     row_counts: dict[str, int]
     safety_copy: str
+    vectors_safety_copy: str | None = None  # the replaced vector store folder (None: not restored)
+    files: str | None = None  # where the archive's config and pipeline files were put (not applied)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +80,66 @@ class RestoreResult:
             "target": self.target,
             "row_counts": self.row_counts,
             "safety_copy": self.safety_copy,
+            "vectors_safety_copy": self.vectors_safety_copy,
+            "files": self.files,
         }
+
+
+@contextlib.contextmanager
+def _vector_store(settings: Any, extracted: arc.Extracted, force: bool) -> Iterator[Path | None]:
+    """The embedded vector store's folder, held (its owner lock) for the swap, if the archive
+    has one to restore; None if not. Another process holding the store refuses the restore
+    (``force``: the database is restored, the store left as it is)."""
+    from ..vectors import VectorStoreUnavailable, owner
+
+    p = settings.persistence
+    if (
+        not any(n.startswith("vectors/") for n in extracted.files)
+        or not p.enable_vector_db
+        or settings.vectors.server_url
+    ):
+        yield None
+        return
+    folder = Path(p.vector_db_path)
+    try:
+        owner.acquire(folder, 2.0)
+    except VectorStoreUnavailable as exc:
+        if not force:
+            raise RestoreRefused(f"{exc}; stop it first, or pass --force (the store is then left as it is)") from None
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        owner.release(folder)
+
+
+def _swap_vectors(folder: Path, extracted: arc.Extracted, when: str) -> str:
+    """Put the archive's store at ``folder``; the current one becomes ``<folder>.pre-restore-<when>``."""
+    import shutil
+
+    fresh = folder.with_name(f"{folder.name}.restoring-{when}")
+    shutil.move(str(extracted.folder / "vectors"), fresh)
+    os.chmod(fresh, 0o700)
+    safety = folder.with_name(f"{folder.name}.pre-restore-{when}")
+    if folder.exists():
+        os.rename(folder, safety)
+    os.rename(fresh, folder)
+    return str(safety)
+
+
+def _keep_files(settings: Any, extracted: arc.Extracted, when: str) -> str | None:
+    """The archive's config and pipeline files, put aside (never over the live ones)."""
+    import shutil
+
+    roots = [extracted.folder / r for r in ("config", "pipelines") if (extracted.folder / r).is_dir()]
+    if not roots:
+        return None
+    target = arc.private_dir(Path(settings.persistence.backup_path)) / f"restored-{when}-files"
+    target.mkdir(mode=0o700)
+    for root in roots:
+        shutil.move(str(root), target / root.name)
+    return str(target)
 
 
 def live_instances(settings: Any, backend: Any, exclude: str | None = None) -> list[str]:
@@ -135,8 +196,8 @@ def restore_backup(
             with contextlib.suppress(MimirError):
                 current = backend.stats()["row_counts"]
         if p.backend == "sqlite":
-            return _restore_sqlite(settings, path, backend, current, confirm, progress, target_text)
-        return _restore_server(settings, path, backend, current, confirm, progress, target_text)
+            return _restore_sqlite(settings, path, backend, current, confirm, progress, target_text, force)
+        return _restore_server(settings, path, backend, current, confirm, progress, target_text, force)
     finally:
         if owned and backend is not None:
             backend.close()
@@ -161,6 +222,7 @@ def _restore_sqlite(
     confirm: Callable[[RestorePlan], bool] | None,
     progress: Progress,
     target: str,
+    force: bool,
 ) -> RestoreResult:
     from ..persistence.engine import prepare_sqlite_file
     from ..persistence.gate import write_gate
@@ -182,20 +244,23 @@ def _restore_sqlite(
         progress("swapping", None)
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         safety = db.with_name(f"{db.name}.pre-restore-{when}")
-        if backend is not None:
-            backend.db.engine.dispose()  # this process's connections: reopened on the new file
-        gate = write_gate(str(db), settings.persistence.busy_timeout_ms)
-        with gate:
-            _safety_copy(db, safety, progress)
-            os.replace(fresh, db)
-            for suffix in ("-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{db}{suffix}")
-            arc._fsync_dir(db.parent)
-        os.chmod(db, 0o600)
+        with _vector_store(settings, verified.extracted, force) as vectors:
+            if backend is not None:
+                backend.db.engine.dispose()  # this process's connections: reopened on the new file
+            gate = write_gate(str(db), settings.persistence.busy_timeout_ms)
+            with gate:
+                _safety_copy(db, safety, progress)
+                os.replace(fresh, db)
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{db}{suffix}")
+                arc._fsync_dir(db.parent)
+            os.chmod(db, 0o600)
+            vectors_safety = _swap_vectors(vectors, verified.extracted, when) if vectors else None
         counts, _ = sqlite_facts(db)
         _check_counts(path, counts, manifest)
-        return RestoreResult(path, target, counts, str(safety))
+        files = _keep_files(settings, verified.extracted, when)
+        return RestoreResult(path, target, counts, str(safety), vectors_safety, files)
     finally:
         arc.remove_tree(work)
 
@@ -237,6 +302,7 @@ def _restore_server(
     confirm: Callable[[RestorePlan], bool] | None,
     progress: Progress,
     target: str,
+    force: bool,
 ) -> RestoreResult:
     from .backup import create_backup
 
@@ -266,32 +332,40 @@ def _restore_server(
         env, url = _server_env(settings)
         progress("loading", None)
         backend.db.engine.dispose()
-        if kind == "postgres":
-            tool = _tool("pg_restore")
-            run_tool(
-                [
-                    tool,
-                    "--clean",
-                    "--if-exists",
-                    "--single-transaction",
-                    "--no-owner",
-                    "--exit-on-error",
-                    f"--dbname={url.database}",
-                    str(dump),
-                ],
-                env,
-                settings,
-            )
-        else:
-            tool = _tool("mariadb", "mysql")
-            with open(dump, "rb") as f:
-                run_tool([tool, *mysql_args(url), "--binary-mode", url.database], env, settings, stdin=f)
+        when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        with _vector_store(settings, verified.extracted, force) as vectors:
+            _load_dump(settings, kind, dump, env, url)
+            vectors_safety = _swap_vectors(vectors, verified.extracted, when) if vectors else None
         with backend.db.engine.connect() as conn:
             counts, _ = server_facts(conn)
         _check_counts(path, counts, manifest)
-        return RestoreResult(path, target, counts, str(safety.path))
+        files = _keep_files(settings, verified.extracted, when)
+        return RestoreResult(path, target, counts, str(safety.path), vectors_safety, files)
     finally:
         arc.remove_tree(work)
+
+
+def _load_dump(settings: Any, kind: str, dump: Path, env: dict[str, str], url: Any) -> None:
+    if kind == "postgres":
+        tool = _tool("pg_restore")
+        run_tool(
+            [
+                tool,
+                "--clean",
+                "--if-exists",
+                "--single-transaction",
+                "--no-owner",
+                "--exit-on-error",
+                f"--dbname={url.database}",
+                str(dump),
+            ],
+            env,
+            settings,
+        )
+    else:
+        tool = _tool("mariadb", "mysql")
+        with open(dump, "rb") as f:
+            run_tool([tool, *mysql_args(url), "--binary-mode", url.database], env, settings, stdin=f)
 
 
 def _tool(*names: str) -> str:

@@ -62,7 +62,9 @@ def test_server_backup_and_restore_row_for_row(
 
     with open_backend(settings) as backend:  # the database moves on
         backend.save_job(ScheduledJob(name="later", pipeline="etl", cron_expr="0 3 * * *"))
-        backend.delete_job(backend.list_jobs()[0].id if backend.list_jobs()[0].name == "nightly" else backend.list_jobs()[1].id)
+        backend.delete_job(
+            backend.list_jobs()[0].id if backend.list_jobs()[0].name == "nightly" else backend.list_jobs()[1].id
+        )
     assert snapshot(settings) != before
 
     restored = restore_backup(settings, result.path)
