@@ -444,6 +444,25 @@ def listing(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def last_backup(folder: Path) -> dict[str, Any]:
+    """The newest archive in ``folder`` (name, time, verification), or only the folder if none:
+    a directory listing and one small file, cheap enough for every health read."""
+    try:
+        found = archives(folder)
+    except OSError:
+        found = []
+    if not found:
+        return {"folder": str(folder), "archive": None}
+    side = read_sidecar(found[0])
+    verified = side.get("verified") or {}
+    return {
+        "folder": str(folder),
+        "archive": found[0].name,
+        "created": archive_time(found[0].name),
+        "verified": verified.get("ok"),
+    }
+
+
 def age_text(when: datetime | None, now: datetime | None = None) -> str:
     if when is None:
         return "never"

@@ -260,6 +260,29 @@ def vectors(*after: str) -> Shot:
     return shot
 
 
+def seed_backups(settings: Settings) -> None:
+    """Two archives of the stage, made as if a day and two hours before :data:`AT`."""
+    from ..ops.backup import create_backup
+
+    for ago in (timedelta(days=1, hours=2), timedelta(hours=2)):
+        create_backup(settings, now=AT - ago)
+
+
+def backups(*after: str) -> Shot:
+    """The Backup screen over :func:`seed_backups`'s archives, then the keys ``after``."""
+
+    async def shot(pilot: Pilot) -> None:
+        import asyncio
+
+        await settle(pilot)
+        await asyncio.to_thread(seed_backups, pilot.app.settings)  # type: ignore[attr-defined]
+        for key in ("b", *after):
+            await pilot.press(key)
+            await settle(pilot)
+
+    return shot
+
+
 #: Each view by name: what brings the dashboard, just started, to it.
 SHOTS: dict[str, Shot] = {
     "dashboard": steps(),
@@ -277,4 +300,5 @@ SHOTS: dict[str, Shot] = {
     "confirm-delete-job": steps(HOURLY, "d"),
     "vectors": vectors("down"),
     "vectors-query": vectors("down", "s", *"nightly backup", "enter"),
+    "backup": backups(),
 }

@@ -35,6 +35,7 @@ class DashboardScreen(Screen):
         Binding("shift+tab", "next_pane(-1)", "Previous pane", show=False, id="previous-pane"),
         *(Binding(str(n), f"show_pane({n - 1})", f"Pane {n}", show=False, id=f"pane-{n}") for n in range(1, 5)),
         Binding("v", "vectors", "Vectors", id="open-vectors"),
+        Binding("b", "backups", "Backups", show=False, id="open-backups"),
     ]
 
     def __init__(self) -> None:
@@ -118,6 +119,12 @@ class DashboardScreen(Screen):
         from .vectors import VectorsScreen
 
         self.app.push_screen(VectorsScreen())
+
+    def action_backups(self) -> None:
+        """The Backup screen (imported here, as the Vectors screen is)."""
+        from .backup import BackupScreen
+
+        self.app.push_screen(BackupScreen())
 
     def action_zoom(self) -> None:
         self.zoomed = not self.zoomed
