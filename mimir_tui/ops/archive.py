@@ -15,12 +15,14 @@ wrong checksum.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
 import re
 import shutil
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,25 +136,34 @@ def record_verification(archive: Path, manifest: dict[str, Any] | None, ok: bool
 # -- writing ----------------------------------------------------------------------------------
 
 
-class _Hashing:
-    """A file object read by tarfile, hashing what passes; reports progress."""
-
-    def __init__(self, f: IO[bytes], on_bytes: Callable[[int], None]) -> None:
-        self.f, self.sha, self.size, self.on_bytes = f, hashlib.sha256(), 0, on_bytes
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n if n > 0 else COPY_BUFFER)
-        self.sha.update(data)
-        self.size += len(data)
-        self.on_bytes(len(data))
-        return data
+def _sha256_of(path: Path, size: int, out: list[Any]) -> None:
+    """SHA-256 of the first ``size`` bytes of ``path`` into ``out`` (run in a thread: hashlib
+    lets go of the GIL, so it overlaps the copy into the archive)."""
+    try:
+        sha = hashlib.sha256()
+        left = size
+        with open(path, "rb") as f:
+            while left > 0:
+                chunk = f.read(min(COPY_BUFFER * 4, left))
+                if not chunk:
+                    break
+                sha.update(chunk)
+                left -= len(chunk)
+        out.append(sha.hexdigest() if left == 0 else OSError(f"{path} shrank while it was archived"))
+    except OSError as exc:
+        out.append(exc)
 
 
 class ArchiveWriter:
-    """``with ArchiveWriter(folder, when, compress, secret) as w: w.add(...); w.finish(manifest)``
-    writes ``.mimir-<stamp>.partial`` (0600) and, at ``finish``, links it to its final name
-    (never over an existing archive) and removes the partial name. Leaving the block without
-    ``finish`` removes the partial file."""
+    """``with ArchiveWriter(folder, when, compress, secret) as w: w.add_file(...); w.finish(manifest)``
+    writes ``.mimir-<stamp>.<pid>.partial`` (0600) and, at ``finish``, links it to its final
+    name (never over an existing archive) and removes the partial name. Leaving the block
+    without ``finish`` removes the partial file.
+
+    The tar framing is written here (headers from :class:`tarfile.TarInfo`, PAX format), so a
+    plain archive's member data is copied by the kernel (``copy_file_range``) while a thread
+    hashes the same file from the page cache; gzip and encryption get the data in 4 MiB
+    writes."""
 
     def __init__(self, folder: Path, when: datetime, *, compress: bool, secret: bytes | None) -> None:
         self.folder = folder
@@ -164,8 +175,10 @@ class ArchiveWriter:
         fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         self._file = os.fdopen(fd, "wb", buffering=COPY_BUFFER)
         self._crypt = EncryptingWriter(self._file, secret) if secret else None
-        sink: Any = self._crypt or self._file
-        self._tar = tarfile.open(fileobj=sink, mode="w|gz" if compress else "w|", format=tarfile.PAX_FORMAT)
+        self._gzip = gzip.GzipFile(fileobj=self._crypt or self._file, mode="wb", compresslevel=6) if compress else None
+        self._sink: Any = self._gzip or self._crypt or self._file
+        self._plain = self._sink is self._file
+        self._written = 0  # bytes of tar stream so far
         self._mtime = int(when.timestamp())
 
     def __enter__(self) -> ArchiveWriter:
@@ -178,22 +191,56 @@ class ArchiveWriter:
             with contextlib.suppress(OSError):
                 os.unlink(self.partial)
 
-    def _info(self, name: str, size: int) -> tarfile.TarInfo:
+    def _write(self, data: bytes) -> None:
+        self._sink.write(data)
+        self._written += len(data)
+
+    def _header(self, name: str, size: int) -> None:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime, info.type = size, 0o600, self._mtime, tarfile.REGTYPE
         info.uid = info.gid = 0
         info.uname = info.gname = ""
-        return info
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def _pad(self) -> None:
+        if self._written % tarfile.BLOCKSIZE:
+            self._write(bytes(tarfile.BLOCKSIZE - self._written % tarfile.BLOCKSIZE))
 
     def add_file(self, name: str, source: Path, on_bytes: Callable[[int], None] = lambda n: None) -> None:
         check_member_name(name)
         with open(source, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            hashing = _Hashing(f, on_bytes)
-            self._tar.addfile(self._info(name, size), hashing)
-            if hashing.size != size:
-                raise OSError(f"{source} changed size while it was archived")
-        self.members[name] = {"sha256": hashing.sha.hexdigest(), "size": size}
+            digest: list[Any] = []
+            hasher = threading.Thread(target=_sha256_of, args=(source, size, digest), name="backup-hash")
+            hasher.start()
+            try:
+                self._header(name, size)
+                left = size
+                if self._plain and hasattr(os, "copy_file_range"):
+                    self._file.flush()
+                    while left > 0:
+                        n = os.copy_file_range(f.fileno(), self._file.fileno(), min(left, 64 * COPY_BUFFER))
+                        if n == 0:
+                            break
+                        left -= n
+                        self._written += n
+                        on_bytes(n)
+                else:
+                    while left > 0:
+                        chunk = f.read(min(left, 4 * COPY_BUFFER))
+                        if not chunk:
+                            break
+                        self._write(chunk)
+                        left -= len(chunk)
+                        on_bytes(len(chunk))
+            finally:
+                hasher.join()
+        if left:
+            raise OSError(f"{source} shrank while it was archived")
+        self._pad()
+        if isinstance(digest[0], Exception):
+            raise digest[0]
+        self.members[name] = {"sha256": digest[0], "size": size}
 
     def add_tree(self, root: str, folder: Path, skip: Callable[[Path], bool] = lambda p: False) -> None:
         """Every regular file under ``folder`` as ``root/<relative path>`` (links are not followed)."""
@@ -205,8 +252,14 @@ class ArchiveWriter:
     def finish(self, manifest: dict[str, Any]) -> Path:
         manifest["members"] = dict(sorted(self.members.items()))
         data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        self._tar.addfile(self._info(MANIFEST, len(data)), _Bytes(data))
-        self._tar.close()
+        self._header(MANIFEST, len(data))
+        self._write(data)
+        self._pad()
+        self._write(bytes(2 * tarfile.BLOCKSIZE))  # the end-of-archive blocks
+        if self._written % tarfile.RECORDSIZE:
+            self._write(bytes(tarfile.RECORDSIZE - self._written % tarfile.RECORDSIZE))
+        if self._gzip is not None:
+            self._gzip.close()
         if self._crypt is not None:
             self._crypt.close()
         self._file.flush()
@@ -225,16 +278,6 @@ class ArchiveWriter:
         _fsync_dir(self.folder)
         self.path = final
         return final
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.data) if n < 0 else self.pos + n
-        out, self.pos = self.data[self.pos : end], min(end, len(self.data))
-        return out
 
 
 def _fsync_dir(folder: Path) -> None:

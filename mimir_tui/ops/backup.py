@@ -84,6 +84,7 @@ def sqlite_copy(source: Path, target: Path, progress: Progress = no_progress, ph
         def step(status: int, remaining: int, total: int) -> None:
             progress(phase, (total - remaining) / total if total else 1.0)
 
+        dst.execute("PRAGMA synchronous=OFF")  # a staging copy: the archive made of it is synced
         src.backup(dst, pages=STEP_PAGES, progress=step)
         src.execute("COMMIT")
         dst.execute("PRAGMA journal_mode=DELETE")
