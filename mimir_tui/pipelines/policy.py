@@ -26,22 +26,18 @@ methods.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import os
-import socket
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-import httpcore
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..safeio import MAX_STEP_INPUT_BYTES, UnsafeFile, read_capped
 from .registry import PluginError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class PolicyError(PluginError):
@@ -160,12 +156,9 @@ class Policy:
 
     def http_client(self, *, verify: bool = True, **kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` (``kwargs`` as httpx takes them) under this policy."""
-        hooks = {"response": [self._cap_response]}
-        if not self.block_private_networks:
-            return httpx.AsyncClient(verify=verify, event_hooks=hooks, **kwargs)
-        # A transport of our own also means no proxy from the environment: a proxy would
-        # connect to addresses this policy never sees.
-        return httpx.AsyncClient(transport=_CheckedTransport(self, verify), event_hooks=hooks, **kwargs)
+        from .http import client
+
+        return client(self, verify, **kwargs)
 
     async def send(self, client: httpx.AsyncClient, method: str, url: Any, **kwargs: Any) -> Reply:
         """``client.request(method, url, **kwargs)``, its body read (decoded) up to
@@ -196,7 +189,9 @@ class Policy:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             raise self._too_large(response.request)
-        response.stream = _CappedStream(
+        from .http import CappedStream
+
+        response.stream = CappedStream(
             response.stream, self.max_response_bytes, lambda: self._too_large(response.request)
         )
 
@@ -230,24 +225,6 @@ class Policy:
         )
 
 
-class _CappedStream(httpx.AsyncByteStream):
-    """A response body that raises past ``limit`` bytes as they arrive."""
-
-    def __init__(self, inner: Any, limit: int, error: Callable[[], Exception]) -> None:
-        self.inner, self.limit, self.error = inner, limit, error
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        total = 0
-        async for chunk in self.inner:
-            total += len(chunk)
-            if total > self.limit:
-                raise self.error()
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 @dataclass(frozen=True)
 class Reply:
     """What :meth:`Policy.send` returns: the ``response`` (status, headers, final URL; its
@@ -264,123 +241,6 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.content)
-
-
-class _CheckedTransport(httpx.AsyncBaseTransport):
-    """httpx's transport, made of public parts: an httpcore pool (TLS from ``verify`` as httpx
-    builds it, no proxy) whose every connection goes through :class:`_CheckedBackend`."""
-
-    def __init__(self, policy: Policy, verify: bool) -> None:
-        self.pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
-            network_backend=_CheckedBackend(policy),
-            max_connections=100,  # httpx's default limits
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        core = httpcore.Request(
-            request.method,
-            httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=cast(AsyncIterable[bytes], request.stream),
-            extensions=request.extensions,  # the timeouts, among others
-        )
-        with _httpx_errors():
-            response = await self.pool.handle_async_request(core)
-        stream = _CoreStream(cast(AsyncIterable[bytes], response.stream))
-        return httpx.Response(response.status, headers=response.headers, stream=stream, extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        await self.pool.aclose()
-
-
-class _CoreStream(httpx.AsyncByteStream):
-    """An httpcore response body, its errors raised as httpx's."""
-
-    def __init__(self, inner: AsyncIterable[bytes]) -> None:
-        self.inner = inner
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for chunk in self.inner:
-                yield chunk
-
-    async def aclose(self) -> None:
-        with _httpx_errors():
-            await cast(Any, self.inner).aclose()  # httpcore's streams have one
-
-
-# httpcore's errors and httpx's, the most specific first: plugins catch httpx's.
-_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-)
-
-
-@contextmanager
-def _httpx_errors() -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        ours = next((ours for theirs, ours in _ERRORS if isinstance(exc, theirs)), None)
-        if ours is None:
-            raise
-        raise ours(str(exc)) from exc
-
-
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, resolving the host itself and connecting only to addresses
-    the policy allows."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.inner, self.policy = httpcore.AnyIOBackend(), policy
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        for address in addresses:
-            self.policy.check_address(host, address)
-        error: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            try:
-                return await self.inner.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except httpcore.ConnectError as exc:
-                error = exc
-        raise error
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise PolicyError("Unix sockets are not allowed with security.block_private_networks")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
 
 
 __all__ = ["Policy", "PolicyError", "Reply", "resolve_path", "working_folder"]

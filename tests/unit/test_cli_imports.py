@@ -226,3 +226,17 @@ def test_the_top_level_help_is_the_whole_parsers() -> None:
 
     assert build_parser(["--help"]).format_help() == build_parser().format_help()
     assert build_parser([]).format_usage() == build_parser().format_usage()
+
+
+def test_loading_the_plugins_imports_no_http_client() -> None:
+    """httpx and httpcore (with trio, when installed) cost an instance about 10 MiB: they come
+    with the first request a step makes, not with the plugins' config models."""
+    probe = (
+        "import sys\n"
+        "from mimir_tui.pipelines.registry import default_registry\n"
+        "assert 'Input.api' in default_registry()\n"
+        "print(sorted(m for m in ('httpx', 'httpcore', 'trio') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ..policy import Policy, Reply
@@ -170,6 +169,8 @@ class OpenAIChat(Plugin):
     Config = OpenAIConfig
 
     async def execute(self, config: OpenAIConfig, ctx: StepContext) -> dict[str, Any]:
+        import httpx  # here: most instances never make a request (mimir_tui.pipelines.http)
+
         key = config.api_key.get_secret_value() if config.api_key else (os.environ.get("OPENAI_API_KEY") or "").strip()
         base = (config.base_url or os.environ.get("OPENAI_BASE_URL", "").strip() or DEFAULT_BASE_URL).rstrip("/")
         model = config.model or os.environ.get("OPENAI_MODEL", "").strip()

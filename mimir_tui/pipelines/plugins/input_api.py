@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ..policy import Policy, Reply
@@ -101,6 +100,8 @@ class ApiInput(Plugin):
     Config = ApiConfig
 
     async def execute(self, config: ApiConfig, ctx: StepContext) -> dict[str, Any]:
+        import httpx  # here: most instances never make a request (mimir_tui.pipelines.http)
+
         kwargs: dict[str, Any] = {}
         if config.json_body is not None:
             kwargs["json"] = config.json_body

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
 from pydantic import Field, field_validator
 
 from ..policy import Policy
@@ -144,6 +143,8 @@ class RssInput(Plugin):
     Config = RssConfig
 
     async def execute(self, config: RssConfig, ctx: StepContext) -> dict[str, Any]:
+        import httpx  # here: most instances never make a request (mimir_tui.pipelines.http)
+
         shown = redact_url(config.url)
         headers = {
             "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
