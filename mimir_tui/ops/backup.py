@@ -191,9 +191,7 @@ def server_dump(settings: Any, backend_obj: Any, staging: Path) -> tuple[str, Pa
     kind = settings.persistence.backend
     tool = dump_tool(kind)
     if tool is None:
-        raise MimirError(
-            f"no {'pg_dump' if kind == 'postgres' else 'mariadb-dump'} on PATH: install the database's client tools"
-        )
+        return logical_dump(backend_obj, staging)
     env, url = _server_env(settings)
     engine = backend_obj.engine
     target = staging / ("mimir.pgdump" if kind == "postgres" else "mimir.sql")
@@ -225,6 +223,20 @@ def server_dump(settings: Any, backend_obj: Any, staging: Path) -> tuple[str, Pa
         )
     counts = mysql_dump_counts(target)
     return "mariadb-dump", target, counts, revision
+
+
+def logical_dump(backend_obj: Any, staging: Path) -> tuple[str, Path, dict[str, int], str | None]:
+    """Every table from one consistent snapshot as JSON lines (:mod:`.tables`): what a server
+    backup holds without its dump tool, and what restores into any backend."""
+    from . import tables
+
+    target = staging / "mimir.jsonl"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+        summaries = tables.write_jsonl(backend_obj, out)
+    with open(target, "rb") as f:
+        revision = tables.LogicalReader(f, target.name).schema
+    return "logical", target, {name: s.rows for name, s in summaries.items()}, revision
 
 
 def mysql_dump_counts(dump: Path) -> dict[str, int]:
@@ -475,6 +487,21 @@ def check_database(extracted: arc.Extracted, name: str) -> dict[str, int] | None
         counts = mysql_dump_counts(path)
         if counts != (manifest.get("row_counts") or {}):
             raise ArchiveDamaged(f"{name}: the dump's row counts differ from the manifest's")
+        return counts
+    if fmt == "logical":
+        from .tables import LogicalFormatError, LogicalReader
+
+        with open(path, "rb") as f:
+            try:
+                reader = LogicalReader(f, f"{name}: {member}")
+                for _ in reader.batches():
+                    pass
+            except LogicalFormatError as exc:
+                raise ArchiveDamaged(str(exc)) from None
+        assert reader.summaries is not None
+        counts = {t: s.rows for t, s in reader.summaries.items()}
+        if counts != (manifest.get("row_counts") or {}) or reader.schema != manifest.get("schema_revision"):
+            raise ArchiveDamaged(f"{name}: the logical export's rows or schema differ from the manifest's")
         return counts
     raise ArchiveDamaged(f"{name}: unknown database format {fmt!r}")
 

@@ -234,13 +234,13 @@ def _restore_sqlite(
     work = verified.extracted.folder
     try:
         manifest = verified.manifest
-        if manifest.get("database_format") != "sqlite":
-            raise BadInput(
-                f"archive {path.name} holds a {manifest.get('backend')} database: restoring it into SQLite "
-                "needs the logical format (not available yet)"
-            )
+        fmt = manifest.get("database_format")
+        if fmt not in ("sqlite", "logical"):
+            raise BadInput(_no_cross(path, manifest, "sqlite"))
         _confirmed(confirm, _plan(path, manifest, target, current))
         fresh = verified.extracted.files[manifest["database_member"]]
+        if fmt == "logical":  # a new SQLite file made from the rows, swapped in as a copy would be
+            fresh = _sqlite_from_logical(settings, fresh, work / "fresh.db", progress)
         progress("swapping", None)
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         safety = db.with_name(f"{db.name}.pre-restore-{when}")
@@ -263,6 +263,54 @@ def _restore_sqlite(
         return RestoreResult(path, target, counts, str(safety), vectors_safety, files)
     finally:
         arc.remove_tree(work)
+
+
+def _no_cross(path: Path, manifest: dict[str, Any], kind: str) -> str:
+    return (
+        f"archive {path.name} holds a {manifest.get('database_format')} dump of a {manifest.get('backend')} database, "
+        f"which only that kind of server reads: restore it there, or back it up without its dump tool "
+        f"(the logical format restores into any backend), then migrate (mimir-tui migrate --to) into {kind}"
+    )
+
+
+def _sqlite_from_logical(settings: Any, export: Path, target: Path, progress: Progress) -> Path:
+    """A SQLite database at ``target`` holding a logical export's rows (schema made by Mimir)."""
+    from ..config import PersistenceSettings
+    from ..persistence import open_backend
+    from . import tables
+
+    progress("loading", None)
+    fresh = open_backend(PersistenceSettings(database_path=str(target)))
+    try:
+        with open(export, "rb") as f:
+            tables.import_jsonl(f, fresh, name=export.name)
+    finally:
+        fresh.close()
+    conn = __import__("sqlite3").connect(target)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+    return target
+
+
+def _rows_into(target: Any, batches: Any) -> None:
+    """Replace every row of the target's tables with ``batches`` ((table, rows) in dependency
+    order) in ONE transaction: all the archive's rows, or (on failure) the rows as they were."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import tables
+
+    try:
+        with tables.write_transaction(target) as conn:
+            for t in reversed(tables.TABLES):
+                conn.execute(t.delete())
+            for table, rows in batches:
+                if rows:
+                    conn.execute(table.insert(), [dict(r) for r in rows])
+    except SQLAlchemyError as exc:
+        raise MimirError(f"restoring the rows failed, nothing changed: {tables.describe(exc)}") from None
 
 
 def _safety_copy(db: Path, safety: Path, progress: Progress) -> None:
@@ -316,11 +364,8 @@ def _restore_server(
         manifest = verified.manifest
         fmt = manifest.get("database_format")
         wanted = "pg_dump" if kind == "postgres" else "mariadb-dump"
-        if fmt != wanted:
-            raise BadInput(
-                f"archive {path.name} holds a {manifest.get('backend')} database ({fmt}): restoring it into "
-                f"{kind} needs the logical format (not available yet)"
-            )
+        if fmt not in (wanted, "sqlite", "logical"):
+            raise BadInput(_no_cross(path, manifest, kind))
         _confirmed(confirm, _plan(path, manifest, target, current))
         if backend is None:
             raise RestoreRefused("the current database cannot be read: its safety copy cannot be taken")
@@ -334,7 +379,10 @@ def _restore_server(
         backend.db.engine.dispose()
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         with _vector_store(settings, verified.extracted, force) as vectors:
-            _load_dump(settings, kind, dump, env, url)
+            if fmt == wanted:
+                _load_dump(settings, kind, dump, env, url)
+            else:
+                _load_rows(settings, backend, fmt, dump, manifest)
             vectors_safety = _swap_vectors(vectors, verified.extracted, when) if vectors else None
         with backend.db.engine.connect() as conn:
             counts, _ = server_facts(conn)
@@ -343,6 +391,29 @@ def _restore_server(
         return RestoreResult(path, target, counts, str(safety.path), vectors_safety, files)
     finally:
         arc.remove_tree(work)
+
+
+def _load_rows(settings: Any, backend: Any, fmt: str, dump: Path, manifest: dict[str, Any]) -> None:
+    """A SQLite copy or a logical export into the server database, in one transaction."""
+    from ..config import PersistenceSettings
+    from ..persistence import open_backend
+    from . import tables
+
+    if fmt == "logical":
+        with open(dump, "rb") as f:
+            reader = tables.LogicalReader(f, dump.name)
+            tables.check_same_schema(reader.schema, backend)
+            _rows_into(backend, reader.batches())
+        return
+    # The archive's SQLite copy, brought to this Mimir's schema (an older archive upgrades), then
+    # read in one snapshot.
+    source = open_backend(PersistenceSettings(database_path=str(dump)))
+    try:
+        with tables.snapshot(source) as snap:
+            tables.check_same_schema(snap.revision(), backend)
+            _rows_into(backend, ((t, rows) for t in tables.TABLES for rows in snap.batches(t)))
+    finally:
+        source.close()
 
 
 def _load_dump(settings: Any, kind: str, dump: Path, env: dict[str, str], url: Any) -> None:

@@ -126,3 +126,71 @@ def test_server_password_goes_by_environment(server_databases, tmp_path: Path, m
             result = create_backup(settings, backend)
     assert result.verified
     assert seen and not any(password in arg for argv in seen for arg in argv)
+
+
+# -- across backends: the logical format ------------------------------------------------------
+
+
+def rows_of(settings: Settings) -> list[tuple[str, dict]]:
+    from mimir_tui.ops import tables
+
+    with open_backend(settings) as backend:
+        return list(tables.rows_in_order(backend))
+
+
+def test_a_sqlite_archive_restores_into_postgresql(
+    sqlite_settings: Settings, server_settings: Callable[[str], Settings], tmp_path: Path
+) -> None:
+    fill(sqlite_settings, 25)
+    expected = rows_of(sqlite_settings)
+    archive = create_backup(sqlite_settings).path
+    target = server_settings("postgres")
+    fill(target, 3)  # something to replace
+    restored = restore_backup(target, archive)
+    assert restored.row_counts["job_executions"] == 25
+    assert rows_of(target) == expected
+
+
+@pytest.mark.parametrize("into", ["sqlite", "mysql"])
+def test_a_logical_server_archive_restores_anywhere(
+    server_settings: Callable[[str], Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, into: str
+) -> None:
+    """A server backup without its dump tool is a logical export read in one snapshot; it
+    restores into another backend, every row equal."""
+    from mimir_tui.ops import backup as backup_module
+
+    source = server_settings("postgres")
+    fill(source, 12)
+    expected = rows_of(source)
+    monkeypatch.setattr(backup_module, "dump_tool", lambda kind: None)
+    with open_backend(source) as backend:
+        result = create_backup(source, backend)
+    assert result.verified, result.verify_error
+    assert result.manifest["database_format"] == "logical" and result.manifest["row_counts"]["job_executions"] == 12
+    if into == "sqlite":
+        from tests.conftest import make_settings
+
+        target = make_settings(tmp_path / "other")
+        fill(target, 2)
+    else:
+        target = server_settings("mysql")
+    restored = restore_backup(target, result.path)
+    assert restored.row_counts == result.manifest["row_counts"]
+    assert rows_of(target) == expected
+
+
+def test_a_pg_dump_archive_into_sqlite_is_refused_with_the_way_out(
+    server_settings: Callable[[str], Settings], sqlite_settings: Settings
+) -> None:
+    from mimir_tui.errors import BadInput
+
+    if not shutil.which("pg_dump"):
+        pytest.skip("pg_dump is not installed")
+    source = server_settings("postgres")
+    fill(source, 1)
+    with open_backend(source) as backend:
+        archive = create_backup(source, backend).path
+    fill(sqlite_settings, 2)
+    with pytest.raises(BadInput, match="pg_dump dump of a postgres database.*logical format"):
+        restore_backup(sqlite_settings, archive)
+    assert len(rows_of(sqlite_settings)) > 0
