@@ -57,6 +57,7 @@ class PersistenceSettings(_Section):
     backup_keep_last: int = Field(7, ge=0)
     backup_keep_daily: int = Field(7, ge=0)
     backup_keep_weekly: int = Field(4, ge=0)
+    backup_schedule: str = "0 2 * * *"  # when backup_enabled: cron, fired once across all instances
     backup_compress: bool = False  # gzip the archive (smaller, several times slower)
     backup_encrypt: bool = False  # encrypt every archive (as `backup create --encrypt`)
     backup_passphrase_env: str = "MIMIR_BACKUP_PASSPHRASE"  # the variable holding the passphrase
@@ -78,6 +79,16 @@ class PersistenceSettings(_Section):
                 "cannot run without one (remove the key or set it to true)"
             )
         return value
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _backup_cron(cls, value: str) -> str:
+        from .scheduler.cron import CronError, validate_cron  # only when the key is set
+
+        try:
+            return validate_cron(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("backend", mode="before")
     @classmethod

@@ -37,7 +37,8 @@ from . import templates
 log = logging.getLogger("mimir.plugins")
 
 ENTRY_POINT_GROUP = "mimir_tui.plugins"
-PLUGIN_TYPES = ("Input", "Data_Processing", "AIModels", "Output", "Storage", "System")
+#: ``Mimir``: Mimir's own operations (``Mimir.backup``), run by its system jobs.
+PLUGIN_TYPES = ("Input", "Data_Processing", "AIModels", "Output", "Storage", "System", "Mimir")
 
 
 class PluginError(MimirError):

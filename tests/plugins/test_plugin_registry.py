@@ -25,6 +25,7 @@ EXPECTED = {
     "System.command",
     "AIModels.openai",
     "AIModels.mock",
+    "Mimir.backup",
 }
 
 USER_PLUGIN = textwrap.dedent("""

@@ -11,6 +11,7 @@ from .delay import Delay
 from .input_api import ApiInput
 from .input_file import FileInput
 from .input_rss import RssInput
+from .mimir_backup import Backup
 from .output_html import HtmlOutput
 from .output_json import JsonOutput
 from .storage_vector import VectorStorage
@@ -29,6 +30,7 @@ BUILTIN_PLUGINS: list = [
     OpenAIChat,  # AIModels.openai
     MockChat,  # AIModels.mock
     VectorStorage,  # Storage.vector
+    Backup,  # Mimir.backup (the scheduled backups' step)
 ]
 
 __all__ = ["BUILTIN_PLUGINS", *(p.__name__ for p in BUILTIN_PLUGINS)]
