@@ -48,16 +48,9 @@ def _counts(counts: dict) -> str:
     return ", ".join(f"{t} {n}" for t, n in sorted(counts.items())) or "-"
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)  # pragma: no cover
-
-
 def run_create(ctx: Context, args: argparse.Namespace) -> int:
     from ..ops.backup import create_backup
+    from ..ops.overview import size
 
     settings = ctx.settings
     result = create_backup(settings, ctx.backend, encrypt=True if args.encrypt else None)
@@ -65,7 +58,7 @@ def run_create(ctx: Context, args: argparse.Namespace) -> int:
         print_json(result.as_dict())
     else:
         state = "verified" if result.verified else f"VERIFICATION FAILED: {result.verify_error}"
-        print(printable(f"{result.path}  {_size(result.size_bytes)}  {result.seconds:.1f} s  {state}"))
+        print(printable(f"{result.path}  {size(result.size_bytes)}  {result.seconds:.1f} s  {state}"))
         print(f"rows: {_counts(result.manifest.get('row_counts', {}))}")
         for old in result.rotated:
             print(printable(f"rotated out: {old.name}"))
@@ -79,6 +72,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..ops.archive import listing
+    from ..ops.overview import size
 
     rows = listing(Path(ctx.settings.persistence.backup_path))
     if args.json:
@@ -94,7 +88,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
             [
                 row["archive"],
                 str(row["created"])[:19].replace("T", " ") + "Z",
-                _size(row["size_bytes"]),
+                size(row["size_bytes"]),
                 _counts(row["row_counts"]),
                 verified,
             ]

@@ -195,35 +195,45 @@ def restore_backup(
                 )
             with contextlib.suppress(MimirError):
                 current = backend.stats()["row_counts"]
-        if p.backend == "sqlite":
-            return _restore_sqlite(settings, path, backend, current, confirm, progress, target_text, force)
-        return _restore_server(settings, path, backend, current, confirm, progress, target_text, force)
+        job = _Restore(settings, path, backend, current, confirm, progress, target_text, force)
+        return _restore_sqlite(job) if p.backend == "sqlite" else _restore_server(job)
     finally:
         if owned and backend is not None:
             backend.close()
 
 
-def _plan(path: Path, manifest: dict[str, Any], target: str, current: dict[str, int] | None) -> RestorePlan:
-    return RestorePlan(
-        path, target, manifest.get("created"), manifest.get("backend"), manifest.get("row_counts") or {}, current
-    )
+@dataclass
+class _Restore:
+    """One restore's inputs, as the backend-specific halves take them."""
+
+    settings: Any
+    path: Path
+    backend: Any
+    current: dict[str, int] | None
+    confirm: Callable[[RestorePlan], bool] | None
+    progress: Progress
+    target: str
+    force: bool
+
+    def parts(self) -> tuple[Any, Path, Any, Progress, bool, str]:
+        return self.settings, self.path, self.backend, self.progress, self.force, self.target
+
+    def ask(self, manifest: dict[str, Any]) -> None:
+        """The plan to ``confirm``; :class:`RestoreRefused` if it says no."""
+        plan = RestorePlan(
+            self.path,
+            self.target,
+            manifest.get("created"),
+            manifest.get("backend"),
+            manifest.get("row_counts") or {},
+            self.current,
+        )
+        if self.confirm is not None and not self.confirm(plan):
+            raise RestoreRefused("restore cancelled: nothing was changed")
 
 
-def _confirmed(confirm: Callable[[RestorePlan], bool] | None, plan: RestorePlan) -> None:
-    if confirm is not None and not confirm(plan):
-        raise RestoreRefused("restore cancelled: nothing was changed")
-
-
-def _restore_sqlite(
-    settings: Any,
-    path: Path,
-    backend: Any,
-    current: dict[str, int] | None,
-    confirm: Callable[[RestorePlan], bool] | None,
-    progress: Progress,
-    target: str,
-    force: bool,
-) -> RestoreResult:
+def _restore_sqlite(job: _Restore) -> RestoreResult:
+    settings, path, backend, progress, force, target = job.parts()
     from ..persistence.engine import prepare_sqlite_file
     from ..persistence.gate import write_gate
 
@@ -237,7 +247,7 @@ def _restore_sqlite(
         fmt = manifest.get("database_format")
         if fmt not in ("sqlite", "logical"):
             raise BadInput(_no_cross(path, manifest, "sqlite"))
-        _confirmed(confirm, _plan(path, manifest, target, current))
+        job.ask(manifest)
         fresh = verified.extracted.files[manifest["database_member"]]
         if fmt == "logical":  # a new SQLite file made from the rows, swapped in as a copy would be
             fresh = _sqlite_from_logical(settings, fresh, work / "fresh.db", progress)
@@ -342,16 +352,8 @@ def _check_counts(path: Path, counts: dict[str, int], manifest: dict[str, Any]) 
             raise MimirError(f"restored {path.name}, but table {table} has {counts.get(table)} rows, the archive {n}")
 
 
-def _restore_server(
-    settings: Any,
-    path: Path,
-    backend: Any,
-    current: dict[str, int] | None,
-    confirm: Callable[[RestorePlan], bool] | None,
-    progress: Progress,
-    target: str,
-    force: bool,
-) -> RestoreResult:
+def _restore_server(job: _Restore) -> RestoreResult:
+    settings, path, backend, progress, force, target = job.parts()
     from .backup import create_backup
 
     kind = settings.persistence.backend
@@ -366,7 +368,7 @@ def _restore_server(
         wanted = "pg_dump" if kind == "postgres" else "mariadb-dump"
         if fmt not in (wanted, "sqlite", "logical"):
             raise BadInput(_no_cross(path, manifest, kind))
-        _confirmed(confirm, _plan(path, manifest, target, current))
+        job.ask(manifest)
         if backend is None:
             raise RestoreRefused("the current database cannot be read: its safety copy cannot be taken")
         progress("safety copy", None)

@@ -244,20 +244,24 @@ def seed_vectors(settings: Settings) -> None:
         store.close()
 
 
-def vectors(*after: str) -> Shot:
-    """The Vectors screen over :func:`seed_vectors`'s store (seeded in a thread: it imports
-    chromadb), then the keys ``after``."""
+def seeded(seed: Callable[[Settings], None], *keys: str) -> Shot:
+    """``seed(settings)`` in a thread (it may import chromadb, or write files), then the keys."""
 
     async def shot(pilot: Pilot) -> None:
         import asyncio
 
         await settle(pilot)
-        await asyncio.to_thread(seed_vectors, pilot.app.settings)  # type: ignore[attr-defined]
-        for key in ("v", *after):
+        await asyncio.to_thread(seed, pilot.app.settings)  # type: ignore[attr-defined]
+        for key in keys:
             await pilot.press(key)
             await settle(pilot)
 
     return shot
+
+
+def vectors(*after: str) -> Shot:
+    """The Vectors screen over :func:`seed_vectors`'s store, then the keys ``after``."""
+    return seeded(seed_vectors, "v", *after)
 
 
 def seed_backups(settings: Settings) -> None:
@@ -270,17 +274,7 @@ def seed_backups(settings: Settings) -> None:
 
 def backups(*after: str) -> Shot:
     """The Backup screen over :func:`seed_backups`'s archives, then the keys ``after``."""
-
-    async def shot(pilot: Pilot) -> None:
-        import asyncio
-
-        await settle(pilot)
-        await asyncio.to_thread(seed_backups, pilot.app.settings)  # type: ignore[attr-defined]
-        for key in ("b", *after):
-            await pilot.press(key)
-            await settle(pilot)
-
-    return shot
+    return seeded(seed_backups, "b", *after)
 
 
 #: Each view by name: what brings the dashboard, just started, to it.

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import BACKENDS, make_settings
 from sqlalchemy import MetaData, select
 
 from mimir_tui.config import Settings
@@ -101,9 +102,7 @@ def test_server_password_goes_by_environment(server_databases, tmp_path: Path, m
     """A MariaDB user with a password: the dump works, and the password is in no argv."""
     import subprocess
 
-    from tests.conftest import make_settings
-
-    if "mysql" not in __import__("tests.conftest", fromlist=["BACKENDS"]).BACKENDS or not shutil.which("mariadb-dump"):
+    if "mysql" not in BACKENDS or not shutil.which("mariadb-dump"):
         pytest.skip("mysql not selected or mariadb-dump missing")
     password = "s3cr3t-p@ss"
     with server_databases.mysql_user("mimir_bk", password):
@@ -168,8 +167,6 @@ def test_a_logical_server_archive_restores_anywhere(
     assert result.verified, result.verify_error
     assert result.manifest["database_format"] == "logical" and result.manifest["row_counts"]["job_executions"] == 12
     if into == "sqlite":
-        from tests.conftest import make_settings
-
         target = make_settings(tmp_path / "other")
         fill(target, 2)
     else:

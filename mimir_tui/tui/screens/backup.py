@@ -28,6 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from ...errors import MimirError
 from ...ops.archive import age_text, listing
+from ...ops.overview import size
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
 
@@ -36,15 +37,6 @@ log = logging.getLogger("mimir.tui")
 #: The archive's name holds its UTC time; the age is against the dashboard's clock.
 COLUMNS = ("Archive (UTC time)", "Age", "Size", "Jobs", "Runs", "Verified")
 FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
-
-
-def size_text(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)  # pragma: no cover
 
 
 def archive_rows(folder: Path, now: Any) -> list[tuple[str, tuple[str, ...]]]:
@@ -59,7 +51,7 @@ def archive_rows(folder: Path, now: Any) -> list[tuple[str, tuple[str, ...]]]:
                 (
                     a["archive"],
                     age_text(a["created"], now),
-                    size_text(a["size_bytes"]),
+                    size(a["size_bytes"]),
                     str(counts.get("scheduled_jobs", "-")),
                     str(counts.get("job_executions", "-")),
                     verified,
@@ -200,7 +192,7 @@ class BackupScreen(Screen):
         def done(result: Any) -> None:
             if result.verified:
                 rotated = f"; rotated out {len(result.rotated)}" if result.rotated else ""
-                self.say(f"created {result.path.name} ({size_text(result.size_bytes)}), verified{rotated}")
+                self.say(f"created {result.path.name} ({size(result.size_bytes)}), verified{rotated}")
             else:
                 self.say(f"created {result.path.name}, but it FAILED verification: {result.verify_error}", error=True)
 
