@@ -8,15 +8,18 @@ file wait), the current database is checkpointed, copied with the backup API to
 ``-shm`` go (a WAL left beside the new file would be replayed into it).
 
 PostgreSQL: ``pg_restore --clean --if-exists --single-transaction``: every table is replaced in
-one transaction, or none. MariaDB: the dump is loaded with the ``mariadb`` client (MariaDB
-commits each table's DDL on its own: a failed load leaves the tables loaded so far; the safety
-dump taken first restores the rest). The safety copy of a server database is a backup archive
-in ``backup_path`` (named ``mimir-...``, kept out of the rotation until the next create).
+one transaction, or none. MariaDB (which commits each DDL statement): the dump is loaded into a
+scratch database, whose rows then replace the target's in one transaction; without the right
+to create a database, it is loaded straight in, table by table. A SQLite copy or a logical
+export replaces a server's rows in one transaction. The safety copy of a server database is a
+backup archive in ``backup_path`` (named ``mimir-...``, kept out of the rotation until the next
+create).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -39,6 +42,8 @@ from .backup import (
     sqlite_facts,
     verify_backup,
 )
+
+log = logging.getLogger("mimir.ops")
 
 
 class RestoreRefused(MimirError):
@@ -381,7 +386,9 @@ def _restore_server(job: _Restore) -> RestoreResult:
         backend.db.engine.dispose()
         when = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         with _vector_store(settings, verified.extracted, force) as vectors:
-            if fmt == wanted:
+            if fmt == wanted and kind == "mysql":
+                _load_mysql_dump(settings, backend, dump, env, url, manifest)
+            elif fmt == wanted:
                 _load_dump(settings, kind, dump, env, url)
             else:
                 _load_rows(settings, backend, fmt, dump, manifest)
@@ -416,6 +423,53 @@ def _load_rows(settings: Any, backend: Any, fmt: str, dump: Path, manifest: dict
             _rows_into(backend, ((t, rows) for t in tables.TABLES for rows in snap.batches(t)))
     finally:
         source.close()
+
+
+def _load_mysql_dump(
+    settings: Any, backend: Any, dump: Path, env: dict[str, str], url: Any, manifest: dict[str, Any]
+) -> None:
+    """MariaDB commits each DDL statement: a dump loaded straight into the database replaces its
+    tables one by one. So the dump is loaded into a scratch database of its own first, and its
+    rows then replace the target's in one transaction (all or nothing). Without the right to
+    create a database, or at another schema revision, the dump is loaded straight in."""
+    import secrets
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import tables
+
+    scratch = f"{url.database}_restore_{secrets.token_hex(4)}"[:64]
+    engine = backend.engine
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{scratch}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+            conn.commit()
+    except SQLAlchemyError:
+        log.warning("restore: cannot create a scratch database; loading %s table by table", dump.name)
+        _load_dump(settings, "mysql", dump, env, url)
+        return
+    try:
+        with open(dump, "rb") as f:
+            run_tool([_tool("mariadb", "mysql"), *mysql_args(url), "--binary-mode", scratch], env, settings, stdin=f)
+        with engine.connect() as conn:
+            revision = conn.execute(text(f"SELECT version_num FROM `{scratch}`.alembic_version")).scalar()
+        if revision != manifest.get("schema_revision") or revision != tables.schema_revision(backend):
+            _load_dump(settings, "mysql", dump, env, url)  # another schema: its tables as they are
+            return
+        try:
+            with tables.write_transaction(backend) as conn:
+                for t in reversed(tables.TABLES):
+                    conn.execute(t.delete())
+                for t in tables.TABLES:
+                    cols = ", ".join(f"`{c.name}`" for c in t.columns)
+                    conn.execute(text(f"INSERT INTO `{t.name}` ({cols}) SELECT {cols} FROM `{scratch}`.`{t.name}`"))
+        except SQLAlchemyError as exc:
+            raise MimirError(f"restoring the rows failed, nothing changed: {tables.describe(exc)}") from None
+    finally:
+        with contextlib.suppress(SQLAlchemyError), engine.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{scratch}`"))
+            conn.commit()
 
 
 def _load_dump(settings: Any, kind: str, dump: Path, env: dict[str, str], url: Any) -> None:

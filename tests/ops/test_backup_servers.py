@@ -46,7 +46,7 @@ def fill(settings: Settings, n: int) -> None:
 
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])
 def test_server_backup_and_restore_row_for_row(
-    server_settings: Callable[[str], Settings], kind: str, tmp_path: Path
+    server_settings: Callable[[str], Settings], kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tool = "pg_dump" if kind == "postgres" else "mariadb-dump"
     if not shutil.which(tool):
@@ -68,7 +68,13 @@ def test_server_backup_and_restore_row_for_row(
         )
     assert snapshot(settings) != before
 
+    from mimir_tui.ops import restore as restore_module
+
+    straight = restore_module._load_dump
+    if kind == "mysql":  # through the scratch database, not table by table
+        monkeypatch.setattr(restore_module, "_load_dump", lambda *a: pytest.fail("loaded straight in"))
     restored = restore_backup(settings, result.path)
+    monkeypatch.setattr(restore_module, "_load_dump", straight)
     assert restored.row_counts == result.manifest["row_counts"]
     assert snapshot(settings) == before
     safety = Path(restored.safety_copy)
@@ -76,6 +82,12 @@ def test_server_backup_and_restore_row_for_row(
     with open_backend(settings) as backend:  # Mimir goes on with the restored database
         assert [j.name for j in backend.list_jobs()] == ["nightly"]
         backend.save_job(ScheduledJob(name="after", pipeline="etl", cron_expr="0 4 * * *"))
+        if kind == "mysql":  # loaded through a scratch database, which is gone
+            from sqlalchemy import text
+
+            with backend.engine.connect() as conn:
+                name = conn.execute(text("SELECT DATABASE()")).scalar()
+                assert conn.execute(text(f"SHOW DATABASES LIKE '{name}\\_restore\\_%'")).all() == []
 
 
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])
