@@ -156,7 +156,7 @@ def _sha256_of(path: Path, size: int, out: list[Any]) -> None:
 
 class ArchiveWriter:
     """``with ArchiveWriter(folder, when, compress, secret) as w: w.add_file(...); w.finish(manifest)``
-    writes ``.mimir-<stamp>.<pid>.partial`` (0600) and, at ``finish``, links it to its final
+    writes ``.mimir-<stamp>.<pid>.<random>.partial`` (0600) and, at ``finish``, links it to its final
     name (never over an existing archive) and removes the partial name. Leaving the block
     without ``finish`` removes the partial file.
 
@@ -169,7 +169,7 @@ class ArchiveWriter:
         self.folder = folder
         self.suffix = ".tar" + (".gz" if compress else "") + (".enc" if secret else "")
         self.base = f"mimir-{stamp(when)}"
-        self.partial = folder / f".{self.base}.{os.getpid()}.partial"
+        self.partial = folder / f".{self.base}.{os.getpid()}.{os.urandom(4).hex()}.partial"
         self.members: dict[str, dict[str, Any]] = {}
         self.path: Path | None = None
         fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -416,6 +416,45 @@ class _Counting:
 
 def remove_tree(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def work_dir(parent: Path, kind: str) -> Path:
+    """A new private folder ``.mimir-<kind>-<pid>-<random>`` in ``parent`` (staging, verify)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=f".mimir-{kind}-{os.getpid()}-", dir=parent))
+
+
+_LEFTOVER = re.compile(r"^\.mimir-(?:(?:staging|verify)-(\d+)-.+|\d{8}T\d{6}Z\.(\d+)\.[0-9a-f]+\.partial)$")
+
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """Remove what a create, verify or restore killed midway left in ``folder`` (a partial
+    archive, a staging or verify folder) whose process is gone; returns their names."""
+    removed: list[str] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _LEFTOVER.match(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1) or match.group(2))
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            remove_tree(entry)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        removed.append(entry.name)
+    return removed
 
 
 # -- rotation ---------------------------------------------------------------------------------

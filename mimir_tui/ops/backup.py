@@ -26,7 +26,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -347,7 +346,8 @@ def create_backup(
     folder = arc.private_dir(Path(p.backup_path))
     started = time.perf_counter()
     when = (now or datetime.now(UTC)).astimezone(UTC)
-    staging = Path(tempfile.mkdtemp(prefix=".mimir-staging-", dir=folder))
+    arc.remove_leftovers(folder)
+    staging = arc.work_dir(folder, "staging")
     try:
         manifest: dict[str, Any] = {
             "format": "mimir-backup",
@@ -513,11 +513,9 @@ def verify_backup(
     record the result next to it. :class:`ArchiveDamaged` (exit 1) with the reason on failure.
     ``keep_in``: extract into a new folder inside this one and keep it (restore uses it)."""
     path = archive if isinstance(archive, Path) else resolve_archive(settings, archive)
-    work = Path(
-        tempfile.mkdtemp(
-            prefix=".mimir-verify-", dir=keep_in or arc.private_dir(Path(settings.persistence.backup_path))
-        )
-    )
+    parent = keep_in or arc.private_dir(Path(settings.persistence.backup_path))
+    arc.remove_leftovers(parent)
+    work = arc.work_dir(parent, "verify")
     keep = False
     manifest: dict[str, Any] | None = None
     try:

@@ -441,3 +441,22 @@ def test_cli_create_list_verify_restore(run_cli, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "changed" in bad.stderr and bad.stderr.count("\n") == 1
     refused = run_cli("backup", "restore", archive, "--yes", "--config", str(config), env=env)
     assert refused.returncode == 1
+
+
+def test_what_a_killed_backup_left_is_cleared_by_the_next(sqlite_settings: Settings) -> None:
+    import subprocess
+    import sys
+
+    fill(sqlite_settings, executions=1)
+    folder = Path(sqlite_settings.persistence.backup_path)
+    folder.mkdir(mode=0o700)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (folder / f".mimir-staging-{pid}-abc").mkdir()
+    (folder / f".mimir-staging-{pid}-abc" / "mimir.db").write_bytes(b"x")
+    (folder / f".mimir-20260101T000000Z.{pid}.00ff00ff.partial").write_bytes(b"half")
+    alive = folder / f".mimir-verify-{os.getpid()}-xyz"  # a live process's: left alone
+    alive.mkdir()
+    create_backup(sqlite_settings)
+    left = sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+    assert left == [alive.name]
