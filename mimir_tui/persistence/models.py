@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Column, ForeignKey, Index, String, Table
+from sqlalchemy import Column, Float, ForeignKey, Index, String, Table
+from sqlalchemy.dialects import mysql
 from sqlmodel import Field, SQLModel
 
 # FINISHED and WorkerStatus are re-exported (their callers import them from here); the aliases say so.
@@ -49,6 +50,11 @@ def check_queue_name(name: Any) -> str:
     return name
 
 
+#: A job's seconds: ``Float(53)`` is double precision on every backend (MySQL/MariaDB's plain
+#: FLOAT is 4 bytes: schema version 9).
+Seconds = Float(53).with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+
+
 class ScheduledJob(SQLModel):
     """A job: a pipeline on a cron schedule (table ``scheduled_jobs``)."""
 
@@ -65,11 +71,11 @@ class ScheduledJob(SQLModel):
     # Mimir's additions (schema version 2)
     description: str | None = Field(default="", sa_type=LongText)
     timezone: str = Field(default="UTC", max_length=64)
-    timeout_seconds: float | None = None
+    timeout_seconds: float | None = Field(default=None, sa_type=Seconds)
     max_retries: int = 0
-    retry_backoff_seconds: float = 30.0
+    retry_backoff_seconds: float = Field(default=30.0, sa_type=Seconds)
     misfire_policy: str = Field(default=MisfirePolicy.once.value, max_length=16)
-    misfire_grace_seconds: float = 60.0
+    misfire_grace_seconds: float = Field(default=60.0, sa_type=Seconds)
     misfire_cap: int = 10
     max_concurrent: int = 1
     priority: int = 0

@@ -48,7 +48,7 @@ def test_job_crud(backend: PersistenceBackend) -> None:
         "nightly",
         description="loads the warehouse",
         timezone="Europe/Oslo",
-        timeout_seconds=90.5,
+        timeout_seconds=3600.123,  # seven digits: MySQL's 4-byte FLOAT kept 3600.12 (schema version 9)
         max_retries=3,
         retry_backoff_seconds=12.5,
         misfire_policy="all",
@@ -65,7 +65,7 @@ def test_job_crud(backend: PersistenceBackend) -> None:
     assert got.enabled is True
     assert got.description == "loads the warehouse"
     assert got.timezone == "Europe/Oslo"
-    assert got.timeout_seconds == 90.5
+    assert got.timeout_seconds == 3600.123
     assert (got.max_retries, got.retry_backoff_seconds, got.misfire_policy, got.misfire_cap, got.priority) == (
         3,
         12.5,

@@ -48,7 +48,7 @@ def fill(backend: Any, executions: int = 240) -> dict[str, int]:
                 updated_at=T0 - timedelta(days=1, microseconds=i),
                 description="multi\nline\tdescription «ok»",
                 timezone=ZONES[i % len(ZONES)],
-                timeout_seconds=[None, 3600.0, 12.5, 0.25, 90.0, 7.0][i],
+                timeout_seconds=[None, 3600.123, 12.5, 0.25, 90.0, 7.0][i],
                 max_retries=i % 3,
                 retry_backoff_seconds=30.0 + i,
                 misfire_policy=["skip", "once", "all"][i % 3],
