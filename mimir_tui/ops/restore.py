@@ -377,7 +377,7 @@ def _restore_server(job: _Restore) -> RestoreResult:
         if backend is None:
             raise RestoreRefused("the current database cannot be read: its safety copy cannot be taken")
         progress("safety copy", None)
-        safety = create_backup(settings, backend, encrypt=False, verify=True, rotate=False)
+        safety = create_backup(settings, backend, verify=True, rotate=False)  # encrypted if backups are
         if not safety.verified:
             raise MimirError(f"the safety copy of {target} failed its check ({safety.verify_error}): nothing restored")
         dump = verified.extracted.files[manifest["database_member"]]
