@@ -460,3 +460,33 @@ def test_what_a_killed_backup_left_is_cleared_by_the_next(sqlite_settings: Setti
     create_backup(sqlite_settings)
     left = sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
     assert left == [alive.name]
+
+
+def test_a_create_killed_midway_leaves_no_archive_under_its_final_name(
+    sqlite_settings: Settings, tmp_path: Path, cli_argv: list[str]
+) -> None:
+    import signal
+    import subprocess
+
+    fill(sqlite_settings, executions=1, big_rows=20_000)  # ~80 MB: the copy takes a while
+    config = tmp_path / "config.yaml"
+    p = sqlite_settings.persistence
+    config.write_text(
+        f"persistence:\n  database_path: {p.database_path}\n  backup_path: {p.backup_path}\n  enable_vector_db: false\n"
+    )
+    folder = Path(p.backup_path)
+    proc = subprocess.Popen([*cli_argv, "backup", "create", "--config", str(config)])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            n.name.startswith(".mimir-") for n in (folder.iterdir() if folder.is_dir() else [])
+        ):
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    for archive in arc.archives(folder):  # only if it finished before the kill: then it is whole
+        verify_backup(sqlite_settings, archive)
+    result = create_backup(sqlite_settings)
+    assert result.verified
+    assert [n.name for n in folder.iterdir() if n.name.startswith(".")] == []
