@@ -507,6 +507,10 @@ def listing(folder: Path) -> list[dict[str, Any]]:
     """What ``backup list`` shows, newest first: from each archive's name, size and sidecar."""
     rows = []
     for path in archives(folder):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:  # rotated out meanwhile
+            continue
         side = read_sidecar(path)
         verified = side.get("verified") or {}
         rows.append(
@@ -514,7 +518,7 @@ def listing(folder: Path) -> list[dict[str, Any]]:
                 "archive": path.name,
                 "path": str(path),
                 "created": archive_time(path.name),
-                "size_bytes": path.stat().st_size,
+                "size_bytes": size,
                 "encrypted": path.name.endswith(".enc"),
                 "backend": side.get("backend"),
                 "row_counts": side.get("row_counts") or {},
