@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from .errors import ConfigError
+from .errors import BadInput, ConfigError
 from .inputs import shown, zone_info
 from .safeio import MAX_PIPELINE_FILE_BYTES, MAX_STEP_INPUT_BYTES, safe_load
 from .secrets import MASK, is_secret_key, mask_tree, mask_url  # mask_url: persistence.engine imports it from here
@@ -62,6 +62,10 @@ class PersistenceSettings(_Section):
     backup_encrypt: bool = False  # encrypt every archive (as `backup create --encrypt`)
     backup_passphrase_env: str = "MIMIR_BACKUP_PASSPHRASE"  # the variable holding the passphrase
     backup_key_file: str = ""  # or a file holding the key (wins over the variable)
+    # Ours: retention keeps each job's latest N runs whatever their age (0: age alone decides),
+    # and runs once a day across all instances at this cron time (scheduler.timezone).
+    retention_keep_last: int = Field(0, ge=0)
+    retention_schedule: str = "30 3 * * *"
     # Ours: SQLite lock wait, connection pool, connect timeout.
     busy_timeout_ms: int = Field(5000, ge=0)
     pool_size: int = Field(5, ge=1)
@@ -80,14 +84,14 @@ class PersistenceSettings(_Section):
             )
         return value
 
-    @field_validator("backup_schedule")
+    @field_validator("retention_schedule", "backup_schedule")
     @classmethod
-    def _backup_cron(cls, value: str) -> str:
-        from .scheduler.cron import CronError, validate_cron  # only when the key is set
+    def _cron(cls, value: str) -> str:
+        from .scheduler.cron import validate_cron  # croniter: loaded with a config, not with --help
 
         try:
             return validate_cron(value)
-        except CronError as exc:
+        except BadInput as exc:
             raise ValueError(str(exc)) from None
 
     @field_validator("backend", mode="before")
@@ -342,9 +346,7 @@ class Settings(BaseModel):
 # and why. Set, they are named once at start rather than silently ignored; persistence.enabled
 # is refused instead (PersistenceSettings).
 WEB_SECURITY = "the original's, for its web server; Mimir has none"
-BACKUP_SCHEDULE = "scheduled backups are not wired into the service yet"
 NO_EFFECT: tuple[tuple[str, str], ...] = (
-    ("persistence.backup_enabled", BACKUP_SCHEDULE),
     ("scheduler.max_jobs", "the original's; scheduler.max_concurrency limits the runs at once"),
     ("scheduler.history_retention", "the original's; persistence.retention_days sets retention"),
     ("server", "the original's web server; Mimir has none"),

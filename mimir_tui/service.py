@@ -1,5 +1,7 @@
-"""The headless runtime: scheduler, queue workers, retention, the pipelines watcher and the
-heartbeat, stopped cleanly by SIGTERM or SIGINT. Imports no Textual.
+"""The headless runtime: scheduler, queue workers, the pipelines watcher and the heartbeat,
+stopped cleanly by SIGTERM or SIGINT. Imports no Textual. Mimir's own periodic operations
+(retention, backups) are system jobs the scheduler fires once across all instances
+(:mod:`mimir_tui.ops.scheduled`), brought up to the config at each start; not timers here.
 
 On a stop signal: stop firing and claiming, give running executions
 ``scheduler.shutdown_grace`` seconds, mark the rest ``interrupted``, exit 0. On a damaged
@@ -12,13 +14,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .errors import DatabaseCorrupt
-from .loop_errors import LoopErrors
-from .ops.retention import apply_retention
+from .errors import DatabaseCorrupt, MimirError
 from .persistence import open_backend
 
 if TYPE_CHECKING:  # imported in start(), where they are needed
@@ -26,8 +25,6 @@ if TYPE_CHECKING:  # imported in start(), where they are needed
     from .scheduler.core import Scheduler
 
 log = logging.getLogger("mimir.service")
-
-RETENTION_EVERY = timedelta(days=1)
 
 
 class Service:
@@ -40,7 +37,6 @@ class Service:
         self.stop_event = threading.Event()
         self.scheduler: Scheduler | None = None
         self.watcher: PipelineWatcher | None = None
-        self._retention_thread: threading.Thread | None = None
 
     def start(self) -> None:
         from .pipelines.registry import default_registry
@@ -55,24 +51,20 @@ class Service:
         runner = PipelineRunner(self.backend, self.settings, registry)
         self.scheduler = Scheduler(self.backend, self.settings, runner=runner)
         if self.settings.scheduler.enabled:
+            self._upsert_scheduled_ops()
             self.scheduler.start()
         else:
             log.info("scheduler.enabled is false: not firing schedules or claiming runs")
-        self._retention_thread = threading.Thread(target=self._retention_loop, name="mimir-retention", daemon=True)
-        self._retention_thread.start()
 
-    def _retention_loop(self) -> None:
-        # First pass a minute after start (not in the way of start-up), then daily.
-        errors = LoopErrors(log, "retention failed")
-        wait = 60.0
-        while not self.stop_event.wait(wait):
-            try:
-                apply_retention(self.backend, self.settings)
-                errors.ok()
-            except Exception as exc:
-                errors.report(exc)
-            wait = RETENTION_EVERY.total_seconds()
-        errors.flush()
+    def _upsert_scheduled_ops(self) -> None:
+        from .ops.scheduled import upsert_scheduled_ops
+
+        try:
+            upsert_scheduled_ops(self.backend, self.settings)
+        except DatabaseCorrupt:
+            raise
+        except MimirError as exc:  # the system jobs keep their last state; users' jobs still run
+            log.error("cannot bring Mimir's system jobs up to the config: %s", exc)
 
     def stop(self) -> None:
         self.stop_event.set()

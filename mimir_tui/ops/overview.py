@@ -289,6 +289,7 @@ def read_health(
     timer: Callable[[], float] = time.perf_counter,
     vectors: dict[str, Any] | None = None,
     backups: dict[str, Any] | None = None,
+    retention: Any = None,
 ) -> PaneData:
     """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
     the integrity check; the latency measured with ``timer``), the persistence operations of
@@ -302,9 +303,21 @@ def read_health(
         report["per_day"] = executions_per_day(backend, now)
     if vectors is not None:
         report["vectors"] = vectors
+    if retention is not None:
+        report["retention"] = retention_line(retention)
     if backups is not None:
         report["last_backup"] = backups
     return health_data(report, backend.metrics.snapshot(), now)
+
+
+def retention_line(settings: Any) -> str:
+    """The retention policy in a few words (``settings``: the Settings, read at each call: the
+    Retention screen changes them)."""
+    p = settings.persistence
+    if not p.retention_days:
+        return "off (persistence.retention_days: 0): history kept for ever"
+    keep = f", keeps each job's last {p.retention_keep_last}" if p.retention_keep_last else ""
+    return f"{p.retention_days} days{keep}; runs at {p.retention_schedule} ({settings.scheduler.timezone})"
 
 
 def vector_rows(status: dict[str, Any]) -> list[Row]:
@@ -379,6 +392,8 @@ def health_data(
     for name, q in report.get("queues", {}).items():
         value = f"{q['jobs']} jobs, {q['queued']} queued, {q['instances']} instances"
         rows.append((f"queue:{name}", (f"queue {name}", value)))
+    if "retention" in report:
+        rows.append(("retention", ("retention policy", report["retention"])))
     if "vectors" in report:
         rows += vector_rows(report["vectors"])
     if "last_backup" in report:

@@ -83,7 +83,7 @@ class Store(Protocol):
         status: str | Sequence[str] | None = None,
         before: tuple[datetime, str] | None = None,
     ) -> list[JobExecutionRecord]: ...
-    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int: ...
+    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000, keep_last: int = 0) -> int: ...
     def request_cancel(self, execution_id: str) -> JobExecutionRecord: ...
     def health(self, timer: Callable[[], float] = ...) -> float: ...
     def integrity(self) -> str | None: ...
@@ -183,8 +183,8 @@ class PersistenceBackend:
     ) -> list[JobExecutionRecord]:
         return self.executions.history(job_id, limit, status=status, before=before)
 
-    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000) -> int:
-        return self.executions.delete_old(older_than, batch_size=batch_size)
+    def delete_old_executions(self, older_than: datetime, *, batch_size: int = 2000, keep_last: int = 0) -> int:
+        return self.executions.delete_old(older_than, batch_size=batch_size, keep_last=keep_last)
 
     def request_cancel(self, execution_id: str) -> JobExecutionRecord:
         return self.executions.request_cancel(execution_id)
@@ -236,6 +236,12 @@ class PersistenceBackend:
             report["wal_bytes"] = file_size(Path(f"{path}-wal"))
             report["database_bytes"] = file_size(path)
         return report
+
+    @operation("size_bytes")
+    def size_bytes(self) -> int:
+        """The database's size: SQLite's file and its WAL; a server's own figure for it."""
+        with self.db.read() as conn:
+            return int(self._database_size(conn) or 0)
 
     def _database_size(self, conn: Any) -> int | None:
         if self.dialect == "sqlite":

@@ -320,8 +320,8 @@ class Database:
                 pass
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file as far as readers allow (SQLite; PASSIVE: it
-        never waits for readers). Call it holding the write gate."""
+        """Copy the WAL into the database file as far as readers and writers allow (SQLite;
+        PASSIVE: it waits for none of them, and writers go on committing meanwhile)."""
         if self.dialect.name != "sqlite":
             return
         conn = self._acquire()
@@ -329,6 +329,16 @@ class Database:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             self._release(conn)
+
+    @contextmanager
+    def driver(self) -> Iterator[Any]:
+        """A driver connection for statements SQLAlchemy has no use for (``PRAGMA
+        integrity_check``, ``VACUUM``); left as it was found (a read's transaction rolled back)."""
+        conn = self._acquire()
+        try:
+            yield conn
+        finally:
+            self._release(conn, rollback=True)
 
     def _acquire(self) -> Any:
         if self.dialect.name == "sqlite":

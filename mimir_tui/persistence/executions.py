@@ -4,7 +4,7 @@ interrupting what a dead instance left, and retention."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +47,8 @@ LIVE_WORKER = (WorkerStatus.running.value, WorkerStatus.stopping.value)
 
 #: Retention checkpoints the WAL itself every this many batches (SQLite; see Database).
 CHECKPOINT_EVERY = 4
+#: The most rows a retention batch deletes: their ids are bound parameters (SQLite takes 32,766).
+MAX_BATCH = 20_000
 
 COLUMNS = [c.name for c in EXECUTIONS.columns]
 #: ``save``: every column is written but these (``cancel_requested`` belongs to whoever asked).
@@ -135,7 +137,7 @@ class ExecutionStore:
         self.db = db
         #: Retention batches are sized to hold the write lock about this long each (commit
         #: included), so a concurrent writer waits about that long at most.
-        self.delete_batch_target_s = 0.1
+        self.delete_batch_target_s = 0.05
 
     # -- writing a run as it goes ------------------------------------------------------
 
@@ -531,56 +533,163 @@ class ExecutionStore:
 
     # -- retention ---------------------------------------------------------------------
 
-    @operation("delete_old_executions")
-    def delete_old(self, older_than: datetime, *, batch_size: int = 2000) -> int:
-        """Delete finished executions that started before ``older_than``, in short batches.
+    def _retention_targets(self, cutoff: datetime | None, keep_last: int) -> list[tuple[Any, dict[str, Any]]]:
+        """What retention removes, as (condition, values) pairs: finished runs that started
+        before ``cutoff``; with ``keep_last`` K > 0, one pair per job that has more than K runs,
+        sparing its K latest (by start time, then id), and one for the runs of no job (run by
+        hand: age alone decides)."""
+        old = and_(
+            EXECUTIONS.c.start_time < bindparam("cutoff", type_=EXECUTIONS.c.start_time.type),
+            ~one_of(EXECUTIONS.c.status, UNFINISHED),
+        )
+        if keep_last <= 0:
+            return [(old, {"cutoff": cutoff})]
+        targets: list[tuple[Any, dict[str, Any]]] = [(and_(old, EXECUTIONS.c.job_id.is_(None)), {"cutoff": cutoff})]
+        start, ident = EXECUTIONS.c.start_time, EXECUTIONS.c.id
+        at = bindparam("kept_start", type_=start.type)
+        kept: Any = bindparam("kept_id")
+        per_job = and_(
+            old, EXECUTIONS.c.job_id == bindparam("job_id"), or_(start < at, and_(start == at, ident < kept))
+        )
+        with self.db.read() as conn:
+            jobs = (
+                conn.execute(
+                    select(EXECUTIONS.c.job_id).where(and_(old, EXECUTIONS.c.job_id.is_not(None))).distinct(),
+                    {"cutoff": cutoff},
+                )
+                .scalars()
+                .all()
+            )
+            for job_id in sorted(jobs):
+                # The K-th latest run of the job: it and the runs after it stay.
+                row = conn.execute(
+                    select(start, ident)
+                    .where(EXECUTIONS.c.job_id == job_id)
+                    .order_by(start.desc(), ident.desc())
+                    .offset(keep_last - 1)
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    targets.append(
+                        (per_job, {"cutoff": cutoff, "job_id": job_id, "kept_start": row[0], "kept_id": row[1]})
+                    )
+        return targets
 
-        Each batch is its own transaction, sized to take about :attr:`delete_batch_target_s`,
-        so a concurrent writer (of this process or another, on SQLite through the write gate)
-        waits at most one batch. Returns the number of rows removed."""
+    @operation("plan_retention")
+    def retention_plan(self, older_than: datetime, *, keep_last: int = 0) -> list[dict[str, Any]]:
+        """What :meth:`delete_old` would remove, changing nothing: ``[{"job_id", "count",
+        "oldest", "newest"}]`` per job (``job_id`` None: runs of no job)."""
+        out: dict[Any, dict[str, Any]] = {}
+        with self.db.read() as conn:
+            for condition, values in self._retention_targets(as_utc(older_than), keep_last):
+                query = (
+                    select(
+                        EXECUTIONS.c.job_id,
+                        func.count(),
+                        func.min(EXECUTIONS.c.start_time),
+                        func.max(EXECUTIONS.c.start_time),
+                    )
+                    .where(condition)
+                    .group_by(EXECUTIONS.c.job_id)
+                )
+                for job_id, count, oldest, newest in conn.execute(query, values):
+                    entry = out.setdefault(job_id, {"job_id": job_id, "count": 0, "oldest": None, "newest": None})
+                    entry["count"] += int(count)
+                    oldest, newest = as_utc(oldest), as_utc(newest)
+                    entry["oldest"] = oldest if entry["oldest"] is None else min(entry["oldest"], oldest)
+                    entry["newest"] = newest if entry["newest"] is None else max(entry["newest"], newest)
+        return sorted(out.values(), key=lambda e: (e["job_id"] is None, e["job_id"] or ""))
+
+    def retention_ids(self, older_than: datetime, *, keep_last: int = 0, chunk: int = 10_000) -> Iterator[list[str]]:
+        """The ids :meth:`delete_old` would remove, ``chunk`` at a time (a dry run's log sizes)."""
+        for condition, values in self._retention_targets(as_utc(older_than), keep_last):
+            last: str | None = None
+            while True:
+                query = select(EXECUTIONS.c.id).where(condition)
+                if last is not None:
+                    query = query.where(EXECUTIONS.c.id > last)
+                with self.db.read() as conn:
+                    ids = list(conn.execute(query.order_by(EXECUTIONS.c.id).limit(chunk), values).scalars())
+                if ids:
+                    yield ids
+                if len(ids) < chunk:
+                    break
+                last = ids[-1]
+
+    @operation("delete_old_executions")
+    def delete_old(
+        self,
+        older_than: datetime,
+        *,
+        batch_size: int = 2000,
+        keep_last: int = 0,
+        on_deleted: Callable[[list[tuple[str, str | None, datetime]]], None] | None = None,
+    ) -> int:
+        """Delete finished executions that started before ``older_than``, in short batches;
+        never a queued or running one. ``keep_last`` K > 0 spares the K latest runs of each job
+        (see :meth:`_retention_targets`). ``on_deleted(rows)`` is called after each batch's
+        commit with ``(id, job_id, start_time)`` of the rows it removed (retention deletes their
+        log files and counts them per job).
+
+        Each batch is its own transaction, sized to hold the write lock about
+        :attr:`delete_batch_target_s`, so a concurrent writer (of this process or another, on
+        SQLite through the write gate) waits at most one batch. Returns the number of rows
+        removed."""
         cutoff = as_utc(older_than)
         size = max(1, batch_size)
         total = batches = 0
         gate = self.db.gate
         with gate.bulk() if gate is not None else nullcontext() as run:
-            while True:
-                started = time.perf_counter()
-                if run is not None:
-                    with run.batch():
-                        removed = self._delete_batch(cutoff, size)
-                else:
-                    removed = self._delete_batch(cutoff, size)
-                elapsed = time.perf_counter() - started
-                self.db.metrics.record("retention_batch", elapsed, True)  # what a writer may wait
-                total += removed
-                batches += 1
-                if removed < size or batches % CHECKPOINT_EVERY == 0:
-                    if run is not None:  # the WAL checkpoints the writers leave to us (see Database)
-                        with run.batch():
-                            self.db.checkpoint()
-                if removed < size:
-                    return total
-                size = self._next_batch_size(size, elapsed)
+            for condition, values in self._retention_targets(cutoff, keep_last):
+                while True:
+                    with run.batch() if run is not None else nullcontext():
+                        started = time.perf_counter()
+                        rows, removed = self._delete_batch(condition, values, size)
+                        elapsed = time.perf_counter() - started
+                    self.db.metrics.record("retention_batch", elapsed, True)  # what a writer may wait
+                    total += removed
+                    batches += 1
+                    if on_deleted is not None and rows:
+                        on_deleted(rows)
+                    if batches % CHECKPOINT_EVERY == 0:
+                        # The WAL checkpoints the writers leave to us while a bulk run goes (see
+                        # Database). PASSIVE: it waits for no one, and holds no writer up.
+                        self.db.checkpoint()
+                    if len(rows) < size:
+                        break
+                    size = self._next_batch_size(size, elapsed)
+            self.db.checkpoint()
+        return total
 
-    def _delete_batch(self, cutoff: datetime | None, size: int) -> int:
-        def build() -> Any:
-            old = and_(
-                EXECUTIONS.c.start_time < bindparam("cutoff", type_=EXECUTIONS.c.start_time.type),
-                ~one_of(EXECUTIONS.c.status, UNFINISHED),
-            )
-            # The oldest rows' keys as a derived table: MySQL refuses a LIMIT directly inside
-            # IN (...), and a subquery on the table it deletes from unless it is materialized.
-            key = literal_column(self.db.dialect.row_key) if self.db.dialect.row_key else EXECUTIONS.c.id
-            oldest = select(key.label("k")).where(old).order_by(EXECUTIONS.c.start_time).limit(bindparam("size"))
-            batch = oldest.subquery("batch")
-            return delete(EXECUTIONS).where(key.in_(select(batch.c.k)))
-
-        prepared = self.db.prepare("delete_old_executions", build)
-        with self.db.raw_write() as tx:
-            return tx.execute(prepared, {"cutoff": cutoff, "size": size})
+    def _delete_batch(
+        self, condition: Any, values: dict[str, Any], size: int
+    ) -> tuple[list[tuple[str, str | None, datetime]], int]:
+        """The oldest ``size`` rows of ``condition``, read and deleted in one transaction, by
+        their keys (SQLite's rowid; the condition checked again: a row deleted meanwhile by
+        another instance's retention is not counted twice). Returns ``(id, job_id,
+        start_time)`` of each row read, and how many went."""
+        key = literal_column(self.db.dialect.row_key) if self.db.dialect.row_key else EXECUTIONS.c.id
+        with self.db.write() as conn:
+            found = conn.execute(
+                select(key, EXECUTIONS.c.id, EXECUTIONS.c.job_id, EXECUTIONS.c.start_time)
+                .where(condition)
+                .order_by(EXECUTIONS.c.start_time)
+                .limit(size),
+                values,
+            ).all()
+            if not found:
+                return [], 0
+            removed = conn.execute(
+                delete(EXECUTIONS)
+                .where(and_(key.in_([row[0] for row in found]), condition))
+                .execution_options(preserve_rowcount=True),
+                values,
+            ).rowcount
+        return [(row[1], row[2], row[3]) for row in found], int(removed)
 
     def _next_batch_size(self, size: int, elapsed: float) -> int:
         """Aim each batch (the time it holds the write lock) at the target: grow when fast,
-        shrink when slow, at most 4x either way."""
+        shrink when slow, at most 4x either way; at most :data:`MAX_BATCH` rows (one bound
+        parameter each)."""
         factor = self.delete_batch_target_s / max(elapsed, 1e-4)
-        return int(min(max(size * min(max(factor, 0.25), 4.0), 100), 50_000))
+        return int(min(max(size * min(max(factor, 0.25), 4.0), 100), MAX_BATCH))

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - Windows
 
 #: How long the holder of a bulk operation steps aside between two batches: long enough for a
 #: writer polling every millisecond to take the gate.
-BULK_PAUSE_S = 0.002
+BULK_PAUSE_S = 0.005
 #: How long at most it waits, between two batches, for this process's waiting writers.
 BULK_YIELD_MAX_S = 0.1
 

@@ -37,7 +37,8 @@ from . import templates
 log = logging.getLogger("mimir.plugins")
 
 ENTRY_POINT_GROUP = "mimir_tui.plugins"
-#: ``Mimir``: Mimir's own operations (``Mimir.backup``), run by its system jobs.
+#: ``Mimir``: Mimir's own operations (``Mimir.retention``, ``Mimir.backup``), run by its system jobs
+#: (mimir_tui.ops.scheduled).
 PLUGIN_TYPES = ("Input", "Data_Processing", "AIModels", "Output", "Storage", "System", "Mimir")
 
 
@@ -80,6 +81,7 @@ class StepContext:
     # The folder relative paths resolve against (policy.working_folder): resolve_path(p, ctx.base_dir)
     base_dir: Path | None = None
     log: Callable[[str, str], None] = lambda level, message: None  # (level, message) -> execution log
+    backend: Any = None  # the runner's PersistenceBackend (Mimir's own operations use it)
 
     @property
     def cancelled(self) -> bool:

@@ -731,6 +731,7 @@ class PipelineRunner:
             step_name=step.name,
             context=dict(context),
             settings=self.settings,
+            backend=self.backend,
             timeout=limit,
             log=log,
             base_dir=base_dir,

@@ -46,6 +46,9 @@ log = logging.getLogger("mimir.pipelines")
 
 #: How many issues of a bad file are kept in ``load_error``.
 MAX_ERROR_LINES = 20
+#: The ``source_path`` of Mimir's system pipelines (:mod:`mimir_tui.ops.scheduled`): no file is
+#: theirs, so the folder's sync never removes them, and a file may not define their names.
+SYSTEM_SOURCE = "mimir:system"
 
 
 def is_placeholder(row: PipelineConfig) -> bool:
@@ -201,7 +204,16 @@ def import_path(
         if report.ok:
             for spec in report.pipelines:
                 row = rows.get(spec.name)
-                if row is not None and _defined_elsewhere(row, source, max_bytes):
+                if row is not None and row.source_path == SYSTEM_SOURCE:
+                    report.issues.append(
+                        PipelineIssue(
+                            "the name is Mimir's own (a system pipeline of its scheduled operations): rename it",
+                            file=report.path,
+                            line=spec.line(),
+                            pipeline=spec.name,
+                        )
+                    )
+                elif row is not None and _defined_elsewhere(row, source, max_bytes):
                     report.issues.append(
                         PipelineIssue(
                             f"duplicate pipeline name (already imported from {row.source_path})",

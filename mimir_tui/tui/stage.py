@@ -244,16 +244,17 @@ def seed_vectors(settings: Settings) -> None:
         store.close()
 
 
-def seeded(seed: Callable[[Settings], None], *keys: str) -> Shot:
-    """``seed(settings)`` in a thread (it may import chromadb, or write files), then the keys."""
+def seeded(seed: Callable[[Settings], None], key: str, *after: str) -> Shot:
+    """``seed(settings)`` in a thread (it may import what the dashboard's start does not),
+    then the key ``key`` that opens a screen, then the keys ``after``."""
 
     async def shot(pilot: Pilot) -> None:
         import asyncio
 
         await settle(pilot)
         await asyncio.to_thread(seed, pilot.app.settings)  # type: ignore[attr-defined]
-        for key in keys:
-            await pilot.press(key)
+        for pressed in (key, *after):
+            await pilot.press(pressed)
             await settle(pilot)
 
     return shot
@@ -277,6 +278,41 @@ def backups(*after: str) -> Shot:
     return seeded(seed_backups, "b", *after)
 
 
+def seed_old_history(settings: Settings) -> None:
+    """Runs of two demo jobs 31 to 60 days before :data:`AT`, with their log files: what the
+    Retention screen's dry run finds (the demo's own history spans hours)."""
+    folder = Path(settings.logging.executions_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open_backend(settings) as backend:
+        for job_id, pipeline, count in (
+            ("demo-hourly-report", "orders-report", 12),
+            ("demo-nightly-report", "orders-by-region", 5),
+        ):
+            for i in range(count):
+                start = AT - timedelta(days=31 + i * 29 // max(1, count - 1), hours=i)
+                ident = run_id(job_id, start)
+                backend.save_execution(
+                    JobExecutionRecord(
+                        id=ident,
+                        job_id=job_id,
+                        pipeline=pipeline,
+                        start_time=start,
+                        end_time=start + timedelta(seconds=4),
+                        duration=4000,
+                        status="failed" if i % 4 == 3 else "success",
+                        triggered_by="scheduler",
+                        context={},
+                        steps=[],
+                    )
+                )
+                (folder / f"{ident}.log").write_text("x" * (1000 + 10 * i))
+
+
+def retention(*after: str) -> Shot:
+    """The Retention screen over the demo and :func:`seed_old_history`, then the keys ``after``."""
+    return seeded(seed_old_history, "k", *after)
+
+
 #: Each view by name: what brings the dashboard, just started, to it.
 SHOTS: dict[str, Shot] = {
     "dashboard": steps(),
@@ -294,5 +330,10 @@ SHOTS: dict[str, Shot] = {
     "confirm-delete-job": steps(HOURLY, "d"),
     "vectors": vectors("down"),
     "vectors-query": vectors("down", "s", *"nightly backup", "enter"),
+    "vacuum": steps("m"),
+    "vacuum-checked": steps("m", "c"),
+    "retention": retention(),
+    "retention-keep-last": retention("e", "tab", "ctrl+u", "8", "enter"),
+    "retention-confirm": retention("a"),
     "backup": backups(),
 }

@@ -25,6 +25,7 @@ EXPECTED = {
     "System.command",
     "AIModels.openai",
     "AIModels.mock",
+    "Mimir.retention",
     "Mimir.backup",
 }
 

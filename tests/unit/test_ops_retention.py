@@ -41,7 +41,7 @@ def test_apply_retention(backend, backend_settings) -> None:
     worker(backend, "recently-gone", "stopped", 9)
     worker(backend, "silent", "running", 11)  # live as far as its row says: the reaper's business
 
-    assert apply_retention(backend, backend_settings, now=NOW) == 2
+    assert apply_retention(backend, backend_settings, now=NOW)["deleted"] == 2
     left = {r.id for r in backend.list_executions(None, 100)}
     assert left == {still_running.id, recent.id}
     assert not left & {old.id, old_failed.id}
@@ -52,6 +52,6 @@ def test_no_retention_days_keeps_everything(backend, backend_settings) -> None:
     backend_settings.persistence.retention_days = 0
     record = execution(backend, "success", 3650)
     worker(backend, "gone", "stopped", 3650)
-    assert apply_retention(backend, backend_settings, now=NOW) == 0
+    assert apply_retention(backend, backend_settings, now=NOW)["deleted"] == 0
     assert [r.id for r in backend.list_executions(None, 10)] == [record.id]
     assert [w.id for w in backend.workers.list_workers()] == ["gone"]

@@ -12,6 +12,7 @@ from .input_api import ApiInput
 from .input_file import FileInput
 from .input_rss import RssInput
 from .mimir_backup import Backup
+from .mimir_ops import Retention
 from .output_html import HtmlOutput
 from .output_json import JsonOutput
 from .storage_vector import VectorStorage
@@ -30,6 +31,7 @@ BUILTIN_PLUGINS: list = [
     OpenAIChat,  # AIModels.openai
     MockChat,  # AIModels.mock
     VectorStorage,  # Storage.vector
+    Retention,  # Mimir.retention
     Backup,  # Mimir.backup (the scheduled backups' step)
 ]
 

@@ -26,18 +26,10 @@ class Backup(Plugin):
 
     def execute(self, config: BackupConfig, ctx: StepContext) -> dict[str, Any]:
         from ...ops.backup import create_backup
+        from .mimir_ops import backend_of
 
-        backend = getattr(ctx, "backend", None)
-        opened = None
-        if backend is None and ctx.settings.persistence.backend != "sqlite":
-            from ...persistence import open_backend
-
-            backend = opened = open_backend(ctx.settings)
-        try:
+        with backend_of(ctx) as backend:
             result = create_backup(ctx.settings, backend, encrypt=config.encrypt)
-        finally:
-            if opened is not None:
-                opened.close()
         report = result.as_dict()
         rotated = f", rotated out {len(result.rotated)}" if result.rotated else ""
         ctx.log("INFO", f"backup {result.path.name}: {result.size_bytes} bytes in {result.seconds:.1f} s{rotated}")

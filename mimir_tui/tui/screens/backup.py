@@ -82,8 +82,8 @@ class BackupScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="backup-top"):
-            yield Static("loading...", id="backup-status", classes="summary")
+        with Horizontal(id="backup-top", classes="ops-top"):
+            yield Static("loading...", id="backup-status", classes="ops-status")
             yield ProgressBar(total=100, show_eta=False, id="backup-progress")
         table: DataTable = DataTable(id="backup-archives", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)

@@ -35,6 +35,9 @@ class DashboardScreen(Screen):
         Binding("shift+tab", "next_pane(-1)", "Previous pane", show=False, id="previous-pane"),
         *(Binding(str(n), f"show_pane({n - 1})", f"Pane {n}", show=False, id=f"pane-{n}") for n in range(1, 5)),
         Binding("v", "vectors", "Vectors", id="open-vectors"),
+        # Not in the footer (it has no room left at 80 columns): in the help and the palette.
+        Binding("m", "vacuum", "Vacuum, analyze, check", show=False, id="open-vacuum"),
+        Binding("k", "retention", "Retention", show=False, id="open-retention"),
         Binding("b", "backups", "Backups", show=False, id="open-backups"),
     ]
 
@@ -61,7 +64,7 @@ class DashboardScreen(Screen):
                     HealthPane,
                     "Health",
                     overview.HEALTH_COLUMNS,
-                    partial(overview.read_health, stale_after=settings.scheduler.stale_after),
+                    partial(overview.read_health, stale_after=settings.scheduler.stale_after, retention=settings),
                 ),
             )
         ]
@@ -119,6 +122,16 @@ class DashboardScreen(Screen):
         from .vectors import VectorsScreen
 
         self.app.push_screen(VectorsScreen())
+
+    def action_vacuum(self) -> None:
+        from .maintenance import VacuumScreen
+
+        self.app.push_screen(VacuumScreen())
+
+    def action_retention(self) -> None:
+        from .maintenance import RetentionScreen
+
+        self.app.push_screen(RetentionScreen())
 
     def action_backups(self) -> None:
         """The Backup screen (imported here, as the Vectors screen is)."""

@@ -30,12 +30,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, LoadingIndicator, Select, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
-from ...errors import BadInput, MimirError
+from ...errors import BadInput
 from ...ops import vectors as read
 from ...vectors import EMBEDDERS, check_collection_name, vectors_enabled
 from ...vectors.documents import parse_where, read_documents
+from ..outcome import FINISHED, deliver
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
 
@@ -43,8 +44,6 @@ log = logging.getLogger("mimir.tui")
 
 #: Narrower than this, the collections sit above the documents instead of beside them.
 SIDE_BY_SIDE = 100
-#: The worker states that end a call.
-FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 #: The widest a column of the documents table gets (its cells are excerpts already).
 COLUMN_WIDTH = 48
 
@@ -182,16 +181,7 @@ class VectorsScreen(Screen):
         if self._closed:
             return
         self.query_one("#vectors-loading").display = bool(self._then)
-        if event.state == WorkerState.SUCCESS:
-            then(worker.result)
-        elif event.state == WorkerState.CANCELLED:
-            self.say(f"{worker.name}: cancelled", error=True)
-        else:
-            error = worker.error
-            if not isinstance(error, MimirError):
-                log.error("vectors: %s failed", worker.name, exc_info=error)
-            text = str(error) if isinstance(error, MimirError) else f"{worker.name} failed: {error!r}"
-            self.say(" ".join(text.split()), error=True)
+        deliver(worker, event.state, worker.name, then, self.say)
 
     # -- collections --------------------------------------------------------------------------
 
