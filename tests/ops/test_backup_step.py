@@ -44,12 +44,11 @@ def test_scheduled_backups_fire_once_across_three_instances(backend, backend_set
     """``backup_enabled``: the system job ``mimir-backup`` fires at ``backup_schedule`` once,
     however many schedulers share the database, and the backup is a run in the history."""
     import shutil
-    import threading
     from datetime import UTC, datetime, timedelta
 
+    from maint_helpers import fire_on_three_instances
+
     from mimir_tui.ops.scheduled import upsert_scheduled_ops
-    from mimir_tui.scheduler.clock import FakeClock
-    from mimir_tui.scheduler.core import Scheduler
 
     settings = backend_settings
     if settings.persistence.backend != "sqlite" and not shutil.which("pg_dump"):
@@ -60,23 +59,7 @@ def test_scheduled_backups_fire_once_across_three_instances(backend, backend_set
     before = datetime(2026, 1, 6, 1, 59, 45, tzinfo=UTC)
     assert "mimir-backup: added" in upsert_scheduled_ops(backend, settings, now=before)
     assert backend.get_job("mimir-backup").enabled
-    stores = [open_backend(settings) for _ in range(3)]
-    clock = FakeClock(before)
-    try:
-        instances = [Scheduler(s, settings, clock=clock, inline=True, worker_id=f"i{n}") for n, s in enumerate(stores)]
-        for instance in instances:
-            instance.register()
-        clock.set(before + timedelta(seconds=16))
-        ticks = [threading.Thread(target=i.tick) for i in instances]
-        for t in ticks:
-            t.start()
-        for t in ticks:
-            t.join()
-        for instance in instances:
-            instance.tick()
-    finally:
-        for s in stores:
-            s.close()
+    fire_on_three_instances(settings, before, timedelta(seconds=16))
     runs = backend.list_executions("mimir-backup", 10)
     assert len(runs) == 1, [(r.worker_id, r.status) for r in runs]
     assert runs[0].status == "success", runs[0].error

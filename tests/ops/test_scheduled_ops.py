@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from maint_helpers import fire_on_three_instances
 
 from mimir_tui.ops.scheduled import SCHEDULED_OPS, upsert_scheduled_ops
 from mimir_tui.persistence import JobExecutionRecord, ScheduledJob, open_backend
 from mimir_tui.persistence.types import utcnow
 from mimir_tui.pipelines.registry import default_registry
 from mimir_tui.pipelines.store import SYSTEM_SOURCE, import_path
-from mimir_tui.scheduler.clock import FakeClock
-from mimir_tui.scheduler.core import Scheduler
 
 #: A quarter of a minute before retention's default time, 03:30 UTC.
 BEFORE = datetime(2026, 1, 6, 3, 29, 45, tzinfo=UTC)
@@ -32,10 +31,9 @@ def test_retention_fires_once_with_three_schedulers(backend, backend_settings) -
         )
     recent = backend.save_execution(JobExecutionRecord(job_id="user", pipeline="p", status="success"))
 
+    # Three instances start at once: each brings the system jobs up to the config.
     stores = [open_backend(settings) for _ in range(3)]
-    clock = FakeClock(BEFORE)
     try:
-        # Three instances start at once: each brings the system jobs up to the config.
         threads = [
             threading.Thread(target=upsert_scheduled_ops, args=(s, settings), kwargs={"now": BEFORE}) for s in stores
         ]
@@ -43,22 +41,12 @@ def test_retention_fires_once_with_three_schedulers(backend, backend_settings) -
             t.start()
         for t in threads:
             t.join()
-        job = backend.get_job("mimir-retention")
-        assert job.enabled and job.cron_expr == "30 3 * * *" and job.next_run == BEFORE.replace(minute=30, second=0)
-        instances = [Scheduler(s, settings, clock=clock, inline=True, worker_id=f"i{n}") for n, s in enumerate(stores)]
-        for instance in instances:
-            instance.register()
-        clock.set(BEFORE + timedelta(seconds=16))
-        ticks = [threading.Thread(target=i.tick) for i in instances]
-        for t in ticks:
-            t.start()
-        for t in ticks:
-            t.join()
-        for instance in instances:  # later ticks at the same instant fire nothing more
-            instance.tick()
     finally:
         for s in stores:
             s.close()
+    job = backend.get_job("mimir-retention")
+    assert job.enabled and job.cron_expr == "30 3 * * *" and job.next_run == BEFORE.replace(minute=30, second=0)
+    fire_on_three_instances(settings, BEFORE, timedelta(seconds=16))
     runs = backend.list_executions("mimir-retention", 10)
     assert len(runs) == 1, [(r.worker_id, r.status) for r in runs]
     run = runs[0]

@@ -12,7 +12,6 @@ counts now and in the archive) is what the restore then does.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,19 +23,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from ...errors import MimirError
 from ...ops.archive import age_text, listing
 from ...ops.overview import size
+from ..outcome import FINISHED, deliver
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
 
-log = logging.getLogger("mimir.tui")
-
 #: The archive's name holds its UTC time; the age is against the dashboard's clock.
 COLUMNS = ("Archive (UTC time)", "Age", "Size", "Jobs", "Runs", "Verified")
-FINISHED = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
 
 
 def archive_rows(folder: Path, now: Any) -> list[tuple[str, tuple[str, ...]]]:
@@ -144,13 +141,7 @@ class BackupScreen(Screen):
         if operation:
             self._operation = None
             self.query_one("#backup-progress").display = False
-        if event.state == WorkerState.SUCCESS:
-            then(worker.result)
-        elif event.state == WorkerState.ERROR:
-            error = worker.error
-            if not isinstance(error, MimirError):
-                log.error("backup screen: %s failed", worker.name, exc_info=error)
-            self.say(str(error) if isinstance(error, MimirError) else f"{worker.name} failed: {error!r}", error=True)
+        deliver(worker, event.state, worker.name, then, self.say)
         if operation:
             self.action_reload(quiet=True)
 
