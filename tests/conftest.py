@@ -28,8 +28,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from isolated import make_settings
 
-from mimir_tui.config import Settings, load_settings
+from mimir_tui.config import Settings
 
 ALL_BACKENDS = ("sqlite", "postgres", "mysql")
 SERVER_BACKENDS = ("postgres", "mysql")
@@ -302,20 +303,6 @@ def server_databases() -> Iterator[ServerDatabases]:
 
 
 # -- settings and backends ---------------------------------------------------------------------
-
-
-def make_settings(tmp_path: Path) -> Settings:
-    """Defaults (no config file), with every path under ``tmp_path``."""
-    settings = load_settings(use_search=False, environ={})
-    data = tmp_path / "data"
-    settings.persistence.database_path = str(data / "mimir.db")
-    settings.persistence.vector_db_path = str(data / "chromem.db")
-    settings.persistence.backup_path = str(tmp_path / "backups")
-    settings.pipelines.directory = str(tmp_path / "pipelines")
-    settings.plugins.directories = [str(tmp_path / "plugins")]
-    settings.logging.file_path = str(tmp_path / "logs" / "mimir.log")
-    settings.logging.executions_dir = str(tmp_path / "logs" / "executions")
-    return settings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from isolated import make_settings
 from ops_data import fill
 from sqlalchemy import text
 

@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from isolated import make_settings
 from ops_data import JOB_IDS, T0, fill
 from sqlalchemy import update
 
