@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, make_settings
+from isolated import make_settings
 from sqlalchemy import MetaData, select
 
 from mimir_tui.config import Settings
@@ -110,17 +110,17 @@ def test_server_restore_refused_while_live_and_damaged_dump_found(
         verify_backup(settings, archive)
 
 
-def test_server_password_goes_by_environment(server_databases, tmp_path: Path, monkeypatch) -> None:
+def test_server_password_goes_by_environment(
+    server_settings: Callable[[str], Settings], server_databases, monkeypatch
+) -> None:
     """A MariaDB user with a password: the dump works, and the password is in no argv."""
     import subprocess
 
-    if "mysql" not in BACKENDS or not shutil.which("mariadb-dump"):
-        pytest.skip("mysql not selected or mariadb-dump missing")
+    if not shutil.which("mariadb-dump"):
+        pytest.skip("mariadb-dump is not installed")
+    settings = server_settings("mysql")  # skipped unless mysql is selected
     password = "s3cr3t-p@ss"
     with server_databases.mysql_user("mimir_bk", password):
-        settings = make_settings(tmp_path)
-        server_databases.settings_for("mysql", settings)
-        server_databases.empty_tables("mysql")
         info = server_databases.info("mysql")
         settings.persistence.connection_string = (
             f"mysql://mimir_bk:{password}@{info.host}:{info.port}/{server_databases.database('mysql')}"
