@@ -70,6 +70,12 @@ async def test_create_verify_and_restore_from_the_screen(sqlite_settings) -> Non
         assert await _until(pilot, lambda: "restored" in _status(app))
         assert _jobs(sqlite_settings) == ["nightly"]
         await pilot.press("escape")
+        assert await _until(pilot, lambda: not isinstance(app.screen, BackupScreen))
+        await pilot.press("r")  # the panes read now (they did not while the Backup screen was in front)
         health = app.screen.query_one("#health-table", DataTable)
-        assert await _until(pilot, lambda: "last_backup" in [str(k.value) for k in health.rows])
-        assert "verified" in str(health.get_row("last_backup")[1])
+
+        def last_backup() -> str:
+            keys = [str(k.value) for k in health.rows]
+            return str(health.get_row("last_backup")[1]) if "last_backup" in keys else ""
+
+        assert await _until(pilot, lambda: "verified" in last_backup()), last_backup()
