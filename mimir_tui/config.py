@@ -52,6 +52,16 @@ class PersistenceSettings(_Section):
     backup_enabled: bool = False
     backup_path: str = "./backups"
     retention_days: int = Field(30, ge=0)
+    # Ours: backups (mimir_tui.ops.backup). Rotation keeps the union of the last N archives, the
+    # newest of each of the last N days and of the last N ISO weeks; all three 0 keeps every one.
+    backup_keep_last: int = Field(7, ge=0)
+    backup_keep_daily: int = Field(7, ge=0)
+    backup_keep_weekly: int = Field(4, ge=0)
+    backup_schedule: str = "0 2 * * *"  # when backup_enabled: cron, fired once across all instances
+    backup_compress: bool = False  # gzip the archive (smaller, several times slower)
+    backup_encrypt: bool = False  # encrypt every archive (as `backup create --encrypt`)
+    backup_passphrase_env: str = "MIMIR_BACKUP_PASSPHRASE"  # the variable holding the passphrase
+    backup_key_file: str = ""  # or a file holding the key (wins over the variable)
     # Ours: retention keeps each job's latest N runs whatever their age (0: age alone decides),
     # and runs once a day across all instances at this cron time (scheduler.timezone).
     retention_keep_last: int = Field(0, ge=0)
@@ -74,7 +84,7 @@ class PersistenceSettings(_Section):
             )
         return value
 
-    @field_validator("retention_schedule")
+    @field_validator("retention_schedule", "backup_schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
         from .scheduler.cron import validate_cron  # croniter: loaded with a config, not with --help
@@ -337,8 +347,6 @@ class Settings(BaseModel):
 # is refused instead (PersistenceSettings).
 WEB_SECURITY = "the original's, for its web server; Mimir has none"
 NO_EFFECT: tuple[tuple[str, str], ...] = (
-    ("persistence.backup_enabled", "there are no backups yet"),
-    ("persistence.backup_path", "there are no backups yet"),
     ("scheduler.max_jobs", "the original's; scheduler.max_concurrency limits the runs at once"),
     ("scheduler.history_retention", "the original's; persistence.retention_days sets retention"),
     ("server", "the original's web server; Mimir has none"),
@@ -349,6 +357,7 @@ PATH_KEYS = {
     ("persistence", "database_path"),
     ("persistence", "vector_db_path"),
     ("persistence", "backup_path"),
+    ("persistence", "backup_key_file"),
     ("pipelines", "directory"),
     ("pipelines", "working_dir"),
     ("logging", "file_path"),
@@ -473,7 +482,7 @@ def load_settings(
     # Defaults that are relative paths resolve against the config folder (or the cwd).
     for section, key in PATH_KEYS:
         sub = getattr(settings, section)
-        if f"{section}.{key}" not in sources and getattr(sub, key) is not None:
+        if f"{section}.{key}" not in sources and getattr(sub, key):  # None or "": unset
             setattr(sub, key, str((base / getattr(sub, key)).resolve()))
     if "plugins.directories" not in sources:
         settings.plugins.directories = [str((base / d).resolve()) for d in settings.plugins.directories]

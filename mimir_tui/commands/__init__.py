@@ -121,6 +121,6 @@ def print_table(rows: list[list[Any]], headers: list[str]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
-from . import config_cmd, db, executions, health, jobs, migrate, pipelines, retention, vectors  # noqa: E402
+from . import backup, config_cmd, db, executions, health, jobs, migrate, pipelines, retention, vectors  # noqa: E402
 
-COMMAND_MODULES = [health, config_cmd, jobs, pipelines, executions, vectors, db, retention, migrate]
+COMMAND_MODULES = [health, config_cmd, jobs, pipelines, executions, vectors, backup, db, retention, migrate]

@@ -288,6 +288,7 @@ def read_health(
     integrity: bool = True,
     timer: Callable[[], float] = time.perf_counter,
     vectors: dict[str, Any] | None = None,
+    backups: dict[str, Any] | None = None,
     retention: Any = None,
 ) -> PaneData:
     """The store's health (:func:`~mimir_tui.health.check_health`; ``integrity=False``: without
@@ -304,7 +305,9 @@ def read_health(
         report["vectors"] = vectors
     if retention is not None:
         report["retention"] = retention_line(retention)
-    return health_data(report, backend.metrics.snapshot())
+    if backups is not None:
+        report["last_backup"] = backups
+    return health_data(report, backend.metrics.snapshot(), now)
 
 
 def retention_line(settings: Any) -> str:
@@ -352,7 +355,19 @@ def executions_per_day(backend: Any, now: datetime, days: int = PER_DAY_DAYS) ->
     return [(day, counts.get(day, 0)) for day in ((first + timedelta(days=i)).date().isoformat() for i in range(days))]
 
 
-def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | None = None) -> PaneData:
+def backup_row(last: dict[str, Any], now: datetime | None) -> Row:
+    """The health pane's "last backup": its age and whether it verified, or ``never``."""
+    from .archive import age_text
+
+    if not last.get("archive"):
+        return ("last_backup", ("last backup", "never"))
+    state = {True: "verified", False: "FAILED verification", None: "not verified"}[last.get("verified")]
+    return ("last_backup", ("last backup", f"{age_text(last['created'], now)}, {state} ({last['archive']})"))
+
+
+def health_data(
+    report: dict[str, Any], operations: dict[str, dict[str, Any]] | None = None, now: datetime | None = None
+) -> PaneData:
     rows: list[Row] = [("backend", ("backend", str(report.get("backend", "-"))))]
     for key in ("status", "database", "error", "integrity", "schema_version"):
         if key in report:
@@ -381,6 +396,8 @@ def health_data(report: dict[str, Any], operations: dict[str, dict[str, Any]] | 
         rows.append(("retention", ("retention policy", report["retention"])))
     if "vectors" in report:
         rows += vector_rows(report["vectors"])
+    if "last_backup" in report:
+        rows.append(backup_row(report["last_backup"], now))
     failed = {op: s for op, s in (operations or {}).items() if s.get("failures")}
     rows.append(("failed", ("failed operations", str(sum(int(s["failures"]) for s in failed.values())))))
     for op, s in failed.items():

@@ -52,6 +52,14 @@ SCHEDULED_OPS: list[ScheduledOp] = [
         enabled=lambda s: s.persistence.retention_days > 0,
         schedule_key="persistence.retention_schedule",
     ),
+    ScheduledOp(
+        job_id="mimir-backup",
+        plugin="Mimir.backup",
+        description="Mimir: a verified backup archive into persistence.backup_path, then rotation",
+        schedule=lambda s: s.persistence.backup_schedule,
+        enabled=lambda s: s.persistence.backup_enabled,
+        schedule_key="persistence.backup_schedule",
+    ),
 ]
 
 

@@ -37,7 +37,8 @@ from . import templates
 log = logging.getLogger("mimir.plugins")
 
 ENTRY_POINT_GROUP = "mimir_tui.plugins"
-#: ``Mimir``: Mimir's own operations (``Mimir.retention``), run by its system jobs (mimir_tui.ops.scheduled).
+#: ``Mimir``: Mimir's own operations (``Mimir.retention``, ``Mimir.backup``), run by its system jobs
+#: (mimir_tui.ops.scheduled).
 PLUGIN_TYPES = ("Input", "Data_Processing", "AIModels", "Output", "Storage", "System", "Mimir")
 
 

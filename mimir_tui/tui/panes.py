@@ -321,14 +321,21 @@ class HealthPane(Pane):
         self.latencies: deque[float] = deque(maxlen=self.LATENCIES)
         #: The vector store's status at the last read (:func:`~mimir_tui.vectors.status.vector_status`).
         self.vectors: dict[str, Any] | None = None
+        #: The newest backup archive at the last read (:func:`~mimir_tui.ops.archive.last_backup`).
+        self.backups: dict[str, Any] | None = None
 
     def _fetch_in_turn(self) -> Any:
         """The vector store's status first, outside the turn of reads (it never imports
         chromadb; a slow vector server, up to 5 s a request, delays this pane, not the others),
         then the database's health in turn."""
+        from pathlib import Path
+
+        from ..ops.archive import last_backup
         from ..vectors.status import vector_status
 
-        self.vectors = vector_status(self.app.settings)  # type: ignore[attr-defined]
+        settings = self.app.settings  # type: ignore[attr-defined]
+        self.vectors = vector_status(settings)
+        self.backups = last_backup(Path(settings.persistence.backup_path))
         return super()._fetch_in_turn()
 
     def compose(self) -> ComposeResult:
@@ -344,7 +351,14 @@ class HealthPane(Pane):
         app: Any = self.app
         backend = app.backend()
         read: Any = self.read  # overview.read_health, which takes ``integrity`` and ``timer``
-        return read(backend, app.now(backend), integrity=self.polls > 1, timer=app.timer, vectors=self.vectors)
+        return read(
+            backend,
+            app.now(backend),
+            integrity=self.polls > 1,
+            timer=app.timer,
+            vectors=self.vectors,
+            backups=self.backups,
+        )
 
     def adjust(self, data: PaneData) -> PaneData:
         """As read, with this dashboard's own scheduler marked among the instances."""

@@ -265,6 +265,19 @@ def vectors(*after: str) -> Shot:
     return seeded(seed_vectors, "v", *after)
 
 
+def seed_backups(settings: Settings) -> None:
+    """Two archives of the stage, made as if a day and two hours before :data:`AT`."""
+    from ..ops.backup import create_backup
+
+    for ago in (timedelta(days=1, hours=2), timedelta(hours=2)):
+        create_backup(settings, now=AT - ago)
+
+
+def backups(*after: str) -> Shot:
+    """The Backup screen over :func:`seed_backups`'s archives, then the keys ``after``."""
+    return seeded(seed_backups, "b", *after)
+
+
 def seed_old_history(settings: Settings) -> None:
     """Runs of two demo jobs 31 to 60 days before :data:`AT`, with their log files: what the
     Retention screen's dry run finds (the demo's own history spans hours)."""
@@ -322,4 +335,5 @@ SHOTS: dict[str, Shot] = {
     "retention": retention(),
     "retention-keep-last": retention("e", "tab", "ctrl+u", "8", "enter"),
     "retention-confirm": retention("a"),
+    "backup": backups(),
 }

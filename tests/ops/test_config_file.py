@@ -63,7 +63,7 @@ def test_save_policy_writes_the_file_the_settings_and_the_job(tmp_path: Path) ->
     settings = load_settings(path, use_search=False, environ={})
     with open_backend(settings) as store:
         changed = save_policy(store, settings, days=14, keep_last=3, schedule="0  4 * * *")
-        assert changed == ["mimir-retention: added"]
+        assert changed == ["mimir-retention: added", "mimir-backup: added"]  # the backup job: off
         job = store.get_job("mimir-retention")
         assert job.cron_expr == "0 4 * * *" and job.timezone == "Europe/Berlin" and job.enabled
         with pytest.raises(BadInput):

@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from maint_helpers import fire_on_three_instances
 
 from mimir_tui.ops.scheduled import SCHEDULED_OPS, upsert_scheduled_ops
 from mimir_tui.persistence import JobExecutionRecord, ScheduledJob, open_backend
 from mimir_tui.persistence.types import utcnow
 from mimir_tui.pipelines.registry import default_registry
 from mimir_tui.pipelines.store import SYSTEM_SOURCE, import_path
-from mimir_tui.scheduler.clock import FakeClock
-from mimir_tui.scheduler.core import Scheduler
 
 #: A quarter of a minute before retention's default time, 03:30 UTC.
 BEFORE = datetime(2026, 1, 6, 3, 29, 45, tzinfo=UTC)
@@ -32,10 +31,9 @@ def test_retention_fires_once_with_three_schedulers(backend, backend_settings) -
         )
     recent = backend.save_execution(JobExecutionRecord(job_id="user", pipeline="p", status="success"))
 
+    # Three instances start at once: each brings the system jobs up to the config.
     stores = [open_backend(settings) for _ in range(3)]
-    clock = FakeClock(BEFORE)
     try:
-        # Three instances start at once: each brings the system jobs up to the config.
         threads = [
             threading.Thread(target=upsert_scheduled_ops, args=(s, settings), kwargs={"now": BEFORE}) for s in stores
         ]
@@ -43,22 +41,12 @@ def test_retention_fires_once_with_three_schedulers(backend, backend_settings) -
             t.start()
         for t in threads:
             t.join()
-        job = backend.get_job("mimir-retention")
-        assert job.enabled and job.cron_expr == "30 3 * * *" and job.next_run == BEFORE.replace(minute=30, second=0)
-        instances = [Scheduler(s, settings, clock=clock, inline=True, worker_id=f"i{n}") for n, s in enumerate(stores)]
-        for instance in instances:
-            instance.register()
-        clock.set(BEFORE + timedelta(seconds=16))
-        ticks = [threading.Thread(target=i.tick) for i in instances]
-        for t in ticks:
-            t.start()
-        for t in ticks:
-            t.join()
-        for instance in instances:  # later ticks at the same instant fire nothing more
-            instance.tick()
     finally:
         for s in stores:
             s.close()
+    job = backend.get_job("mimir-retention")
+    assert job.enabled and job.cron_expr == "30 3 * * *" and job.next_run == BEFORE.replace(minute=30, second=0)
+    fire_on_three_instances(settings, BEFORE, timedelta(seconds=16))
     runs = backend.list_executions("mimir-retention", 10)
     assert len(runs) == 1, [(r.worker_id, r.status) for r in runs]
     run = runs[0]
@@ -73,7 +61,7 @@ def test_retention_fires_once_with_three_schedulers(backend, backend_settings) -
 def test_the_config_decides_the_job(backend, backend_settings) -> None:
     settings = backend_settings
     settings.persistence.retention_schedule = "15 2 * * *"
-    assert upsert_scheduled_ops(backend, settings, now=BEFORE) == ["mimir-retention: added"]
+    assert upsert_scheduled_ops(backend, settings, now=BEFORE) == ["mimir-retention: added", "mimir-backup: added"]
     assert upsert_scheduled_ops(backend, settings, now=BEFORE) == []
     settings.persistence.retention_days = 0  # off: the job stays, disabled
     changed = upsert_scheduled_ops(backend, settings, now=BEFORE)
@@ -82,7 +70,7 @@ def test_the_config_decides_the_job(backend, backend_settings) -> None:
     assert not job.enabled and job.next_run is None and job.cron_expr == "15 2 * * *"
     pipeline = backend.get_pipeline("mimir-retention")
     assert pipeline.source_path == SYSTEM_SOURCE and "Mimir.retention" in pipeline.config
-    assert [op.job_id for op in SCHEDULED_OPS] == ["mimir-retention"]
+    assert [op.job_id for op in SCHEDULED_OPS] == ["mimir-retention", "mimir-backup"]
 
 
 def test_the_pipelines_folder_neither_removes_nor_replaces_a_system_pipeline(sqlite_settings, tmp_path) -> None:
@@ -97,7 +85,7 @@ def test_the_pipelines_folder_neither_removes_nor_replaces_a_system_pipeline(sql
         upsert_scheduled_ops(store, settings)
         result = import_path(store, folder, registry, prune_missing=True, record_errors=True)
         assert result.ok and result.removed == []
-        assert {p.name for p in store.list_pipelines()} == {"mine", "mimir-retention"}
+        assert {p.name for p in store.list_pipelines()} == {"mine", "mimir-retention", "mimir-backup"}
         (folder / "clash.yaml").write_text(
             "name: mimir-retention\nsteps:\n  - name: x\n    plugin: Data_Processing.delay\n"
         )
@@ -108,7 +96,7 @@ def test_the_pipelines_folder_neither_removes_nor_replaces_a_system_pipeline(sql
         (folder / "clash.yaml").unlink()
         (folder / "mine.yaml").unlink()
         import_path(store, folder, registry, prune_missing=True, record_errors=True)
-        assert {p.name for p in store.list_pipelines()} == {"mimir-retention"}
+        assert {p.name for p in store.list_pipelines()} == {"mimir-retention", "mimir-backup"}
 
 
 def test_a_bad_schedule_is_a_config_error_naming_the_key(tmp_path) -> None:

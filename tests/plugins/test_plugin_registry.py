@@ -26,6 +26,7 @@ EXPECTED = {
     "AIModels.openai",
     "AIModels.mock",
     "Mimir.retention",
+    "Mimir.backup",
 }
 
 USER_PLUGIN = textwrap.dedent("""

@@ -24,7 +24,7 @@ def test_the_start_log_has_no_alembic_narration_and_names_keys_without_effect_on
     """A first start upgrades a new database: Mimir says so in one line, without Alembic's
     INFO lines (one per plugin and per revision). Keys set without effect (the seed's backup
     key here) are named once, with why."""
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, scheduler={"max_jobs": 10})
     proc = services.start(config)
     log = tmp_path / "logs" / "mimir.log"
     started(services, proc, log)
@@ -35,7 +35,8 @@ def test_the_start_log_has_no_alembic_narration_and_names_keys_without_effect_on
     assert "alembic" not in text
     (notice,) = [line for line in text.splitlines() if "without effect" in line]
     assert " WARNING mimir.config: " in notice
-    assert notice.endswith(f"{config}: set but without effect: persistence.backup_path (there are no backups yet)")
+    reason = "the original's; scheduler.max_concurrency limits the runs at once"
+    assert notice.endswith(f"{config}: set but without effect: scheduler.max_jobs ({reason})")
 
 
 def test_a_burst_of_stop_signals_stops_the_service(tmp_path, services):

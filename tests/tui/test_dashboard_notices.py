@@ -11,7 +11,7 @@ from mimir_tui.tui.app import MimirApp
 
 async def test_the_dashboard_shows_the_keys_without_effect_once(tmp_path: Path):
     config = tmp_path / "config.yaml"
-    config.write_text("persistence:\n  database_path: ./data/m.db\n  backup_enabled: true\n")
+    config.write_text("persistence:\n  database_path: ./data/m.db\nscheduler:\n  max_jobs: 10\n")
     settings = load_settings(config, environ={})
     settings.pipelines.watch = False
     app = MimirApp(settings)
@@ -20,4 +20,4 @@ async def test_the_dashboard_shows_the_keys_without_effect_once(tmp_path: Path):
         await pilot.pause()
         shown = [n.message for n in app._notifications if "without effect" in n.message]
     assert shown == [settings.no_effect_notice()]
-    assert "persistence.backup_enabled (there are no backups yet)" in shown[0]
+    assert "scheduler.max_jobs (the original's; scheduler.max_concurrency limits the runs at once)" in shown[0]

@@ -303,8 +303,8 @@ def test_repository_config_validates() -> None:
         assert f"persistence.{key}" in s.sources, key
     for key in ("vector_db_path", "enable_vector_db"):  # the vector store (issue 14)
         assert f"persistence.{key}" in s.sources, key
-    for key in ("backup_enabled", "backup_path"):
-        assert f"persistence.{key}" not in s.sources and f"\n  # {key}: " in text, key
+    assert "persistence.backup_enabled" not in s.sources and "\n  # backup_enabled: " in text  # off by default
+    assert "persistence.backup_path" in s.sources  # `backup create` writes there
     for section in ("scheduler", "pipelines", "plugins", "logging", "ui", "vectors"):
         assert any(k.startswith(section + ".") for k in s.sources), section
     assert s.vectors.server() is None and s.vectors.embedding == "offline"
@@ -335,15 +335,14 @@ def test_keys_without_effect_are_named_with_why_in_one_line(tmp_path: Path) -> N
     path = write(tmp_path / "original.yaml", ORIGINAL)
     s = load_settings(str(path), environ={})
     assert s.without_effect() == {
-        "there are no backups yet": ["persistence.backup_enabled"],
         "the original's; scheduler.max_concurrency limits the runs at once": ["scheduler.max_jobs"],
         "the original's web server; Mimir has none": ["server"],
         "the original's, for its web server; Mimir has none": ["security.enable_auth"],
     }
     notice = s.no_effect_notice()
     assert notice is not None and "\n" not in notice
-    assert notice.startswith(f"{path}: set but without effect: persistence.backup_enabled ")
-    assert "persistence.backup_enabled (there are no backups yet)" in notice
+    assert notice.startswith(f"{path}: set but without effect: scheduler.max_jobs ")
+    assert "persistence.backup_enabled" not in notice  # the scheduled backups' system job (issue 13)
     named = [key for keys in s.without_effect().values() for key in keys]
     assert not {"ui.page_size", "scheduler.max_concurrency", "security.block_private_networks"} & set(named)
 
@@ -354,6 +353,9 @@ def test_the_vector_path_set_by_the_environment_has_an_effect_now(tmp_path: Path
     assert load_settings(use_search=False, environ={}).no_effect_notice() is None  # defaults: nothing set
 
 
+MAX_JOBS = "the original's; scheduler.max_concurrency limits the runs at once"
+
+
 def test_config_show_prints_the_keys_without_effect(tmp_path: Path, run_cli) -> None:
     path = write(tmp_path / "original.yaml", ORIGINAL)
     shown = run_cli("config", "show", "--config", str(path))
@@ -361,7 +363,7 @@ def test_config_show_prints_the_keys_without_effect(tmp_path: Path, run_cli) -> 
     assert shown.stdout.splitlines()[1].startswith(f"# warning: {path}: set but without effect: ")
     as_json = run_cli("config", "show", "--json", "--config", str(path))
     data = json.loads(as_json.stdout)
-    assert data["no_effect"]["there are no backups yet"] == ["persistence.backup_enabled"]
+    assert data["no_effect"][MAX_JOBS] == ["scheduler.max_jobs"]
 
 
 def test_persistence_disabled_is_refused_with_one_line(tmp_path: Path, run_cli) -> None:

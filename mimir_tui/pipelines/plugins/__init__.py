@@ -11,6 +11,7 @@ from .delay import Delay
 from .input_api import ApiInput
 from .input_file import FileInput
 from .input_rss import RssInput
+from .mimir_backup import Backup
 from .mimir_ops import Retention
 from .output_html import HtmlOutput
 from .output_json import JsonOutput
@@ -31,6 +32,7 @@ BUILTIN_PLUGINS: list = [
     MockChat,  # AIModels.mock
     VectorStorage,  # Storage.vector
     Retention,  # Mimir.retention
+    Backup,  # Mimir.backup (the scheduled backups' step)
 ]
 
 __all__ = ["BUILTIN_PLUGINS", *(p.__name__ for p in BUILTIN_PLUGINS)]

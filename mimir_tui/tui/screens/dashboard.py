@@ -38,6 +38,7 @@ class DashboardScreen(Screen):
         # Not in the footer (it has no room left at 80 columns): in the help and the palette.
         Binding("m", "vacuum", "Vacuum, analyze, check", show=False, id="open-vacuum"),
         Binding("k", "retention", "Retention", show=False, id="open-retention"),
+        Binding("b", "backups", "Backups", show=False, id="open-backups"),
     ]
 
     def __init__(self) -> None:
@@ -131,6 +132,12 @@ class DashboardScreen(Screen):
         from .maintenance import RetentionScreen
 
         self.app.push_screen(RetentionScreen())
+
+    def action_backups(self) -> None:
+        """The Backup screen (imported here, as the Vectors screen is)."""
+        from .backup import BackupScreen
+
+        self.app.push_screen(BackupScreen())
 
     def action_zoom(self) -> None:
         self.zoomed = not self.zoomed
