@@ -310,7 +310,7 @@ class Settings(BaseModel):
 
     def without_effect(self) -> dict[str, list[str]]:
         """What was set (in the file or the environment) that Mimir reads but does not act on,
-        by the reason why: ``{"there are no backups yet": ["persistence.backup_path"]}``; a key set
+        by the reason why: ``{"the original's web server; Mimir has none": ["server"]}``; a key set
         by an environment variable is named by the variable."""
         found: dict[str, list[str]] = {}
         for name, reason in NO_EFFECT:
