@@ -549,19 +549,6 @@ def last_backup(folder: Path) -> dict[str, Any]:
     }
 
 
-def age_text(when: datetime | None, now: datetime | None = None) -> str:
-    if when is None:
-        return "never"
-    seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
-    if seconds < 120:
-        return f"{int(seconds)} s ago"
-    if seconds < 7200:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 172800:
-        return f"{int(seconds // 3600)} h ago"
-    return f"{int(seconds // 86400)} days ago"
-
-
 __all__ = [
     "ArchiveWriter",
     "archives",

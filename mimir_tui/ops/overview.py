@@ -357,12 +357,11 @@ def executions_per_day(backend: Any, now: datetime, days: int = PER_DAY_DAYS) ->
 
 def backup_row(last: dict[str, Any], now: datetime | None) -> Row:
     """The health pane's "last backup": its age and whether it verified, or ``never``."""
-    from .archive import age_text
-
     if not last.get("archive"):
         return ("last_backup", ("last backup", "never"))
     state = {True: "verified", False: "FAILED verification", None: "not verified"}[last.get("verified")]
-    return ("last_backup", ("last backup", f"{age_text(last['created'], now)}, {state} ({last['archive']})"))
+    age = relative(last["created"], now or datetime.now(UTC))
+    return ("last_backup", ("last backup", f"{age}, {state} ({last['archive']})"))
 
 
 def health_data(

@@ -26,8 +26,8 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from textual.worker import Worker
 
 from ...errors import MimirError
-from ...ops.archive import age_text, listing
-from ...ops.overview import size
+from ...ops.archive import listing
+from ...ops.overview import relative, size
 from ..outcome import FINISHED, deliver
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
@@ -47,7 +47,7 @@ def archive_rows(folder: Path, now: Any) -> list[tuple[str, tuple[str, ...]]]:
                 a["archive"],
                 (
                     a["archive"],
-                    age_text(a["created"], now),
+                    relative(a["created"], now),
                     size(a["size_bytes"]),
                     str(counts.get("scheduled_jobs", "-")),
                     str(counts.get("job_executions", "-")),
