@@ -430,7 +430,8 @@ def phase_idle(
     service = start_service(settings)
     try:
         time.sleep(settle)  # start-up done: jobs loaded, pipelines imported, first heartbeat
-        loaded = len(service.scheduler._jobs) if service.scheduler else 0  # noqa: SLF001
+        held = service.scheduler._jobs if service.scheduler else {}  # noqa: SLF001
+        loaded = sum(job_id.startswith("bench-") for job_id in held)  # beside the system jobs
         if loaded != jobs:
             raise SystemExit(f"the scheduler holds {loaded} jobs, not {jobs}")
         threads0 = thread_cpu()
@@ -566,12 +567,14 @@ def stop_processes(procs: list[subprocess.Popen]) -> None:
 
 
 def arm_jobs(backend: Any, instants: list[datetime], cron: str | None = None) -> None:
-    """Every job of the store on a cron of exactly ``instants`` (or on ``cron``), due first at
+    """Every bench job of the store on a cron of exactly ``instants`` (or on ``cron``), due first at
     the first of them: one UPDATE, which the running services pick up at their next look."""
     now = backend.database_now()
     with backend.engine.begin() as conn:
         conn.execute(
-            JOBS.update().values(cron_expr=cron or pinned_cron(instants), next_run=instants[0], updated_at=now)
+            JOBS.update()
+            .where(JOBS.c.id.like("bench-%"))  # not the system jobs (mimir-backup, mimir-retention)
+            .values(cron_expr=cron or pinned_cron(instants), next_run=instants[0], updated_at=now)
         )
 
 
@@ -602,7 +605,12 @@ def read_fires(backend: Any, jobs: int, instants: list[datetime]) -> Fires:
     cols = EXECUTIONS.c
     query = select(
         cols.job_id, cols.status, cols.scheduled_for, cols.start_time, cols.end_time, cols.steps, cols.worker_id
-    ).where(cols.triggered_by == "scheduler", cols.scheduled_for >= instants[0], cols.scheduled_for <= instants[-1])
+    ).where(
+        cols.triggered_by == "scheduler",
+        cols.job_id.like("bench-%"),
+        cols.scheduled_for >= instants[0],
+        cols.scheduled_for <= instants[-1],
+    )
     with backend.engine.connect() as conn:
         rows = conn.execute(query).fetchall()
     wanted = set(instants)
@@ -637,6 +645,7 @@ def ended(backend: Any, instants: list[datetime]) -> int:
     cols = EXECUTIONS.c
     query = select(func.count()).where(
         cols.triggered_by == "scheduler",
+        cols.job_id.like("bench-%"),
         cols.scheduled_for >= instants[0],
         cols.scheduled_for <= instants[-1],
         cols.status.notin_(("queued", "running")),

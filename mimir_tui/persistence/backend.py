@@ -73,7 +73,9 @@ class Store(Protocol):
     def list_pipelines(self) -> list[PipelineConfig]: ...
     def delete_pipeline(self, name: str) -> None: ...
     def update_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig: ...
-    def save_execution(self, execution: JobExecutionRecord, *, only_unfinished: bool = False) -> Any: ...
+    def save_execution(
+        self, execution: JobExecutionRecord, *, only_unfinished: bool = False, job_result: bool = False
+    ) -> Any: ...
     def get_execution(self, execution_id: str) -> JobExecutionRecord: ...
     def list_executions(
         self,
@@ -167,8 +169,10 @@ class PersistenceBackend:
     def update_pipeline(self, pipeline: PipelineConfig) -> PipelineConfig:
         return self.pipelines.update(pipeline)
 
-    def save_execution(self, execution: JobExecutionRecord, *, only_unfinished: bool = False) -> Any:
-        return self.executions.save(execution, only_unfinished=only_unfinished)
+    def save_execution(
+        self, execution: JobExecutionRecord, *, only_unfinished: bool = False, job_result: bool = False
+    ) -> Any:
+        return self.executions.save(execution, only_unfinished=only_unfinished, job_result=job_result)
 
     def get_execution(self, execution_id: str) -> JobExecutionRecord:
         return self.executions.get(execution_id)

@@ -27,6 +27,7 @@ from sqlalchemy import (
 
 from ..errors import Conflict, NotFound, PersistenceError
 from .db import Database, one_of, operation
+from .jobs import schedule_statement
 from .models import (
     EXECUTIONS,
     FINISHED,
@@ -142,7 +143,7 @@ class ExecutionStore:
     # -- writing a run as it goes ------------------------------------------------------
 
     @operation("save_execution")
-    def save(self, execution: JobExecutionRecord, *, only_unfinished: bool = False) -> Any:
+    def save(self, execution: JobExecutionRecord, *, only_unfinished: bool = False, job_result: bool = False) -> Any:
         """Insert the record, or replace it if its id exists (the engine saves a run as it goes).
 
         ``cancel_requested`` is never cleared by a save: it belongs to whoever asked to cancel.
@@ -151,6 +152,9 @@ class ExecutionStore:
         ``running`` (a run must not overwrite the end another instance gave it, e.g. a reaper's
         ``interrupted`` whose retry is queued already); returns True if the record was written,
         False if the row had finished. Without it, returns the record.
+
+        ``job_result``: the record is a run's end; when it is written, its status becomes its
+        job's ``last_result`` in the same transaction (one write for both, at every fire).
         """
         execution.updated_at = utcnow()
         values = values_of(execution, EXECUTIONS)
@@ -166,6 +170,11 @@ class ExecutionStore:
                             applied = False  # the row has finished: left as it is
                         else:
                             tx.execute(self._insert(), values)
+                if job_result and applied and execution.job_id is not None:
+                    tx.execute(
+                        schedule_statement(self.db, ("last_result",)),
+                        {"last_result": execution.status, "job_id": execution.job_id},
+                    )
         except Exception as exc:
             if self.db.is_integrity_error(exc):
                 raise Conflict(self._integrity_message(exc, execution)) from None

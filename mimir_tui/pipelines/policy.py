@@ -26,6 +26,7 @@ methods.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -61,9 +62,22 @@ def working_folder(settings: Any, source_path: str | None) -> Path:
     if configured:
         return Path(configured)
     if source_path:
-        return Path(source_path).resolve().parent
+        return source_folder(source_path)
     config = getattr(settings, "config_path", None)
     return config.parent if config is not None else Path.cwd()
+
+
+def source_folder(source_path: str) -> Path:
+    """The folder of a pipeline's file, links resolved: once per absolute path (resolving
+    reads every part of the path, and every run of the pipeline asks)."""
+    if os.path.isabs(source_path):
+        return _resolved_folder(source_path)
+    return Path(source_path).resolve().parent  # relative to the current directory, which may change
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved_folder(source_path: str) -> Path:
+    return Path(source_path).resolve().parent
 
 
 def _within(path: Path, folders: tuple[Path, ...]) -> bool:

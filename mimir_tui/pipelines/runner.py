@@ -50,7 +50,7 @@ from ..secrets import SecretMasker, mask_tree, secret_values
 from . import loops, templates
 from .cancel import CancelToken
 from .execlog import ExecutionLog, execution_log_path
-from .policy import working_folder
+from .policy import source_folder, working_folder
 from .registry import Plugin, PluginRegistry, StepContext
 from .spec import PipelineError, PipelineIssue, PipelineSpec, load_file, validate_pipeline
 from .summaries import summarize
@@ -310,16 +310,24 @@ class PipelineRunner:
             spec = self.load(name)
             return spec, validate_pipeline(spec, self.registry)
         version = store.version(name)
-        with self._specs_lock:
-            cached = self._specs.get(name)
-        if version is not None and cached is not None and cached[0] == version:
-            return cached[1], cached[2]
+        cached = self._cached(name, version)
+        if cached is not None:
+            return cached
         spec = self.load(name)
         issues = validate_pipeline(spec, self.registry)
         if version is not None:
             with self._specs_lock:
                 self._specs[name] = (version, spec, issues)
         return spec, issues
+
+    def _cached(self, name: str, version: Any) -> tuple[PipelineSpec, list[PipelineIssue]] | None:
+        """The parsed spec and issues of stored pipeline ``name`` if this runner holds them for
+        ``version`` (None: not known)."""
+        if version is None:
+            return None
+        with self._specs_lock:
+            cached = self._specs.get(name)
+        return (cached[1], cached[2]) if cached is not None and cached[0] == version else None
 
     def log_path(self, execution_id: str) -> Path:
         return execution_log_path(self.settings, execution_id)
@@ -361,18 +369,26 @@ class PipelineRunner:
         timeout: float | None = None,
         cancel: CancelToken | None = None,
         on_step: OnStep | None = None,
+        claimed: bool = False,
+        pipeline_version: Any = None,
     ) -> JobExecutionRecord:
         """Run ``pipeline`` (a spec, a pipeline name, or a YAML path) and return its final record.
 
         An unknown or invalid pipeline raises ``NotFound``/``PipelineError`` (exit 2) when the
         run is ad hoc (no ``job_id`` and no ``execution_id``); for a job's run it is recorded as
         a failed execution instead, so the operator sees it in the history. If the record
-        ``execution_id`` exists already and has finished, it is returned untouched."""
+        ``execution_id`` exists already and has finished, it is returned untouched.
+
+        ``claimed``: the caller has just claimed ``execution_id`` (the scheduler's executor):
+        it is not read first (its first save finds out whether it ended meanwhile), and its end
+        is saved together with its job's ``last_result``. ``pipeline_version``: the stored
+        pipeline's version as the caller read it (``PipelineStore.versions``, one read for a
+        batch of fires): a spec this runner holds for it is used without reading it again."""
         exec_id = execution_id or new_id()
         started = self.now()
         ref_name = pipeline.name if isinstance(pipeline, PipelineSpec) else str(pipeline)
 
-        if execution_id is not None:
+        if execution_id is not None and not claimed:
             try:
                 existing = await asyncio.to_thread(self.backend.get_execution, execution_id)
             except NotFound:
@@ -381,7 +397,8 @@ class PipelineRunner:
                 return existing
 
         try:
-            spec, issues = await asyncio.to_thread(self._resolve, pipeline)
+            known = None if isinstance(pipeline, PipelineSpec) else self._cached(str(pipeline), pipeline_version)
+            spec, issues = known if known is not None else await asyncio.to_thread(self._resolve, pipeline)
             if issues:
                 raise PipelineError(issues)
         except BadInput as exc:
@@ -408,7 +425,7 @@ class PipelineRunner:
             )
             exec_log.write("ERROR", record.error or "")
             exec_log.close()
-            return await self._save_final(record, cancel)
+            return await self._save_final(record, cancel, job_result=claimed)
 
         record = JobExecutionRecord(
             id=exec_id,
@@ -490,7 +507,7 @@ class PipelineRunner:
         # seen here).
         final: JobExecutionRecord | None = None
         try:
-            final = await self._save_final(record, cancel)
+            final = await self._save_final(record, cancel, job_result=claimed)
         finally:
             self._log_end(exec_log, spec, record, final)
         if interrupted:
@@ -514,9 +531,12 @@ class PipelineRunner:
         )
         exec_log.close()
 
-    def _save_unfinished(self, record: JobExecutionRecord) -> bool:
+    def _save_unfinished(self, record: JobExecutionRecord, job_result: bool = False) -> bool:
         """Save ``record`` unless its row has finished meanwhile (another instance ended it:
-        a reaper's ``interrupted``, whose retry is queued already); False then."""
+        a reaper's ``interrupted``, whose retry is queued already); False then. ``job_result``:
+        its end, saved with its job's ``last_result``."""
+        if job_result:
+            return bool(self.backend.save_execution(record, only_unfinished=True, job_result=True))
         return bool(self.backend.save_execution(record, only_unfinished=True))
 
     def _ended_elsewhere(self, ended: JobExecutionRecord) -> None:
@@ -549,9 +569,12 @@ class PipelineRunner:
             if stop is not None:
                 stop.set(message, stored or Status.cancelled)
 
-    async def _save_final(self, record: JobExecutionRecord, cancel: CancelToken | None = None) -> JobExecutionRecord:
+    async def _save_final(
+        self, record: JobExecutionRecord, cancel: CancelToken | None = None, *, job_result: bool = False
+    ) -> JobExecutionRecord:
         """Save the run's end; returns the record as stored: ours, or, if another instance ended
-        the run meanwhile, theirs (never overwritten).
+        the run meanwhile, theirs (never overwritten). ``job_result``: the end, ours or theirs,
+        becomes the job's ``last_result``.
 
         While the database is away, the run keeps its end and tries again, with backoff (up to
         :attr:`save_backoff_max` s between tries), for ``scheduler.outcome_save_window``
@@ -562,11 +585,15 @@ class PipelineRunner:
         delay, failing_since, last_try = 0.2, None, False
         while True:
             try:
-                if await asyncio.to_thread(self._save_unfinished, record):
+                if await asyncio.to_thread(self._save_unfinished, record, job_result):
                     stored = record
                 else:
                     stored = await asyncio.to_thread(self.backend.get_execution, record.id)
                     self._ended_elsewhere(stored)
+                    if job_result and record.job_id is not None:  # theirs is the job's result
+                        await asyncio.to_thread(
+                            self.backend.jobs.set_schedule, record.job_id, last_result=stored.status
+                        )
                 if failing_since is not None:
                     log.warning(
                         "execution %s: its end (%s) was saved after %.1f s of failed tries",
@@ -793,7 +820,7 @@ class PipelineRunner:
             "attempt": record.attempt,
             "started_at": as_utc(record.start_time).isoformat(),
             "date": as_utc(record.start_time).strftime("%Y-%m-%d"),
-            "source_dir": str(Path(spec.source_path).resolve().parent) if spec.source_path else str(base_dir),
+            "source_dir": str(source_folder(spec.source_path)) if spec.source_path else str(base_dir),
             "working_dir": str(base_dir),
         }
         total = len(spec.steps)

@@ -371,7 +371,7 @@ class Scheduler:
         # jobs due at once, fire lag p99 of seconds instead of a few hundred ms). For the same
         # reason the pool starts no queued run (a backlog of earlier fires) while claiming.
         held = self.pool if not self.inline else None
-        self._unstarted = [] if held is not None else None
+        self._unstarted = []  # inline too: the runs of a test's tick start as the service's do
         if held is not None:
             held.hold()
         try:
@@ -389,9 +389,10 @@ class Scheduler:
             unstarted, self._unstarted = self._unstarted, None
             # Stopping meanwhile: the claimed fires stay queued, and stop() marks them
             # interrupted (and queues their retries) once this tick has returned.
-            if not self._draining.is_set():
-                for job, chain in unstarted or ():
-                    self._submit_chain(job, chain)
+            if not self._draining.is_set() and unstarted:
+                versions = self._pipeline_versions({job.pipeline for job, _ in unstarted})
+                for job, chain in unstarted:
+                    self._submit_chain(job, chain, versions=versions)
             if held is not None:
                 held.release()
         return report
@@ -780,15 +781,31 @@ class Scheduler:
         except MimirError:
             return None
 
+    def _pipeline_versions(self, names: set[str]) -> dict[str, Any]:
+        """The stored versions of the pipelines ``names`` in one read, for the runs a tick
+        starts (each run's runner then reads no version of its own); empty if the read fails
+        (each run reads its own)."""
+        try:
+            return self.backend.pipelines.versions(names)
+        except MimirError as exc:
+            log.debug("could not read the versions of pipelines %s: %s", ", ".join(sorted(names)), exc)
+            return {}
+
     def _submit(self, job: ScheduledJob | None, record: JobExecutionRecord, *, pipeline: str | None = None) -> None:
         self._submit_chain(job, [record], pipeline=pipeline)
 
     def _submit_chain(
-        self, job: ScheduledJob | None, records: list[JobExecutionRecord], *, pipeline: str | None = None
+        self,
+        job: ScheduledJob | None,
+        records: list[JobExecutionRecord],
+        *,
+        pipeline: str | None = None,
+        versions: dict[str, Any] | None = None,
     ) -> None:
         """Run ``records`` one after another (in this thread when inline, else in the pool).
         Once the instance is stopping, the rest of a chain is left ``queued`` for
-        :meth:`stop` to mark interrupted."""
+        :meth:`stop` to mark interrupted. ``versions``: stored pipelines' versions, read
+        for a batch of fires (see :meth:`_pipeline_versions`)."""
         events = [new_cancel() for _ in records]
         with self._cancel_lock:
             for record, event in zip(records, events, strict=True):
@@ -803,7 +820,14 @@ class Scheduler:
                     if self._stop.is_set() or (index and self._draining.is_set()):
                         return
                     try:
-                        final = self.executor.execute(job, record, pipeline, event, fire=self._fires_of.get(record.id))
+                        final = self.executor.execute(
+                            job,
+                            record,
+                            pipeline,
+                            event,
+                            fire=self._fires_of.get(record.id),
+                            pipeline_version=(versions or {}).get(pipeline or record.pipeline),
+                        )
                         if final is not None and self.on_finished is not None:
                             self.on_finished(final)
                     finally:

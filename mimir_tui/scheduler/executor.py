@@ -132,11 +132,14 @@ class Executor:
         cancel: CancelToken | None = None,
         *,
         fire: datetime | None = None,
+        pipeline_version: Any = None,
     ) -> JobExecutionRecord | None:
         """Run the claimed ``record`` to its end; the final record, or None if the run could
         not even start (it is then recorded ``failed``) or its end could not be saved (see
-        ``PipelineRunner._save_final``). ``fire``: the fire a retry belongs to (see
-        :func:`~mimir_tui.scheduler.retries.retry_request`)."""
+        ``PipelineRunner._save_final``). Its end is saved with its job's ``last_result``.
+        ``fire``: the fire a retry belongs to (see
+        :func:`~mimir_tui.scheduler.retries.retry_request`); ``pipeline_version``: the stored
+        pipeline's version as read at the claim (see ``PipelineRunner.run_async``)."""
         pipeline = pipeline or record.pipeline
         cancel = cancel if cancel is not None else new_cancel()
         timeout = job.timeout_seconds if job and job.timeout_seconds else self.settings.scheduler.default_timeout
@@ -151,6 +154,8 @@ class Executor:
                 worker_id=self.worker_id,
                 timeout=timeout,
                 cancel=cancel,
+                claimed=True,
+                pipeline_version=pipeline_version,
             )
         except OutcomeNotSaved as exc:
             # The run ended, and the database stayed away for the runner's whole save window:
@@ -175,13 +180,8 @@ class Executor:
         if stopped:
             self.stopped_runs += 1
         retry = final.status != Status.interrupted or stopped
-        if job is not None:
-            try:
-                self.backend.jobs.set_schedule(job.id, last_result=final.status)
-            except MimirError as exc:
-                log.error("could not record the result of job %s: %s", job.id, exc)
-            if retry:
-                self.maybe_retry(final, job, fire=fire)
+        if job is not None and retry:
+            self.maybe_retry(final, job, fire=fire)
         return final
 
     def record_failure(self, record: JobExecutionRecord, pipeline: str, error: str) -> JobExecutionRecord | None:

@@ -626,3 +626,28 @@ def test_persistence_errors_are_one_line_mimir_errors(backend: PersistenceBacken
         assert "Traceback" not in str(exc)
     else:
         assert backend.dialect == "sqlite"
+
+
+def test_a_runs_end_saves_its_jobs_last_result_in_the_same_write(backend: PersistenceBackend) -> None:
+    """``save_execution(job_result=True)``: the end of a run becomes its job's last_result
+    when it is written; a row another instance ended first keeps its end, and the job's
+    last_result is not touched by the refused save."""
+    job = backend.save_job(ScheduledJob(name="j", pipeline="p", cron_expr="* * * * *"))
+    run = JobExecutionRecord(job_id=job.id, pipeline="p", status="running", start_time=T0, steps=[], context={})
+    backend.save_execution(run)
+    run.status, run.end_time = "failed", T0 + timedelta(seconds=1)
+    assert backend.save_execution(run, only_unfinished=True, job_result=True) is True
+    assert backend.get_job(job.id).last_result == "failed"
+    run.status = "success"
+    assert backend.save_execution(run, only_unfinished=True, job_result=True) is False  # ended already
+    assert backend.get_execution(run.id).status == "failed"
+    assert backend.get_job(job.id).last_result == "failed"
+
+
+def test_pipeline_versions_read_in_one_go_equal_the_single_reads(backend: PersistenceBackend) -> None:
+    for name in ("a", "b"):
+        backend.save_pipeline(PipelineConfig(name=name, config=json.dumps({"name": name, "steps": []}), checksum=name))
+    versions = backend.pipelines.versions(["a", "b", "missing", "a"])
+    assert set(versions) == {"a", "b"}
+    assert versions == {name: backend.pipelines.version(name) for name in ("a", "b")}
+    assert backend.pipelines.versions([]) == {}

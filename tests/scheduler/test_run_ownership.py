@@ -199,11 +199,11 @@ def test_a_reaped_scheduler_run_that_finishes_late_is_retried_once(sqlite_settin
                 return real(*args, **kwargs)
             original = scheduler.runner._save_final
 
-            async def late_final(record, *args):
+            async def late_final(record, *args, **kw):
                 interrupted = backend.executions.interrupt_runs(["slowpoke"], "interrupted: reaped")
                 for r in interrupted:
                     scheduler._maybe_retry(r)
-                return await original(record, *args)
+                return await original(record, *args, **kw)
 
             scheduler.runner._save_final = late_final
             try:

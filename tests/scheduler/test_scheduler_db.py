@@ -445,3 +445,31 @@ def test_runs_on_a_machine_with_a_slow_clock_are_recorded_on_the_databases_time(
             or (db_now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M") in log_text
         )
     assert record.status == "success" and 0 <= record.duration < 5000
+
+
+def test_a_batch_of_fires_reads_nothing_per_run_and_writes_each_run_twice(backend, backend_settings):
+    """Issue 12: the database work of 20 fires due at one instant, counted by the store's own
+    operation metrics: one claim transaction and one read of the pipelines' versions for the
+    tick; per run, its first save (running) and its end (with the job's last_result); no read
+    of a run, a version or a job per fire."""
+    add_pipelines(backend, ok_spec())
+    count = 20
+    for i in range(count):
+        jobs.create_job(backend, name=f"j{i:02d}", pipeline="ok", cron_expr="* * * * *", now=T0)
+    fire = T0 + timedelta(minutes=1)
+    scheduler = fake_scheduler(backend, backend_settings, FakeClock(fire))
+    scheduler.refresh_jobs()
+    scheduler.executor.runner.load("ok")  # import time work done: the spec is parsed at the first run
+    before = {op: s["count"] for op, s in backend.metrics.snapshot().items()}
+    report = scheduler.tick()
+    after = {op: s["count"] for op, s in backend.metrics.snapshot().items()}
+    used = {op: n - before.get(op, 0) for op, n in after.items() if n != before.get(op, 0)}
+    assert len(report.claimed) == count
+    assert used.pop("claim_batch") == 1
+    assert used.pop("pipeline_versions") == 1
+    assert used.pop("save_execution") == 2 * count
+    assert used.pop("jobs_signature", 0) <= 1
+    assert used.pop("pipeline_version", 0) <= 1  # the first run parses the spec, once
+    assert used.pop("get_pipeline", 0) <= 1
+    assert used == {}, f"per-fire work a batch could answer: {used}"
+    assert {j.last_result for j in backend.list_jobs()} == {"success"}
