@@ -120,9 +120,11 @@ def prepare_sqlite_file(path: str) -> None:
     if not parent.is_dir():
         raise PersistenceError(f"data directory {parent} is not a directory")
     if st is not None:
-        head = _read_head(db, st)
-        if head and head != SQLITE_MAGIC:
-            raise PersistenceError(f"database_path {db} is not a SQLite database (left untouched)")
+        if (st.st_dev, st.st_ino) not in _HEADS_READ:
+            head = _read_head(db, st)
+            if head and head != SQLITE_MAGIC:
+                raise PersistenceError(f"database_path {db} is not a SQLite database (left untouched)")
+            _HEADS_READ.add((st.st_dev, st.st_ino))
         if not os.access(db, os.W_OK):
             raise PersistenceError(f"database file {db} is not writable")
     else:
@@ -130,13 +132,26 @@ def prepare_sqlite_file(path: str) -> None:
             raise PersistenceError(f"data directory {parent} is not writable")
         try:
             fd = os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
+            try:
+                made = os.fstat(fd)
+                _HEADS_READ.add((made.st_dev, made.st_ino))  # ours, new: never read again
+            finally:
+                os.close(fd)
         except FileExistsError:  # made meanwhile by another process: checked like any existing file
             prepare_sqlite_file(path)
             return
         except OSError as exc:
             raise PersistenceError(f"cannot create database file {db}: {exc.strerror or exc}") from None
     restrict_file_modes(db)
+
+
+#: The database files (device, inode) whose first bytes this process has read: read once. A
+#: descriptor of the file that this process closes drops every SQLite lock the process holds on
+#: it (POSIX advisory locks belong to the process): a second backend opened on a file this
+#: process has open (the dashboard's, a command's) would otherwise let another program's last
+#: connection take it for unused, checkpoint and delete its write-ahead log under the open
+#: connections ("disk I/O error" at their next statement).
+_HEADS_READ: set[tuple[int, int]] = set()
 
 
 def _read_head(db: Path, checked: os.stat_result) -> bytes:

@@ -100,3 +100,39 @@ def test_threads_and_processes_write_one_sqlite_file(sqlite_settings: Settings, 
         assert all(s["failures"] == 0 for s in snap.values()), snap
     finally:
         store.close()
+
+
+_LAST_CONNECTION = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("ROLLBACK")
+conn.close()
+"""
+
+
+def test_a_second_backend_in_a_process_keeps_the_first_ones_locks(sqlite_settings: Settings) -> None:
+    """Opening a second backend on a file this process has open reads nothing of the file
+    outside SQLite: a descriptor closed by the process drops every lock the process holds on
+    the file, and another program's connection, closing, then takes the file for unused and
+    deletes its write-ahead log under the open connections (which then fail with "disk I/O
+    error", or read a log of their own that nobody else sees)."""
+    db = Path(sqlite_settings.persistence.database_path)
+    first = open_backend(sqlite_settings)
+    try:
+        first.save_job(ScheduledJob(id="before", name="before", pipeline="p", cron_expr="* * * * *"))
+        second = open_backend(sqlite_settings)
+        second.close()
+        subprocess.run([sys.executable, "-c", _LAST_CONNECTION, str(db)], check=True, timeout=30)
+        assert db.with_name(db.name + "-wal").exists(), "another program deleted the log under us"
+        first.save_job(ScheduledJob(id="after", name="after", pipeline="p", cron_expr="* * * * *"))
+        with first.db.write():  # the pooled connection, idle all along, still works
+            pass
+        assert {j.id for j in first.list_jobs()} == {"before", "after"}
+    finally:
+        first.close()
+    reopened = open_backend(sqlite_settings)
+    try:
+        assert {j.id for j in reopened.list_jobs()} == {"before", "after"}
+    finally:
+        reopened.close()
