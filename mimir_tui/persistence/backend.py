@@ -129,6 +129,10 @@ class PersistenceBackend:
     def metrics(self) -> OperationMetrics:
         return self.db.metrics
 
+    def change_marker(self) -> tuple[int, ...] | None:
+        """Changes whenever anyone commits (SQLite; None on a server): see ``Database.marker``."""
+        return self.db.marker()
+
     @operation("database_now")
     def database_now(self) -> datetime:
         """The database server's clock, in UTC (SQLite: this machine's): schedules fall due,

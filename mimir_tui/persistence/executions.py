@@ -64,6 +64,17 @@ def active_runs() -> Any:
     )
 
 
+def _orphaned(cutoff: Any) -> Any:
+    """Queued or running executions that no live worker owns, untouched since ``cutoff`` (a
+    time, or a parameter of a prepared statement): see ExecutionStore.sweep_orphaned_runs."""
+    live = select(WORKERS.c.id).where(one_of(WORKERS.c.status, LIVE_WORKER))
+    return and_(
+        one_of(EXECUTIONS.c.status, UNFINISHED),
+        or_(EXECUTIONS.c.worker_id.is_(None), EXECUTIONS.c.worker_id.not_in(live)),
+        func.coalesce(EXECUTIONS.c.updated_at, EXECUTIONS.c.start_time, type_=EXECUTIONS.c.updated_at.type) < cutoff,
+    )
+
+
 def _records(rows: list[Any]) -> list[JobExecutionRecord]:
     return records(JobExecutionRecord, COLUMNS, rows)
 
@@ -469,17 +480,15 @@ class ExecutionStore:
 
     @operation("unfinished_run_ids")
     def unfinished_run_ids(self, worker_id: str) -> list[str]:
-        """Ids of the executions of ``worker_id`` that are queued or running."""
-        with self.db.read() as conn:
-            return list(
-                conn.execute(
-                    select(EXECUTIONS.c.id).where(
-                        and_(EXECUTIONS.c.worker_id == worker_id, EXECUTIONS.c.status.in_(UNFINISHED))
-                    )
-                )
-                .scalars()
-                .all()
-            )
+        """Ids of the executions of ``worker_id`` that are queued or running (every heartbeat
+        asks: a prepared statement)."""
+        prepared = self.db.prepare(
+            "unfinished_run_ids",
+            lambda: select(EXECUTIONS.c.id).where(
+                EXECUTIONS.c.worker_id == bindparam("worker_id"), one_of(EXECUTIONS.c.status, UNFINISHED)
+            ),
+        )
+        return [row[0] for row in self.db.fetch(prepared, {"worker_id": worker_id})]
 
     @operation("sweep_orphaned_runs")
     def sweep_orphaned_runs(self, *, stale_after: float, now: datetime | None = None) -> list[JobExecutionRecord]:
@@ -492,17 +501,19 @@ class ExecutionStore:
         whose heartbeat went stale is ``WorkerStore.reap_stale_workers``' business."""
         when = as_utc(now) or self.db.now()
         cutoff = when - timedelta(seconds=stale_after)
-        live = select(WORKERS.c.id).where(WORKERS.c.status.in_(LIVE_WORKER))
-        orphan = and_(
-            EXECUTIONS.c.status.in_(UNFINISHED),
-            or_(EXECUTIONS.c.worker_id.is_(None), EXECUTIONS.c.worker_id.not_in(live)),
-            func.coalesce(EXECUTIONS.c.updated_at, EXECUTIONS.c.start_time, type_=EXECUTIONS.c.updated_at.type)
-            < cutoff,
+        # A read first, prepared (every heartbeat asks): on SQLite the common case (nothing to
+        # sweep) takes no write lock.
+        anything = self.db.prepare(
+            "any_orphaned_run",
+            lambda: (
+                select(EXECUTIONS.c.id)
+                .where(_orphaned(bindparam("cutoff", type_=EXECUTIONS.c.updated_at.type)))
+                .limit(1)
+            ),
         )
-        with self.db.read() as conn:
-            # A read first: on SQLite the common case (nothing to sweep) takes no write lock.
-            if not conn.execute(select(EXECUTIONS.c.id).where(orphan).limit(1)).first():
-                return []
+        if not self.db.fetch(anything, {"cutoff": cutoff}):
+            return []
+        orphan = _orphaned(cutoff)
         with self.db.write() as conn:
             rows = conn.execute(select(EXECUTIONS).where(orphan)).all()
             return self._interrupt_rows(conn, rows, "interrupted: no live instance was running it", when, guard=orphan)

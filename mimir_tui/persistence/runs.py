@@ -348,6 +348,26 @@ class RunStore:
     def _locked(self, query: Any) -> Any:
         return query.with_for_update(skip_locked=True) if self.db.dialect.skip_locked else query
 
+    @operation("queue_next_available")
+    def next_available(self, queues: Iterable[str] | None = None) -> datetime | None:
+        """The earliest ``available_at`` of the requests of ``queues`` (None: of any), whether
+        their jobs have room or not; None for an empty queue. An idle queue loop sleeps until
+        then, or until the database changes."""
+        names = None if queues is None else sorted(queues)
+        if names == []:
+            return None
+        count = None if names is None else len(names)
+
+        def build() -> Any:
+            query = select(func.min(QUEUE.c.available_at, type_=QUEUE.c.available_at.type))
+            if count is not None:
+                query = query.where(QUEUE.c.queue.in_([bindparam(f"q{i}") for i in range(count)]))
+            return query
+
+        values = {f"q{i}": name for i, name in enumerate(names or ())}
+        rows = self.db.fetch(self.db.prepare(("queue_next_available", count), build), values)
+        return as_utc(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def _anything_available(self, now: datetime, names: list[str] | None) -> bool:
         count = None if names is None else len(names)
 

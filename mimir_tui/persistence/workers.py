@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 
-from .db import Database, operation
+from .db import Database, one_of, operation
 from .executions import LIVE_WORKER, ExecutionStore
 from .models import WORKERS, JobExecutionRecord, Worker, WorkerStatus, values_of
 from .rows import WorkerRow
@@ -50,12 +50,18 @@ class WorkerStore:
             values["status"] = status
         if load is not None:
             values["capacity"], values["running"] = load
-        condition = WORKERS.c.id == worker_id
-        if not revive:
-            condition = and_(condition, WORKERS.c.status.in_(LIVE_WORKER))
-        with self.db.write() as conn:
-            result = conn.execute(update(WORKERS).where(condition).values(**values))
-        return result.rowcount == 1
+        shape = tuple(sorted(values))
+
+        def build() -> Any:
+            condition = WORKERS.c.id == bindparam("worker_id")
+            if not revive:
+                condition = and_(condition, one_of(WORKERS.c.status, LIVE_WORKER))
+            sets = {name: bindparam(name, type_=WORKERS.c[name].type) for name in shape}
+            return update(WORKERS).where(condition).values(**sets)
+
+        prepared = self.db.prepare(("heartbeat", shape, revive), build)  # every few seconds
+        with self.db.raw_write() as tx:
+            return tx.execute(prepared, {**values, "worker_id": worker_id}) == 1
 
     @operation("list_workers")
     def list_workers(self) -> list[WorkerRow]:
@@ -99,13 +105,18 @@ class WorkerStore:
         if not forced:
             # A read first: at every heartbeat of every instance, the common case (nobody is
             # stale) takes no write lock.
-            with self.db.read() as conn:
-                stale = conn.execute(
+            anyone = self.db.prepare(
+                "any_stale_worker",
+                lambda: (
                     select(WORKERS.c.id)
-                    .where(WORKERS.c.status.in_(LIVE_WORKER), WORKERS.c.heartbeat_at < cutoff)
+                    .where(
+                        one_of(WORKERS.c.status, LIVE_WORKER),
+                        WORKERS.c.heartbeat_at < bindparam("cutoff", type_=WORKERS.c.heartbeat_at.type),
+                    )
                     .limit(1)
-                ).first()
-            if stale is None:
+                ),
+            )
+            if not self.db.fetch(anyone, {"cutoff": cutoff}):
                 return [], []
         with self.db.write() as conn:
             candidates = conn.execute(

@@ -70,6 +70,9 @@ BATCH_JOBS = 1000
 #: for edits whose ``updated_at`` came from a clock behind the others': edits take the
 #: database's clock, so it is seldom needed; a reload of 1,000 jobs costs some 30 ms).
 FULL_REFRESH_EVERY = 300.0
+#: Most seconds an idle loop goes without reading the database while its SQLite file shows no
+#: change (see _Looks): a change hidden by a coarse file clock is seen by then.
+LOOK_ANYWAY_EVERY = 30.0
 #: Why a run of a live instance that it no longer executes (see Scheduler._reconcile) is.
 LOST_REASON = "interrupted: the instance that claimed it was no longer running it"
 
@@ -90,6 +93,29 @@ def _fire_record(**values: Any) -> JobExecutionRecord:
     }
     row.update(values)
     return JobExecutionRecord.model_construct(**row)
+
+
+class _Looks:
+    """Whether an idle loop should read the database again: when its SQLite file changed since
+    the last look (anyone's commit changes it: ``backend.change_marker``, a ``stat``), else
+    every :data:`LOOK_ANYWAY_EVERY` seconds; at every call on a server (no marker).
+    :meth:`forget` after a failed read: the next call looks."""
+
+    def __init__(self, backend: Any) -> None:
+        self._marker: Callable[[], Any] = getattr(backend, "change_marker", lambda: None)
+        self._seen: Any = None
+        self._at = float("-inf")
+
+    def due(self) -> bool:
+        mark = self._marker()
+        now = time.monotonic()
+        if mark is None or mark != self._seen or now - self._at >= LOOK_ANYWAY_EVERY:
+            self._seen, self._at = mark, now
+            return True
+        return False
+
+    def forget(self) -> None:
+        self._at = float("-inf")
 
 
 @dataclass
@@ -258,10 +284,11 @@ class Scheduler:
     # -- loops ----------------------------------------------------------------------------
 
     def _fire_loop(self) -> None:
+        looks = _Looks(self.backend)  # the jobs table is read again only when it may have changed
         while not self._draining.is_set():
             wait = self.config.poll_interval
             try:
-                report = self.tick()
+                report = self.tick(look=looks.due())
                 now = self.clock.now()
                 soonest = self._soonest()[1]
                 if soonest is not None and not report.errors:
@@ -272,24 +299,46 @@ class Scheduler:
                 # poll_interval, not in a busy loop.
                 self._tick_errors.ok()
             except Exception as exc:  # keep firing through a database hiccup
+                looks.forget()
                 self._tick_errors.report(exc)
             self.clock.wait(self._draining, wait)
         self._tick_errors.flush()
 
     def _queue_loop(self) -> None:
+        # An idle queue is looked at when this instance wakes the loop (it queued a retry, or
+        # a run ended: a slot), when the database changed (another process queued a run, or
+        # ended one: room for a waiting request), or when the earliest request waiting for its
+        # time is due; not at every poll_interval. A look is one read (the earliest request's
+        # time), and a claim only when a request is available.
+        looks = _Looks(self.backend)
+        woken, due_at = True, None
         while not self._draining.is_set():
-            try:
-                claimed = self.poll_queue()
-                self._queue_errors.ok()
-            except Exception as exc:
-                self._queue_errors.report(exc)
-                claimed = 0
+            claimed = 0
+            due = due_at is not None and self.clock.now() >= due_at
+            if woken or due or looks.due():
+                try:
+                    claimed, due_at = self._look_at_queue()
+                    self._queue_errors.ok()
+                except Exception as exc:
+                    looks.forget()
+                    self._queue_errors.report(exc)
+            woken = bool(claimed)
             if not claimed:
-                # Until poll_interval is over (a run asked for by another process), or sooner
-                # when this instance queues a retry or ends a run (a slot for a queued run).
-                self.clock.wait(self._queue_wake, self.config.poll_interval)
+                # Until poll_interval is over, or sooner when this instance queues a retry or
+                # ends a run (a slot for a queued run).
+                woken = self.clock.wait(self._queue_wake, self.config.poll_interval)
                 self._queue_wake.clear()
         self._queue_errors.flush()
+
+    def _look_at_queue(self) -> tuple[int, datetime | None]:
+        """One look of the queue loop: the runs it claimed, and when the earliest request that
+        waits for its time is due (None: none does). Nothing is claimed, and nothing more read,
+        unless a request is available."""
+        due_at = self.backend.runs.next_available(self.queues)
+        if due_at is None or due_at > self.clock.now():
+            return 0, due_at
+        # Available (or waiting for room, a run's end, or a slot: a change or a wake-up shows).
+        return self.poll_queue(), None
 
     def _heartbeat_loop(self) -> None:
         while not self.clock.wait(self._stop, self.config.heartbeat_interval):
@@ -356,10 +405,12 @@ class Scheduler:
             self._soonest_known = True
         return self._soonest_cache
 
-    def tick(self, now: datetime | None = None) -> TickReport:
+    def tick(self, now: datetime | None = None, *, look: bool = True) -> TickReport:
         """Fire every job that is due at ``now``. A job whose fire fails (the database went
-        away) is tried again at the next tick; the others fire regardless."""
-        self.refresh_jobs()
+        away) is tried again at the next tick; the others fire regardless. ``look=False``:
+        the jobs as loaded, without reading whether they changed (the database did not)."""
+        if look:
+            self.refresh_jobs()
         now = as_utc(now) or self.clock.now()
         report = TickReport()
         due_from = self._soonest()[0]

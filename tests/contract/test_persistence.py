@@ -651,3 +651,23 @@ def test_pipeline_versions_read_in_one_go_equal_the_single_reads(backend: Persis
     assert set(versions) == {"a", "b"}
     assert versions == {name: backend.pipelines.version(name) for name in ("a", "b")}
     assert backend.pipelines.versions([]) == {}
+
+
+def test_the_change_marker_moves_with_every_commit_of_anyone(backend: PersistenceBackend, backend_settings) -> None:
+    """SQLite: ``change_marker`` (a stat of the file and its log) changes when another
+    connection commits, and holds still while nobody writes: the idle loops read the database
+    only then. A server has none (None: the loops read)."""
+    if backend.dialect != "sqlite":
+        assert backend.change_marker() is None
+        return
+    other = open_backend(backend_settings)
+    try:
+        other.save_job(ScheduledJob(id="first", name="first", pipeline="p", cron_expr="* * * * *"))
+        before = backend.change_marker()
+        assert before is not None
+        backend.list_jobs()  # reads change nothing
+        assert backend.change_marker() == before
+        other.save_job(ScheduledJob(id="second", name="second", pipeline="p", cron_expr="* * * * *"))
+        assert backend.change_marker() != before
+    finally:
+        other.close()

@@ -109,3 +109,45 @@ def test_jobs_added_edited_and_disabled_by_another_process_take_effect_within_2s
         assert code == 0, services.output(proc)
     finally:
         backend.close()
+
+
+def test_an_idle_queue_is_read_only_after_a_change_and_a_queued_run_starts_at_once(sqlite_settings):
+    """Issue 12: an idle instance on SQLite does not read the run queue at every poll
+    interval, only when the database file changed (or once in LOOK_ANYWAY_EVERY seconds);
+    a run that another process queues is claimed within about a poll interval."""
+    from mimir_tui.errors import NotFound
+    from mimir_tui.persistence import RunRequest
+
+    sqlite_settings.scheduler = sqlite_settings.scheduler.model_copy(
+        update={"heartbeat_interval": 30.0, "stale_after": 60.0}  # no write of our own in the window
+    )
+    backend = open_backend(sqlite_settings)
+    other = open_backend(sqlite_settings)  # another process's connection
+    add_pipelines(backend, ok_spec())
+    scheduler = Scheduler(backend, sqlite_settings)
+    scheduler.start()
+    try:
+        time.sleep(1.5)  # started: registered, first looks done
+
+        def reads() -> int:
+            ops = backend.metrics.snapshot()
+            return sum(ops.get(op, {}).get("count", 0) for op in ("queue_next_available", "claim_request"))
+
+        before = reads()
+        time.sleep(4.0)  # 4 poll intervals, nothing written by anyone
+        assert reads() == before, "the idle queue was read though nothing changed"
+        queued_at = time.monotonic()
+        request = other.runs.enqueue(RunRequest(pipeline="ok"))
+
+        def finished() -> bool:
+            try:
+                return backend.get_execution(request.execution_id).status == "success"
+            except NotFound:  # not claimed yet
+                return False
+
+        wait_until(finished, 10, what="the queued run to finish")
+        assert time.monotonic() - queued_at < 3.0
+    finally:
+        scheduler.stop(grace=5)
+        other.close()
+        backend.close()

@@ -41,7 +41,7 @@ def broken_refresh(**_kw):
 
 
 @pytest.mark.parametrize(
-    "loop, step", [("_fire_loop", "refresh_jobs"), ("_queue_loop", "poll_queue"), ("_heartbeat_loop", "beat")]
+    "loop, step", [("_fire_loop", "refresh_jobs"), ("_queue_loop", "_look_at_queue"), ("_heartbeat_loop", "beat")]
 )
 def test_a_bug_in_a_loop_logs_its_traceback_once(store, sqlite_settings, caplog, monkeypatch, loop, step) -> None:
     clock = StopAfter(POLLS)
