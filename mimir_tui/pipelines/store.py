@@ -426,7 +426,7 @@ class PipelineWatcher:
                     # times 0.04%; twice, 0.02%, and a stop waits half a second at most.
                     step=500,
                     stop_event=self._stop,
-                    rust_timeout=1000,
+                    rust_timeout=0,  # no return to Python but for a change or the stop
                     recursive=False,
                     raise_interrupt=False,
                 ):

@@ -60,9 +60,10 @@ __all__ = [
     "worker_session",
 ]
 
-#: Longest sleep of the fire loop with jobs loaded (seconds), when no fire is due sooner: each
+#: Longest sleep of the fire loop on a server (seconds), when no fire is due sooner: each
 #: wake-up reads the jobs' signature (a scan of the jobs table: 1,000 jobs, some 0.3 ms), and
-#: an edit by another process is seen by the next one.
+#: an edit by another process is seen by the next one. (On SQLite the queue loop tells it when
+#: the database changed: see Scheduler._fire_loop.)
 IDLE_CHECK_EVERY = 2.0
 #: Most jobs fired in one transaction (see Scheduler._fire_batch).
 BATCH_JOBS = 1000
@@ -160,6 +161,8 @@ class Scheduler:
         # Schedules fall due on the database server's clock, shared by every instance.
         self.clock = clock or DatabaseClock(backend)
         self._draining = threading.Event()
+        # Set to wake the fire loop: the database changed (the queue loop saw it), or stopping.
+        self._fire_wake = threading.Event()
         # Set when the queue loop has something to look at before its next poll (see _queue_loop).
         self._queue_wake = threading.Event()
         # Runs what this instance claims (its runner's records on the same clock).
@@ -236,6 +239,7 @@ class Scheduler:
         grace = self.config.shutdown_grace if grace is None else grace
         self._draining.set()
         self._queue_wake.set()
+        self._fire_wake.set()
         try:
             self.backend.workers.heartbeat(self.worker_id, status="stopping")
         except MimirError:
@@ -280,29 +284,42 @@ class Scheduler:
             self.fatal = error
             self._draining.set()
             self._queue_wake.set()
+            self._fire_wake.set()
 
     # -- loops ----------------------------------------------------------------------------
 
     def _fire_loop(self) -> None:
-        looks = _Looks(self.backend)  # the jobs table is read again only when it may have changed
+        # Asleep until the next fire. On SQLite the queue loop, awake every poll_interval,
+        # looks at the database file's marker and wakes this loop when anyone committed (see
+        # _queue_loop): then it reads the jobs' signature, and otherwise every
+        # LOOK_ANYWAY_EVERY seconds. On a server (no marker) it reads the signature every
+        # IDLE_CHECK_EVERY seconds (poll_interval if longer), to see edits of other processes.
+        watched = self._watched()
+        idle = LOOK_ANYWAY_EVERY if watched else max(self.config.poll_interval, IDLE_CHECK_EVERY)
+        looked_at = float("-inf")
         while not self._draining.is_set():
-            wait = self.config.poll_interval
+            wait = self.config.poll_interval  # after a failed fire (the database is away): not a busy loop
+            look = not watched or self._fire_wake.is_set() or time.monotonic() - looked_at >= LOOK_ANYWAY_EVERY
+            self._fire_wake.clear()
             try:
-                report = self.tick(look=looks.due())
-                now = self.clock.now()
-                soonest = self._soonest()[1]
-                if soonest is not None and not report.errors:
-                    # Asleep until the next fire; awake at least every IDLE_CHECK_EVERY
-                    # seconds (poll_interval if longer) to see edits made by other processes.
-                    wait = min(max(wait, IDLE_CHECK_EVERY), max(0.005, (soonest - now).total_seconds()))
-                # else: a fire that failed (the database is away) is tried again after
-                # poll_interval, not in a busy loop.
+                report = self.tick(look=look)
+                if look:
+                    looked_at = time.monotonic()
+                if not report.errors:
+                    soonest = self._soonest()[1]
+                    wait = idle if soonest is None else min(idle, (soonest - self.clock.now()).total_seconds())
+                    wait = max(0.005, wait)
                 self._tick_errors.ok()
             except Exception as exc:  # keep firing through a database hiccup
-                looks.forget()
+                looked_at = float("-inf")
                 self._tick_errors.report(exc)
-            self.clock.wait(self._draining, wait)
+            self.clock.wait(self._fire_wake, wait)
         self._tick_errors.flush()
+
+    def _watched(self) -> bool:
+        """Whether the database tells changes by its marker (SQLite: see _Looks)."""
+        marker = getattr(self.backend, "change_marker", None)
+        return marker is not None and marker() is not None
 
     def _queue_loop(self) -> None:
         # An idle queue is looked at when this instance wakes the loop (it queued a retry, or
@@ -311,11 +328,15 @@ class Scheduler:
         # time is due; not at every poll_interval. A look is one read (the earliest request's
         # time), and a claim only when a request is available.
         looks = _Looks(self.backend)
+        watched = self._watched()
         woken, due_at = True, None
         while not self._draining.is_set():
             claimed = 0
             due = due_at is not None and self.clock.now() >= due_at
-            if woken or due or looks.due():
+            changed = looks.due()
+            if changed and watched:
+                self._fire_wake.set()  # the fire loop reads the jobs' signature
+            if woken or due or changed:
                 try:
                     claimed, due_at = self._look_at_queue()
                     self._queue_errors.ok()

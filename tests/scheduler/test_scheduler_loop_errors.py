@@ -46,7 +46,7 @@ def broken_refresh(**_kw):
 def test_a_bug_in_a_loop_logs_its_traceback_once(store, sqlite_settings, caplog, monkeypatch, loop, step) -> None:
     clock = StopAfter(POLLS)
     scheduler = fake_scheduler(store, sqlite_settings, clock)
-    if loop == "_queue_loop":  # it waits on its own wake-up event, and ends when draining
+    if loop in ("_fire_loop", "_queue_loop"):  # each waits on its own wake-up event, and ends when draining
         clock.stop = scheduler._draining
     monkeypatch.setattr(scheduler, step, broken_refresh)
     caplog.set_level(logging.INFO, logger="mimir.scheduler")
@@ -79,7 +79,9 @@ def test_a_bug_in_every_job_fire_logs_one_traceback(store, sqlite_settings, capl
 
 
 def test_a_mimir_error_in_a_loop_is_one_line_without_a_stack(store, sqlite_settings, caplog, monkeypatch) -> None:
-    scheduler = fake_scheduler(store, sqlite_settings, StopAfter(POLLS))
+    clock = StopAfter(POLLS)
+    scheduler = fake_scheduler(store, sqlite_settings, clock)
+    clock.stop = scheduler._draining  # the fire loop waits on its wake-up event, and ends when draining
 
     def database_away(**_kw):
         raise PersistenceError("jobs_signature failed: database is locked")
