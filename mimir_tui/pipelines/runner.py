@@ -535,9 +535,7 @@ class PipelineRunner:
         """Save ``record`` unless its row has finished meanwhile (another instance ended it:
         a reaper's ``interrupted``, whose retry is queued already); False then. ``job_result``:
         its end, saved with its job's ``last_result``."""
-        if job_result:
-            return bool(self.backend.save_execution(record, only_unfinished=True, job_result=True))
-        return bool(self.backend.save_execution(record, only_unfinished=True))
+        return bool(self.backend.save_execution(record, only_unfinished=True, job_result=job_result))
 
     def _ended_elsewhere(self, ended: JobExecutionRecord) -> None:
         log.warning("execution %s was ended by another instance (status %s)", ended.id, ended.status)
