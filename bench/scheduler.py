@@ -33,7 +33,9 @@ f. Exactly once: three processes of each on one SQLite file, one job every secon
    processes do not coordinate and run a fire in several of them (its runs are counted).
 g. Mimir alone on PostgreSQL (``--pg-url``; a database ``mimir_bench_PID`` of its own, made
    beside it and dropped after): N jobs (1,000) due at once with 1, 2 and 3 instances; how the
-   fires per CPU-second, the fires per second and the lag grow, and each fire exactly once.
+   fires per CPU-second, the fires per second and the lag grow, how the instances split the
+   burst, how busy the whole machine was meanwhile (the server and the instances share its
+   cores), and each fire exactly once.
 
 Targets (issue 12), in the same run: Mimir's CPU per fire within 1.5x of the peer's; fire lag
 p99 not above the peer's; idle CPU under 0.1% of a core; memory with 1,000 jobs within 1.5x of
@@ -881,6 +883,7 @@ class Scale:
     instances: int
     fires: Fires
     cpu: float  # seconds, every instance
+    machine: float  # the machine's busy share of all its cores meanwhile (the server's work included)
 
 
 def phase_postgres(
@@ -901,14 +904,17 @@ def phase_postgres(
                     arm_jobs(backend, instants)
                     at(instants[0] - timedelta(seconds=0.5))
                     cpu0 = sum(proc_cpu(p.pid) for p in procs)
+                    busy0, total0 = machine_busy()
                     deadline = instants[-1] + timedelta(seconds=180)
                     while ended(backend, instants) < jobs * rounds and datetime.now(UTC) < deadline:
                         time.sleep(0.2)
                     cpu = sum(proc_cpu(p.pid) for p in procs) - cpu0
+                    busy1, total1 = machine_busy()
                 finally:
                     stop_processes(procs)
                 fires = read_fires(backend, jobs, instants)
-                out.append(Scale(count, fires, cpu))
+                machine = (busy1 - busy0) / (total1 - total0) if total1 > total0 else math.nan
+                out.append(Scale(count, fires, cpu, machine))
                 print(
                     f"  {count} instance(s): {fires.runs} runs, lag p99 {percentile(fires.lags, 0.99):.2f} s, "
                     f"CPU {cpu:.1f} s",
@@ -1104,8 +1110,8 @@ def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float
     )
     report.say(
         "\n| instances | fires run | exactly once | lag p50 / p99 / max | last start | CPU, every instance | "
-        "fires per CPU-second | fires per second (to the last start) | runs per instance |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "fires per CPU-second | fires per second (to the last start) | runs per instance | machine busy |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     for scale in scales:
         f = scale.fires
@@ -1114,7 +1120,7 @@ def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float
             f"{percentile(f.lags, 0.5):.2f} / {percentile(f.lags, 0.99):.2f} / {max(f.lags, default=math.nan):.2f} s"
             f" | {f.last_start:.2f} s | {scale.cpu:.2f} s | {f.runs / scale.cpu if scale.cpu else math.nan:.0f} | "
             f"{f.runs / f.last_start if f.last_start > 0 else math.nan:.0f} | "
-            f"{', '.join(str(n) for n in sorted(f.by_worker.values(), reverse=True))} |"
+            f"{', '.join(str(n) for n in sorted(f.by_worker.values(), reverse=True))} | {100 * scale.machine:.0f}% |"
         )
     one, three = scales[0], scales[-1]
     report.info(

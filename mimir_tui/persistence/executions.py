@@ -165,12 +165,22 @@ class ExecutionStore:
         False if the row had finished. Without it, returns the record.
 
         ``job_result``: the record is a run's end; when it is written, its status becomes its
-        job's ``last_result`` in the same transaction (one write for both, at every fire).
+        job's ``last_result`` in the same transaction (one write for both, at every fire). The
+        job's row is written first: a claim of the job's fires locks that row before it
+        inserts executions (:meth:`RunStore.claim_batch`), and in the other order the two
+        deadlock on a server (a claim's insert waits for this run's row, this save for the
+        claim's lock on the job). When the record is not written, neither is the job's row.
         """
         execution.updated_at = utcnow()
         values = values_of(execution, EXECUTIONS)
+        result = job_result and execution.job_id is not None
         try:
             with self.db.raw_write() as tx:
+                if result:
+                    tx.execute(
+                        schedule_statement(self.db, ("last_result",)),
+                        {"last_result": execution.status, "job_id": execution.job_id},
+                    )
                 if self.db.dialect.upsert:
                     applied = tx.execute(self._upsert(only_unfinished), values) != 0
                 else:  # MySQL: update, else insert
@@ -181,11 +191,10 @@ class ExecutionStore:
                             applied = False  # the row has finished: left as it is
                         else:
                             tx.execute(self._insert(), values)
-                if job_result and applied and execution.job_id is not None:
-                    tx.execute(
-                        schedule_statement(self.db, ("last_result",)),
-                        {"last_result": execution.status, "job_id": execution.job_id},
-                    )
+                if result and not applied:
+                    raise _Unwritten  # the job's last_result is rolled back with it
+        except _Unwritten:
+            return False
         except Exception as exc:
             if self.db.is_integrity_error(exc):
                 raise Conflict(self._integrity_message(exc, execution)) from None
@@ -713,3 +722,7 @@ class ExecutionStore:
         parameter each)."""
         factor = self.delete_batch_target_s / max(elapsed, 1e-4)
         return int(min(max(size * min(max(factor, 0.25), 4.0), 100), MAX_BATCH))
+
+
+class _Unwritten(Exception):
+    """A run's end not written (its row had finished): its job's ``last_result`` is undone."""

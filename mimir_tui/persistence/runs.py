@@ -114,9 +114,11 @@ class RunStore:
         fire times of those that got a row. Per job: the executions this caller owns, and the
         job's room (None: its row is gone, and nothing of it was written).
 
-        1. The jobs' rows are locked in id order (``FOR UPDATE``; SQLite's write transaction is
-           one at a time): two instances claiming the same tick queue up instead of
-           deadlocking, and a job's ``max_concurrent`` holds as in :meth:`claim_fires_within`.
+        1. The jobs' rows are locked in id order (``FOR UPDATE SKIP LOCKED``; SQLite's write
+           transaction is one at a time), so a job's ``max_concurrent`` holds as in
+           :meth:`claim_fires_within`. A row another transaction holds (a peer claiming the
+           same job) is skipped, not waited for: its job's claim is ``held`` and nothing of
+           it is written, so instances sharing a burst claim different jobs side by side.
         2. One ``GROUP BY`` counts their runs in flight. A job with no free slot has its
            ``run`` fires recorded missed instead (``overlap(job_id, room)`` makes those
            records).
@@ -146,10 +148,16 @@ class RunStore:
                 values = _padded(chunk)
                 limits.update((job_id, int(limit)) for job_id, limit in tx.fetch(self._lock_jobs(len(values)), values))
                 active.update((job_id, int(n)) for job_id, n in tx.fetch(self._count_active(len(values)), values))
+            held: set[str] = set()  # skipped: locked by another transaction, not gone
+            skipped = [job_id for job_id in job_ids if job_id not in limits]
+            if skipped and self.db.dialect.skip_locked:
+                for chunk in _chunks(skipped):
+                    values = _padded(chunk)
+                    held.update(found for (found,) in tx.fetch(self._ids_present(JOBS, len(values)), values))
             rows: list[JobExecutionRecord] = []
             for job_id in job_ids:
                 if job_id not in limits:
-                    out[job_id] = BatchClaim([], [], None)
+                    out[job_id] = BatchClaim([], [], None, held=job_id in held)
                     continue
                 batch = fires[job_id]
                 room = JobRoom(active.get(job_id, 0), limits[job_id])
@@ -175,10 +183,10 @@ class RunStore:
                 ours: set[str] = set()
                 for chunk in _chunks([row.id for row in rows]):
                     values = _padded(chunk)
-                    ours.update(found for (found,) in tx.fetch(self._ids_present(len(values)), values))
+                    ours.update(found for (found,) in tx.fetch(self._ids_present(EXECUTIONS, len(values)), values))
                 for job_id, claim in out.items():
-                    out[job_id] = BatchClaim(
-                        [e for e in claim.missed if e.id in ours], [e for e in claim.run if e.id in ours], claim.room
+                    out[job_id] = claim._replace(
+                        missed=[e for e in claim.missed if e.id in ours], run=[e for e in claim.run if e.id in ours]
                     )
             times = [
                 {
@@ -199,7 +207,7 @@ class RunStore:
                 .where(JOBS.c.id.in_([bindparam(f"k{i}") for i in range(count)]))
                 .order_by(JOBS.c.id)
             )
-            return query.with_for_update() if self.db.dialect.skip_locked else query
+            return query.with_for_update(skip_locked=True) if self.db.dialect.skip_locked else query
 
         return self.db.prepare(("lock_jobs", count), build)
 
@@ -219,10 +227,10 @@ class RunStore:
 
         return self.db.prepare(("count_active", count), build)
 
-    def _ids_present(self, count: int) -> Any:
+    def _ids_present(self, table: Any, count: int) -> Any:
         return self.db.prepare(
-            ("ids_present", count),
-            lambda: select(EXECUTIONS.c.id).where(EXECUTIONS.c.id.in_([bindparam(f"k{i}") for i in range(count)])),
+            ("ids_present", table.name, count),
+            lambda: select(table.c.id).where(table.c.id.in_([bindparam(f"k{i}") for i in range(count)])),
         )
 
     def _write_times(self) -> Any:
@@ -475,11 +483,13 @@ class FireBatch(NamedTuple):
 
 class BatchClaim(NamedTuple):
     """What :meth:`RunStore.claim_batch` did for one job: the missed and to-run executions this
-    caller owns, and the job's room when counted (None: the job is gone)."""
+    caller owns, and the job's room when counted (None: the job is gone, or ``held``: another
+    transaction had its row locked, and nothing of it was written)."""
 
     missed: list[JobExecutionRecord]
     run: list[JobExecutionRecord]
     room: JobRoom | None
+    held: bool = False
 
 
 #: Most ids in one ``IN`` list of a batch (a batch of more is read in several statements).

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -67,6 +68,13 @@ __all__ = [
 IDLE_CHECK_EVERY = 2.0
 #: Most jobs fired in one transaction (see Scheduler._fire_batch).
 BATCH_JOBS = 1000
+#: Runs claimed and not yet done, per run slot, beyond which an instance with live peers leaves
+#: due fires to whichever instance has room first (see Scheduler._defer); it claims again once
+#: half of them are done. A claim costs a few ms whatever its size (bench/scheduler.py, 1,000
+#: jobs on PostgreSQL: 2 per slot made instances sharing a burst slower than one alone).
+CLAIM_AHEAD = 8
+#: Seconds before a job whose row a peer's claim held (see RunStore.claim_batch) is tried again.
+HELD_RETRY = 0.2
 #: Seconds between full reloads of the jobs table, whatever its signature says (a safety net
 #: for edits whose ``updated_at`` came from a clock behind the others': edits take the
 #: database's clock, so it is seldom needed; a reload of 1,000 jobs costs some 30 ms).
@@ -124,8 +132,11 @@ class _JobState:
     job: ScheduledJob
     schedule: CronSchedule
     next_fire: datetime
-    # Left to a peer with free run slots until then (see Scheduler._defer); None: not deferred.
+    # Left for now, at the latest until then (see Scheduler._defer); None: not deferred.
     deferred_until: datetime | None = None
+    # Where this instance tries the job among the due jobs of equal priority and fire time: a
+    # different order on each instance, so that peers sharing a burst start on different jobs.
+    order: int = 0
 
     @property
     def wake_at(self) -> datetime:
@@ -140,7 +151,7 @@ class TickReport:
     missed: list[JobExecutionRecord] = field(default_factory=list)
     lost: int = 0  # fires another instance had claimed first
     errors: int = 0  # jobs whose fire failed (tried again at the next tick)
-    deferred: int = 0  # due jobs left to a peer with free run slots, for now
+    deferred: int = 0  # due jobs left for now, to whichever instance has room first
 
 
 class Scheduler:
@@ -204,8 +215,10 @@ class Scheduler:
         # a downtime, or on a slow database, can outlast several heartbeats).
         self._claimed: set[str] = set()
         self._unstarted: list | None = None  # the runs a tick has claimed, started when it ends
-        # (time.monotonic(), [(queues, free run slots) of each live peer]) as last read
-        self._peers_seen: tuple[float, list[tuple[set[str], int]]] = (float("-inf"), [])
+        # (time.monotonic(), [the queues of each live peer]) as last read
+        self._peers_seen: tuple[float, list[set[str]]] = (float("-inf"), [])
+        # The last tick left due fires for now: a run's end that makes room wakes the fire loop.
+        self._deferring = False
         # What the loops raise: a bug's stack once, not at every poll; a fatal error (a damaged
         # database) stops firing and claiming (see halt).
         self.fatal: MimirError | None = None
@@ -308,6 +321,8 @@ class Scheduler:
                 if not report.errors:
                     soonest = self._soonest()[1]
                     wait = idle if soonest is None else min(idle, (soonest - self.clock.now()).total_seconds())
+                    if report.deferred:  # woken as runs end (see _defer); this is the safety net
+                        wait = min(wait, self.config.poll_interval)
                     wait = max(0.005, wait)
                 self._tick_errors.ok()
             except Exception as exc:  # keep firing through a database hiccup
@@ -408,7 +423,8 @@ class Scheduler:
                 next_fire = as_utc(job.next_run)  # resume where the database says
             else:
                 next_fire = schedule.next_after(now)
-            jobs[job.id] = _JobState(job, schedule, next_fire, deferred_until)
+            order = old.order if old is not None else zlib.crc32(f"{self.worker_id}/{job.id}".encode())
+            jobs[job.id] = _JobState(job, schedule, next_fire, deferred_until, order)
         self._jobs = jobs
         self._soonest_known = False
         return True
@@ -448,9 +464,10 @@ class Scheduler:
             held.hold()
         try:
             due: list[_JobState] = []
-            for state in sorted(self._jobs.values(), key=lambda s: (-s.job.priority, s.next_fire)):
+            for state in sorted(self._jobs.values(), key=lambda s: (-s.job.priority, s.next_fire, s.order)):
                 if state.next_fire <= now and not self._draining.is_set():
-                    if self._defer(state, now, report.deferred, pending=len(due)):
+                    if self._defer(state, now, pending=len(due)):
+                        self._deferring = True
                         report.deferred += 1
                         continue
                     due.append(state)
@@ -458,6 +475,7 @@ class Scheduler:
                 if not self._draining.is_set():
                     self._fire_batch(due[start : start + BATCH_JOBS], now, report)
         finally:
+            self._deferring = report.deferred > 0
             unstarted, self._unstarted = self._unstarted, None
             # Stopping meanwhile: the claimed fires stay queued, and stop() marks them
             # interrupted (and queues their retries) once this tick has returned.
@@ -539,6 +557,10 @@ class Scheduler:
         for job_id, claim in claims.items():
             state, due, choice, batch = plans[job_id]
             job = state.job
+            if claim.held:  # a peer's claim holds the job's row: tried again shortly (or seen claimed)
+                state.deferred_until = now + timedelta(seconds=HELD_RETRY)
+                report.deferred += 1
+                continue
             if claim.room is None:
                 self._tick_errors.report(
                     PersistenceError(f"claim_batch failed: job {job_id!r} does not exist"),
@@ -793,54 +815,46 @@ class Scheduler:
         """(run slots, slots taken) for the workers table; None without a pool."""
         return (self.pool.size, self.pool.busy) if self.pool is not None else None
 
-    def _defer(self, state: _JobState, now: datetime, deferred: int, *, pending: int = 0) -> bool:
-        """Leave a due fire to a peer for now (load balancing): True when every run slot of
-        this instance is taken, live peers reported more free slots at their last heartbeats
-        than the ``deferred`` fires this tick has left them already, and the fire is younger
-        than ``scheduler.defer_when_busy`` (at most half the job's misfire grace). A fire no
-        peer took by then is claimed here like any other: deferring delays a fire by a few
-        seconds at most, and never loses one. Fires beyond the peers' free slots are claimed
-        at once, as before (a burst is shared by whoever claims first). ``pending``: due jobs
+    def _defer(self, state: _JobState, now: datetime, *, pending: int = 0) -> bool:
+        """Leave a due fire for now, to whichever instance has room first (sharing a burst):
+        True when this instance has :data:`CLAIM_AHEAD` runs per slot claimed and not done, a
+        live peer serves the job's queue, and the fire is younger than
+        ``scheduler.defer_when_busy`` (at most half the job's misfire grace). As this
+        instance's runs end, its fire loop is woken to claim more (see :meth:`_submit_chain`);
+        its peers do the same, and skip the jobs whose rows another's claim holds. A fire no
+        one claimed by the end of the window is claimed here like any other: deferring delays
+        a fire's claim by a few seconds at most, and never loses one. ``pending``: due jobs
         this tick is about to claim before this one."""
         if self.pool is None:
             return False
+        if self.pool.busy + len(self._unstarted or ()) + pending < self.pool.size * CLAIM_AHEAD:
+            return False  # room here (the runs this tick has claimed, or will, count as taken)
         window = min(self.config.defer_when_busy, state.job.misfire_grace_seconds / 2)
         if window <= 0 or (now - state.next_fire).total_seconds() >= window:
             return False
-        if self.pool.free - len(self._unstarted or ()) - pending > 0:
-            return False  # room here (less the runs this tick has claimed, or will, and not started)
         try:
-            room = self._peer_room(state.job.queue)
-        except MimirError as exc:  # the peers' load cannot be read: fire here, as without peers
-            log.warning("could not read the other instances' load: %s", exc)
-            return False
-        if deferred >= room:
+            if not self._peers(state.job.queue):
+                return False
+        except MimirError as exc:  # the peers cannot be read: fire here, as without peers
+            log.warning("could not read the other instances: %s", exc)
             return False
         state.deferred_until = state.next_fire + timedelta(seconds=window)
-        log.debug(
-            "job %s: all %d run slots taken; fire %s left to a peer with room until %s",
-            state.job.id,
-            self.pool.size,
-            state.next_fire.isoformat(),
-            state.deferred_until.isoformat(),
-        )
         return True
 
-    def _peer_room(self, queue: str) -> int:
-        """The free run slots that running peers serving ``queue`` reported at their last
-        heartbeats (the workers table is read at most once a second). A peer that is stopping
-        counts for nothing: it claims no more fires."""
+    def _peers(self, queue: str) -> int:
+        """How many running peers serve ``queue`` (the workers table is read at most once a
+        second). A peer that is stopping does not count: it claims no more fires."""
         checked, peers = self._peers_seen
         if time.monotonic() - checked >= 1.0:
             peers = [
-                (w.serves(), max(0, w.capacity - (w.running or 0)))
+                w.serves()
                 for w in self.backend.workers.live_workers(
                     stale_after=self.config.stale_after, now=self.executor.lease_now()
                 )
                 if w.id != self.worker_id and w.status == "running" and w.capacity is not None
             ]
             self._peers_seen = (time.monotonic(), peers)
-        return sum(room for queues, room in peers if queue in queues)
+        return sum(queue in queues for queues in peers)
 
     # -- running --------------------------------------------------------------------------
 
@@ -911,6 +925,14 @@ class Scheduler:
                 with self._cancel_lock:
                     for record in records:
                         self._cancel.pop(record.id, None)
+                # Fires were left for now (see _defer), and with this chain's end half of the
+                # runs this instance claims ahead are done: claim more.
+                if (
+                    self._deferring
+                    and self.pool is not None
+                    and self.pool.busy <= self.pool.size * CLAIM_AHEAD // 2 + 1
+                ):
+                    self._fire_wake.set()
 
         if self.inline or self.pool is None:
             execute()
