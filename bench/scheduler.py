@@ -884,6 +884,7 @@ class Scale:
     fires: Fires
     cpu: float  # seconds, every instance
     machine: float  # the machine's busy share of all its cores meanwhile (the server's work included)
+    others: float  # CPU seconds of the rest of the machine meanwhile (the server, mostly)
 
 
 def phase_postgres(
@@ -914,7 +915,7 @@ def phase_postgres(
                     stop_processes(procs)
                 fires = read_fires(backend, jobs, instants)
                 machine = (busy1 - busy0) / (total1 - total0) if total1 > total0 else math.nan
-                out.append(Scale(count, fires, cpu, machine))
+                out.append(Scale(count, fires, cpu, machine, busy1 - busy0 - cpu))
                 print(
                     f"  {count} instance(s): {fires.runs} runs, lag p99 {percentile(fires.lags, 0.99):.2f} s, "
                     f"CPU {cpu:.1f} s",
@@ -1110,8 +1111,9 @@ def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float
     )
     report.say(
         "\n| instances | fires run | exactly once | lag p50 / p99 / max | last start | CPU, every instance | "
-        "fires per CPU-second | fires per second (to the last start) | runs per instance | machine busy |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "fires per CPU-second | fires per second (to the last start) | runs per instance | machine busy | "
+        "CPU of the rest (the server) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for scale in scales:
         f = scale.fires
@@ -1120,7 +1122,8 @@ def scaling(report: Report, args: argparse.Namespace, workdir: Path, poll: float
             f"{percentile(f.lags, 0.5):.2f} / {percentile(f.lags, 0.99):.2f} / {max(f.lags, default=math.nan):.2f} s"
             f" | {f.last_start:.2f} s | {scale.cpu:.2f} s | {f.runs / scale.cpu if scale.cpu else math.nan:.0f} | "
             f"{f.runs / f.last_start if f.last_start > 0 else math.nan:.0f} | "
-            f"{', '.join(str(n) for n in sorted(f.by_worker.values(), reverse=True))} | {100 * scale.machine:.0f}% |"
+            f"{', '.join(str(n) for n in sorted(f.by_worker.values(), reverse=True))} | {100 * scale.machine:.0f}% | "
+            f"{scale.others:.2f} s |"
         )
     one, three = scales[0], scales[-1]
     report.info(

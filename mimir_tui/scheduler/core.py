@@ -70,11 +70,13 @@ IDLE_CHECK_EVERY = 2.0
 BATCH_JOBS = 1000
 #: Runs claimed and not yet done, per run slot, beyond which an instance with live peers leaves
 #: due fires to whichever instance has room first (see Scheduler._defer); it claims again once
-#: half of them are done. A claim costs a few ms whatever its size (bench/scheduler.py, 1,000
-#: jobs on PostgreSQL: 2 per slot made instances sharing a burst slower than one alone).
+#: half of them are done. Eight, not one or two: a claim costs a few ms whatever its size, and
+#: a slot's next runs are queued while the claim is under way.
 CLAIM_AHEAD = 8
-#: Seconds before a job whose row a peer's claim held (see RunStore.claim_batch) is tried again.
-HELD_RETRY = 0.2
+#: Most seconds before a tick that left due fires for now looks again: a peer's claim held
+#: their rows (see RunStore.claim_batch), or its own claims found them taken by peers and left
+#: it room. (A run's end that makes room wakes it sooner: see Scheduler._submit_chain.)
+RETRY_DEFERRED = 0.2
 #: Seconds between full reloads of the jobs table, whatever its signature says (a safety net
 #: for edits whose ``updated_at`` came from a clock behind the others': edits take the
 #: database's clock, so it is seldom needed; a reload of 1,000 jobs costs some 30 ms).
@@ -321,8 +323,8 @@ class Scheduler:
                 if not report.errors:
                     soonest = self._soonest()[1]
                     wait = idle if soonest is None else min(idle, (soonest - self.clock.now()).total_seconds())
-                    if report.deferred:  # woken as runs end (see _defer); this is the safety net
-                        wait = min(wait, self.config.poll_interval)
+                    if report.deferred:  # left for now (see _defer): claimed as runs end, or soon
+                        wait = min(wait, RETRY_DEFERRED)
                     wait = max(0.005, wait)
                 self._tick_errors.ok()
             except Exception as exc:  # keep firing through a database hiccup
@@ -458,6 +460,8 @@ class Scheduler:
         # compete with the claims for the GIL and the write lock (bench/scheduler.py: 1,000
         # jobs due at once, fire lag p99 of seconds instead of a few hundred ms). For the same
         # reason the pool starts no queued run (a backlog of earlier fires) while claiming.
+        if self._deferring:  # sharing a burst: what the peers claimed meanwhile is not tried here
+            self._seen_fired_by_peers(now)
         held = self.pool if not self.inline else None
         self._unstarted = []  # inline too: the runs of a test's tick start as the service's do
         if held is not None:
@@ -558,7 +562,7 @@ class Scheduler:
             state, due, choice, batch = plans[job_id]
             job = state.job
             if claim.held:  # a peer's claim holds the job's row: tried again shortly (or seen claimed)
-                state.deferred_until = now + timedelta(seconds=HELD_RETRY)
+                state.deferred_until = now + timedelta(seconds=RETRY_DEFERRED)
                 report.deferred += 1
                 continue
             if claim.room is None:
@@ -827,7 +831,7 @@ class Scheduler:
         this tick is about to claim before this one."""
         if self.pool is None:
             return False
-        if self.pool.busy + len(self._unstarted or ()) + pending < self.pool.size * CLAIM_AHEAD:
+        if self._room_ahead(pending):
             return False  # room here (the runs this tick has claimed, or will, count as taken)
         window = min(self.config.defer_when_busy, state.job.misfire_grace_seconds / 2)
         if window <= 0 or (now - state.next_fire).total_seconds() >= window:
@@ -840,6 +844,29 @@ class Scheduler:
             return False
         state.deferred_until = state.next_fire + timedelta(seconds=window)
         return True
+
+    def _seen_fired_by_peers(self, now: datetime) -> None:
+        """Move on the jobs due here that peers have fired meanwhile (their stored
+        ``next_run`` is later), in one read: while instances share a burst, each would
+        otherwise find the others' claims one batch at a time."""
+        due = {job_id: state for job_id, state in self._jobs.items() if state.next_fire <= now}
+        try:
+            stored = self.backend.runs.next_runs(list(due))
+        except MimirError as exc:
+            log.debug("could not read the jobs' next fires: %s", exc)
+            return
+        for job_id, next_run in stored.items():
+            state = due[job_id]
+            if next_run is not None and next_run > state.next_fire:
+                state.next_fire, state.deferred_until = next_run, None
+
+    def _room_ahead(self, pending: int = 0) -> bool:
+        """Whether this instance has fewer than :data:`CLAIM_AHEAD` runs per slot claimed and
+        not done (the runs a tick has claimed and not started, and ``pending`` it is about to
+        claim, count as taken). Without a pool (runs inline) there is no such limit."""
+        if self.pool is None:
+            return True
+        return self.pool.busy + len(self._unstarted or ()) + pending < self.pool.size * CLAIM_AHEAD
 
     def _peers(self, queue: str) -> int:
         """How many running peers serve ``queue`` (the workers table is read at most once a

@@ -129,8 +129,9 @@ def test_defer_when_busy_zero_turns_it_off(backend, backend_settings, blocker):
 
 def test_a_burst_is_claimed_as_runs_end_and_shared_with_a_peer(backend, backend_settings, blocker):
     """Forty jobs due at once, two instances of two slots: each claims CLAIM_AHEAD runs per
-    slot, leaves the rest for now, and is woken to claim more as its runs end; between them
-    every fire runs exactly once, and both run a share of the burst."""
+    slot, leaves the rest for now, and is woken to claim more as its runs end, without trying
+    the fires the other has claimed meanwhile; between them every fire runs exactly once, and
+    both run a share of the burst."""
     add_pipelines(backend, ok_spec())
     ids = [
         jobs.create_job(backend, name=f"job-{i:02d}", pipeline="ok", cron_expr="* * * * *", now=T0).id
@@ -154,6 +155,8 @@ def test_a_burst_is_claimed_as_runs_end_and_shared_with_a_peer(backend, backend_
     assert a._fire_wake.wait(10)
     for _ in range(200):  # what the two fire loops do as their runs end
         reports = [a.tick(), b.tick()]
+        # Each reads first what the other has claimed meanwhile, and tries none of it.
+        assert [r.lost for r in reports] == [0, 0]
         if not any(r.deferred for r in reports):
             break
         a.pool.wait_idle(10)
