@@ -146,6 +146,20 @@ class _JobState:
 
 
 @dataclass
+class _Fired:
+    """What the claims of a burst shared with peers fired, for one log line (see
+    Scheduler._log_fired): one line per burst at the default level, not one per claim."""
+
+    runs: int = 0
+    jobs: int = 0
+    missed: int = 0
+    lost: int = 0
+    claims: int = 0
+    seconds: float = 0.0  # in the claims
+    since: float = 0.0  # time.monotonic() of the first claim
+
+
+@dataclass
 class TickReport:
     """What one tick did, for tests and the dashboard."""
 
@@ -221,6 +235,7 @@ class Scheduler:
         self._peers_seen: tuple[float, list[set[str]]] = (float("-inf"), [])
         # The last tick left due fires for now: a run's end that makes room wakes the fire loop.
         self._deferring = False
+        self._fired = _Fired()
         # What the loops raise: a bug's stack once, not at every poll; a fatal error (a damaged
         # database) stops firing and claiming (see halt).
         self.fatal: MimirError | None = None
@@ -480,6 +495,7 @@ class Scheduler:
                     self._fire_batch(due[start : start + BATCH_JOBS], now, report)
         finally:
             self._deferring = report.deferred > 0
+            self._log_fired()
             unstarted, self._unstarted = self._unstarted, None
             # Stopping meanwhile: the claimed fires stay queued, and stop() marks them
             # interrupted (and queues their retries) once this tick has returned.
@@ -592,14 +608,33 @@ class Scheduler:
             state.next_fire = batch.next_run
             state.deferred_until = None
         if ran or recorded_missed or lost:
-            log.info(
-                "fired %d run(s) of %d job(s) in %.3f s (%d recorded missed, %d claimed by other instances)",
-                ran,
-                len(plans),
-                time.monotonic() - started,
-                recorded_missed,
-                lost,
-            )
+            fired = self._fired
+            if not fired.claims:
+                fired.since = started
+            fired.runs += ran
+            fired.jobs += len(plans)
+            fired.missed += recorded_missed
+            fired.lost += lost
+            fired.claims += 1
+            fired.seconds += time.monotonic() - started
+
+    def _log_fired(self) -> None:
+        """One line for what the claims since the last line fired: at the end of each tick,
+        or of a burst shared with peers (claimed a few runs at a time), and at least every
+        10 s while one goes on."""
+        fired = self._fired
+        if not fired.claims or (self._deferring and time.monotonic() - fired.since < 10):
+            return
+        log.info(
+            "fired %d run(s) of %d job(s) in %d claim(s), %.3f s (%d recorded missed, %d claimed by other instances)",
+            fired.runs,
+            fired.jobs,
+            fired.claims,
+            fired.seconds,
+            fired.missed,
+            fired.lost,
+        )
+        self._fired = _Fired()
 
     def _fire(self, state: _JobState, now: datetime, report: TickReport) -> None:
         job = state.job

@@ -5,6 +5,7 @@ the same. On SQLite, PostgreSQL and MariaDB, with real run pools."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 
@@ -127,11 +128,12 @@ def test_defer_when_busy_zero_turns_it_off(backend, backend_settings, blocker):
     shut(busy)
 
 
-def test_a_burst_is_claimed_as_runs_end_and_shared_with_a_peer(backend, backend_settings, blocker):
+def test_a_burst_is_claimed_as_runs_end_and_shared_with_a_peer(backend, backend_settings, blocker, caplog):
     """Forty jobs due at once, two instances of two slots: each claims CLAIM_AHEAD runs per
     slot, leaves the rest for now, and is woken to claim more as its runs end, without trying
     the fires the other has claimed meanwhile; between them every fire runs exactly once, and
     both run a share of the burst."""
+    caplog.set_level(logging.INFO, logger="mimir.scheduler")
     add_pipelines(backend, ok_spec())
     ids = [
         jobs.create_job(backend, name=f"job-{i:02d}", pipeline="ok", cron_expr="* * * * *", now=T0).id
@@ -166,6 +168,10 @@ def test_a_burst_is_claimed_as_runs_end_and_shared_with_a_peer(backend, backend_
     assert sorted((r.job_id, r.scheduled_for, r.status) for r in rows) == [(i, FIRE, "success") for i in sorted(ids)]
     by_worker = {w: sum(r.worker_id == w for r in rows) for w in ("a", "b")}
     assert min(by_worker.values()) >= 2 * CLAIM_AHEAD, by_worker
+    # The log has a line per burst and instance, not one per claim.
+    lines = [r for r in caplog.records if r.name == "mimir.scheduler" and r.getMessage().startswith("fired ")]
+    runs, claims = sum(r.args[0] for r in lines), sum(r.args[2] for r in lines)
+    assert runs == 40 and len(lines) < claims, [r.getMessage() for r in lines]
 
 
 def test_a_job_row_a_peer_holds_is_skipped_and_tried_again(backend, backend_settings):
