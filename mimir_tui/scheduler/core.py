@@ -233,7 +233,8 @@ class Scheduler:
         self._unstarted: list | None = None  # the runs a tick has claimed, started when it ends
         # (time.monotonic(), [the queues of each live peer]) as last read
         self._peers_seen: tuple[float, list[set[str]]] = (float("-inf"), [])
-        # The last tick left due fires for now: a run's end that makes room wakes the fire loop.
+        # The last tick left due fires for now: a run's end that makes room wakes the fire loop,
+        # and the next tick first reads what the peers claimed meanwhile.
         self._deferring = False
         self._fired = _Fired()
         # What the loops raise: a bug's stack once, not at every poll; a fatal error (a damaged
