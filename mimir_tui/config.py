@@ -119,8 +119,8 @@ class SchedulerSettings(_Section):
     # (then it is left to the usual recovery: interrupted, and retried if its job allows).
     outcome_save_window: float = Field(300.0, ge=0)
     misfire_grace: float = Field(60.0, ge=0)
-    # Seconds an instance with live peers that has claimed as many runs as it can start soon
-    # leaves a due fire to whichever instance has room first (load balancing); 0: never.
+    # Seconds an instance whose run slots are all taken (or, on a server, that has claimed as
+    # many runs as it can start soon) leaves a due fire to its peers (load balancing); 0: never.
     defer_when_busy: float = Field(5.0, ge=0)
     # The queues this instance fires and runs jobs of (a job's ``queue``; default "default").
     queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
