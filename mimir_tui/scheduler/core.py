@@ -68,10 +68,10 @@ __all__ = [
 IDLE_CHECK_EVERY = 2.0
 #: Most jobs fired in one transaction (see Scheduler._fire_batch).
 BATCH_JOBS = 1000
-#: Runs claimed and not yet done, per run slot, beyond which an instance with live peers leaves
-#: due fires to whichever instance has room first (see Scheduler._defer); it claims again once
-#: half of them are done. Eight, not one or two: a claim costs a few ms whatever its size, and
-#: a slot's next runs are queued while the claim is under way.
+#: Runs claimed and not yet done, per run slot, beyond which an instance with live peers on a
+#: server leaves due fires to whichever instance has room first (see Scheduler._defer); it
+#: claims again once half of them are done. Eight, not one or two: a claim costs a few ms
+#: whatever its size, and a slot's next runs are queued while the claim is under way.
 CLAIM_AHEAD = 8
 #: Most seconds before a tick that left due fires for now looks again: a peer's claim held
 #: their rows (see RunStore.claim_batch), or its own claims found them taken by peers and left
@@ -147,8 +147,8 @@ class _JobState:
 
 @dataclass
 class _Fired:
-    """What the claims of a burst shared with peers fired, for one log line (see
-    Scheduler._log_fired): one line per burst at the default level, not one per claim."""
+    """What the claims since the last log line fired (see Scheduler._log_fired): one line per
+    tick, or per burst shared with peers, at the default level; not one per claim."""
 
     runs: int = 0
     jobs: int = 0
