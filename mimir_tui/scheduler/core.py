@@ -887,7 +887,9 @@ class Scheduler:
         except MimirError as exc:  # the peers cannot be read: fire here, as without peers
             log.warning("could not read the other instances' load: %s", exc)
             return False
-        if not (deferred < room or (peers and not self._room_ahead(pending))):
+        to_room = deferred < room  # 1.: a peer reported a free slot for it
+        sharing = peers > 0 and not self._room_ahead(pending)  # 2.: claimed what can start soon
+        if not (to_room or sharing):
             return False
         state.deferred_until = state.next_fire + timedelta(seconds=window)
         return True
