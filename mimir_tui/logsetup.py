@@ -1,7 +1,8 @@
 """Logging for the service and the dashboard: stdout and/or a rotating file, text or JSON lines.
 
 Log files are the owner's only, like the database: files 0600, folders Mimir creates 0700,
-whatever the umask (:func:`open_private`, :func:`private_dirs`; the execution logs use them too).
+whatever the umask (:func:`open_private`, :func:`private_descriptor`, :func:`private_dirs`; the
+execution logs use them too).
 """
 
 from __future__ import annotations
@@ -37,9 +38,14 @@ def private_dirs(folder: Path) -> None:
 def open_private(
     path: Path, *, encoding: str = "utf-8", errors: str | None = None, buffering: int = -1
 ) -> TextIOWrapper:
-    """``path`` opened for appending text; a new file is made 0600 (whatever the umask), an
-    existing regular file that others may read is narrowed to its owner (a device or a FIFO
-    is never touched)."""
+    """``path`` opened for appending text, as :func:`private_descriptor` opens it."""
+    return open(private_descriptor(path), "a", encoding=encoding, errors=errors, buffering=buffering)
+
+
+def private_descriptor(path: Path) -> int:
+    """``path`` opened for appending (a descriptor); a new file is made 0600 (whatever the
+    umask), an existing regular file that others may read is narrowed to its owner (a device
+    or a FIFO is never touched)."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     try:
         fd = os.open(path, flags | os.O_EXCL, 0o600)
@@ -52,7 +58,7 @@ def open_private(
                 os.fchmod(fd, stat.S_IMODE(mode) & 0o700 or 0o600)
             except OSError:  # not ours to change: it is still written
                 pass
-    return open(fd, "a", encoding=encoding, errors=errors, buffering=buffering)
+    return fd
 
 
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):

@@ -80,6 +80,7 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print(f"no archives in {printable(ctx.settings.persistence.backup_path)}")
+        _print_safety_copies(ctx)
         return 0
     table = []
     for row in rows:
@@ -94,7 +95,20 @@ def run_list(ctx: Context, args: argparse.Namespace) -> int:
             ]
         )
     print_table(table, ["ARCHIVE", "CREATED", "SIZE", "ROWS", "VERIFIED"])
+    _print_safety_copies(ctx)
     return 0
+
+
+def _print_safety_copies(ctx: Context) -> None:
+    """What restores kept of the stores they replaced: never rotated, so said here."""
+    from ..ops.overview import size
+    from ..ops.restore import safety_copies
+
+    copies = safety_copies(ctx.settings)
+    if copies:
+        print(f"\nsafety copies that restores kept of what they replaced ({len(copies)}; delete them when done):")
+        for path, n in copies:
+            print(printable(f"  {path}  {size(n)}"))
 
 
 def run_verify(ctx: Context, args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,28 @@ def _vector_store(settings: Any, extracted: arc.Extracted, force: bool) -> Itera
         yield folder
     finally:
         owner.release(folder)
+
+
+def safety_copies(settings: Any) -> list[tuple[Path, int]]:
+    """The copies restores left of what they replaced, beside the SQLite database and the
+    embedded vector store (``<name>.pre-restore-<time>``), newest first, each with its size in
+    bytes. They are never rotated (one may hold all that is left of a store a restore replaced):
+    ``backup list`` shows them, and the operator deletes them. A server's safety copy is an
+    archive in ``backup_path``, listed as any other."""
+    p = settings.persistence
+    places = [Path(p.vector_db_path)] if p.enable_vector_db else []
+    if p.backend == "sqlite":
+        places.insert(0, Path(p.database_path))
+    found: list[tuple[str, Path, int]] = []
+    for place in places:
+        if not place.parent.is_dir():
+            continue
+        for copy in place.parent.glob(f"{glob_escape(place.name)}.pre-restore-*"):
+            if copy.is_symlink():
+                continue
+            files = [copy] if copy.is_file() else [f for f in copy.rglob("*") if f.is_file() and not f.is_symlink()]
+            found.append((copy.name.rsplit(".pre-restore-", 1)[1], copy, sum(f.stat().st_size for f in files)))
+    return [(copy, size) for _, copy, size in sorted(found, key=lambda t: (t[0], str(t[1])), reverse=True)]
 
 
 def _swap_vectors(folder: Path, extracted: arc.Extracted, when: str) -> str:

@@ -54,8 +54,7 @@ class WriteGate:
         self._bulk = 0  # bulk operations in progress in this process
         self._waiting = 0  # writers of this process waiting for the gate
         self._guard = threading.Lock()
-        self._fd: int | None = None
-        self._pid = os.getpid()
+        self._fd: int | None = None  # closed in a forked child (see after_fork_in_child)
 
     # -- one writer at a time ----------------------------------------------------------
 
@@ -88,7 +87,7 @@ class WriteGate:
         local.depth -= 1
         if local.depth:
             return
-        if self._fd is not None and self._pid == os.getpid():
+        if self._fd is not None:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             except OSError:
@@ -117,8 +116,6 @@ class WriteGate:
     def _descriptor(self) -> int | None:
         if fcntl is None:
             return None
-        if self._pid != os.getpid():  # a forked child: the parent's descriptor is not ours
-            self._fd, self._pid = None, os.getpid()
         if self._fd is None:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -157,7 +154,7 @@ class WriteGate:
                 os.close(self._fd)
             except OSError:
                 pass
-        self._fd, self._pid = None, os.getpid()
+        self._fd = None
 
 
 class BulkRun:

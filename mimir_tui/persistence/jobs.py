@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, case, delete, func, insert, or_, select, true,
 
 from ..errors import Conflict, NotFound
 from .db import Database, Prepared, operation
-from .models import EXECUTIONS, JOBS, PIPELINES, QUEUE, PipelineConfig, ScheduledJob, values_of
+from .models import EXECUTIONS, JOBS, PIPELINES, QUEUE, PipelineConfig, ScheduledJob, every_field, values_of
 from .rows import JobRow
 from .types import as_utc, utcnow
 
@@ -83,15 +83,16 @@ class JobStore:
             row = conn.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
         if row is None:
             raise NotFound(f"job {job_id!r} not found")
-        return ScheduledJob.model_construct(**row)
+        return ScheduledJob.model_construct(every_field(ScheduledJob), **row)
 
     @operation("list_jobs")
     def all(self, *, enabled: bool | None = None) -> list[ScheduledJob]:
         query = select(JOBS).order_by(JOBS.c.name, JOBS.c.id)
         if enabled is not None:
             query = query.where(JOBS.c.enabled == enabled)
+        fields = every_field(ScheduledJob)
         with self.db.read() as conn:
-            return [ScheduledJob.model_construct(**r) for r in conn.execute(query).mappings()]
+            return [ScheduledJob.model_construct(fields, **r) for r in conn.execute(query).mappings()]
 
     @operation("page_jobs")
     def page(self, text: str = "", *, offset: int = 0, limit: int | None = None) -> list[JobRow]:

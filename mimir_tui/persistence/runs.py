@@ -175,7 +175,8 @@ class RunStore:
                 row.updated_at = now
             inserted = tx.execute_many(
                 self.db.prepare("claim_fires_batch", self._insert_skipping_claimed, COLUMNS),
-                [values_of(row, EXECUTIONS) for row in rows],
+                rows,
+                lambda row: values_of(row, EXECUTIONS),
             )
             # MySQL counts a skipped row as changed (the driver's FOUND_ROWS flag counts the
             # row its no-op update matched): there, which rows landed is always read back.

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import DateTime, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy import DateTime, Float, Text
 from sqlalchemy.types import TypeDecorator
 
 _fast_json_loads: Callable[[Any], Any] | None
@@ -94,6 +93,8 @@ class UTCDateTime(TypeDecorator):
 
     def load_dialect_impl(self, dialect):
         if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects import mysql  # here: SQLite and PostgreSQL need not load it
+
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime())
 
@@ -134,8 +135,25 @@ class LongText(TypeDecorator):
 
     def load_dialect_impl(self, dialect):
         if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects import mysql
+
             return dialect.type_descriptor(mysql.LONGTEXT())
         return dialect.type_descriptor(Text())
+
+
+class Seconds(TypeDecorator):
+    """A job's seconds, in double precision on every backend: ``Float(53)``, and DOUBLE on
+    MySQL/MariaDB, whose plain FLOAT is 4 bytes (schema version 9)."""
+
+    impl = Float
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects import mysql
+
+            return dialect.type_descriptor(mysql.DOUBLE(asdecimal=False))
+        return dialect.type_descriptor(Float(53))
 
 
 class JSONText(LongText):

@@ -6,38 +6,49 @@ from __future__ import annotations
 
 import threading
 
+#: Every token's lock: a cancel is rare, and a lock (with an Event's condition) per token cost
+#: 1.4 KiB for each run a scheduler has claimed and not yet ended (1,000 in a burst). Reentrant:
+#: a signal handler cancels on the main thread, which may hold it just then (a second signal
+#: while the first one's cancel runs), and a plain lock would wait there for ever.
+_LOCK = threading.RLock()
+
 
 class CancelToken:
     """Set once, with the reason to record as the run's error; never cleared.
 
     The first reason given is kept: the run is recorded with why it was asked to stop first,
     not with a later request that came while it was stopping. Thread-safe (a signal handler
-    or another thread may cancel)."""
+    or another thread may cancel). The event :meth:`wait` blocks on is made by the first wait:
+    most runs never wait on their token."""
+
+    __slots__ = ("_cancelled", "_event", "_reason", "_status")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancelled = False
+        self._event: threading.Event | None = None
         self._reason: str | None = None
         self._status = "cancelled"
-        self._lock = threading.Lock()
 
     def cancel(self, reason: str | None = None, *, status: str = "cancelled") -> None:
         """Ask the run to stop; ``reason`` (e.g. ``"cancelled: interrupted (SIGINT)"``) becomes
         its error, and ``status`` its status (``interrupted``: the instance running it stops,
         and the run is retried). Later calls change nothing."""
-        with self._lock:
-            if self._event.is_set():
+        with _LOCK:
+            if self._cancelled:
                 return
             self._reason = reason
             self._status = status
-            self._event.set()
+            self._cancelled = True
+            if self._event is not None:
+                self._event.set()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
     def is_set(self) -> bool:
         """Same as :attr:`cancelled` (the spelling of ``threading.Event``)."""
-        return self._event.is_set()
+        return self._cancelled
 
     @property
     def reason(self) -> str | None:
@@ -51,7 +62,13 @@ class CancelToken:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or ``timeout`` seconds pass; True if cancelled."""
-        return self._event.wait(timeout)
+        with _LOCK:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._cancelled:
+                    self._event.set()
+            event = self._event
+        return event.wait(timeout)
 
     def __repr__(self) -> str:
         state = f"cancelled: {self._reason!r}" if self.cancelled else "active"

@@ -18,6 +18,7 @@ class and one ``register`` call::
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import logging
@@ -155,11 +156,23 @@ class PluginRegistry:
     def __init__(self) -> None:
         self._plugins: dict[str, type[Plugin]] = {}
         self._lower: dict[str, str] = {}
+        # Registered by key, their class loaded at the first get (the built-ins: see plugins/).
+        self._lazy: dict[str, Callable[[], type[Plugin]]] = {}
+
+    def register_lazy(self, key: str, load: Callable[[], type[Plugin]]) -> None:
+        """Register plugin ``key`` whose class ``load()`` returns when a pipeline first names it."""
+        self._lazy[key] = load
+        self._lower[key.lower()] = key
 
     def register(self, plugin: type[Plugin], *, replace: bool = False) -> type[Plugin]:
         if not (isinstance(plugin, type) and issubclass(plugin, Plugin)) or not plugin.type or not plugin.name:
             raise BadInput(f"{plugin!r} is not a plugin class with a type and a name")
         key = plugin.key()
+        if key in self._lazy:
+            if replace:
+                del self._lazy[key]
+            else:
+                self._load(key, self._lazy[key])
         if key in self._plugins and not replace and self._plugins[key] is not plugin:
             raise BadInput(
                 f"plugin {key} is registered twice ({self._plugins[key].__module__} and {plugin.__module__})"
@@ -170,14 +183,28 @@ class PluginRegistry:
 
     def get(self, key: str) -> type[Plugin] | None:
         """Exact ``Type.Name``, or the same ignoring case (``input.API``)."""
+        if not isinstance(key, str):
+            return None
+        if key not in self._plugins and key not in self._lazy:
+            key = self._lower.get(key.lower(), key)
         found = self._plugins.get(key)
-        if found is None and isinstance(key, str):
-            canonical = self._lower.get(key.lower())
-            found = self._plugins.get(canonical) if canonical else None
+        if found is None:
+            load = self._lazy.get(key)
+            # None: not a plugin, or another thread loaded it just now (in _plugins before it
+            # left _lazy)
+            found = self._load(key, load) if load is not None else self._plugins.get(key)
         return found
 
+    def _load(self, key: str, load: Callable[[], type[Plugin]]) -> type[Plugin]:
+        plugin = load()
+        if plugin.key() != key:
+            raise BadInput(f"plugin {key} loaded as {plugin.key()} ({plugin.__module__})")
+        self._plugins[key] = plugin  # before the lazy entry goes: a get meanwhile finds one of them
+        self._lazy.pop(key, None)
+        return plugin
+
     def names(self) -> list[str]:
-        return sorted(self._plugins)
+        return sorted({*self._plugins, *self._lazy})
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
@@ -247,11 +274,11 @@ def _plugins_in(module: Any) -> list[type[Plugin]]:
 
 def default_registry(settings: Any = None) -> PluginRegistry:
     """Built-ins, then entry points, then the configured plugin directories."""
-    from .plugins import BUILTIN_PLUGINS
+    from .plugins import BUILTINS, load_builtin
 
     registry = PluginRegistry()
-    for plugin in BUILTIN_PLUGINS:
-        registry.register(plugin)
+    for key in BUILTINS:
+        registry.register_lazy(key, functools.partial(load_builtin, key))
     registry.load_entry_points()
     if settings is not None:
         for directory in settings.plugins.directories:

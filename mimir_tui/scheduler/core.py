@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import MimirError, PersistenceError
 from ..loop_errors import LoopErrors
 from ..persistence import JobExecutionRecord, RunRequest, ScheduledJob, new_id
-from ..persistence.models import Status, TriggeredBy
+from ..persistence.models import Status, TriggeredBy, every_field
 from ..persistence.runs import FireBatch, JobRoom
 from ..persistence.types import as_utc
 from ..pipelines.cancel import CancelToken
@@ -103,7 +103,7 @@ def _fire_record(**values: Any) -> JobExecutionRecord:
         "steps": [],
     }
     row.update(values)
-    return JobExecutionRecord.model_construct(**row)
+    return JobExecutionRecord.model_construct(every_field(JobExecutionRecord), **row)
 
 
 class _Looks:
@@ -192,6 +192,10 @@ class Scheduler:
         self._fire_wake = threading.Event()
         # Set when the queue loop has something to look at before its next poll (see _queue_loop).
         self._queue_wake = threading.Event()
+        # Its last look found a request available and claimed none (no free slot, or its job
+        # at its limit): a run's end here is worth a look. Not otherwise: in a burst of fires
+        # a look per run's end read the queue and woke the fire loop a thousand times.
+        self._queue_waits_for_room = False
         # Runs what this instance claims (its runner's records on the same clock).
         self.executor = Executor(
             backend,
@@ -253,7 +257,9 @@ class Scheduler:
         self.executor.register(load=self._load(), queues=self.queues)
 
     def start(self) -> None:
-        self.pool = RunPool(self.config.max_concurrency)
+        # Runs take turns on SQLite, where their database calls are this process's work (see
+        # pipelines.loops); on a server those calls are waits that other runs should use.
+        self.pool = RunPool(self.config.max_concurrency, turns=getattr(self.backend, "dialect", None) == "sqlite")
         self.register()
         for target, name in (
             (self._fire_loop, "mimir-fire"),
@@ -358,10 +364,10 @@ class Scheduler:
 
     def _queue_loop(self) -> None:
         # An idle queue is looked at when this instance wakes the loop (it queued a retry, or
-        # a run ended: a slot), when the database changed (another process queued a run, or
-        # ended one: room for a waiting request), or when the earliest request waiting for its
-        # time is due; not at every poll_interval. A look is one read (the earliest request's
-        # time), and a claim only when a request is available.
+        # a run ended while a request waited for room), when the database changed (another
+        # process queued a run, or ended one: room for a waiting request), or when the earliest
+        # request waiting for its time is due; not at every poll_interval. A look is one read
+        # (the earliest request's time), and a claim only when a request is available.
         looks = _Looks(self.backend)
         watched = self._watched()
         woken, due_at = True, None
@@ -392,9 +398,14 @@ class Scheduler:
         unless a request is available."""
         due_at = self.backend.runs.next_available(self.queues)
         if due_at is None or due_at > self.clock.now():
+            self._queue_waits_for_room = False
             return 0, due_at
-        # Available (or waiting for room, a run's end, or a slot: a change or a wake-up shows).
-        return self.poll_queue(), None
+        # Available. If none can be claimed (no free slot, or its job at its limit), a run's
+        # end wakes the loop; set first, so that a run ending during the claim does too.
+        self._queue_waits_for_room = True
+        claimed = self.poll_queue()
+        self._queue_waits_for_room = not claimed
+        return claimed, None
 
     def _heartbeat_loop(self) -> None:
         while not self.clock.wait(self._stop, self.config.heartbeat_interval):
@@ -999,7 +1010,8 @@ class Scheduler:
                         with self._cancel_lock:
                             self._cancel.pop(record.id, None)
                             self._fires_of.pop(record.id, None)
-                        self._queue_wake.set()  # a slot for a queued run, maybe
+                        if self._queue_waits_for_room:
+                            self._queue_wake.set()  # a slot, or room in its job's limit
             finally:
                 with self._cancel_lock:
                     for record in records:

@@ -15,10 +15,12 @@ log = logging.getLogger("mimir.scheduler")
 
 class RunPool:
     """A fixed number of daemon threads running executions (daemon: a stopping service never
-    waits on a stuck plugin beyond its grace period)."""
+    waits on a stuck plugin beyond its grace period). ``turns``: their runs take turns (on
+    SQLite: see pipelines.loops)."""
 
-    def __init__(self, size: int, name: str = "mimir-run") -> None:
+    def __init__(self, size: int, name: str = "mimir-run", *, turns: bool = False) -> None:
         self.size = size
+        self.turns = turns
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._busy = 0
         self._lock = threading.Lock()
@@ -61,7 +63,7 @@ class RunPool:
         self._open.set()
 
     def _work(self) -> None:
-        with thread_loop():  # one event loop for the runs of this slot (see pipelines.loops)
+        with thread_loop(turns=self.turns):  # one event loop for the runs of this slot (see pipelines.loops)
             self._serve()
 
     def _serve(self) -> None:

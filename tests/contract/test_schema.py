@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, insert, inspect, text
 
 from mimir_tui.config import Settings
 from mimir_tui.errors import Conflict, PersistenceError
-from mimir_tui.persistence import JobExecutionRecord, ScheduledJob, open_backend
+from mimir_tui.persistence import JobExecutionRecord, RunRequest, ScheduledJob, open_backend
 from mimir_tui.persistence.engine import make_engine
 from mimir_tui.persistence.migrate import current_revision, head_revision, upgrade
-from mimir_tui.persistence.models import SQLModel
+from mimir_tui.persistence.models import EXECUTIONS, SQLModel
 
 
 @pytest.fixture
@@ -162,12 +162,20 @@ def test_indexes_and_cascade_exist(backend) -> None:
     exec_indexes = {ix["name"]: ix for ix in insp.get_indexes("job_executions")}
     assert exec_indexes["idx_job_executions_job_id_start_time_id"]["column_names"] == ["job_id", "start_time", "id"]
     assert exec_indexes["idx_job_executions_start_time_id"]["column_names"] == ["start_time", "id"]
-    assert exec_indexes["idx_job_executions_status"]["column_names"] == ["status"]
-    assert exec_indexes["idx_job_executions_job_id_status"]["column_names"] == ["job_id", "status"]
+    assert exec_indexes["idx_job_executions_status_start_time_id"]["column_names"] == ["status", "start_time", "id"]
+    assert exec_indexes["idx_job_executions_job_id_status_start_time_id"]["column_names"] == [
+        "job_id",
+        "status",
+        "start_time",
+        "id",
+    ]
+    assert not {"idx_job_executions_status", "idx_job_executions_job_id_status"} & set(exec_indexes)  # replaced
     assert exec_indexes["ux_job_executions_run_key"]["column_names"] == ["job_id", "scheduled_for"]
     assert exec_indexes["ux_job_executions_run_key"]["unique"]
     job_indexes = {ix["name"]: ix for ix in insp.get_indexes("scheduled_jobs")}
     assert job_indexes["idx_scheduled_jobs_enabled_next_run"]["column_names"] == ["enabled", "next_run"]
+    queue_indexes = {ix["name"]: ix for ix in insp.get_indexes("run_queue")}
+    assert queue_indexes["idx_run_queue_execution_id"]["column_names"] == ["execution_id"]
     fks = insp.get_foreign_keys("job_executions")
     assert len(fks) == 1
     assert fks[0]["referred_table"] == "scheduled_jobs" and fks[0]["constrained_columns"] == ["job_id"]
@@ -253,8 +261,74 @@ def test_sqlite_count_running_uses_the_job_status_index(sqlite_settings: Setting
         with store.engine.connect() as conn:
             plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).fetchall()]
     joined = " | ".join(plan)
-    assert "idx_job_executions_job_id_status" in joined, joined
-    assert "status" in joined.split("idx_job_executions_job_id_status", 1)[1], joined  # both columns used
+    assert "idx_job_executions_job_id_status_start_time_id" in joined, joined
+    assert "status" in joined.split("idx_job_executions_job_id_status_start_time_id", 1)[1], joined  # both used
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["no-statistics", "analyzed"])
+@pytest.mark.parametrize("per_job", [False, True], ids=["all-jobs", "one-job"])
+def test_sqlite_a_page_filtered_by_status_is_read_in_order(
+    sqlite_settings: Settings, sqlite_statements, analyzed: bool, per_job: bool
+) -> None:
+    """Schema version 10: a page of one status (the common "success" as much as the rare
+    "running") reads that status's rows newest first through (job_id,) status, start_time, id:
+    no sort of every run of that status, and no walk of the whole history; several statuses are
+    a page of each, merged, whatever the planner's statistics say (after ANALYZE, SQLite took
+    ``status IN ('queued', 'running')`` for a common pair and scanned every run)."""
+    with open_backend(sqlite_settings) as store:
+        jobs = [store.save_job(ScheduledJob(name=f"j{i}", pipeline="p", cron_expr="* * * * *")) for i in range(2)]
+        rows = [
+            JobExecutionRecord(
+                job_id=jobs[i % 2].id,
+                pipeline="p",
+                start_time=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
+                status="running" if i % 100 == 7 else "failed" if i % 10 == 3 else "success",
+            ).model_dump()
+            for i in range(2000)
+        ]
+        with store.engine.begin() as conn:
+            conn.execute(insert(EXECUTIONS), rows)
+            if analyzed:
+                conn.exec_driver_sql("ANALYZE")
+        job_id = jobs[1].id if per_job else None
+        for status in ("success", "running", ["queued", "running"], ["failed", "success"]):
+            sqlite_statements.clear()
+            page = store.list_executions(job_id, limit=10, status=status)
+            reads = [s for s in sqlite_statements if s.lstrip().upper().startswith("SELECT") and "job_executions" in s]
+            wanted = {status} if isinstance(status, str) else set(status)
+            everything = [r for r in store.list_executions(job_id, limit=5000) if r.status in wanted]
+            assert [r.id for r in page] == [r.id for r in everything[:10]], status  # the newest 10, in order
+            assert len(reads) == len(wanted), sqlite_statements
+            with store.engine.connect() as conn:
+                for sql in reads:
+                    plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).fetchall())
+                    assert "TEMP B-TREE" not in plan, (status, plan)  # read in order, not sorted
+                    if "'running'" in sql:  # rare: through its index, not a walk of the history
+                        assert "status_start_time_id" in plan, (status, plan)
+
+
+def test_sqlite_a_queued_run_is_found_by_its_execution_id_through_the_index(
+    sqlite_settings: Settings, sqlite_statements
+) -> None:
+    """Schema version 10: showing or cancelling a run still in the queue reads it through
+    ``idx_run_queue_execution_id``, not the whole queue."""
+    with open_backend(sqlite_settings) as store:
+        job = store.save_job(ScheduledJob(name="j", pipeline="p", cron_expr="* * * * *"))
+        requests = [store.runs.enqueue(RunRequest(job_id=job.id, pipeline="p")) for _ in range(50)]
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+        wanted = requests[25].execution_id
+        sqlite_statements.clear()
+        assert store.get_execution(wanted).status == "queued"
+        assert store.request_cancel(wanted).status == "cancelled"  # taken out of the queue at once
+        reads = [s for s in sqlite_statements if s.lstrip().upper().startswith("SELECT") and "run_queue" in s]
+        assert len(reads) >= 2 and all(wanted in s for s in reads), sqlite_statements
+        with store.engine.connect() as conn:
+            plans = [
+                " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).fetchall())
+                for sql in reads
+            ]
+    assert all("idx_run_queue_execution_id" in plan for plan in plans), plans
 
 
 def test_sqlite_pragmas(sqlite_settings: Settings) -> None:
@@ -266,6 +340,15 @@ def test_sqlite_pragmas(sqlite_settings: Settings) -> None:
             assert pragma("synchronous") == 1
             assert pragma("foreign_keys") == 1
             assert pragma("busy_timeout") == 4321
+            assert pragma("cache_size") == -256  # KiB: SQLite's 2,000 cost an instance 2 MiB per connection
+        # A bulk operation's connection has SQLite's default cache while it runs, then the small one.
+        with store.db.driver() as raw:  # VACUUM, integrity_check
+            assert raw.execute("PRAGMA cache_size").fetchone()[0] == -2000
+        with store.db.write(bulk=True) as conn:  # a retention batch
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+            driver = conn.connection.driver_connection
+        assert driver.execute("PRAGMA cache_size").fetchone()[0] == -256
+        assert raw.execute("PRAGMA cache_size").fetchone()[0] == -256  # kept for prepared statements
 
 
 def test_sqlite_writes_begin_immediate(sqlite_settings: Settings, sqlite_statements) -> None:

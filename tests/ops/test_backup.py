@@ -23,6 +23,7 @@ from mimir_tui.errors import BadInput
 from mimir_tui.ops import archive as arc
 from mimir_tui.ops.backup import create_backup, verify_backup
 from mimir_tui.ops.crypto import ArchiveDamaged
+from mimir_tui.ops.overview import size
 from mimir_tui.ops.restore import RestoreRefused, restore_backup
 from mimir_tui.persistence import JobExecutionRecord, ScheduledJob, open_backend
 from mimir_tui.persistence.models import Worker
@@ -441,6 +442,27 @@ def test_cli_create_list_verify_restore(run_cli, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "changed" in bad.stderr and bad.stderr.count("\n") == 1
     refused = run_cli("backup", "restore", archive, "--yes", "--config", str(config), env=env)
     assert refused.returncode == 1
+
+
+def test_backup_list_shows_the_safety_copies_restores_kept(run_cli, tmp_path: Path) -> None:
+    """A restore keeps what it replaced as ``<database>.pre-restore-<time>`` and never rotates
+    it; ``backup list`` says where each one is and its size, so that it is not forgotten on the
+    disk. ``--json`` stays the list of archives."""
+    config = tmp_path / "config.yaml"
+    config.write_text("persistence:\n  database_path: ./data/m.db\n  backup_path: ./bk\n  enable_vector_db: false\n")
+    made = run_cli("backup", "create", "--json", "--config", str(config))
+    assert made.returncode == 0, made.stderr
+    listed = run_cli("backup", "list", "--config", str(config))
+    assert listed.returncode == 0 and "safety copies" not in listed.stdout
+    restored = run_cli("backup", "restore", json.loads(made.stdout)["path"], "--yes", "--config", str(config))
+    assert restored.returncode == 0, restored.stderr
+    (copy,) = (tmp_path / "data").glob("m.db.pre-restore-*")
+    listed = run_cli("backup", "list", "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    tail = listed.stdout.split("\n\n")[-1].splitlines()
+    assert tail[0].startswith("safety copies that restores kept of what they replaced (1;")
+    assert tail[1].split() == [str(copy.resolve()), *size(copy.stat().st_size).split()]
+    assert [row["archive"] for row in json.loads(run_cli("backup", "list", "--json", "--config", str(config)).stdout)]
 
 
 def test_what_a_killed_backup_left_is_cleared_by_the_next(sqlite_settings: Settings) -> None:

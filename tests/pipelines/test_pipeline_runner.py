@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -366,6 +368,40 @@ def test_a_cancel_token_keeps_its_first_reason():
     token.cancel("cancelled: interrupted (SIGTERM)")
     assert token.cancelled and token.is_set() and token.wait(0) is True
     assert token.reason == "cancelled: interrupted (SIGINT)"
+
+
+def test_a_cancel_token_wakes_a_wait_made_before_the_cancel():
+    """A token makes its event at the first wait (most runs never wait): a cancel from another
+    thread while a step waits wakes it, and a cancel before any wait is seen by the first."""
+    token = CancelToken()
+    threading.Timer(0.1, token.cancel, args=("cancelled by request",)).start()
+    started = time.monotonic()
+    assert token.wait(10) is True and time.monotonic() - started < 5
+    assert token.reason == "cancelled by request"
+    early = CancelToken()
+    early.cancel("early")
+    assert early.wait(10) is True and early.reason == "early"
+
+
+def test_a_signal_handler_cancels_while_the_main_thread_holds_the_tokens_lock():
+    """Tokens share one lock; a signal handler (``pipelines run`` on Ctrl-C) cancels on the main
+    thread, between two of its bytecodes, which may be inside that lock (a second signal while
+    the first one's cancel runs). It must not wait for itself: run in a process of its own, with
+    a time limit, so that a deadlock fails the test instead of hanging the suite."""
+    probe = textwrap.dedent("""
+        import os, signal, time
+        from mimir_tui.pipelines.cancel import _LOCK, CancelToken
+
+        token = CancelToken()
+        signal.signal(signal.SIGUSR1, lambda *_: token.cancel("cancelled: interrupted (SIGUSR1)"))
+        with _LOCK:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)
+        print(token.cancelled, token.reason)
+    """)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True cancelled: interrupted (SIGUSR1)"
 
 
 def test_the_live_record_is_visible_from_a_second_connection(backend, backend_settings, registry):

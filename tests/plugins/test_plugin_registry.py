@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from mimir_tui.config import load_settings
 from mimir_tui.errors import BadInput
 from mimir_tui.pipelines import registry as registry_module
-from mimir_tui.pipelines.plugins import BUILTIN_PLUGINS
+from mimir_tui.pipelines.plugins import BUILTIN_PLUGINS, BUILTINS
 from mimir_tui.pipelines.registry import Plugin, PluginConfig, PluginRegistry, default_registry
 
 EXPECTED = {
@@ -51,6 +53,7 @@ USER_PLUGIN = textwrap.dedent("""
 def test_builtins_are_complete_and_well_formed():
     keys = {p.key() for p in BUILTIN_PLUGINS}
     assert keys == EXPECTED
+    assert [p.key() for p in BUILTIN_PLUGINS] == list(BUILTINS)  # each listed under its own key
     for plugin in BUILTIN_PLUGINS:
         assert plugin.description, plugin.key()
         assert issubclass(plugin.Config, PluginConfig) and plugin.Config is not PluginConfig, plugin.key()
@@ -77,6 +80,45 @@ def test_default_registry_lookups():
     assert registry.get("aimodels.OPENAI").key() == "AIModels.openai"
     assert registry.get("Input.nope") is None and registry.get("") is None
     assert "output.json" in registry and "storage.VECTOR" in registry and "Storage.kv" not in registry
+
+
+def test_a_builtin_is_imported_when_a_pipeline_first_names_it():
+    """The registry lists every built-in without importing one (2 MiB for the thirteen); a
+    lookup imports that plugin's module alone, in a fresh interpreter."""
+    probe = textwrap.dedent(f"""
+        import sys
+        from mimir_tui.pipelines.registry import default_registry
+
+        def loaded():
+            return sorted(m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("mimir_tui.pipelines.plugins."))
+
+        registry = default_registry()
+        assert set(registry.names()) >= set({sorted(EXPECTED)!r}), registry.names()
+        print(loaded())
+        assert registry.get("output.JSON").key() == "Output.json"
+        print(loaded())
+    """)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "['common', 'output_json']"]
+
+
+def test_a_builtin_can_be_replaced_before_it_is_loaded():
+    """An entry point or a plugin file that registers a built-in's key replaces it (its
+    module never imported); registering a different class under it without ``replace`` is
+    refused, as for any plugin."""
+
+    class MyJson(Plugin):
+        type = "Output"
+        name = "json"
+
+    registry = default_registry()
+    registry.register(MyJson, replace=True)
+    assert registry.get("Output.json") is MyJson and registry.names().count("Output.json") == 1
+    registry = default_registry()
+    with pytest.raises(BadInput, match="registered twice"):
+        registry.register(MyJson)
+    assert registry.get("Output.json") is BUILTIN_PLUGINS[list(BUILTINS).index("Output.json")]
 
 
 def test_register_rules():

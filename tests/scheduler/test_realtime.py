@@ -151,3 +151,47 @@ def test_an_idle_queue_is_read_only_after_a_change_and_a_queued_run_starts_at_on
         scheduler.stop(grace=5)
         other.close()
         backend.close()
+
+
+def test_run_ends_wake_the_queue_loop_only_while_a_request_waits_for_room(sqlite_settings):
+    """Issue 12: a run's end is a reason to look at the run queue only when the last look found
+    a request it could not claim (no free slot). Fires that end with nothing queued read the
+    queue about once a poll interval (at every run's end before: a thousand reads, and as many
+    wake-ups of the fire loop, in a burst of a thousand fires); a queued run that waits for the
+    one slot starts as soon as the run ahead of it ends, not a poll interval later."""
+    from mimir_tui.persistence import RunRequest
+
+    sqlite_settings.scheduler = sqlite_settings.scheduler.model_copy(
+        update={"max_concurrency": 1, "poll_interval": 5.0, "heartbeat_interval": 30.0, "stale_after": 60.0}
+    )
+    backend = open_backend(sqlite_settings)
+    add_pipelines(backend, ok_spec(), ok_spec("slow", seconds=0.3))
+    for i in range(20):
+        jobs.create_job(backend, name=f"every-second-{i}", pipeline="ok", cron_expr="* * * * * *")
+    scheduler = Scheduler(backend, sqlite_settings)
+
+    def queue_reads() -> int:
+        return backend.metrics.snapshot().get("queue_next_available", {}).get("count", 0)
+
+    def runs(pipeline: str) -> list:
+        return [r for r in backend.list_executions(None, 1000) if r.pipeline == pipeline and r.end_time]
+
+    scheduler.start()
+    try:
+        time.sleep(1.5)
+        before, ended_before = queue_reads(), len(runs("ok"))
+        time.sleep(3.0)
+        fired = len(runs("ok")) - ended_before
+        assert fired >= 40, fired  # 20 fires a second, one slot
+        assert queue_reads() - before <= 5, "the queue was read at run ends with nothing queued"
+
+        for i in range(2):
+            backend.runs.enqueue(RunRequest(pipeline="slow", execution_id=f"slow-{i}"))
+        wait_until(lambda: len(runs("slow")) == 2, 20, what="the queued runs to end")
+        first, second = sorted(runs("slow"), key=lambda r: r.start_time)
+        # The second waited for the one slot (behind the first, and fires): with a 5 s poll
+        # interval, only the wake at a run's end starts it this soon.
+        assert (second.start_time - first.end_time).total_seconds() < 2.0, (first, second)
+    finally:
+        scheduler.stop(grace=5)
+        backend.close()

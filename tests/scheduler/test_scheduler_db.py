@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sched_helpers import T0, add_pipelines, executions, fake_scheduler, ok_spec
+from sched_helpers import T0, add_pipelines, create_jobs, executions, fake_scheduler, ok_spec
 
 from mimir_tui.errors import NotFound
 from mimir_tui.persistence import JobExecutionRecord, RunRequest, open_backend
@@ -231,8 +231,7 @@ def test_a_thousand_fires_due_at_one_instant_run_once_each(backend, backend_sett
     in one transaction per instance, and every job's next_run moved on by whoever claimed it."""
     add_pipelines(backend, ok_spec())
     count, instances = 1000, 3
-    for i in range(count):
-        jobs.create_job(backend, name=f"j{i:04d}", pipeline="ok", cron_expr="* * * * *", now=T0)
+    create_jobs(backend, count, pipeline="ok", cron_expr="* * * * *", now=T0)
     fire = T0 + timedelta(minutes=1)
     clock = FakeClock(fire)
     backends = [open_backend(backend_settings) for _ in range(instances)]
@@ -473,3 +472,23 @@ def test_a_batch_of_fires_reads_nothing_per_run_and_writes_each_run_twice(backen
     assert used.pop("get_pipeline", 0) <= 1
     assert used == {}, f"per-fire work a batch could answer: {used}"
     assert {j.last_result for j in backend.list_jobs()} == {"success"}
+
+
+def test_run_slots_take_turns_on_sqlite_and_not_on_a_server(backend, backend_settings):
+    """On SQLite a run's database calls are this process's work, and its run slots take turns
+    (pipelines.loops); on a server each call is a wait that the other slots should use."""
+    from mimir_tui.pipelines import loops
+    from mimir_tui.scheduler.core import Scheduler
+
+    async def turn_held() -> bool:
+        return loops.holds_turn()
+
+    scheduler = Scheduler(backend, backend_settings)
+    scheduler.start()
+    try:
+        held: list[bool] = []
+        scheduler.pool.submit(lambda: held.append(loops.run(turn_held())))
+        assert scheduler.pool.wait_idle(10)
+        assert held == [backend.dialect == "sqlite"]
+    finally:
+        scheduler.stop(grace=5)

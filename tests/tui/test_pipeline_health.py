@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from test_execution import _until
+
 from mimir_tui.config import load_settings
 from mimir_tui.persistence import JobExecutionRecord, open_backend
 from mimir_tui.pipelines.registry import default_registry
@@ -88,9 +90,11 @@ async def test_run_now_on_the_pipeline_screen_creates_an_execution_and_opens_it(
     async with app.run_test(size=(120, 40)) as pilot:
         await _open_pipeline(app, pilot)
         await pilot.press("x")
-        await _settle(app, pilot)
-        assert isinstance(app.screen, ExecutionScreen)
+        # Not _settle: once the run's screen shows its log it follows the file until it closes,
+        # and waiting for every worker then waited for ever (seen when the run ended quickly).
+        assert await _until(pilot, lambda: isinstance(app.screen, ExecutionScreen))
         with open_backend(settings) as backend:
+            assert await _until(pilot, lambda: backend.list_executions(limit=10)[0].status == "success")
             runs = backend.list_executions(limit=10)
         assert [(r.id, r.pipeline, r.status) for r in runs] == [(app.screen.execution_id, "wait-a-bit", "success")]
 

@@ -49,6 +49,9 @@ NOT_FOR_ORDINARY_COMMANDS = [
     "mimir_tui.pipelines",
     "mimir_tui.tui",
     "mimir_tui.service",
+    # The other servers' dialects, on SQLite (about 1 MiB each in every instance)
+    "sqlalchemy.dialects.mysql",
+    "sqlalchemy.dialects.postgresql",
 ]
 
 # Runs each argv through main() in turn, in one fresh interpreter, and after each one prints
@@ -180,6 +183,22 @@ def test_ordinary_commands_import_only_what_they_use(argv: list[str], tmp_path: 
     assert second["loaded"] == [], f"mimir-tui {' '.join(argv)} imported {second['loaded'][:8]}"
 
 
+def test_a_run_on_sqlite_loads_no_servers_dialect(tmp_path: Path) -> None:
+    """A run's saves (an upsert) on SQLite built their INSERT with PostgreSQL's dialect loaded
+    beside SQLite's: 2.4 MiB in every instance. A pipeline run through the command line loads
+    neither server's dialect."""
+    (tmp_path / "config.yaml").write_text("persistence:\n  database_path: ./mimir.db\n")
+    (tmp_path / "ok.yaml").write_text(
+        "name: ok\nsteps:\n  - {name: wait, plugin: Data_Processing.delay, config: {seconds: 0}}\n"
+    )
+    watched = ["sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.mysql", "sqlalchemy.dialects.sqlite"]
+    assert probe([["pipelines", "run", "ok.yaml"]], [], tmp_path)[0]["code"] == 0  # makes the database (Alembic)
+    (result,) = probe([["pipelines", "run", "ok.yaml"]], watched, tmp_path)
+    assert result["code"] == 0, result
+    assert [m for m in result["loaded"] if m.split(".")[2] != "sqlite"] == [], result["loaded"]
+    assert "sqlalchemy.dialects.sqlite" in result["loaded"]  # the probe sees a dialect loaded
+
+
 def test_the_vocabulary_has_one_home() -> None:
     """The parsers read statuses and misfire policies from the light ``constants`` module, and
     the models use the very same enums (not copies that could drift apart)."""
@@ -230,12 +249,13 @@ def test_the_top_level_help_is_the_whole_parsers() -> None:
 
 def test_loading_the_plugins_imports_no_http_client() -> None:
     """httpx and httpcore (with trio, when installed) cost an instance about 10 MiB: they come
-    with the first request a step makes, not with the plugins' config models."""
+    with the first request a step makes, not with the plugins' config models; and ``regex``
+    (1.3 MiB) with the first pattern a step compiles."""
     probe = (
         "import sys\n"
         "from mimir_tui.pipelines.registry import default_registry\n"
         "assert 'Input.api' in default_registry()\n"
-        "print(sorted(m for m in ('httpx', 'httpcore', 'trio') if m in sys.modules))\n"
+        "print(sorted(m for m in ('httpx', 'httpcore', 'trio', 'regex') if m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -1,13 +1,21 @@
-"""``Data_Processing.delay``: wait, stopping at once when the run is cancelled."""
+"""``Data_Processing.delay``: wait, stopping at once when the run is cancelled.
+
+An ``async`` plugin: the wait is a timer on the run's event loop, not a thread held asleep
+(a sync plugin's step gets a thread of its own, and a hand-off to it and back)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from pydantic import AliasChoices, Field
 
 from ..registry import Plugin, PluginConfig, StepCancelled, StepContext
+
+#: Longest sleep between two looks at ``ctx.cancel_event`` (the runner also cancels the step's
+#: task outright; the event is what a plugin's other callers set).
+CANCEL_LOOK = 0.05
 
 
 class DelayConfig(PluginConfig):
@@ -22,8 +30,11 @@ class Delay(Plugin):
     description = "Wait a number of seconds (cancellable). Result {seconds, waited}."
     Config = DelayConfig
 
-    def execute(self, config: DelayConfig, ctx: StepContext) -> dict[str, Any]:
+    async def execute(self, config: DelayConfig, ctx: StepContext) -> dict[str, Any]:
         started = time.monotonic()
-        if ctx.cancel_event.wait(config.seconds):
+        end = started + config.seconds
+        while not ctx.cancelled and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, CANCEL_LOOK))
+        if ctx.cancelled:
             raise StepCancelled(f"delay cancelled after {time.monotonic() - started:.2f}s of {config.seconds:g}s")
         return {"seconds": config.seconds, "waited": round(time.monotonic() - started, 3)}

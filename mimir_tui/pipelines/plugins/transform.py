@@ -42,13 +42,15 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal, NoReturn, get_args
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, get_args
 
-import regex
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ..registry import Plugin, PluginConfig, PluginError, StepContext, StepTimedOut
 from .common import MISSING, describe_keys, get_path, resolve_data, type_name
+
+if TYPE_CHECKING:  # imported where a pattern is compiled: a service whose pipelines have none does not load it
+    import regex
 
 OpName = Literal[
     "select",
@@ -270,6 +272,8 @@ def check_operation(op: Operation, given: set[str]) -> None:
 
 @lru_cache(maxsize=256)
 def _compile(pattern: str, ignore_case: bool) -> regex.Pattern[str]:
+    import regex
+
     try:
         return regex.compile(pattern, regex.IGNORECASE if ignore_case else 0)
     except regex.error as exc:
@@ -608,6 +612,8 @@ def op_replace(op: Operation, data: Any) -> Any:
     pattern = _compile(op.pattern or "", op.ignore_case)
 
     def sub(text: str) -> str:
+        import regex
+
         try:
             return _match(pattern, "sub", op.replacement, text)
         except (regex.error, IndexError) as exc:
