@@ -68,6 +68,14 @@ d. (always) What stopping a runaway step costs (issue 9): patterns in ``Data_Pro
    library's ``re``. CPU per match of a typical pattern over 1,000 short texts, against ``re``
    in the same process, and what that adds to a fire whose step filters 1,000 records.
 
+h. (always) What a run costs the engine, in this process: one-step runs of a pipeline one after
+   another through ``PipelineRunner`` (a run slot's kept loop, taking turns as on SQLite: see
+   ``mimir_tui.pipelines.loops``), with an async step (the bench's ``Data_Processing.delay`` of
+   0 s) and with a sync step (a plugin returning ``{}``, run in a thread of its own as every sync
+   plugin's step is); then four threads doing the same at once, as the four run slots of a burst
+   do. CPU and voluntary context switches per run: what a sync step adds, and what running four
+   slots at once adds.
+
 Exit status 0 when every target is met. The machine's load average is printed first and last:
 figures taken while other work runs are noisy.
 """
@@ -953,6 +961,59 @@ def phase_step_guard(report: Report, texts: int = 1000, repeats: int = 200) -> N
     report.say(f"  added to a fire whose step filters {texts} records: {(mine - base) * texts * 1000:.3f} ms")
 
 
+def phase_engine(report: Report, workdir: Path, runs: int = 1000) -> None:
+    """h. (see the module's docstring)"""
+    from mimir_tui.pipelines import loops
+    from mimir_tui.pipelines.registry import Plugin
+    from mimir_tui.pipelines.runner import PipelineRunner
+    from mimir_tui.pipelines.spec import PipelineSpec
+    from mimir_tui.pipelines.store import save_spec
+
+    class SyncNoop(Plugin):
+        type, name, description = "Bench", "sync_noop", "returns {} (a sync plugin)"
+
+        def execute(self, config: Any, ctx: Any) -> dict:
+            return {}
+
+    settings = make_home(workdir / "engine", poll=1.0, concurrency=4)
+    registry = default_registry(settings)
+    registry.register(SyncNoop)
+    backend = open_backend(settings)
+    try:
+        import_path(backend, settings.pipelines.directory, registry)
+        sync = PipelineSpec(name="bench-sync", steps=[{"name": "Nothing", "plugin": "Bench.sync_noop"}])
+        save_spec(backend, sync)
+        runner = PipelineRunner(backend, settings, registry)
+        versions = {name: backend.pipelines.version(name) for name in ("bench-noop", "bench-sync")}
+
+        def run_many(pipeline: str, count: int) -> None:
+            with loops.thread_loop(turns=True):  # a run slot's, on SQLite
+                for _ in range(count):
+                    runner.run(pipeline, pipeline_version=versions[pipeline])
+
+        def per_run(pipeline: str, threads: int) -> tuple[float, float]:
+            run_many(pipeline, 50)  # warm: the spec parsed, the loop made
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            workers = [threading.Thread(target=run_many, args=(pipeline, runs // threads)) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            return cpu / runs * 1000, (after.ru_nvcsw - before.ru_nvcsw) / runs
+
+        for pipeline, step in (("bench-noop", "async step"), ("bench-sync", "sync step")):
+            for threads in (1, 4):
+                ms, switches = per_run(pipeline, threads)
+                report.say(
+                    f"  {step}, {threads} thread(s) at once: {ms:.2f} ms of CPU per run, "
+                    f"{switches:.1f} voluntary context switches per run"
+                )
+    finally:
+        backend.close()
+
+
 def solo(report: Report, args: argparse.Namespace, workdir: Path, poll: float, concurrency: int) -> None:
     """a., b., c.: the service inside this process, alone (the scheduler's own figures)."""
     every_second = args.every_second or args.quick
@@ -1223,6 +1284,8 @@ def main(argv: list[str] | None = None) -> int:
     phase_step_guard(report)
     workdir = Path(tempfile.mkdtemp(prefix="mimir-bench-sched-"))
     try:
+        report.say("\nh. the engine: 1,000 one-step runs of each kind, in this process")
+        phase_engine(report, workdir)
         if args.solo:
             solo(report, args, workdir, poll, concurrency)
         else:

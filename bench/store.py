@@ -6,8 +6,8 @@
 
 Both sides work on their own copy of one database file whose schema Mimir made (tables,
 indexes and the Alembic version row), opened with the same pragmas: WAL, synchronous=NORMAL,
-foreign_keys=ON, busy_timeout. The raw side is plain ``sqlite3``; the Mimir side goes through
-the public :class:`~mimir_tui.persistence.PersistenceBackend` API and gets model objects back.
+foreign_keys=ON, busy_timeout and cache_size. The raw side is plain ``sqlite3``; the Mimir side
+goes through the public :class:`~mimir_tui.persistence.PersistenceBackend` API and gets model objects back.
 
 a. ``save_execution``: N records, one transaction each, against ``BEGIN IMMEDIATE; INSERT;
    COMMIT`` with the same column values (serialised before the clock starts).
@@ -54,6 +54,7 @@ from sqlalchemy import event
 
 from mimir_tui.config import PersistenceSettings
 from mimir_tui.persistence import JobExecutionRecord, PersistenceBackend, open_backend
+from mimir_tui.persistence.engine import SQLITE_CACHE_KIB
 from mimir_tui.persistence.models import EXECUTIONS
 from mimir_tui.persistence.rows import ExecutionRow
 from mimir_tui.persistence.types import json_value, sqlite_datetime_value
@@ -117,10 +118,11 @@ def raw_connect(path: Path, busy_ms: int = BUSY_MS) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
     return conn
 
 
-PRAGMAS = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+PRAGMAS = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "cache_size")
 
 
 def raw_pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
