@@ -36,6 +36,7 @@ from ..constants import STATUSES
 from ..errors import MimirError
 from ..ops import overview
 from ..ops.overview import PaneData, Row
+from .widgets.table import Table
 
 log = logging.getLogger("mimir.tui")
 
@@ -195,7 +196,7 @@ class Pane(Polling, Vertical):
     """A live table over one read of :mod:`mimir_tui.ops.overview`."""
 
     #: The table's class (a pane whose rows open shows Enter in the footer with its own).
-    TABLE: type[DataTable] = DataTable
+    TABLE: type[Table] = Table
     #: What the help says under the columns (the marks' meaning), if anything.
     LEGEND = ""
 
@@ -221,7 +222,7 @@ class Pane(Polling, Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("loading...", id=f"{self.id}-summary", classes="summary")
-        table = self.TABLE(id=f"{self.id}-table", cursor_type="row", zebra_stripes=True)
+        table = self.TABLE(id=f"{self.id}-table")
         table.add_columns(*self.columns)
         yield table
 
@@ -383,7 +384,7 @@ class HealthPane(Pane):
         await self.fill(data, plan_rows(self.shown, data.rows))
 
 
-class PipelinesTable(DataTable):
+class PipelinesTable(Table):
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="open-pipeline")]
 
 
@@ -400,7 +401,7 @@ class PipelinesPane(Pane):
             self.app.push_screen(PipelineScreen(key))
 
 
-class RunsTable(DataTable):
+class RunsTable(Table):
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="open-execution")]
 
 

@@ -31,6 +31,7 @@ from ...ops.overview import relative, size
 from ..outcome import FINISHED, deliver
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.table import Table
 
 #: The archive's name holds its UTC time; the age is against the dashboard's clock.
 COLUMNS = ("Archive (UTC time)", "Age", "Size", "Jobs", "Runs", "Verified")
@@ -82,7 +83,7 @@ class BackupScreen(Screen):
         with Horizontal(id="backup-top", classes="ops-top"):
             yield Static("loading...", id="backup-status", classes="ops-status")
             yield ProgressBar(total=100, show_eta=False, id="backup-progress")
-        table: DataTable = DataTable(id="backup-archives", cursor_type="row", zebra_stripes=True)
+        table = Table(id="backup-archives")
         table.add_columns(*COLUMNS)
         yield table
         yield Footer()

@@ -32,6 +32,7 @@ from ...ops.execution import STEP_COLUMNS, ExecutionDetail, LogTail, read_execut
 from ...pipelines.execlog import no_log_reason
 from ..panes import Polling, apply_rows
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.table import Table
 
 #: The most nodes the JSON tree holds (a huge output is cut, with a note).
 TREE_NODES = 5000
@@ -143,7 +144,7 @@ class ExecutionScreen(Polling, Screen):
         yield Header()
         yield Static("loading...", id="execution-summary", classes="summary")
         yield Static("", id="execution-error")
-        steps: DataTable = DataTable(id="execution-steps", cursor_type="row", zebra_stripes=True)
+        steps = Table(id="execution-steps")
         steps.add_columns(*STEP_COLUMNS)
         yield steps
         with Horizontal(id="execution-body"):

@@ -36,6 +36,7 @@ from ...ops.retention import apply_retention, policy, save_policy
 from ..outcome import FINISHED, deliver
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.table import Table
 
 log = logging.getLogger("mimir.tui")
 
@@ -142,7 +143,7 @@ class VacuumScreen(OpsScreen):
         yield from self.status_bar()
         yield Static("", id="vacuum-result")
         yield Static("", id="vacuum-figures", classes="summary")
-        table: DataTable = DataTable(id="vacuum-tables", cursor_type="row", zebra_stripes=True)
+        table = Table(id="vacuum-tables")
         table.add_columns(*TABLE_COLUMNS)
         yield table
         yield Footer()
@@ -238,7 +239,7 @@ class RetentionScreen(OpsScreen):
                 yield Button("Save (s)", id="retention-save-button", compact=True)
                 yield Button("Apply (a)", id="retention-apply-button", variant="error", compact=True)
         yield Static("", id="retention-summary", classes="summary")
-        table: DataTable = DataTable(id="retention-plan", cursor_type="row", zebra_stripes=True)
+        table = Table(id="retention-plan")
         table.add_columns(*PLAN_COLUMNS)
         yield table
         yield Footer()

@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 from ...errors import MimirError
 from ...ops.pipeline import STEP_COLUMNS, PipelineDetail, queue_run, read_pipeline, validate_pipeline
 from ..panes import Polling, apply_rows
+from ..widgets.table import Table
 from .execution import queue_and_open
 
 
@@ -42,7 +43,7 @@ class PipelineScreen(Polling, Screen):
         yield Header()
         yield Static("loading...", id="pipeline-summary", classes="summary")
         yield Static("", id="pipeline-check")
-        steps: DataTable = DataTable(id="pipeline-steps", cursor_type="row", zebra_stripes=True)
+        steps = Table(id="pipeline-steps")
         steps.add_columns(*STEP_COLUMNS)
         yield steps
         with VerticalScroll(id="pipeline-yaml"):

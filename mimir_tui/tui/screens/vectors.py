@@ -39,6 +39,7 @@ from ...vectors.documents import parse_where, read_documents
 from ..outcome import FINISHED, deliver
 from ..panes import apply_rows
 from ..widgets.confirm import ConfirmScreen
+from ..widgets.table import Table
 
 log = logging.getLogger("mimir.tui")
 
@@ -53,7 +54,7 @@ def disabled_line(settings: Any) -> str:
     return f"the vector store is turned off (persistence.enable_vector_db: false{where})"
 
 
-class DocumentsTable(DataTable):
+class DocumentsTable(Table):
     BINDINGS = [Binding("enter", "select_cursor", "Open", id="vectors-open")]
 
 
@@ -94,7 +95,7 @@ class VectorsScreen(Screen):
             yield Static("loading...", id="vectors-status", classes="summary")
             yield LoadingIndicator(id="vectors-loading")
         with Horizontal(id="vectors-body"):
-            collections: DataTable = DataTable(id="vectors-collections", cursor_type="row", zebra_stripes=True)
+            collections = Table(id="vectors-collections")
             collections.add_columns(*read.COLLECTION_COLUMNS)
             yield collections
             with Vertical(id="vectors-right"):
@@ -102,7 +103,7 @@ class VectorsScreen(Screen):
                     yield Input(placeholder='where {"key": "value"}', id="vectors-where", compact=True)
                     yield Input(placeholder="contains text", id="vectors-contains", compact=True)
                     yield Input(placeholder="query by meaning", id="vectors-query", compact=True)
-                documents = DocumentsTable(id="vectors-documents", cursor_type="row", zebra_stripes=True)
+                documents = DocumentsTable(id="vectors-documents")
                 documents.add_columns(*read.DOCUMENT_COLUMNS)
                 yield documents
         yield Footer()
