@@ -77,7 +77,13 @@ h. (always) What a run costs the engine, in this process: one-step runs of a pip
    slots at once adds.
 
 Exit status 0 when every target is met. The machine's load average is printed first and last:
-figures taken while other work runs are noisy.
+figures taken while other work runs are noisy. So is the cost of making a file, which every fire
+of Mimir pays once (its log) and the peer never: the CPU of making, writing and closing a small
+file in the bench's folder is printed first and last too. On ext4 without a journal (as on this
+project's build machines: ``/proc/fs/jbd2`` empty) it went from 15 to 650 µs a file: such a file
+system does not reuse an inode freed in the last one to six minutes, and scans past each one, so
+making files right after something deleted thousands (a test run, a clone removed) is slow. The
+bench keeps its own files until it ends; run it a few minutes after such work.
 """
 
 from __future__ import annotations
@@ -374,6 +380,19 @@ def phase_fires(root: Path, *, jobs: int, every_second: bool, rounds: int, poll:
         drain=(fires.last_end - last).total_seconds() if fires.last_end else math.nan,
         rounds_detail=round_lines(sampler, lags, first, period, rounds) if rounds <= 10 else [],
     )
+
+
+def file_cost(folder: Path, count: int = 300) -> float:
+    """CPU microseconds of making, writing and closing one small file in ``folder`` (a new folder
+    inside it), as a run makes its log. The files stay: deleting them would slow the next ones
+    (see the module's docstring)."""
+    probe = Path(tempfile.mkdtemp(prefix="files-", dir=folder))
+    start = time.process_time()
+    for i in range(count):
+        fd = os.open(probe / f"{i:06d}.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        os.write(fd, b"x" * 400)
+        os.close(fd)
+    return (time.process_time() - start) / count * 1e6
 
 
 def raw_insert_cpu(db: Path, count: int) -> float:
@@ -1283,6 +1302,7 @@ def main(argv: list[str] | None = None) -> int:
     report.say("\nd. step guard: patterns on regex (timeout, GIL released) vs re")
     phase_step_guard(report)
     workdir = Path(tempfile.mkdtemp(prefix="mimir-bench-sched-"))
+    report.info(f"making a file in {workdir.parent}: {file_cost(workdir):.0f} µs of CPU (Mimir makes one a fire)")
     try:
         report.say("\nh. the engine: 1,000 one-step runs of each kind, in this process")
         phase_engine(report, workdir)
@@ -1293,6 +1313,7 @@ def main(argv: list[str] | None = None) -> int:
                 against_peer(report, args, workdir, poll, concurrency)
             if not args.skip_pg:
                 scaling(report, args, workdir, poll, concurrency)
+        report.info(f"making a file, at the end: {file_cost(workdir):.0f} µs of CPU")
     finally:
         if args.keep:
             print(f"kept {workdir}")
