@@ -10,7 +10,8 @@ It imports nothing of Mimir: its memory and CPU are APScheduler's, Python's and 
 Commands, one a line on stdin; each answers one line on stdout:
 
 - ``arm N T1,T2,...``: N jobs whose cron trigger fires at exactly those instants (UNIX seconds,
-  whole): ``armed``; then ``done`` once every fire of them has run or was missed.
+  whole): ``armed``; then ``round`` each time N more of their fires have run or were missed,
+  and ``done`` instead for the last N.
 - ``every A B``: one job on a trigger of every second from A to B: ``armed``.
 - ``wake``: look at the job store now (a job added by another process): ``woken``.
 - ``stop``: shut down, waiting for running jobs, then one JSON line: ``runs`` (job id, the
@@ -80,7 +81,7 @@ def main() -> int:
 
     runs: list[tuple[str, float, float]] = []
     counts = {"missed": 0, "errors": 0}
-    expected = [0]
+    expected = [0, 0]  # fires armed; fires a round
     lock = threading.Lock()
 
     def out(line: str) -> None:
@@ -96,9 +97,12 @@ def main() -> int:
                 counts["missed"] += 1
             else:
                 counts["errors"] += 1
-            if expected[0] and len(runs) + counts["missed"] + counts["errors"] >= expected[0]:
+            seen = len(runs) + counts["missed"] + counts["errors"]
+            if expected[0] and seen >= expected[0]:
                 expected[0] = 0
                 out("done")
+            elif expected[0] and seen % expected[1] == 0:
+                out("round")
 
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine)},
@@ -116,7 +120,7 @@ def main() -> int:
         if words[0] == "arm":
             count, instants = int(words[1]), [int(t) for t in words[2].split(",")]
             with lock:
-                expected[0] = count * len(instants)
+                expected[:] = [count * len(instants), count]
             trigger = pinned(instants)
             for i in range(count):
                 scheduler.add_job(stamp, trigger, id=f"peer-{i:04d}", replace_existing=True)

@@ -24,8 +24,11 @@ e. N jobs due at once (N = 100 and 1,000): every job's cron fires at the same in
    instant, and a Mimir round still running when the peer's begins is said in the report.
    Fire lag: when the job's step began (Mimir: the step's start time in the execution record;
    the peer: the time its function stamped) minus its scheduled instant, p50/p99/max over
-   every fire. CPU per fire: the process's CPU from 0.5 s before its first instant until every
-   fire of its last round has ended, over the fires that ran. Then both idle with their N jobs
+   every fire. CPU per fire: the process's CPU in each round, from 0.5 s before its instant
+   until its last fire ended, summed, over the fires that ran (every thread, to the nanosecond).
+   Beside it, the CPU from the first round's window to the last one's end, the time between the
+   rounds included: there Mimir heartbeats and watches for changes (its idle CPU, a target of
+   its own), which with 100 jobs added some 0.24 ms a fire. Then both idle with their N jobs
    for the idle window: idle CPU in % of one core (the live threads' schedstat, to the
    nanosecond), and memory (RSS at the end of the window; the peak, VmHWM, beside it).
 f. Exactly once: three processes of each on one SQLite file, one job every second for 20 s,
@@ -497,16 +500,40 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def thread_cpu_ns(pid: int) -> dict[str, int]:
+    """CPU nanoseconds of each live thread of a process, by thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[task.name] = int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def proc_cpu_fine(pid: int) -> float:
     """CPU seconds of the live threads of a process, to the nanosecond (for idle windows,
     where a clock tick is a tenth of the figure)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
+    return sum(thread_cpu_ns(pid).values()) / 1e9
+
+
+@dataclass
+class Window:
+    """A process's CPU over a window, to the nanosecond when no thread ended in it (a thread's
+    CPU goes with it), else in clock ticks."""
+
+    pid: int
+    threads: dict[str, int] = field(default_factory=dict)
+    ticks: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.threads, self.ticks = thread_cpu_ns(self.pid), proc_cpu(self.pid)
+
+    def spent(self) -> float:
+        now = thread_cpu_ns(self.pid)
+        if set(self.threads) - set(now):
+            return proc_cpu(self.pid) - self.ticks
+        return sum(ns - self.threads.get(tid, 0) for tid, ns in now.items()) / 1e9
 
 
 def proc_memory(pid: int) -> tuple[float, float]:
@@ -692,7 +719,8 @@ class Side:
     fires: int = 0  # fires that ran
     missed: int = 0
     lags: list[float] = field(default_factory=list)
-    cpu: float = math.nan  # seconds, from just before the first instant until the last run ended
+    cpu: float = math.nan  # seconds, each round from just before its instant until its last fire ended
+    span: float = math.nan  # seconds, from just before the first instant until the last fire ended
     idle: float = math.nan  # % of a core
     rss: float = math.nan  # MiB, after the idle window
     peak: float = math.nan  # MiB, VmHWM
@@ -797,32 +825,41 @@ def phase_peer(
             flush=True,
         )
         pid = procs[0].pid
-        # Each side's CPU from 0.5 s before its first instant until every fire of its last
-        # round has ended: Mimir's read from its store, the peer's "done" (its own thread).
-        at(mine[0] - timedelta(seconds=0.5))
-        cpu0 = proc_cpu(pid)
-        at(theirs[0] - timedelta(seconds=0.5))
-        peer_cpu0 = proc_cpu(peer.pid)
-        peer_cpu1: list[float] = []
-
-        def until_done() -> None:
-            peer.expect("done")
-            peer_cpu1.append(proc_cpu(peer.pid))
-
-        peer_done = threading.Thread(target=until_done, name="bench-peer-done", daemon=True)
-        peer_done.start()
+        # Each side's CPU in each round, from 0.5 s before its instant until its last fire
+        # ended (Mimir's read from its store, the peer's "round" or "done" line, read in a
+        # thread of its own); beside it, from the first round's window to the last's end, with
+        # the idle time between rounds (Mimir's heartbeats: its idle CPU, a target of its own).
         deadline = mine[-1] + timedelta(seconds=180)
-        late = []
+        peer_cpu: list[float] = []
+
+        def peer_rounds() -> None:
+            for k, instant in enumerate(theirs):
+                at(instant - timedelta(seconds=0.5))
+                window = Window(peer.pid)
+                if k == 0:
+                    span = proc_cpu(peer.pid)
+                peer.expect("done" if k == len(theirs) - 1 else "round")
+                peer_cpu.append(window.spent())
+            peer_side.span = proc_cpu(peer.pid) - span
+
+        peer_done = threading.Thread(target=peer_rounds, name="bench-peer-rounds", daemon=True)
+        peer_done.start()
+        late, spent = [], []
         for k, instant in enumerate(mine):
+            at(instant - timedelta(seconds=0.5))
+            window = Window(pid)
+            if k == 0:
+                span = proc_cpu(pid)
             while ended(backend, [instant]) < jobs and datetime.now(UTC) < deadline:
                 time.sleep(0.2)
+            spent.append(window.spent())
             if datetime.now(UTC) > theirs[k]:
                 late.append(f"round {k + 1} ended {(datetime.now(UTC) - theirs[k]).total_seconds():.1f} s")
-        mimir.cpu = proc_cpu(pid) - cpu0
+        mimir.cpu, mimir.span = sum(spent), proc_cpu(pid) - span
         if late:
             mimir.note = f"into the peer's round: {', '.join(late)}"
         peer_done.join(timeout=max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
-        peer_side.cpu = (peer_cpu1[0] if peer_cpu1 else proc_cpu(peer.pid)) - peer_cpu0
+        peer_side.cpu = sum(peer_cpu) if len(peer_cpu) == rounds else math.nan
         time.sleep(2.0)
         fine0 = {p: proc_cpu_fine(p) for p in (pid, peer.pid)}
         wall0 = time.monotonic()
@@ -1083,9 +1120,11 @@ def solo(report: Report, args: argparse.Namespace, workdir: Path, poll: float, c
 
 
 def side_line(side: Side) -> str:
+    spanned = side.span / side.fires * 1000 if side.fires else math.nan
     return (
         f"  {side.name}: {side.fires} fires ran, {side.missed} missed; lag {side.lag_text()}; "
-        f"CPU {side.cpu:.2f} s ({side.cpu_per_fire * 1000:.2f} ms per fire); idle {side.idle:.3f}% of a core; "
+        f"CPU in its rounds {side.cpu:.3f} s ({side.cpu_per_fire * 1000:.2f} ms per fire; "
+        f"{spanned:.2f} with the time between rounds); idle {side.idle:.3f}% of a core; "
         f"RSS {side.rss:.0f} MiB (peak {side.peak:.0f})" + (f"  [{side.note.strip('; ')}]" if side.note else "")
     )
 
