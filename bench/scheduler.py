@@ -27,8 +27,9 @@ e. N jobs due at once (N = 100 and 1,000): every job's cron fires at the same in
    every fire. CPU per fire: the process's CPU in each round, from 0.5 s before its instant
    until its last fire ended, summed, over the fires that ran (every thread, to the nanosecond).
    Beside it, the CPU from the first round's window to the last one's end, the time between the
-   rounds included: there Mimir heartbeats and watches for changes (its idle CPU, a target of
-   its own), which with 100 jobs added some 0.24 ms a fire. Then both idle with their N jobs
+   rounds included: there Mimir heartbeats, watches for changes and does what a burst left
+   (its idle CPU has a target of its own), which with 100 jobs added 0.3-0.8 ms a fire. Then
+   both idle with their N jobs
    for the idle window: idle CPU in % of one core (the live threads' schedstat, to the
    nanosecond), and memory (RSS at the end of the window; the peak, VmHWM, beside it).
 f. Exactly once: three processes of each on one SQLite file, one job every second for 20 s,
@@ -828,7 +829,7 @@ def phase_peer(
         # Each side's CPU in each round, from 0.5 s before its instant until its last fire
         # ended (Mimir's read from its store, the peer's "round" or "done" line, read in a
         # thread of its own); beside it, from the first round's window to the last's end, with
-        # the idle time between rounds (Mimir's heartbeats: its idle CPU, a target of its own).
+        # the time between rounds (see the module's docstring).
         deadline = mine[-1] + timedelta(seconds=180)
         peer_cpu: list[float] = []
 
