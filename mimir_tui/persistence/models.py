@@ -6,6 +6,7 @@ the migration that adds it (``migrations/versions/0002_mimir_columns.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -225,18 +226,13 @@ def records(model: type[M], columns: Sequence[str], rows: Iterable[Sequence[Any]
 _BLANKS: dict[type, Any] = {}
 
 
+@functools.cache
 def every_field(model: type[BaseModel]) -> set[str]:
     """The names of ``model``'s fields, one set per model: the "fields set" of instances built
     with ``model_construct(_fields_set=every_field(model), ...)`` from a whole row, shared.
     pydantic's own set, made per instance, costs 0.7-2.2 KiB (2.2 MiB for the 1,000 jobs a
     scheduler keeps); pydantic only ever adds a field's name to it, which it holds already."""
-    names = _EVERY_FIELD.get(model)
-    if names is None:
-        names = _EVERY_FIELD[model] = set(model.model_fields)
-    return names
-
-
-_EVERY_FIELD: dict[type, set[str]] = {}
+    return set(model.model_fields)
 
 
 # -- the tables ----------------------------------------------------------------------------

@@ -4,7 +4,13 @@ command line on Ctrl-C. (A request from another process goes through the databas
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from typing import Protocol
+
+#: Longest sleep of :func:`pause` between two looks at its flag.
+PAUSE_LOOK = 0.05
 
 #: Every token's lock: a cancel is rare, and a lock (with an Event's condition) per token cost
 #: 1.4 KiB for each run a scheduler has claimed and not yet ended (1,000 in a burst). Reentrant:
@@ -75,4 +81,18 @@ class CancelToken:
         return f"<CancelToken {state}>"
 
 
-__all__ = ["CancelToken"]
+class _Flag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+async def pause(seconds: float, flag: _Flag | None) -> bool:
+    """Sleep ``seconds`` on the running loop, less if ``flag`` (a :class:`CancelToken`, a
+    ``threading.Event``) is set meanwhile, looked at every :data:`PAUSE_LOOK` seconds; whether
+    it is set."""
+    end = time.monotonic() + seconds
+    while not (flag is not None and flag.is_set()) and (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, PAUSE_LOOK))
+    return flag is not None and flag.is_set()
+
+
+__all__ = ["CancelToken", "pause"]

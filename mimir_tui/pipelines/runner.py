@@ -48,7 +48,7 @@ from ..persistence.models import FINISHED, JobExecutionRecord, Status, StepRecor
 from ..persistence.types import as_utc, utcnow
 from ..secrets import SecretMasker, mask_tree, secret_values
 from . import loops, templates
-from .cancel import CancelToken
+from .cancel import CancelToken, pause
 from .execlog import ExecutionLog, execution_log_path
 from .policy import source_folder, working_folder
 from .registry import Plugin, PluginRegistry, StepContext
@@ -195,14 +195,6 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, grace: float = 0.5) -> 
         stopper.daemon = True
         stopper.start()
         raise
-
-
-async def _pause(seconds: float, cancel: CancelToken | None) -> bool:
-    """Sleep ``seconds``, less if ``cancel`` is set meanwhile; True if it is set."""
-    end = time.monotonic() + seconds
-    while not (cancel is not None and cancel.cancelled) and (left := end - time.monotonic()) > 0:
-        await asyncio.sleep(min(left, 0.05))
-    return cancel is not None and cancel.cancelled
 
 
 def _snapshot(record: JobExecutionRecord) -> JobExecutionRecord:
@@ -622,7 +614,7 @@ class PipelineRunner:
                         exc,
                         deadline - now,
                     )
-                last_try = await _pause(min(delay, deadline - now), cancel)
+                last_try = await pause(min(delay, deadline - now), cancel)
                 delay = min(delay * 2, self.save_backoff_max)
 
     def _environ(self) -> Mapping[str, str]:

@@ -5,17 +5,13 @@ An ``async`` plugin: the wait is a timer on the run's event loop, not a thread h
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from pydantic import AliasChoices, Field
 
+from ..cancel import pause
 from ..registry import Plugin, PluginConfig, StepCancelled, StepContext
-
-#: Longest sleep between two looks at ``ctx.cancel_event`` (the runner also cancels the step's
-#: task outright; the event is what a plugin's other callers set).
-CANCEL_LOOK = 0.05
 
 
 class DelayConfig(PluginConfig):
@@ -31,10 +27,9 @@ class Delay(Plugin):
     Config = DelayConfig
 
     async def execute(self, config: DelayConfig, ctx: StepContext) -> dict[str, Any]:
+        # ctx.cancel_event is looked at as it sleeps (the runner also cancels the step's task
+        # outright; the event is what a plugin's other callers set).
         started = time.monotonic()
-        end = started + config.seconds
-        while not ctx.cancelled and (left := end - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, CANCEL_LOOK))
-        if ctx.cancelled:
+        if await pause(config.seconds, ctx.cancel_event):
             raise StepCancelled(f"delay cancelled after {time.monotonic() - started:.2f}s of {config.seconds:g}s")
         return {"seconds": config.seconds, "waited": round(time.monotonic() - started, 3)}
