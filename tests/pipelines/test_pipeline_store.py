@@ -126,7 +126,7 @@ def test_the_watcher_reloads_changed_files_within_two_seconds(store, settings, r
 
         write_yaml("w.yaml", "name: watched\ndescription: v2\nsteps: [{name: s, plugin: Test.echo}]\n", folder)
         t0 = time.monotonic()
-        assert _wait(lambda: (_row(store, "watched") or None) and _row(store, "watched").description == "v2")
+        assert _wait(lambda: (row := _row(store, "watched")) is not None and row.description == "v2")
         assert time.monotonic() - t0 < 2
 
         write_yaml("w.yaml", "name: watched\ndescription: v3\nsteps: [{name: s, plugin: Test.nope}]\n", folder)
@@ -161,7 +161,7 @@ def test_removing_a_file_hands_its_name_to_the_copy_that_defines_it_too(store, s
         assert watcher.ready.wait(5)
         assert _row(store, "x").source_path == str((folder / "a.yaml").resolve())
         (folder / "a.yaml").unlink()
-        assert _wait(lambda: (_row(store, "x") or None) and _row(store, "x").description == "copy", timeout=3)
+        assert _wait(lambda: (row := _row(store, "x")) is not None and row.description == "copy", timeout=3)
         time.sleep(0.5)  # and it stays: nothing else is coming to sync again
         row = _row(store, "x")
     assert row is not None and row.source_path == str((folder / "b.yaml").resolve()) and row.load_error is None
@@ -180,7 +180,7 @@ def test_removing_a_file_shows_the_broken_file_it_had_shadowed(store, settings, 
         assert watcher.ready.wait(5)
         assert _row(store, "x").description == "good"
         (folder / "a.yaml").unlink()
-        assert _wait(lambda: (_row(store, "x") or None) and _row(store, "x").load_error, timeout=3)
+        assert _wait(lambda: (row := _row(store, "x")) is not None and row.load_error, timeout=3)
     row = _row(store, "x")
     assert row.source_path == str((folder / "b.yaml").resolve()) and row.enabled is False
     assert "unknown plugin 'Test.nope'" in row.load_error
