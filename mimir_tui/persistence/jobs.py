@@ -324,14 +324,45 @@ class PipelineStore:
         if result.rowcount == 0:
             raise NotFound(f"pipeline {name!r} not found")
 
-    @operation("update_pipeline")
-    def update(self, pipeline: PipelineConfig) -> PipelineConfig:
-        pipeline.updated_at = utcnow()
+    @operation("apply_pipeline_changes")
+    def apply(self, changes: Iterable[tuple[str, Any]]) -> None:
+        """Make ``changes`` in one transaction, in their order: ``("delete", name)`` (a name
+        already gone is no error), ``("insert", row)``, ``("update", row)`` (the stored row of
+        its name replaced). A folder's sync is one such call, so no reader sees the table
+        half-synced (a name between the file that gave it up and the copy that takes it). A
+        name inserted meanwhile by someone else, or updated after it went, is :class:`Conflict`
+        and nothing is changed."""
+        now = utcnow()
+        try:
+            with self.db.write() as conn:
+                for kind, item in changes:
+                    if kind == "delete":
+                        conn.execute(delete(PIPELINES).where(PIPELINES.c.name == item))
+                        continue
+                    item.updated_at = now
+                    if kind == "insert":
+                        item.created_at = as_utc(item.created_at) or now
+                        conn.execute(insert(PIPELINES), values_of(item, PIPELINES))
+                    elif self._update(conn, item) == 0:
+                        raise Conflict(f"pipeline {item.name!r} was removed meanwhile")
+        except Exception as exc:
+            if self.db.is_integrity_error(exc):
+                raise Conflict(f"pipelines were changed meanwhile: {self.db.describe(exc)}") from None
+            raise
+
+    @staticmethod
+    def _update(conn: Any, pipeline: PipelineConfig) -> int:
+        """Replace the stored row of ``pipeline.name``; the number of rows changed."""
         values = values_of(pipeline, PIPELINES)
         values.pop("name")
         values.pop("created_at")
+        return conn.execute(update(PIPELINES).where(PIPELINES.c.name == pipeline.name).values(**values)).rowcount
+
+    @operation("update_pipeline")
+    def update(self, pipeline: PipelineConfig) -> PipelineConfig:
+        pipeline.updated_at = utcnow()
         with self.db.write() as conn:
-            result = conn.execute(update(PIPELINES).where(PIPELINES.c.name == pipeline.name).values(**values))
-        if result.rowcount == 0:
+            changed = self._update(conn, pipeline)
+        if changed == 0:
             raise NotFound(f"pipeline {pipeline.name!r} not found")
         return pipeline

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,22 @@ def row_for(spec: PipelineSpec, source_path: str | None = None) -> PipelineConfi
     )
 
 
+def _outcome(old: PipelineConfig | None, new: PipelineConfig) -> str:
+    """What storing ``new`` over ``old`` (the stored row of its name, or None) does:
+    ``"added"``, ``"updated"`` or ``"unchanged"``."""
+    if old is None:
+        return "added"
+    if (
+        old.checksum == new.checksum
+        and old.source_path == new.source_path
+        and not old.load_error
+        and old.enabled == new.enabled
+        and old.description == new.description
+    ):
+        return "unchanged"
+    return "updated"
+
+
 def save_spec(backend: Any, spec: PipelineSpec, *, source_path: str | None = None) -> str:
     """Insert or replace one pipeline; returns ``"added"``, ``"updated"`` or ``"unchanged"``."""
     new = row_for(spec, source_path)
@@ -94,17 +110,11 @@ def save_spec(backend: Any, spec: PipelineSpec, *, source_path: str | None = Non
             return "added"
         except Conflict:  # added meanwhile by another process
             old = backend.get_pipeline(spec.name)
-    if (
-        old.checksum == new.checksum
-        and old.source_path == new.source_path
-        and not old.load_error
-        and old.enabled == new.enabled
-        and old.description == new.description
-    ):
-        return "unchanged"
-    new.created_at = old.created_at
-    backend.update_pipeline(new)
-    return "updated"
+    outcome = _outcome(old, new)
+    if outcome == "updated":
+        new.created_at = old.created_at
+        backend.update_pipeline(new)
+    return outcome
 
 
 @dataclass
@@ -161,6 +171,10 @@ def _defined_elsewhere(row: PipelineConfig, source: str, max_bytes: int) -> bool
     return any(s.name == row.name for s in specs)
 
 
+#: How many times a sync is judged again when another process changed the same names meanwhile.
+SYNC_TRIES = 3
+
+
 def import_path(
     backend: Any,
     path: str | Path,
@@ -176,16 +190,45 @@ def import_path(
     is entirely valid. ``record_errors`` (the watcher) writes the issues of an invalid file to
     ``load_error``; ``prune_missing`` (a directory sync) removes the pipelines of files that
     are gone from the directory. A file larger than ``max_bytes`` (``pipelines.max_file_bytes``)
-    is refused as invalid. Raises ``NotFound`` if ``path`` does not exist."""
+    is refused as invalid. Raises ``NotFound`` if ``path`` does not exist.
+
+    The pass's writes are one transaction (``PipelineStore.apply``): readers see the table as
+    it was or as the files define it, never between. If another process wrote the same names
+    meanwhile (two instances syncing one folder), the pass is judged again on what it left."""
     target = Path(path)
     if not target.exists():
         raise NotFound(f"{path}: no such file or directory")
-    result = ImportResult()
-    result.files = validate_files([target], registry, max_bytes)
-    # The table as this pass leaves it, kept up to date as it writes: each step below judges
+    files = validate_files([target], registry, max_bytes)
+    tries = 1
+    while True:
+        # Each try judges the files afresh (the issues a pass adds, a duplicate name, are its own).
+        result = ImportResult(files=[replace(report, issues=list(report.issues)) for report in files])
+        changes = _plan(backend, target, result, record_errors, prune_missing, max_bytes)
+        try:
+            if changes:
+                backend.pipelines.apply(changes)
+            return result
+        except Conflict:
+            if tries == SYNC_TRIES:
+                raise
+            tries += 1
+
+
+def _plan(
+    backend: Any, target: Path, result: ImportResult, record_errors: bool, prune_missing: bool, max_bytes: int
+) -> list[tuple[str, Any]]:
+    """The changes (see ``PipelineStore.apply``) that bring the table to what ``result.files``
+    define; ``result`` says them as names added, updated, unchanged and removed."""
+    changes: list[tuple[str, Any]] = []
+    # The table as this pass leaves it, kept up to date as it plans: each step below judges
     # the rows the steps before it left, so one pass brings the table to what the files
     # define (the watcher makes one pass per change).
     rows = {row.name: row for row in backend.list_pipelines()}
+
+    def remove(name: str) -> None:
+        changes.append(("delete", name))
+        result.removed.append(name)
+        del rows[name]
 
     if prune_missing and target.is_dir():
         # First the pipelines of files gone from the folder: a name they held is free for a
@@ -195,8 +238,7 @@ def import_path(
         for row in list(rows.values()):
             src = row.source_path
             if src and Path(src).parent == folder and Path(src).suffix.lower() in YAML_SUFFIXES and src not in present:
-                _delete(backend, row.name, result)
-                del rows[row.name]
+                remove(row.name)
 
     broken: list[tuple[FileReport, str]] = []
     for report in result.files:
@@ -228,26 +270,21 @@ def import_path(
         names = set()
         for spec in report.pipelines:
             names.add(spec.name)
-            outcome = save_spec(backend, spec, source_path=source)
+            new = row_for(spec, source)
+            old = rows.get(spec.name)
+            outcome = _outcome(old, new)
             getattr(result, outcome).append(spec.name)
-            rows[spec.name] = row_for(spec, source)
+            if outcome != "unchanged":
+                changes.append(("insert" if old is None else "update", new))
+            rows[spec.name] = new
         for row in list(rows.values()):
             if row.source_path == source and row.name not in names:
-                _delete(backend, row.name, result)
-                del rows[row.name]
+                remove(row.name)
     # The broken files last: a name a valid file took in this pass is that file's.
     if record_errors:
         for report, source in broken:
-            _record_error(backend, report, source, rows)
-    return result
-
-
-def _delete(backend: Any, name: str, result: ImportResult) -> None:
-    try:
-        backend.delete_pipeline(name)
-        result.removed.append(name)
-    except NotFound:
-        pass
+            changes.extend(_error_changes(report, source, rows))
+    return changes
 
 
 def _error_text(report: FileReport) -> str:
@@ -258,22 +295,22 @@ def _error_text(report: FileReport) -> str:
     return "\n".join(lines)
 
 
-def _record_error(backend: Any, report: FileReport, source: str, rows: dict[str, PipelineConfig]) -> None:
+def _error_changes(report: FileReport, source: str, rows: dict[str, PipelineConfig]) -> list[tuple[str, Any]]:
     """Keep the last good version of the file's pipelines; note the error on them. If the file
     never loaded, a disabled placeholder row carries the error."""
     text = _error_text(report)
+    changes: list[tuple[str, Any]] = []
     mine = [row for row in rows.values() if row.source_path == source]
     for row in mine:
         if row.load_error != text:
             row.load_error = text
-            backend.update_pipeline(row)
+            changes.append(("update", row))
     if mine:
-        return
-    names = [s.name for s in report.pipelines] or [Path(report.path).name]
-    for name in names:
-        if name in rows:  # someone else's pipeline: do not touch it
+        return changes
+    for name in [s.name for s in report.pipelines] or [Path(report.path).name]:
+        if name in rows:  # someone else's pipeline (or this file's, twice): do not touch it
             continue
-        placeholder = PipelineConfig(
+        rows[name] = PipelineConfig(
             name=name,
             description="(did not load)",
             config="{}",
@@ -282,10 +319,8 @@ def _record_error(backend: Any, report: FileReport, source: str, rows: dict[str,
             checksum=None,
             load_error=text,
         )
-        try:
-            backend.save_pipeline(placeholder)
-        except Conflict:
-            pass
+        changes.append(("insert", rows[name]))
+    return changes
 
 
 def import_specs(backend: Any, specs: Iterable[PipelineSpec]) -> list[str]:

@@ -229,6 +229,44 @@ def test_pipeline_crud(backend: PersistenceBackend) -> None:
     assert [p.name for p in backend.list_pipelines()] == ["alpha"]
 
 
+def test_pipeline_changes_are_made_together_or_not_at_all(backend: PersistenceBackend) -> None:
+    """A folder's sync is one ``apply``: a name handed from one file to another is never
+    missing, and a change that fails (a name someone else inserted meanwhile) leaves the table
+    as it was, the changes before it included."""
+    backend.save_pipeline(PipelineConfig(name="x", config='{"v": "a"}', source_path="/p/a.yaml"))
+    backend.save_pipeline(PipelineConfig(name="y", config="{}", source_path="/p/a.yaml"))
+    before = {p.name: (p.config, p.source_path, p.updated_at) for p in backend.list_pipelines()}
+
+    y = backend.get_pipeline("y")
+    y.load_error = "line 1: broken"
+    with pytest.raises(Conflict, match="changed meanwhile"):
+        backend.pipelines.apply(
+            [
+                ("delete", "x"),
+                ("update", y),
+                ("insert", PipelineConfig(name="z", config="{}")),
+                ("insert", PipelineConfig(name="z", config="{}")),
+            ]
+        )
+    assert {p.name: (p.config, p.source_path, p.updated_at) for p in backend.list_pipelines()} == before
+    with pytest.raises(Conflict, match="'gone' was removed meanwhile"):
+        backend.pipelines.apply([("delete", "y"), ("update", PipelineConfig(name="gone", config="{}"))])
+    assert backend.get_pipeline("y").load_error is None
+
+    backend.pipelines.apply(
+        [
+            ("delete", "x"),
+            ("delete", "never-there"),
+            ("insert", PipelineConfig(name="x", config='{"v": "b"}', source_path="/p/b.yaml")),
+            ("update", y),
+        ]
+    )
+    x = backend.get_pipeline("x")
+    assert (x.config, x.source_path) == ('{"v": "b"}', "/p/b.yaml")
+    assert x.created_at is not None and x.updated_at is not None
+    assert backend.get_pipeline("y").load_error == "line 1: broken"
+
+
 # -- executions -------------------------------------------------------------------------------
 
 

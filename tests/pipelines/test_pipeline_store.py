@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -146,6 +147,8 @@ def test_the_watcher_reloads_changed_files_within_two_seconds(store, settings, r
 
 # -- files that define the same name (issue 10, item 7) -------------------------------------------
 
+#: What writes the pipelines table: a sync may use the first only, once.
+WRITE_OPS = ("apply_pipeline_changes", "save_pipeline", "update_pipeline", "delete_pipeline")
 VALID_X = "name: x\ndescription: {what}\nsteps: [{{name: s, plugin: Test.echo}}]\n"
 BROKEN_X = "name: x\nsteps: [{name: s, plugin: Test.nope}]\n"
 
@@ -166,6 +169,87 @@ def test_removing_a_file_hands_its_name_to_the_copy_that_defines_it_too(store, s
         row = _row(store, "x")
     assert row is not None and row.source_path == str((folder / "b.yaml").resolve()) and row.load_error is None
     assert get_spec(store, "x").steps[0].plugin == "Test.echo"
+
+
+def test_a_sync_is_one_transaction_and_a_handed_over_name_is_never_missing(store, settings, registry, write_yaml):
+    """x moves from a removed file to its copy, back and forth, while a reader looks for it:
+    each sync writes in one transaction, so the reader never finds x missing (when each file's
+    rows were written on their own, it sometimes did)."""
+    folder = Path(settings.pipelines.directory)
+    files = {name: VALID_X.format(what=name) for name in ("a.yaml", "b.yaml")}
+    for name, text in files.items():
+        write_yaml(name, text, folder)
+    import_path(store, folder, registry, record_errors=True, prune_missing=True)
+    missing, done = [], threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            if _row(store, "x") is None:
+                missing.append(time.monotonic())
+
+    def writes() -> dict[str, int]:
+        ops = store.metrics.snapshot()
+        return {op: ops.get(op, {}).get("count", 0) for op in WRITE_OPS}
+
+    def sync():
+        before = writes()
+        result = import_path(store, folder, registry, record_errors=True, prune_missing=True)
+        after = writes()
+        assert after["apply_pipeline_changes"] - before["apply_pipeline_changes"] <= 1
+        assert {op: n for op, n in after.items() if op != "apply_pipeline_changes"} == {
+            op: n for op, n in before.items() if op != "apply_pipeline_changes"
+        }
+        return result
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(20):
+            gone = ("a.yaml", "b.yaml")[i % 2]
+            (folder / gone).unlink()
+            result = sync()
+            assert result.removed == ["x"] and result.added == ["x"], result
+            write_yaml(gone, files[gone], folder)  # back, as a duplicate of x
+            assert not sync().changed
+    finally:
+        done.set()
+        reader.join()
+    assert missing == []
+
+
+def test_two_instances_syncing_one_folder_at_once_both_end_with_the_same_table(settings, registry, write_yaml):
+    """Two processes import the same folder into one database at the same moment: the one
+    whose transaction comes second finds the names taken, judges the files again on what the
+    first left, and succeeds too (nothing added twice, no error)."""
+    from mimir_tui.persistence import open_backend
+
+    folder = Path(settings.pipelines.directory)
+    backends = [open_backend(settings), open_backend(settings)]
+
+    def sync(i: int, barrier: threading.Barrier, results: list) -> None:
+        barrier.wait()
+        results[i] = import_path(backends[i], folder, registry, record_errors=True, prune_missing=True)
+
+    try:
+        for round_ in range(4):
+            names = {f"p{round_}-{i}" for i in range(15)}
+            for name in names:
+                write_yaml(f"{name}.yaml", f"name: {name}\nsteps: [{{name: s, plugin: Test.echo}}]\n", folder)
+            barrier = threading.Barrier(2)
+            results: list = [None, None]
+            threads = [threading.Thread(target=sync, args=(i, barrier, results)) for i in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for result in results:
+                assert result is not None and result.ok
+                assert names <= set(result.added) | set(result.unchanged)
+            assert sorted(set(results[0].added) & set(results[1].added)) == []
+            assert names <= {row.name for row in backends[0].list_pipelines()}
+    finally:
+        for backend in backends:
+            backend.close()
 
 
 def test_removing_a_file_shows_the_broken_file_it_had_shadowed(store, settings, registry, write_yaml):
